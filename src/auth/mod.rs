@@ -1,0 +1,1 @@
+//! PLACEHOLDER: bearer-token validation (being written by the auth helper).

@@ -1,0 +1,260 @@
+//! The decision value and the evaluation that produces it.
+//!
+//! A `Denied` is a normal answer, not an error. Evaluation does no I/O of its own: it selects the
+//! policy, runs that policy's checks concurrently under one deadline, and applies the failure mode.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::checks::{CheckOutcome, CheckStatus};
+
+/// PIM's three answers (`evaluationOutcome`), spelled exactly as PIM expects them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub enum Outcome {
+    Approved,
+    AutoApproved,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Approved => "Approved",
+            Outcome::AutoApproved => "AutoApproved",
+            Outcome::Denied => "Denied",
+        }
+    }
+}
+
+/// Which list of a policy a check came from: `require` gates the request, `auto_approve` only
+/// decides whether a human can be skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStage {
+    Require,
+    AutoApprove,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckReport {
+    pub kind: String,
+    pub stage: CheckStage,
+    #[serde(flatten)]
+    pub outcome: CheckOutcome,
+    pub duration_ms: f64,
+}
+
+impl CheckReport {
+    pub fn status(&self) -> CheckStatus {
+        self.outcome.status
+    }
+}
+
+/// Why a policy was passed over, for the explanation tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SkippedPolicy {
+    pub policy: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub evaluation_id: Uuid,
+    pub outcome: Outcome,
+    /// What PIM shows the requester: what was decided and why, in words they can act on.
+    pub reasons: Vec<String>,
+    /// The policy that decided, if any matched.
+    pub policy: Option<String>,
+    pub skipped_policies: Vec<SkippedPolicy>,
+    pub checks: Vec<CheckReport>,
+    pub rules_revision: String,
+    pub evaluated_at: DateTime<Utc>,
+    pub duration_ms: f64,
+}
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use crate::checks::{CheckContext, NamedCheck};
+use crate::payload::ActivationRequest;
+use crate::rules::{FailureMode, Policy, RuleSet, Selection};
+
+/// Evaluates one request against the rules. Never fails: whatever goes wrong inside becomes a
+/// `Denied` (or, where the policy says so, an `Approved`) with a reason saying what happened.
+/// `budget` bounds the checks: a check still running when it is spent counts as not evaluated.
+pub async fn evaluate(
+    rules: &RuleSet,
+    request: &ActivationRequest,
+    now: DateTime<Utc>,
+    budget: Duration,
+) -> Decision {
+    let started = Instant::now();
+    let mut decision = Decision {
+        evaluation_id: Uuid::now_v7(),
+        outcome: Outcome::Denied,
+        reasons: Vec::new(),
+        policy: None,
+        skipped_policies: Vec::new(),
+        checks: Vec::new(),
+        rules_revision: rules.revision.clone(),
+        evaluated_at: now,
+        duration_ms: 0.0,
+    };
+    match rules.select(request, now) {
+        Selection::NoMatch { skipped } => {
+            decision.skipped_policies = skipped;
+            decision.reasons.push(format!(
+                "Denied: no pimgate policy covers {} for action `{}`. Ask your PIM administrators to add one.",
+                describe_target(request),
+                request.action.as_str()
+            ));
+        }
+        Selection::ConditionError { policy, message, skipped } => {
+            decision.skipped_policies = skipped;
+            decision.policy = Some(policy.name.clone());
+            decision.reasons.push(format!(
+                "Denied: the condition of policy '{}' could not be evaluated ({message}). Ask your PIM administrators to fix the rule.",
+                policy.name
+            ));
+        }
+        Selection::Matched { policy, skipped } => {
+            decision.skipped_policies = skipped;
+            decision.policy = Some(policy.name.clone());
+            apply_policy(policy, request, now, budget, &mut decision).await;
+        }
+    }
+    decision.duration_ms = elapsed_ms(started);
+    decision
+}
+
+async fn apply_policy(
+    policy: &Policy,
+    request: &ActivationRequest,
+    now: DateTime<Utc>,
+    budget: Duration,
+    decision: &mut Decision,
+) {
+    if let Some(fixed) = &policy.decide {
+        decision.outcome = fixed.outcome;
+        decision.reasons.push(format!("{} by policy '{}': {}", verb(fixed.outcome), policy.name, fixed.reason));
+        return;
+    }
+    let context = CheckContext { request, now };
+    let staged = policy
+        .require
+        .iter()
+        .map(|check| (CheckStage::Require, check))
+        .chain(policy.auto_approve.iter().map(|check| (CheckStage::AutoApprove, check)));
+    let runs = staged.map(|(stage, check)| run_check(stage, check, &context, budget));
+    decision.checks = join_all(runs).await;
+
+    let required: Vec<&CheckReport> =
+        decision.checks.iter().filter(|report| report.stage == CheckStage::Require).collect();
+    let failed: Vec<&&CheckReport> = required.iter().filter(|r| r.status() == CheckStatus::Fail).collect();
+    let errored: Vec<&&CheckReport> = required.iter().filter(|r| r.status() == CheckStatus::Error).collect();
+
+    let mut reasons = Vec::new();
+    if !failed.is_empty() || (!errored.is_empty() && policy.on_error == FailureMode::Deny) {
+        for report in &failed {
+            reasons.push(format!("Denied by policy '{}': {}: {}", policy.name, report.kind, report.outcome.message));
+        }
+        if policy.on_error == FailureMode::Deny {
+            for report in &errored {
+                reasons.push(format!(
+                    "Denied by policy '{}': the {} check could not be evaluated ({}); this is not a finding against you, retry later or ask your PIM administrators.",
+                    policy.name, report.kind, report.outcome.message
+                ));
+            }
+        }
+        decision.outcome = Outcome::Denied;
+        decision.reasons = reasons;
+        return;
+    }
+    for report in &errored {
+        reasons.push(format!(
+            "The {} check could not be evaluated ({}); policy '{}' lets the request continue to human approval.",
+            report.kind, report.outcome.message, policy.name
+        ));
+    }
+
+    let auto: Vec<&CheckReport> =
+        decision.checks.iter().filter(|report| report.stage == CheckStage::AutoApprove).collect();
+    let auto_ok = !policy.auto_approve.is_empty()
+        && errored.is_empty()
+        && auto.iter().all(|report| report.status() == CheckStatus::Pass);
+    if auto_ok {
+        decision.outcome = Outcome::AutoApproved;
+        let evidence: Vec<String> = auto.iter().map(|r| format!("{}: {}", r.kind, r.outcome.message)).collect();
+        reasons.insert(
+            0,
+            format!("Auto-approved by policy '{}': {}.", policy.name, evidence.join("; ")),
+        );
+    } else {
+        decision.outcome = Outcome::Approved;
+        let passed = required.len() - errored.len();
+        reasons.insert(
+            0,
+            format!(
+                "Approved by policy '{}': {passed} of {} required checks passed; PIM's own approval settings apply.",
+                policy.name,
+                required.len()
+            ),
+        );
+        for report in auto.iter().filter(|r| r.status() != CheckStatus::Pass) {
+            reasons.push(format!("Not auto-approved: {}: {}", report.kind, report.outcome.message));
+        }
+    }
+    decision.reasons = reasons;
+}
+
+/// The one place a check's time is bounded: a check that overruns is reported as not evaluated.
+async fn run_check(
+    stage: CheckStage,
+    check: &NamedCheck,
+    context: &CheckContext<'_>,
+    budget: Duration,
+) -> CheckReport {
+    let started = Instant::now();
+    let outcome = match tokio::time::timeout(budget, check.check.evaluate(context)).await {
+        Ok(outcome) => outcome,
+        Err(_) => CheckOutcome::error(format!("no answer within {} ms", budget.as_millis())),
+    };
+    CheckReport { kind: check.kind.to_string(), stage, outcome, duration_ms: elapsed_ms(started) }
+}
+
+fn verb(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Approved => "Approved",
+        Outcome::AutoApproved => "Auto-approved",
+        Outcome::Denied => "Denied",
+    }
+}
+
+/// "role Global Administrator (62e9…) at scope /", used in reasons.
+pub fn describe_target(request: &ActivationRequest) -> String {
+    use crate::payload::Target;
+    match &request.target {
+        Target::EntraRole { role_definition_id, directory_scope_id, .. } => {
+            format!("Entra role {} at scope `{directory_scope_id}`", role_label(role_definition_id))
+        }
+        Target::Group { group_id, access_id } => {
+            format!("group `{group_id}` ({} access)", access_id.as_str())
+        }
+        Target::AzureRole { role_definition_id, scope, .. } => {
+            format!("Azure role {} at scope `{scope}`", role_label(role_definition_id))
+        }
+    }
+}
+
+fn role_label(id: &str) -> String {
+    match crate::rules::catalog::by_id(id) {
+        Some(role) => format!("'{}' ({id})", role.name),
+        None => format!("`{id}`"),
+    }
+}
+
+fn elapsed_ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}

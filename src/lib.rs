@@ -1,0 +1,22 @@
+//! pimgate: the decision service Microsoft Entra PIM calls before a role activation.
+//!
+//! - `settings`: typed configuration, layered and validated at start-up.
+//! - `auth`: OpenID discovery, JWKS cache, bearer-token validation, the development issuer.
+//! - `payload`: PIM's three request shapes decoded into one `ActivationRequest`.
+//! - `rules`: operator rule files parsed, validated and compiled; the built-in role catalog.
+//! - `checks`: the `Check` trait and one file per check kind.
+//! - `decision`: the decision value and the evaluation that runs a policy's checks.
+//! - `audit`: one structured record per decision.
+//! - `http`: routes, error → response mapping, health and metrics.
+//! - `startup`: wires the pieces into a running server.
+
+pub mod audit;
+pub mod auth;
+pub mod checks;
+pub mod decision;
+pub mod http;
+pub mod payload;
+pub mod rules;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
