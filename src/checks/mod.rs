@@ -70,3 +70,11 @@ pub struct NamedCheck {
     pub kind: &'static str,
     pub check: Arc<dyn Check>,
 }
+
+pub mod duration;
+pub mod justification;
+pub mod principal;
+pub mod registry;
+pub mod start;
+pub mod ticket;
+pub mod window;
