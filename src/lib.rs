@@ -8,11 +8,13 @@
 //! - `decision`: the decision value and the evaluation that runs a policy's checks.
 //! - `audit`: one structured record per decision.
 //! - `http`: routes, error → response mapping, health and metrics.
+//! - `cli`: the `pimgate` command line.
 //! - `startup`: wires the pieces into a running server.
 
 pub mod audit;
 pub mod auth;
 pub mod checks;
+pub mod cli;
 pub mod decision;
 pub mod http;
 pub mod payload;

@@ -4,6 +4,7 @@
 //! error so a typo never silently falls back to a default. Validation collects every problem before
 //! failing, so an operator fixes a broken file in one pass.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -174,4 +175,255 @@ impl Default for LogSettings {
 pub enum LogFormat {
     Json,
     Pretty,
+}
+
+/// One thing wrong with the configuration, phrased so the operator can fix it without reading code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsProblem {
+    /// Dotted key, e.g. `server.listen`.
+    pub key: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for SettingsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`: {}; fix: {}", self.key, self.message, self.fix)
+    }
+}
+
+/// Every problem found, with where the settings came from.
+#[derive(Debug, thiserror::Error)]
+pub struct SettingsError {
+    pub origin: String,
+    pub problems: Vec<SettingsProblem>,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({}): {} problem(s)", self.origin, self.problems.len())?;
+        for problem in &self.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Environment variables that override file keys: `PIMGATE__SERVER__LISTEN` → `server.listen`.
+const ENV_PREFIX: &str = "PIMGATE";
+const ENV_SEPARATOR: &str = "__";
+/// Keys given as comma-separated lists in the environment.
+const ENV_LIST_KEYS: [&str; 3] = ["auth.audiences", "auth.allowed_callers", "auth.token_versions"];
+
+impl Settings {
+    /// Loads defaults < `file` < process environment, then validates everything at once.
+    pub fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// As `load`, with an explicit environment (tests must not mutate the process environment).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Settings, SettingsError> {
+        let origin = match file {
+            Some(path) => format!("{} and {ENV_PREFIX}__* environment variables", path.display()),
+            None => format!("built-in defaults and {ENV_PREFIX}__* environment variables"),
+        };
+        let fail = |problems: Vec<SettingsProblem>| SettingsError { origin: origin.clone(), problems };
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(fail(vec![SettingsProblem {
+                    key: "--config".into(),
+                    message: format!("`{}` does not exist or is not a file", path.display()),
+                    fix: "pass the path of a TOML file such as `config/example.toml`".into(),
+                }]));
+            }
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml).required(true),
+            );
+        }
+        let mut environment = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .try_parsing(true)
+            .list_separator(",");
+        for key in ENV_LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment.source(env));
+        let layered = builder.build().map_err(|error| {
+            fail(vec![SettingsProblem {
+                key: "(file)".into(),
+                message: error.to_string(),
+                fix: "check the TOML syntax at the position given".into(),
+            }])
+        })?;
+        let mut unknown = Vec::new();
+        let settings: Settings = serde_ignored::deserialize(layered, |path| unknown.push(path.to_string()))
+            .map_err(|error| {
+                fail(vec![SettingsProblem {
+                    key: error_key(&error.to_string()),
+                    message: error.to_string(),
+                    fix: "give the value the type shown in config/example.toml".into(),
+                }])
+            })?;
+        let mut problems: Vec<SettingsProblem> = unknown
+            .into_iter()
+            .map(|key| SettingsProblem {
+                message: format!("unknown key `{key}`"),
+                fix: "remove it or correct its spelling; config/example.toml lists every key".into(),
+                key,
+            })
+            .collect();
+        problems.extend(settings.validate());
+        if problems.is_empty() { Ok(settings) } else { Err(fail(problems)) }
+    }
+
+    /// Semantic checks that serde cannot express. Returns every problem.
+    pub fn validate(&self) -> Vec<SettingsProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String, fix: &str| {
+            problems.push(SettingsProblem { key: key.into(), message, fix: fix.into() })
+        };
+        let listen = self.server.listen.parse::<SocketAddr>();
+        if listen.is_err() {
+            problem(
+                "server.listen",
+                format!("`{}` is not an IP address and port", self.server.listen),
+                "write it as `0.0.0.0:8080` or `127.0.0.1:8080`",
+            );
+        }
+        if !(100..=60_000).contains(&self.server.deadline_ms) {
+            problem(
+                "server.deadline_ms",
+                format!("{} is outside 100..=60000", self.server.deadline_ms),
+                "keep it below the custom extension's timeoutInMilliseconds, e.g. 5000",
+            );
+        }
+        if !(1024..=10 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            problem(
+                "server.max_body_bytes",
+                format!("{} is outside 1024..=10485760", self.server.max_body_bytes),
+                "PIM's requests are a few KiB; 65536 is plenty",
+            );
+        }
+        if self.server.idempotency_capacity == 0 {
+            problem("server.idempotency_capacity", "must be at least 1".into(), "use e.g. 100000");
+        }
+        if !is_guid(&self.auth.tenant_id) {
+            problem(
+                "auth.tenant_id",
+                format!("`{}` is not a GUID", self.auth.tenant_id),
+                "use the Directory (tenant) ID from the Entra admin center",
+            );
+        }
+        if self.auth.audiences.iter().all(|audience| audience.trim().is_empty()) {
+            problem(
+                "auth.audiences",
+                "no audience is configured".into(),
+                "list the API's client id and its Application ID URI `api://<host>/<clientId>`",
+            );
+        }
+        if self.auth.allowed_callers.is_empty() {
+            problem(
+                "auth.allowed_callers",
+                "no caller is allowed".into(),
+                &format!("list PIM's application id `{PIM_SERVICE_APP_ID}`"),
+            );
+        }
+        if self.auth.token_versions.is_empty() {
+            problem("auth.token_versions", "no token version is accepted".into(), "use [\"v1\", \"v2\"]");
+        }
+        let metadata_url = self.auth.resolved_metadata_url();
+        if let Err(message) = check_fetch_url(&metadata_url) {
+            problem("auth.metadata_url", message, "use https://, or http:// only for 127.0.0.1/localhost");
+        }
+        if self.auth.jwks_refresh_seconds == 0 || self.auth.jwks_refresh_seconds > 86_400 {
+            problem(
+                "auth.jwks_refresh_seconds",
+                format!("{} is outside 1..=86400", self.auth.jwks_refresh_seconds),
+                "Entra rotates keys: refresh at least daily, e.g. 3600",
+            );
+        }
+        if self.auth.clock_skew_seconds > 600 {
+            problem(
+                "auth.clock_skew_seconds",
+                format!("{} seconds is more than 10 minutes", self.auth.clock_skew_seconds),
+                "use 60",
+            );
+        }
+        if self.auth.dev_mode {
+            if let Ok(address) = listen {
+                if !address.ip().is_loopback() {
+                    problem(
+                        "auth.dev_mode",
+                        format!("development mode trusts a public test key, and `server.listen` is `{address}`, not a loopback address"),
+                        "listen on 127.0.0.1 in development, or set auth.dev_mode = false",
+                    );
+                }
+            }
+        }
+        if !self.rules.path.exists() {
+            problem(
+                "rules.path",
+                format!("`{}` does not exist", self.rules.path.display()),
+                "point it at a rule file or a folder of rule files (relative to the working directory)",
+            );
+        }
+        if self.audit.sink == AuditSink::File && self.audit.path.is_none() {
+            problem("audit.path", "`audit.sink = \"file\"` needs a path".into(), "set audit.path = \"/var/log/pimgate/audit.jsonl\"");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            problem(
+                "log.level",
+                format!("`{}` is not a log filter", self.log.level),
+                "use `info`, `debug`, or `pimgate=debug,info`",
+            );
+        }
+        problems
+    }
+
+    pub fn listen_address(&self) -> Result<SocketAddr, SettingsError> {
+        self.server.listen.parse().map_err(|_| SettingsError {
+            origin: "server.listen".into(),
+            problems: vec![SettingsProblem {
+                key: "server.listen".into(),
+                message: format!("`{}` is not an IP address and port", self.server.listen),
+                fix: "write it as `0.0.0.0:8080`".into(),
+            }],
+        })
+    }
+}
+
+/// Plain `http://` is refused except on loopback: signing keys fetched in clear text could be swapped.
+pub fn check_fetch_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|error| format!("`{url}` is not a URL ({error})"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if loopback { Ok(()) } else { Err(format!("`{url}` uses plain http to a non-loopback host")) }
+        }
+        other => Err(format!("`{url}` has unsupported scheme `{other}`")),
+    }
+}
+
+pub fn is_guid(text: &str) -> bool {
+    uuid::Uuid::try_parse(text).is_ok() && text.len() == 36
+}
+
+/// serde's messages end with "for key `a.b`" (config) or name a field; best effort to extract it.
+fn error_key(message: &str) -> String {
+    message
+        .rsplit_once("for key `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key.to_string())
+        .unwrap_or_else(|| "(value)".into())
 }

@@ -234,3 +234,25 @@ pub fn format_iso8601_duration(duration: Duration) -> String {
     }
     out
 }
+
+// PLACEHOLDER until the payload helper's decoder lands.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("`{field}` {problem}")]
+    Field { field: String, problem: String },
+}
+
+impl PayloadError {
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            PayloadError::NotJson(_) => None,
+            PayloadError::Field { field, .. } => Some(field),
+        }
+    }
+}
+
+pub fn decode(_body: &[u8]) -> Result<ActivationRequest, PayloadError> {
+    Err(PayloadError::NotJson("not implemented".into()))
+}

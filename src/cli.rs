@@ -1,0 +1,320 @@
+//! The `pimgate` command line (`shared/spec/interface.md`): serve, rules validate/test, evaluate, dev token.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::auth::dev::{DevTokenOptions, issue_token};
+use crate::decision::{self, CheckStage, Decision};
+use crate::payload;
+use crate::rules::{self, Severity};
+use crate::settings::Settings;
+use crate::startup::{Application, format_problem};
+
+#[derive(Debug, Parser)]
+#[command(name = "pimgate", version, about = "The decision service Microsoft Entra PIM calls before a role activation")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, env = "PIMGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check or test rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Evaluate one activation request as the service would and explain the decision.
+    Evaluate {
+        /// A PIM request body (JSON), as PIM would POST it.
+        #[arg(long)]
+        request: PathBuf,
+        #[arg(long, env = "PIMGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Do not call upstream systems; say which checks could not run.
+        #[arg(long)]
+        offline: bool,
+        /// Evaluate as if it were this instant (RFC 3339), e.g. to test a maintenance window.
+        #[arg(long)]
+        now: Option<DateTime<Utc>>,
+        /// Print the full decision as JSON instead of the explanation.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Development helpers.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load and compile the rules; print every problem; exit 1 on any error.
+    Validate {
+        /// A rule file or folder (default: `rules.path` of --config, else `rules`).
+        path: Option<PathBuf>,
+        #[arg(long, env = "PIMGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run the test cases kept beside the rules (`*.test.yaml`); exit 1 on any failure.
+    Test {
+        path: Option<PathBuf>,
+        #[arg(long, env = "PIMGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Print a bearer token from the built-in development issuer (trusted only with auth.dev_mode).
+    Token {
+        #[arg(long, env = "PIMGATE_CONFIG", default_value = "config/example.toml")]
+        config: PathBuf,
+        /// Audience (default: the first of auth.audiences).
+        #[arg(long)]
+        audience: Option<String>,
+        /// Calling application id, put in `azp` (default: the first of auth.allowed_callers).
+        #[arg(long)]
+        caller: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        expires_in: i64,
+    },
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { config } => serve(config.as_deref()).await,
+        Command::Rules { command: RulesCommand::Validate { path, config } } => {
+            match rules_path(path, config.as_deref()) {
+                Ok(path) => validate(&path),
+                Err(code) => code,
+            }
+        }
+        Command::Rules { command: RulesCommand::Test { path, config } } => match rules_path(path, config.as_deref()) {
+            Ok(path) => test(&path).await,
+            Err(code) => code,
+        },
+        Command::Evaluate { request, config, offline, now, json } => {
+            evaluate(&request, config.as_deref(), offline, now, json).await
+        }
+        Command::Dev { command: DevCommand::Token { config, audience, caller, subject, expires_in } } => {
+            let settings = match load_settings(Some(&config)) {
+                Ok(settings) => settings,
+                Err(code) => return code,
+            };
+            let options = DevTokenOptions { audience, caller, subject, expires_in_seconds: expires_in, token_version: None };
+            match issue_token(&settings.auth, &options) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("pimgate: cannot issue a development token: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn load_settings(config: Option<&Path>) -> Result<Settings, ExitCode> {
+    Settings::load(config).map_err(|error| {
+        eprintln!("pimgate: {error}");
+        ExitCode::from(2)
+    })
+}
+
+fn rules_path(path: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf, ExitCode> {
+    match (path, config) {
+        (Some(path), _) => Ok(path),
+        (None, Some(config)) => load_settings(Some(config)).map(|settings| settings.rules.path),
+        (None, None) => Ok(PathBuf::from("rules")),
+    }
+}
+
+async fn serve(config: Option<&Path>) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    crate::telemetry::init(&settings.log);
+    let application = match Application::build(settings).await {
+        Ok(application) => application,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("pimgate: {error:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match application.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pimgate: server stopped: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn validate(path: &Path) -> ExitCode {
+    match rules::load(path) {
+        Ok(rules) => {
+            for warning in &rules.warnings {
+                println!("{}", format_problem(warning));
+            }
+            println!(
+                "{}: {} policies, revision {}, {} warning(s), no errors",
+                path.display(),
+                rules.policies.len(),
+                rules.revision,
+                rules.warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems {
+                println!("{}", format_problem(problem));
+            }
+            let errors = problems.iter().filter(|problem| problem.severity == Severity::Error).count();
+            println!("{}: {errors} error(s), {} warning(s)", path.display(), problems.len() - errors);
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn test(path: &Path) -> ExitCode {
+    match rules::testing::run_tests(path).await {
+        Ok(report) => {
+            print!("{report}");
+            if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(problems) => {
+            for problem in &problems {
+                println!("{}", format_problem(problem));
+            }
+            println!("the rules or their tests do not load; fix the problems above");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn evaluate(
+    request_file: &Path,
+    config: Option<&Path>,
+    offline: bool,
+    now: Option<DateTime<Utc>>,
+    json: bool,
+) -> ExitCode {
+    let (rules_path, deadline_ms) = match config {
+        Some(config) => match load_settings(Some(config)) {
+            Ok(settings) => (settings.rules.path, settings.server.deadline_ms),
+            Err(code) => return code,
+        },
+        None => (PathBuf::from("rules"), crate::settings::ServerSettings::default().deadline_ms),
+    };
+    let body = match std::fs::read(request_file) {
+        Ok(body) => body,
+        Err(error) => {
+            eprintln!("pimgate: cannot read `{}`: {error}", request_file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let request = match payload::decode(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            eprintln!("pimgate: `{}` is not a valid PIM request: {error}", request_file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let rules = match rules::load(&rules_path) {
+        Ok(rules) => rules,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{}", format_problem(problem));
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let now = now.unwrap_or_else(Utc::now);
+    let decision = decision::evaluate(&rules, &request, now, Duration::from_millis(deadline_ms)).await;
+    if json {
+        let document = serde_json::json!({
+            "request": request,
+            "decision": decision,
+            "offline": offline,
+            "response": {
+                "evaluationId": decision.evaluation_id.to_string(),
+                "evaluationOutcome": decision.outcome.as_str(),
+                "reason": decision.reasons,
+            },
+        });
+        match serde_json::to_string_pretty(&document) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("pimgate: {error}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", explain(&decision, &request, offline));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The human explanation tree printed by `pimgate evaluate`.
+pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offline: bool) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!("Outcome:    {}", decision.outcome.as_str()));
+    line(format!("Request:    {} asks for {} ({})", request.principal_id, decision::describe_target(request), request.action.as_str()));
+    line(format!("Policy:     {}", decision.policy.as_deref().unwrap_or("(none matched)")));
+    line(format!("Rules:      revision {}", decision.rules_revision));
+    if !decision.skipped_policies.is_empty() {
+        line("Passed over:".into());
+        for skipped in &decision.skipped_policies {
+            line(format!("  - {}: {}", skipped.policy, skipped.why));
+        }
+    }
+    if !decision.checks.is_empty() {
+        line("Checks:".into());
+        for report in &decision.checks {
+            let stage = match report.stage {
+                CheckStage::Require => "require",
+                CheckStage::AutoApprove => "auto_approve",
+            };
+            let status = format!("{:?}", report.outcome.status).to_uppercase();
+            line(format!(
+                "  [{stage}] {} {status} ({:.2} ms): {}",
+                report.kind, report.duration_ms, report.outcome.message
+            ));
+            if !report.outcome.evidence.is_empty() {
+                line(format!("      evidence: {}", serde_json::Value::Object(report.outcome.evidence.clone())));
+            }
+        }
+    }
+    line("Reasons (what PIM shows the requester):".into());
+    for reason in &decision.reasons {
+        line(format!("  - {reason}"));
+    }
+    if offline {
+        line("Offline: no upstream system was called; every check in this rule set is local.".into());
+    }
+    line(format!("Evaluated in {:.2} ms; evaluationId {}", decision.duration_ms, decision.evaluation_id));
+    out
+}

@@ -1,0 +1,207 @@
+//! `POST /v1/evaluate`: the PIM custom-extension endpoint.
+//!
+//! Order matters: readiness, then the token (nothing of an unauthenticated request is read), then
+//! content type and size, then the payload, then the decision under the deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::request_id::RequestId;
+use super::state::AppState;
+use crate::audit::CallerSummary;
+use crate::decision::{self, Decision, Outcome};
+use crate::payload::{self, ActivationRequest};
+use crate::settings::TokenVersion;
+
+/// PIM's expected answer (`shared/spec/wire.md` §2), nothing more.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PimResponse<'a> {
+    pub evaluation_id: String,
+    pub evaluation_outcome: &'static str,
+    pub reason: &'a [String],
+}
+
+/// Time kept back from the deadline for serializing and writing the answer.
+const ANSWER_MARGIN: Duration = Duration::from_millis(50);
+
+#[tracing::instrument(skip_all, fields(evaluation_id, outcome))]
+pub async fn evaluate(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let deadline = Duration::from_millis(state.settings.server.deadline_ms);
+    if let Some(why) = state.not_ready_reason() {
+        return Err(ApiError::NotReady(why));
+    }
+
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or("\u{FFFD}"));
+    let verified = match tokio::time::timeout(deadline, state.authenticator.verify_header(authorization)).await {
+        Ok(Ok(verified)) => verified,
+        Ok(Err(error)) => {
+            metrics::counter!("pimgate_token_rejections_total", "reason" => error.reason_code()).increment(1);
+            tracing::warn!(reason = error.reason_code(), %error, "bearer token rejected");
+            return Err(ApiError::Unauthorized(error));
+        }
+        Err(_) => return Err(ApiError::NotReady("the signing keys could not be refreshed in time")),
+    };
+
+    check_content_type(&request)?;
+    let limit = state.settings.server.max_body_bytes;
+    let body = read_body(&request, body, limit, deadline.saturating_sub(started.elapsed())).await?;
+    let activation = payload::decode(&body).inspect_err(|error| {
+        tracing::info!(field = error.field().unwrap_or(""), %error, "activation request rejected");
+    })?;
+
+    let key = replay_key(&activation, &body);
+    let rules = state.rules();
+    let remaining = deadline.saturating_sub(started.elapsed());
+    let budget = remaining.saturating_sub(ANSWER_MARGIN.min(remaining / 10));
+    let evaluation = {
+        let activation = &activation;
+        let rules = Arc::clone(&rules);
+        async move { Arc::new(decision::evaluate(&rules, activation, Utc::now(), budget).await) }
+    };
+    let (decision, replay) =
+        match tokio::time::timeout(remaining, state.replays.entry(key).or_insert_with(evaluation)).await {
+            Ok(entry) => {
+                let replay = !entry.is_fresh();
+                (entry.into_value(), replay)
+            }
+            Err(_) => (Arc::new(deadline_decision(&rules.revision, started)), false),
+        };
+
+    let caller = CallerSummary {
+        app_id: verified.caller_app_id.clone(),
+        token_version: match verified.token_version {
+            TokenVersion::V1 => "v1".into(),
+            TokenVersion::V2 => "v2".into(),
+        },
+        dev: verified.dev,
+    };
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let http_request_id = RequestId::of(&request);
+    state.audit.record(&decision, &activation, &caller, &http_request_id, replay, latency_ms);
+    record_metrics(&decision, replay, started);
+    tracing::Span::current()
+        .record("evaluation_id", tracing::field::display(decision.evaluation_id))
+        .record("outcome", decision.outcome.as_str());
+    tracing::info!(
+        principal_id = %activation.principal_id,
+        target = %activation.target_id(),
+        action = activation.action.as_str(),
+        policy = decision.policy.as_deref().unwrap_or("-"),
+        replay,
+        latency_ms,
+        "decision answered"
+    );
+    Ok(HttpResponse::Ok().json(PimResponse {
+        evaluation_id: decision.evaluation_id.to_string(),
+        evaluation_outcome: decision.outcome.as_str(),
+        reason: &decision.reasons,
+    }))
+}
+
+fn check_content_type(request: &HttpRequest) -> Result<(), ApiError> {
+    let value = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let is_json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let charset_ok = value
+        .split(';')
+        .skip(1)
+        .filter_map(|parameter| parameter.split_once('='))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .all(|(_, charset)| charset.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"));
+    if is_json && charset_ok {
+        Ok(())
+    } else {
+        let shown: String = value.chars().take(64).collect();
+        Err(ApiError::UnsupportedMediaType(if shown.is_empty() { "(none)".into() } else { shown }))
+    }
+}
+
+/// Reads at most `limit` bytes: a declared or actual larger body is refused without buffering it.
+async fn read_body(
+    request: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+    time_left: Duration,
+) -> Result<web::Bytes, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let collect = async {
+        let mut buffer = web::BytesMut::with_capacity(declared.map_or(4096, |length| length as usize));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|error| ApiError::BodyRead(error.to_string()))?;
+            if buffer.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(buffer.freeze())
+    };
+    tokio::time::timeout(time_left, collect).await.map_err(|_| ApiError::BodyTimeout)?
+}
+
+/// PIM's request id, bound to the principal and target so one caller's id cannot replay another's
+/// answer; without an id (some ARM deliveries) the body itself identifies the request.
+fn replay_key(activation: &ActivationRequest, body: &[u8]) -> String {
+    match &activation.request_id {
+        Some(id) => format!(
+            "{id}|{}|{}|{}|{}",
+            activation.principal_id,
+            activation.resource_type.as_str(),
+            activation.target_id(),
+            activation.action.as_str()
+        ),
+        None => format!("body:{}", hex::encode(Sha256::digest(body))),
+    }
+}
+
+/// The safety net behind the per-check timeouts: if evaluation itself overruns, deny in time.
+fn deadline_decision(rules_revision: &str, started: Instant) -> Decision {
+    Decision {
+        evaluation_id: uuid::Uuid::now_v7(),
+        outcome: Outcome::Denied,
+        reasons: vec![
+            "Denied: pimgate could not finish evaluating this request in time; this is not a finding against you, retry the activation in a minute.".into(),
+        ],
+        policy: None,
+        skipped_policies: Vec::new(),
+        checks: Vec::new(),
+        rules_revision: rules_revision.to_string(),
+        evaluated_at: Utc::now(),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+fn record_metrics(decision: &Decision, replay: bool, started: Instant) {
+    let policy = decision.policy.clone().unwrap_or_else(|| "(none)".into());
+    metrics::counter!(
+        "pimgate_decisions_total",
+        "outcome" => decision.outcome.as_str(),
+        "policy" => policy,
+        "replay" => if replay { "true" } else { "false" }
+    )
+    .increment(1);
+    metrics::histogram!("pimgate_decision_duration_seconds").record(started.elapsed().as_secs_f64());
+}

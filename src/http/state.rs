@@ -1,0 +1,51 @@
+//! What every handler shares: settings, the token verifier, the current rules, the audit log and the
+//! replay cache. Nothing here is per-request state; every cache may be dropped at any time.
+
+use std::sync::{Arc, RwLock};
+
+use crate::audit::AuditLog;
+use crate::auth::Authenticator;
+use crate::decision::Decision;
+use crate::rules::RuleSet;
+use crate::settings::Settings;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub authenticator: Arc<Authenticator>,
+    rules: RwLock<Arc<RuleSet>>,
+    pub audit: AuditLog,
+    /// PIM retries: the same request gets the same stored decision (same evaluationId) for a while.
+    pub replays: moka::future::Cache<String, Arc<Decision>>,
+}
+
+impl AppState {
+    pub fn new(settings: Arc<Settings>, authenticator: Arc<Authenticator>, rules: RuleSet, audit: AuditLog) -> Self {
+        let replays = moka::future::Cache::builder()
+            .max_capacity(settings.server.idempotency_capacity)
+            .time_to_live(std::time::Duration::from_secs(settings.server.idempotency_ttl_seconds.max(1)))
+            .build();
+        Self { settings, authenticator, rules: RwLock::new(Arc::new(rules)), audit, replays }
+    }
+
+    /// The rule set a request is evaluated under; a reload swaps it without touching requests in flight.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        match self.rules.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn replace_rules(&self, rules: RuleSet) {
+        let mut guard = match self.rules.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Arc::new(rules);
+    }
+
+    /// Rules are loaded before the server starts, so readiness hinges on the signing keys.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.authenticator.is_ready() { None } else { Some("signing keys have not been fetched") }
+    }
+}
