@@ -1,6 +1,8 @@
 //! Logging: JSON lines for production, human-readable for development; always to stderr, so stdout
 //! stays free for the audit stream.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
@@ -16,6 +18,7 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_span_events(FmtSpan::NONE);
     // try_init fails only when a subscriber is already installed, which is fine.
     let _ = match settings.format {
