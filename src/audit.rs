@@ -18,7 +18,10 @@ use crate::settings::{AuditSettings, AuditSink, JustificationMasking};
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("cannot open audit file `{path}`: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Who called, as proven by the token (never the token itself).
@@ -69,7 +72,9 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("sink", &self.settings.sink).finish()
+        f.debug_struct("AuditLog")
+            .field("sink", &self.settings.sink)
+            .finish()
     }
 }
 
@@ -77,14 +82,22 @@ impl AuditLog {
     pub fn new(settings: &AuditSettings) -> Result<Self, AuditError> {
         let file = match (settings.sink, &settings.path) {
             (AuditSink::File, Some(path)) => {
-                let file = OpenOptions::new().create(true).append(true).open(path).map_err(|source| {
-                    AuditError::Open { path: path.display().to_string(), source }
-                })?;
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| AuditError::Open {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
                 Some(Mutex::new(file))
             }
             _ => None,
         };
-        Ok(Self { settings: settings.clone(), file })
+        Ok(Self {
+            settings: settings.clone(),
+            file,
+        })
     }
 
     /// Applies the configured masking to a justification before it leaves the process.
@@ -93,10 +106,20 @@ impl AuditLog {
         match self.settings.justification {
             JustificationMasking::Full => Some(text.to_string()),
             JustificationMasking::Truncate => {
-                let kept: String = text.chars().take(self.settings.justification_max_chars).collect();
-                if kept.len() < text.len() { Some(format!("{kept}…")) } else { Some(kept) }
+                let kept: String = text
+                    .chars()
+                    .take(self.settings.justification_max_chars)
+                    .collect();
+                if kept.len() < text.len() {
+                    Some(format!("{kept}…"))
+                } else {
+                    Some(kept)
+                }
             }
-            JustificationMasking::Hash => Some(format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))),
+            JustificationMasking::Hash => Some(format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(text.as_bytes()))
+            )),
             JustificationMasking::Omit => None,
         }
     }

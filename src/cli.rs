@@ -15,7 +15,11 @@ use crate::settings::Settings;
 use crate::startup::{Application, format_problem};
 
 #[derive(Debug, Parser)]
-#[command(name = "pimgate", version, about = "The decision service Microsoft Entra PIM calls before a role activation")]
+#[command(
+    name = "pimgate",
+    version,
+    about = "The decision service Microsoft Entra PIM calls before a role activation"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -98,25 +102,46 @@ pub enum DevCommand {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config.as_deref()).await,
-        Command::Rules { command: RulesCommand::Validate { path, config } } => {
-            match rules_path(path, config.as_deref()) {
-                Ok(path) => validate(&path),
-                Err(code) => code,
-            }
-        }
-        Command::Rules { command: RulesCommand::Test { path, config } } => match rules_path(path, config.as_deref()) {
+        Command::Rules {
+            command: RulesCommand::Validate { path, config },
+        } => match rules_path(path, config.as_deref()) {
+            Ok(path) => validate(&path),
+            Err(code) => code,
+        },
+        Command::Rules {
+            command: RulesCommand::Test { path, config },
+        } => match rules_path(path, config.as_deref()) {
             Ok(path) => test(&path).await,
             Err(code) => code,
         },
-        Command::Evaluate { request, config, offline, now, json } => {
-            evaluate(&request, config.as_deref(), offline, now, json).await
-        }
-        Command::Dev { command: DevCommand::Token { config, audience, caller, subject, expires_in } } => {
+        Command::Evaluate {
+            request,
+            config,
+            offline,
+            now,
+            json,
+        } => evaluate(&request, config.as_deref(), offline, now, json).await,
+        Command::Dev {
+            command:
+                DevCommand::Token {
+                    config,
+                    audience,
+                    caller,
+                    subject,
+                    expires_in,
+                },
+        } => {
             let settings = match load_settings(Some(&config)) {
                 Ok(settings) => settings,
                 Err(code) => return code,
             };
-            let options = DevTokenOptions { audience, caller, subject, expires_in_seconds: expires_in, token_version: None };
+            let options = DevTokenOptions {
+                audience,
+                caller,
+                subject,
+                expires_in_seconds: expires_in,
+                token_version: None,
+            };
             match issue_token(&settings.auth, &options) {
                 Ok(token) => {
                     println!("{token}");
@@ -188,8 +213,15 @@ fn validate(path: &Path) -> ExitCode {
             for problem in &problems {
                 println!("{}", format_problem(problem));
             }
-            let errors = problems.iter().filter(|problem| problem.severity == Severity::Error).count();
-            println!("{}: {errors} error(s), {} warning(s)", path.display(), problems.len() - errors);
+            let errors = problems
+                .iter()
+                .filter(|problem| problem.severity == Severity::Error)
+                .count();
+            println!(
+                "{}: {errors} error(s), {} warning(s)",
+                path.display(),
+                problems.len() - errors
+            );
             ExitCode::from(1)
         }
     }
@@ -199,7 +231,11 @@ async fn test(path: &Path) -> ExitCode {
     match rules::testing::run_tests(path).await {
         Ok(report) => {
             print!("{report}");
-            if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(problems) => {
             for problem in &problems {
@@ -223,7 +259,10 @@ async fn evaluate(
             Ok(settings) => (settings.rules.path, settings.server.deadline_ms),
             Err(code) => return code,
         },
-        None => (PathBuf::from("rules"), crate::settings::ServerSettings::default().deadline_ms),
+        None => (
+            PathBuf::from("rules"),
+            crate::settings::ServerSettings::default().deadline_ms,
+        ),
     };
     let body = match std::fs::read(request_file) {
         Ok(body) => body,
@@ -235,7 +274,10 @@ async fn evaluate(
     let request = match payload::decode(&body) {
         Ok(request) => request,
         Err(error) => {
-            eprintln!("pimgate: `{}` is not a valid PIM request: {error}", request_file.display());
+            eprintln!(
+                "pimgate: `{}` is not a valid PIM request: {error}",
+                request_file.display()
+            );
             return ExitCode::from(2);
         }
     };
@@ -249,7 +291,8 @@ async fn evaluate(
         }
     };
     let now = now.unwrap_or_else(Utc::now);
-    let decision = decision::evaluate(&rules, &request, now, Duration::from_millis(deadline_ms)).await;
+    let decision =
+        decision::evaluate(&rules, &request, now, Duration::from_millis(deadline_ms)).await;
     if json {
         let document = serde_json::json!({
             "request": request,
@@ -282,8 +325,16 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
         out.push('\n');
     };
     line(format!("Outcome:    {}", decision.outcome.as_str()));
-    line(format!("Request:    {} asks for {} ({})", request.principal_id, decision::describe_target(request), request.action.as_str()));
-    line(format!("Policy:     {}", decision.policy.as_deref().unwrap_or("(none matched)")));
+    line(format!(
+        "Request:    {} asks for {} ({})",
+        request.principal_id,
+        decision::describe_target(request),
+        request.action.as_str()
+    ));
+    line(format!(
+        "Policy:     {}",
+        decision.policy.as_deref().unwrap_or("(none matched)")
+    ));
     line(format!("Rules:      revision {}", decision.rules_revision));
     if !decision.skipped_policies.is_empty() {
         line("Passed over:".into());
@@ -304,7 +355,10 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
                 report.kind, report.duration_ms, report.outcome.message
             ));
             if !report.outcome.evidence.is_empty() {
-                line(format!("      evidence: {}", serde_json::Value::Object(report.outcome.evidence.clone())));
+                line(format!(
+                    "      evidence: {}",
+                    serde_json::Value::Object(report.outcome.evidence.clone())
+                ));
             }
         }
     }
@@ -313,8 +367,13 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
         line(format!("  - {reason}"));
     }
     if offline {
-        line("Offline: no upstream system was called; every check in this rule set is local.".into());
+        line(
+            "Offline: no upstream system was called; every check in this rule set is local.".into(),
+        );
     }
-    line(format!("Evaluated in {:.2} ms; evaluationId {}", decision.duration_ms, decision.evaluation_id));
+    line(format!(
+        "Evaluated in {:.2} ms; evaluationId {}",
+        decision.duration_ms, decision.evaluation_id
+    ));
     out
 }

@@ -111,7 +111,11 @@ pub async fn evaluate(
                 request.action.as_str()
             ));
         }
-        Selection::ConditionError { policy, message, skipped } => {
+        Selection::ConditionError {
+            policy,
+            message,
+            skipped,
+        } => {
             decision.skipped_policies = skipped;
             decision.policy = Some(policy.name.clone());
             decision.reasons.push(format!(
@@ -138,7 +142,12 @@ async fn apply_policy(
 ) {
     if let Some(fixed) = &policy.decide {
         decision.outcome = fixed.outcome;
-        decision.reasons.push(format!("{} by policy '{}': {}", verb(fixed.outcome), policy.name, fixed.reason));
+        decision.reasons.push(format!(
+            "{} by policy '{}': {}",
+            verb(fixed.outcome),
+            policy.name,
+            fixed.reason
+        ));
         return;
     }
     let context = CheckContext { request, now };
@@ -146,19 +155,36 @@ async fn apply_policy(
         .require
         .iter()
         .map(|check| (CheckStage::Require, check))
-        .chain(policy.auto_approve.iter().map(|check| (CheckStage::AutoApprove, check)));
+        .chain(
+            policy
+                .auto_approve
+                .iter()
+                .map(|check| (CheckStage::AutoApprove, check)),
+        );
     let runs = staged.map(|(stage, check)| run_check(stage, check, &context, budget));
     decision.checks = join_all(runs).await;
 
-    let required: Vec<&CheckReport> =
-        decision.checks.iter().filter(|report| report.stage == CheckStage::Require).collect();
-    let failed: Vec<&&CheckReport> = required.iter().filter(|r| r.status() == CheckStatus::Fail).collect();
-    let errored: Vec<&&CheckReport> = required.iter().filter(|r| r.status() == CheckStatus::Error).collect();
+    let required: Vec<&CheckReport> = decision
+        .checks
+        .iter()
+        .filter(|report| report.stage == CheckStage::Require)
+        .collect();
+    let failed: Vec<&&CheckReport> = required
+        .iter()
+        .filter(|r| r.status() == CheckStatus::Fail)
+        .collect();
+    let errored: Vec<&&CheckReport> = required
+        .iter()
+        .filter(|r| r.status() == CheckStatus::Error)
+        .collect();
 
     let mut reasons = Vec::new();
     if !failed.is_empty() || (!errored.is_empty() && policy.on_error == FailureMode::Deny) {
         for report in &failed {
-            reasons.push(format!("Denied by policy '{}': {}: {}", policy.name, report.kind, report.outcome.message));
+            reasons.push(format!(
+                "Denied by policy '{}': {}: {}",
+                policy.name, report.kind, report.outcome.message
+            ));
         }
         if policy.on_error == FailureMode::Deny {
             for report in &errored {
@@ -179,17 +205,29 @@ async fn apply_policy(
         ));
     }
 
-    let auto: Vec<&CheckReport> =
-        decision.checks.iter().filter(|report| report.stage == CheckStage::AutoApprove).collect();
+    let auto: Vec<&CheckReport> = decision
+        .checks
+        .iter()
+        .filter(|report| report.stage == CheckStage::AutoApprove)
+        .collect();
     let auto_ok = !policy.auto_approve.is_empty()
         && errored.is_empty()
-        && auto.iter().all(|report| report.status() == CheckStatus::Pass);
+        && auto
+            .iter()
+            .all(|report| report.status() == CheckStatus::Pass);
     if auto_ok {
         decision.outcome = Outcome::AutoApproved;
-        let evidence: Vec<String> = auto.iter().map(|r| format!("{}: {}", r.kind, r.outcome.message)).collect();
+        let evidence: Vec<String> = auto
+            .iter()
+            .map(|r| format!("{}: {}", r.kind, r.outcome.message))
+            .collect();
         reasons.insert(
             0,
-            format!("Auto-approved by policy '{}': {}.", policy.name, evidence.join("; ")),
+            format!(
+                "Auto-approved by policy '{}': {}.",
+                policy.name,
+                evidence.join("; ")
+            ),
         );
     } else {
         decision.outcome = Outcome::Approved;
@@ -203,7 +241,10 @@ async fn apply_policy(
             ),
         );
         for report in auto.iter().filter(|r| r.status() != CheckStatus::Pass) {
-            reasons.push(format!("Not auto-approved: {}: {}", report.kind, report.outcome.message));
+            reasons.push(format!(
+                "Not auto-approved: {}: {}",
+                report.kind, report.outcome.message
+            ));
         }
     }
     decision.reasons = reasons;
@@ -221,7 +262,12 @@ async fn run_check(
         Ok(outcome) => outcome,
         Err(_) => CheckOutcome::error(format!("no answer within {} ms", budget.as_millis())),
     };
-    CheckReport { kind: check.kind.to_string(), stage, outcome, duration_ms: elapsed_ms(started) }
+    CheckReport {
+        kind: check.kind.to_string(),
+        stage,
+        outcome,
+        duration_ms: elapsed_ms(started),
+    }
 }
 
 fn verb(outcome: Outcome) -> &'static str {
@@ -236,14 +282,31 @@ fn verb(outcome: Outcome) -> &'static str {
 pub fn describe_target(request: &ActivationRequest) -> String {
     use crate::payload::Target;
     match &request.target {
-        Target::EntraRole { role_definition_id, directory_scope_id, .. } => {
-            format!("Entra role {} at scope `{directory_scope_id}`", role_label(role_definition_id))
+        Target::EntraRole {
+            role_definition_id,
+            directory_scope_id,
+            ..
+        } => {
+            format!(
+                "Entra role {} at scope `{directory_scope_id}`",
+                role_label(role_definition_id)
+            )
         }
-        Target::Group { group_id, access_id } => {
+        Target::Group {
+            group_id,
+            access_id,
+        } => {
             format!("group `{group_id}` ({} access)", access_id.as_str())
         }
-        Target::AzureRole { role_definition_id, scope, .. } => {
-            format!("Azure role {} at scope `{scope}`", role_label(role_definition_id))
+        Target::AzureRole {
+            role_definition_id,
+            scope,
+            ..
+        } => {
+            format!(
+                "Azure role {} at scope `{scope}`",
+                role_label(role_definition_id)
+            )
         }
     }
 }

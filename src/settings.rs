@@ -111,7 +111,9 @@ pub struct RulesSettings {
 
 impl Default for RulesSettings {
     fn default() -> Self {
-        Self { path: PathBuf::from("rules") }
+        Self {
+            path: PathBuf::from("rules"),
+        }
     }
 }
 
@@ -166,7 +168,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Json, level: "info".into() }
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
     }
 }
 
@@ -201,7 +206,12 @@ pub struct SettingsError {
 
 impl fmt::Display for SettingsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({}): {} problem(s)", self.origin, self.problems.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({}): {} problem(s)",
+            self.origin,
+            self.problems.len()
+        )?;
         for problem in &self.problems {
             writeln!(f, "  - {problem}")?;
         }
@@ -213,7 +223,11 @@ impl fmt::Display for SettingsError {
 const ENV_PREFIX: &str = "PIMGATE";
 const ENV_SEPARATOR: &str = "__";
 /// Keys given as comma-separated lists in the environment.
-const ENV_LIST_KEYS: [&str; 3] = ["auth.audiences", "auth.allowed_callers", "auth.token_versions"];
+const ENV_LIST_KEYS: [&str; 3] = [
+    "auth.audiences",
+    "auth.allowed_callers",
+    "auth.token_versions",
+];
 
 impl Settings {
     /// Loads defaults < `file` < process environment, then validates everything at once.
@@ -227,10 +241,16 @@ impl Settings {
         env: Option<HashMap<String, String>>,
     ) -> Result<Settings, SettingsError> {
         let origin = match file {
-            Some(path) => format!("{} and {ENV_PREFIX}__* environment variables", path.display()),
+            Some(path) => format!(
+                "{} and {ENV_PREFIX}__* environment variables",
+                path.display()
+            ),
             None => format!("built-in defaults and {ENV_PREFIX}__* environment variables"),
         };
-        let fail = |problems: Vec<SettingsProblem>| SettingsError { origin: origin.clone(), problems };
+        let fail = |problems: Vec<SettingsProblem>| SettingsError {
+            origin: origin.clone(),
+            problems,
+        };
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             if !path.is_file() {
@@ -241,7 +261,9 @@ impl Settings {
                 }]));
             }
             builder = builder.add_source(
-                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml).required(true),
+                config::File::from(path.to_path_buf())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
             );
         }
         let mut environment = config::Environment::with_prefix(ENV_PREFIX)
@@ -261,31 +283,42 @@ impl Settings {
             }])
         })?;
         let mut unknown = Vec::new();
-        let settings: Settings = serde_ignored::deserialize(layered, |path| unknown.push(path.to_string()))
-            .map_err(|error| {
-                fail(vec![SettingsProblem {
-                    key: error_key(&error.to_string()),
-                    message: error.to_string(),
-                    fix: "give the value the type shown in config/example.toml".into(),
-                }])
-            })?;
+        let settings: Settings =
+            serde_ignored::deserialize(layered, |path| unknown.push(path.to_string())).map_err(
+                |error| {
+                    fail(vec![SettingsProblem {
+                        key: error_key(&error.to_string()),
+                        message: error.to_string(),
+                        fix: "give the value the type shown in config/example.toml".into(),
+                    }])
+                },
+            )?;
         let mut problems: Vec<SettingsProblem> = unknown
             .into_iter()
             .map(|key| SettingsProblem {
                 message: format!("unknown key `{key}`"),
-                fix: "remove it or correct its spelling; config/example.toml lists every key".into(),
+                fix: "remove it or correct its spelling; config/example.toml lists every key"
+                    .into(),
                 key,
             })
             .collect();
         problems.extend(settings.validate());
-        if problems.is_empty() { Ok(settings) } else { Err(fail(problems)) }
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(fail(problems))
+        }
     }
 
     /// Semantic checks that serde cannot express. Returns every problem.
     pub fn validate(&self) -> Vec<SettingsProblem> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, fix: &str| {
-            problems.push(SettingsProblem { key: key.into(), message, fix: fix.into() })
+            problems.push(SettingsProblem {
+                key: key.into(),
+                message,
+                fix: fix.into(),
+            })
         };
         let listen = self.server.listen.parse::<SocketAddr>();
         if listen.is_err() {
@@ -310,7 +343,11 @@ impl Settings {
             );
         }
         if self.server.idempotency_capacity == 0 {
-            problem("server.idempotency_capacity", "must be at least 1".into(), "use e.g. 100000");
+            problem(
+                "server.idempotency_capacity",
+                "must be at least 1".into(),
+                "use e.g. 100000",
+            );
         }
         if !is_guid(&self.auth.tenant_id) {
             problem(
@@ -319,7 +356,12 @@ impl Settings {
                 "use the Directory (tenant) ID from the Entra admin center",
             );
         }
-        if self.auth.audiences.iter().all(|audience| audience.trim().is_empty()) {
+        if self
+            .auth
+            .audiences
+            .iter()
+            .all(|audience| audience.trim().is_empty())
+        {
             problem(
                 "auth.audiences",
                 "no audience is configured".into(),
@@ -334,11 +376,19 @@ impl Settings {
             );
         }
         if self.auth.token_versions.is_empty() {
-            problem("auth.token_versions", "no token version is accepted".into(), "use [\"v1\", \"v2\"]");
+            problem(
+                "auth.token_versions",
+                "no token version is accepted".into(),
+                "use [\"v1\", \"v2\"]",
+            );
         }
         let metadata_url = self.auth.resolved_metadata_url();
         if let Err(message) = check_fetch_url(&metadata_url) {
-            problem("auth.metadata_url", message, "use https://, or http:// only for 127.0.0.1/localhost");
+            problem(
+                "auth.metadata_url",
+                message,
+                "use https://, or http:// only for 127.0.0.1/localhost",
+            );
         }
         if self.auth.jwks_refresh_seconds == 0 || self.auth.jwks_refresh_seconds > 86_400 {
             problem(
@@ -350,20 +400,23 @@ impl Settings {
         if self.auth.clock_skew_seconds > 600 {
             problem(
                 "auth.clock_skew_seconds",
-                format!("{} seconds is more than 10 minutes", self.auth.clock_skew_seconds),
+                format!(
+                    "{} seconds is more than 10 minutes",
+                    self.auth.clock_skew_seconds
+                ),
                 "use 60",
             );
         }
-        if self.auth.dev_mode {
-            if let Ok(address) = listen {
-                if !address.ip().is_loopback() {
-                    problem(
-                        "auth.dev_mode",
-                        format!("development mode trusts a public test key, and `server.listen` is `{address}`, not a loopback address"),
-                        "listen on 127.0.0.1 in development, or set auth.dev_mode = false",
-                    );
-                }
-            }
+        if let (true, Ok(address)) = (self.auth.dev_mode, listen)
+            && !address.ip().is_loopback()
+        {
+            problem(
+                "auth.dev_mode",
+                format!(
+                    "development mode trusts a public test key, and `server.listen` is `{address}`, not a loopback address"
+                ),
+                "listen on 127.0.0.1 in development, or set auth.dev_mode = false",
+            );
         }
         if !self.rules.path.exists() {
             problem(
@@ -373,7 +426,11 @@ impl Settings {
             );
         }
         if self.audit.sink == AuditSink::File && self.audit.path.is_none() {
-            problem("audit.path", "`audit.sink = \"file\"` needs a path".into(), "set audit.path = \"/var/log/pimgate/audit.jsonl\"");
+            problem(
+                "audit.path",
+                "`audit.sink = \"file\"` needs a path".into(),
+                "set audit.path = \"/var/log/pimgate/audit.jsonl\"",
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             problem(
@@ -399,7 +456,8 @@ impl Settings {
 
 /// Plain `http://` is refused except on loopback: signing keys fetched in clear text could be swapped.
 pub fn check_fetch_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|error| format!("`{url}` is not a URL ({error})"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|error| format!("`{url}` is not a URL ({error})"))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" => {
@@ -409,7 +467,11 @@ pub fn check_fetch_url(url: &str) -> Result<(), String> {
                 Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
                 None => false,
             };
-            if loopback { Ok(()) } else { Err(format!("`{url}` uses plain http to a non-loopback host")) }
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!("`{url}` uses plain http to a non-loopback host"))
+            }
         }
         other => Err(format!("`{url}` has unsupported scheme `{other}`")),
     }

@@ -28,7 +28,10 @@ impl Application {
             anyhow::anyhow!(
                 "the rules in `{}` have {} problem(s):\n{}",
                 settings.rules.path.display(),
-                problems.iter().filter(|p| p.severity == Severity::Error).count(),
+                problems
+                    .iter()
+                    .filter(|p| p.severity == Severity::Error)
+                    .count(),
                 format_problems(&problems)
             )
         })?;
@@ -54,12 +57,18 @@ impl Application {
             .map_err(|error| anyhow::anyhow!("auth settings are unusable: {error}"))?;
         let audit = AuditLog::new(&settings.audit)?;
         let listen = settings.listen_address()?;
-        let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let port = listener.local_addr()?.port();
         let workers = settings.server.workers;
         let max_body = settings.server.max_body_bytes;
         let settings = Arc::new(settings);
-        let state = web::Data::new(AppState::new(Arc::clone(&settings), Arc::clone(&authenticator), rules, audit));
+        let state = web::Data::new(AppState::new(
+            Arc::clone(&settings),
+            Arc::clone(&authenticator),
+            rules,
+            audit,
+        ));
         let refresher = authenticator.spawn_refresher();
         crate::http::health::handle();
 
@@ -77,7 +86,12 @@ impl Application {
         }
         let server = server.run();
         tracing::info!(%listen, port, "pimgate listening");
-        Ok(Application { port, server, state, refresher })
+        Ok(Application {
+            port,
+            server,
+            state,
+            refresher,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -105,9 +119,15 @@ pub fn format_problem(problem: &RuleProblem) -> String {
         Severity::Error => "error",
         Severity::Warning => "warning",
     };
-    format!("{location}: {severity}: `{}`: {}. Fix: {}", problem.key, problem.message, problem.fix)
+    format!(
+        "{location}: {severity}: `{}`: {}. Fix: {}",
+        problem.key, problem.message, problem.fix
+    )
 }
 
 pub fn format_problems(problems: &[RuleProblem]) -> String {
-    problems.iter().map(|problem| format!("  {}\n", format_problem(problem))).collect()
+    problems
+        .iter()
+        .map(|problem| format!("  {}\n", format_problem(problem)))
+        .collect()
 }

@@ -1,5 +1,7 @@
 //! The built binary, driven only through `shared/spec/interface.md`: commands, exit codes, routes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +11,11 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_pimgate");
 
 fn pimgate(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).env_remove("PIMGATE_CONFIG").output().expect("run pimgate")
+    Command::new(BIN)
+        .args(args)
+        .env_remove("PIMGATE_CONFIG")
+        .output()
+        .expect("run pimgate")
 }
 
 /// A `pimgate serve` child on an ephemeral loopback port; killed on drop.
@@ -52,17 +58,28 @@ fn serve(config: &str, env: &[(&str, &str)]) -> Served {
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().expect("spawn pimgate serve");
-    let stdout = lines(child.stdout.take().expect("stdout"));
-    let stderr = lines(child.stderr.take().expect("stderr"));
+    let child = command.spawn().expect("spawn pimgate serve");
+    // Owned by `Served` from here on, so it is killed and reaped on every path, panics included.
+    let mut served = Served {
+        child,
+        port: 0,
+        stdout: mpsc::channel().1,
+        stderr: mpsc::channel().1,
+    };
+    served.stdout = lines(served.child.stdout.take().expect("stdout"));
+    served.stderr = lines(served.child.stderr.take().expect("stderr"));
     let port_pattern = regex::Regex::new(r#"port["=:]+\s*(\d+)"#).expect("regex");
     let mut seen = Vec::new();
     loop {
-        let line = stderr.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("no port logged: {seen:#?}"));
-        if line.contains("listening") {
-            if let Some(port) = port_pattern.captures(&line).and_then(|c| c[1].parse().ok()) {
-                return Served { child, port, stdout, stderr };
-            }
+        let line = served
+            .stderr
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no port logged: {seen:#?}"));
+        if line.contains("listening")
+            && let Some(port) = port_pattern.captures(&line).and_then(|c| c[1].parse().ok())
+        {
+            served.port = port;
+            return served;
         }
         seen.push(line);
     }
@@ -70,8 +87,15 @@ fn serve(config: &str, env: &[(&str, &str)]) -> Served {
 
 fn dev_token() -> String {
     let output = pimgate(&["dev", "token", "--config", "config/example.toml"]);
-    assert!(output.status.success(), "dev token: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("utf-8").trim().to_string()
+    assert!(
+        output.status.success(),
+        "dev token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -86,10 +110,27 @@ async fn the_example_config_serves_a_sample_request_with_a_dev_token_and_audits_
     let served = serve("config/example.toml", &[]);
     let base = format!("http://127.0.0.1:{}", served.port);
     let client = reqwest::Client::new();
-    assert_eq!(client.get(format!("{base}/healthz")).send().await.expect("healthz").status(), 200);
-    assert_eq!(client.get(format!("{base}/readyz")).send().await.expect("readyz").status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .status(),
+        200
+    );
 
-    let body = std::fs::read("tests/fixtures/requests/entra-role-activation.json").expect("fixture");
+    let body =
+        std::fs::read("tests/fixtures/requests/entra-role-activation.json").expect("fixture");
     let response = client
         .post(format!("{base}/v1/evaluate"))
         .bearer_auth(dev_token())
@@ -101,20 +142,35 @@ async fn the_example_config_serves_a_sample_request_with_a_dev_token_and_audits_
     assert_eq!(response.status(), 200);
     let answer: serde_json::Value = response.json().await.expect("json");
     let outcome = answer["evaluationOutcome"].as_str().expect("outcome");
-    assert!(["Approved", "AutoApproved", "Denied"].contains(&outcome), "{answer}");
+    assert!(
+        ["Approved", "AutoApproved", "Denied"].contains(&outcome),
+        "{answer}"
+    );
     assert!(!answer["reason"].as_array().expect("reasons").is_empty());
     let evaluation_id = answer["evaluationId"].as_str().expect("id").to_string();
 
-    let audit_line = served.stdout.recv_timeout(Duration::from_secs(5)).expect("an audit record on stdout");
-    let record: serde_json::Value = serde_json::from_str(&audit_line).expect("audit record is JSON");
+    let audit_line = served
+        .stdout
+        .recv_timeout(Duration::from_secs(5))
+        .expect("an audit record on stdout");
+    let record: serde_json::Value =
+        serde_json::from_str(&audit_line).expect("audit record is JSON");
     assert_eq!(record["evaluationId"], evaluation_id.as_str());
     assert_eq!(record["outcome"], outcome);
 
-    let unauthenticated =
-        client.post(format!("{base}/v1/evaluate")).header("content-type", "application/json").body("{}").send().await.expect("post");
+    let unauthenticated = client
+        .post(format!("{base}/v1/evaluate"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
     assert_eq!(unauthenticated.status(), 401);
     assert!(
-        unauthenticated.headers()["www-authenticate"].to_str().expect("header").starts_with("Bearer"),
+        unauthenticated.headers()["www-authenticate"]
+            .to_str()
+            .expect("header")
+            .starts_with("Bearer"),
         "401 carries WWW-Authenticate: Bearer"
     );
     drop(served);
@@ -122,7 +178,13 @@ async fn the_example_config_serves_a_sample_request_with_a_dev_token_and_audits_
 
 #[tokio::test]
 async fn json_logs_carry_a_request_id_and_never_the_token() {
-    let served = serve("config/example.toml", &[("PIMGATE__LOG__FORMAT", "json"), ("PIMGATE__AUDIT__SINK", "off")]);
+    let served = serve(
+        "config/example.toml",
+        &[
+            ("PIMGATE__LOG__FORMAT", "json"),
+            ("PIMGATE__AUDIT__SINK", "off"),
+        ],
+    );
     let base = format!("http://127.0.0.1:{}", served.port);
     let token = dev_token();
     let response = reqwest::Client::new()
@@ -138,8 +200,12 @@ async fn json_logs_carry_a_request_id_and_never_the_token() {
     assert_eq!(response.headers()["x-request-id"], "trace-me-42");
     let mut found = None;
     while let Ok(line) = served.stderr.recv_timeout(Duration::from_secs(3)) {
-        assert!(!line.contains(&token[..40]), "a log line contains the token: {line}");
-        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            !line.contains(&token[..40]),
+            "a log line contains the token: {line}"
+        );
+        let parsed: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         if line.contains("bearer token rejected") {
             found = Some(parsed);
             break;
@@ -147,7 +213,10 @@ async fn json_logs_carry_a_request_id_and_never_the_token() {
     }
     let line = found.expect("the rejection is logged");
     let text = line.to_string();
-    assert!(text.contains("trace-me-42"), "request id on the log line: {text}");
+    assert!(
+        text.contains("trace-me-42"),
+        "request id on the log line: {text}"
+    );
 }
 
 #[test]
@@ -174,13 +243,20 @@ fn serve_reports_every_config_problem_and_exits_non_zero() {
         .expect("run");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("server.deadline_ms") && stderr.contains("auth.tenant_id"), "{stderr}");
+    assert!(
+        stderr.contains("server.deadline_ms") && stderr.contains("auth.tenant_id"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn shipped_rules_validate_cleanly() {
     let output = pimgate(&["rules", "validate", "rules"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 #[test]
@@ -202,8 +278,15 @@ fn evaluate_explains_a_sample_request() {
         "--offline",
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("Outcome:") && stdout.contains("Policy:") && stdout.contains("Offline"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Outcome:") && stdout.contains("Policy:") && stdout.contains("Offline"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Configuration layering and start-up validation, through `Settings::load_with_env`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -7,11 +9,19 @@ use std::path::Path;
 use pimgate::settings::{AuditSink, LogFormat, Settings, TokenVersion};
 
 fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-    Some(pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect())
+    Some(
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+    )
 }
 
 fn toml_file(text: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp file");
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
     file.write_all(text.as_bytes()).expect("write");
     file
 }
@@ -36,7 +46,8 @@ path = "rules"
 
 #[test]
 fn the_bundled_example_config_loads_in_dev_mode() {
-    let settings = Settings::load_with_env(Some(Path::new("config/example.toml")), env(&[])).expect("example loads");
+    let settings = Settings::load_with_env(Some(Path::new("config/example.toml")), env(&[]))
+        .expect("example loads");
     assert!(settings.auth.dev_mode);
     assert_eq!(settings.server.listen, "127.0.0.1:8080");
     assert_eq!(settings.log.format, LogFormat::Pretty);
@@ -44,8 +55,8 @@ fn the_bundled_example_config_loads_in_dev_mode() {
 
 #[test]
 fn the_production_config_loads_without_dev_mode() {
-    let settings =
-        Settings::load_with_env(Some(Path::new("config/production.toml")), env(&[])).expect("production loads");
+    let settings = Settings::load_with_env(Some(Path::new("config/production.toml")), env(&[]))
+        .expect("production loads");
     assert!(!settings.auth.dev_mode);
     assert_eq!(settings.log.format, LogFormat::Json);
 }
@@ -55,7 +66,10 @@ fn a_file_with_only_the_interface_keys_is_enough_and_defaults_fill_the_rest() {
     let file = toml_file(MINIMAL);
     let settings = Settings::load_with_env(Some(file.path()), env(&[])).expect("minimal loads");
     assert_eq!(settings.audit.sink, AuditSink::Stdout);
-    assert_eq!(settings.auth.token_versions, vec![TokenVersion::V1, TokenVersion::V2]);
+    assert_eq!(
+        settings.auth.token_versions,
+        vec![TokenVersion::V1, TokenVersion::V2]
+    );
     assert_eq!(
         settings.auth.resolved_metadata_url(),
         "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0/.well-known/openid-configuration"
@@ -69,14 +83,20 @@ fn environment_variables_override_the_file_including_lists() {
         Some(file.path()),
         env(&[
             ("PIMGATE__SERVER__DEADLINE_MS", "3000"),
-            ("PIMGATE__AUTH__TENANT_ID", "22222222-2222-2222-2222-222222222222"),
+            (
+                "PIMGATE__AUTH__TENANT_ID",
+                "22222222-2222-2222-2222-222222222222",
+            ),
             ("PIMGATE__AUTH__AUDIENCES", "aud-one,aud-two"),
             ("PIMGATE__AUTH__TOKEN_VERSIONS", "v2"),
         ]),
     )
     .expect("loads");
     assert_eq!(settings.server.deadline_ms, 3000);
-    assert_eq!(settings.auth.tenant_id, "22222222-2222-2222-2222-222222222222");
+    assert_eq!(
+        settings.auth.tenant_id,
+        "22222222-2222-2222-2222-222222222222"
+    );
     assert_eq!(settings.auth.audiences, vec!["aud-one", "aud-two"]);
     assert_eq!(settings.auth.token_versions, vec![TokenVersion::V2]);
 }
@@ -86,13 +106,25 @@ fn unknown_keys_in_file_and_environment_are_all_reported() {
     let file = toml_file(&format!("{MINIMAL}\n[server2]\nx = 1\n"));
     let error = Settings::load_with_env(
         Some(file.path()),
-        env(&[("PIMGATE__AUTH__TENANTID", "x"), ("PIMGATE__SERVER__LISTEN", "127.0.0.1:1")]),
+        env(&[
+            ("PIMGATE__AUTH__TENANTID", "x"),
+            ("PIMGATE__SERVER__LISTEN", "127.0.0.1:1"),
+        ]),
     )
     .expect_err("unknown keys are errors");
-    let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
+    let keys: Vec<&str> = error
+        .problems
+        .iter()
+        .map(|problem| problem.key.as_str())
+        .collect();
     assert!(keys.contains(&"server2"), "{keys:?}");
     assert!(keys.contains(&"auth.tenantid"), "{keys:?}");
-    assert!(error.to_string().contains(&file.path().display().to_string()), "names the file: {error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&file.path().display().to_string()),
+        "names the file: {error}"
+    );
 }
 
 #[test]
@@ -113,10 +145,20 @@ sink = "file"
 "#,
     );
     let error = Settings::load_with_env(Some(file.path()), env(&[])).expect_err("invalid");
-    let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
-    for expected in
-        ["server.listen", "server.deadline_ms", "auth.tenant_id", "auth.audiences", "auth.metadata_url", "rules.path", "audit.path"]
-    {
+    let keys: Vec<&str> = error
+        .problems
+        .iter()
+        .map(|problem| problem.key.as_str())
+        .collect();
+    for expected in [
+        "server.listen",
+        "server.deadline_ms",
+        "auth.tenant_id",
+        "auth.audiences",
+        "auth.metadata_url",
+        "rules.path",
+        "audit.path",
+    ] {
         assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
     }
     assert!(error.problems.iter().all(|problem| !problem.fix.is_empty()));
@@ -124,9 +166,19 @@ sink = "file"
 
 #[test]
 fn dev_mode_is_refused_on_a_non_loopback_listener() {
-    let file = toml_file(&MINIMAL.replace("clock_skew_seconds = 60", "clock_skew_seconds = 60\ndev_mode = true"));
-    let error = Settings::load_with_env(Some(file.path()), env(&[])).expect_err("dev mode on 0.0.0.0");
-    assert!(error.problems.iter().any(|problem| problem.key == "auth.dev_mode"), "{error}");
+    let file = toml_file(&MINIMAL.replace(
+        "clock_skew_seconds = 60",
+        "clock_skew_seconds = 60\ndev_mode = true",
+    ));
+    let error =
+        Settings::load_with_env(Some(file.path()), env(&[])).expect_err("dev mode on 0.0.0.0");
+    assert!(
+        error
+            .problems
+            .iter()
+            .any(|problem| problem.key == "auth.dev_mode"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -42,7 +42,10 @@ impl Authenticator {
     pub fn is_ready(&self) -> bool {
         false
     }
-    pub async fn verify_header(&self, _authorization: Option<&str>) -> Result<VerifiedCaller, AuthError> {
+    pub async fn verify_header(
+        &self,
+        _authorization: Option<&str>,
+    ) -> Result<VerifiedCaller, AuthError> {
         Err(AuthError::NotImplemented)
     }
 }
@@ -59,7 +62,10 @@ pub mod dev {
         pub expires_in_seconds: i64,
         pub token_version: Option<TokenVersion>,
     }
-    pub fn issue_token(_settings: &AuthSettings, _options: &DevTokenOptions) -> Result<String, AuthError> {
+    pub fn issue_token(
+        _settings: &AuthSettings,
+        _options: &DevTokenOptions,
+    ) -> Result<String, AuthError> {
         Err(AuthError::NotImplemented)
     }
 }

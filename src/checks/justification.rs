@@ -30,6 +30,9 @@ impl Check for Pending {
     }
 }
 
-pub fn build(_spec: &JustificationSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(
+    _spec: &JustificationSpec,
+    _env: &BuildEnv<'_>,
+) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
     Ok(Arc::new(Pending))
 }

@@ -34,15 +34,27 @@ pub struct CheckOutcome {
 
 impl CheckOutcome {
     pub fn pass(message: impl Into<String>) -> Self {
-        Self { status: CheckStatus::Pass, message: message.into(), evidence: Default::default() }
+        Self {
+            status: CheckStatus::Pass,
+            message: message.into(),
+            evidence: Default::default(),
+        }
     }
 
     pub fn fail(message: impl Into<String>) -> Self {
-        Self { status: CheckStatus::Fail, message: message.into(), evidence: Default::default() }
+        Self {
+            status: CheckStatus::Fail,
+            message: message.into(),
+            evidence: Default::default(),
+        }
     }
 
     pub fn error(message: impl Into<String>) -> Self {
-        Self { status: CheckStatus::Error, message: message.into(), evidence: Default::default() }
+        Self {
+            status: CheckStatus::Error,
+            message: message.into(),
+            evidence: Default::default(),
+        }
     }
 
     pub fn with_evidence(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {

@@ -26,6 +26,9 @@ impl Check for Pending {
     }
 }
 
-pub fn build(_spec: &PrincipalSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(
+    _spec: &PrincipalSpec,
+    _env: &BuildEnv<'_>,
+) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
     Ok(Arc::new(Pending))
 }

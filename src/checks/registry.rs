@@ -62,6 +62,9 @@ impl CheckSpec {
             CheckSpec::Window(spec) => window::build(spec, env)?,
             CheckSpec::Start(spec) => start::build(spec, env)?,
         };
-        Ok(NamedCheck { kind: self.kind(), check })
+        Ok(NamedCheck {
+            kind: self.kind(),
+            check,
+        })
     }
 }

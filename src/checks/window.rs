@@ -34,7 +34,9 @@ pub struct CompiledWindow {
 }
 
 pub fn compile(name: &str, _spec: &WindowSpec) -> Result<CompiledWindow, Vec<SpecProblem>> {
-    Ok(CompiledWindow { name: name.to_string() })
+    Ok(CompiledWindow {
+        name: name.to_string(),
+    })
 }
 
 /// `window: change-windows`, or `window: { name: change-windows, cover: whole }`.
@@ -60,6 +62,9 @@ impl Check for Pending {
     }
 }
 
-pub fn build(_spec: &WindowCheckSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(
+    _spec: &WindowCheckSpec,
+    _env: &BuildEnv<'_>,
+) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
     Ok(Arc::new(Pending))
 }

@@ -50,13 +50,21 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (code, detail, field) = match self {
             // Deliberately uniform: the reason is logged by the handler, never returned.
-            ApiError::Unauthorized(_) => {
-                ("invalid_token", "the bearer token is missing, malformed, expired or not trusted".to_string(), None)
-            }
-            ApiError::NotReady(why) => ("not_ready", format!("pimgate is not ready yet: {why}; retry shortly"), None),
-            ApiError::UnsupportedMediaType(_) => {
-                ("unsupported_media_type", format!("{self}; send `Content-Type: application/json`"), None)
-            }
+            ApiError::Unauthorized(_) => (
+                "invalid_token",
+                "the bearer token is missing, malformed, expired or not trusted".to_string(),
+                None,
+            ),
+            ApiError::NotReady(why) => (
+                "not_ready",
+                format!("pimgate is not ready yet: {why}; retry shortly"),
+                None,
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                "unsupported_media_type",
+                format!("{self}; send `Content-Type: application/json`"),
+                None,
+            ),
             ApiError::PayloadTooLarge { .. } => ("payload_too_large", self.to_string(), None),
             ApiError::BodyTimeout => ("request_timeout", self.to_string(), None),
             ApiError::BodyRead(_) => ("invalid_request", self.to_string(), None),
@@ -72,6 +80,10 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::NotReady(_)) {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
-        response.json(ErrorBody { error: code, detail, field })
+        response.json(ErrorBody {
+            error: code,
+            detail,
+            field,
+        })
     }
 }

@@ -49,19 +49,35 @@ pub async fn evaluate(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|value| value.to_str().unwrap_or("\u{FFFD}"));
-    let verified = match tokio::time::timeout(deadline, state.authenticator.verify_header(authorization)).await {
+    let verified = match tokio::time::timeout(
+        deadline,
+        state.authenticator.verify_header(authorization),
+    )
+    .await
+    {
         Ok(Ok(verified)) => verified,
         Ok(Err(error)) => {
-            metrics::counter!("pimgate_token_rejections_total", "reason" => error.reason_code()).increment(1);
+            metrics::counter!("pimgate_token_rejections_total", "reason" => error.reason_code())
+                .increment(1);
             tracing::warn!(reason = error.reason_code(), %error, "bearer token rejected");
             return Err(ApiError::Unauthorized(error));
         }
-        Err(_) => return Err(ApiError::NotReady("the signing keys could not be refreshed in time")),
+        Err(_) => {
+            return Err(ApiError::NotReady(
+                "the signing keys could not be refreshed in time",
+            ));
+        }
     };
 
     check_content_type(&request)?;
     let limit = state.settings.server.max_body_bytes;
-    let body = read_body(&request, body, limit, deadline.saturating_sub(started.elapsed())).await?;
+    let body = read_body(
+        &request,
+        body,
+        limit,
+        deadline.saturating_sub(started.elapsed()),
+    )
+    .await?;
     let activation = payload::decode(&body).inspect_err(|error| {
         tracing::info!(field = error.field().unwrap_or(""), %error, "activation request rejected");
     })?;
@@ -75,14 +91,18 @@ pub async fn evaluate(
         let rules = Arc::clone(&rules);
         async move { Arc::new(decision::evaluate(&rules, activation, Utc::now(), budget).await) }
     };
-    let (decision, replay) =
-        match tokio::time::timeout(remaining, state.replays.entry(key).or_insert_with(evaluation)).await {
-            Ok(entry) => {
-                let replay = !entry.is_fresh();
-                (entry.into_value(), replay)
-            }
-            Err(_) => (Arc::new(deadline_decision(&rules.revision, started)), false),
-        };
+    let (decision, replay) = match tokio::time::timeout(
+        remaining,
+        state.replays.entry(key).or_insert_with(evaluation),
+    )
+    .await
+    {
+        Ok(entry) => {
+            let replay = !entry.is_fresh();
+            (entry.into_value(), replay)
+        }
+        Err(_) => (Arc::new(deadline_decision(&rules.revision, started)), false),
+    };
 
     let caller = CallerSummary {
         app_id: verified.caller_app_id.clone(),
@@ -94,10 +114,20 @@ pub async fn evaluate(
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let http_request_id = RequestId::of(&request);
-    state.audit.record(&decision, &activation, &caller, &http_request_id, replay, latency_ms);
+    state.audit.record(
+        &decision,
+        &activation,
+        &caller,
+        &http_request_id,
+        replay,
+        latency_ms,
+    );
     record_metrics(&decision, replay, started);
     tracing::Span::current()
-        .record("evaluation_id", tracing::field::display(decision.evaluation_id))
+        .record(
+            "evaluation_id",
+            tracing::field::display(decision.evaluation_id),
+        )
         .record("outcome", decision.outcome.as_str());
     tracing::info!(
         principal_id = %activation.principal_id,
@@ -116,20 +146,39 @@ pub async fn evaluate(
 }
 
 fn check_content_type(request: &HttpRequest) -> Result<(), ApiError> {
-    let value = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let is_json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let value = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
     let charset_ok = value
         .split(';')
         .skip(1)
         .filter_map(|parameter| parameter.split_once('='))
         .filter(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
-        .all(|(_, charset)| charset.trim().trim_matches('"').eq_ignore_ascii_case("utf-8"));
+        .all(|(_, charset)| {
+            charset
+                .trim()
+                .trim_matches('"')
+                .eq_ignore_ascii_case("utf-8")
+        });
     if is_json && charset_ok {
         Ok(())
     } else {
         let shown: String = value.chars().take(64).collect();
-        Err(ApiError::UnsupportedMediaType(if shown.is_empty() { "(none)".into() } else { shown }))
+        Err(ApiError::UnsupportedMediaType(if shown.is_empty() {
+            "(none)".into()
+        } else {
+            shown
+        }))
     }
 }
 
@@ -149,7 +198,8 @@ async fn read_body(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     let collect = async {
-        let mut buffer = web::BytesMut::with_capacity(declared.map_or(4096, |length| length as usize));
+        let mut buffer =
+            web::BytesMut::with_capacity(declared.map_or(4096, |length| length as usize));
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|error| ApiError::BodyRead(error.to_string()))?;
             if buffer.len() + chunk.len() > limit {
@@ -159,7 +209,9 @@ async fn read_body(
         }
         Ok(buffer.freeze())
     };
-    tokio::time::timeout(time_left, collect).await.map_err(|_| ApiError::BodyTimeout)?
+    tokio::time::timeout(time_left, collect)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
 }
 
 /// PIM's request id, bound to the principal and target so one caller's id cannot replay another's
@@ -203,5 +255,6 @@ fn record_metrics(decision: &Decision, replay: bool, started: Instant) {
         "replay" => if replay { "true" } else { "false" }
     )
     .increment(1);
-    metrics::histogram!("pimgate_decision_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("pimgate_decision_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
 }

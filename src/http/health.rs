@@ -22,14 +22,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "rules": { "loaded": true, "revision": rules.revision, "policies": rules.policies.len() },
         "signingKeys": keys,
     });
-    if keys { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if keys {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 pub async fn metrics() -> HttpResponse {
     match handle() {
         Some(handle) => {
             handle.run_upkeep();
-            HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render())
+            HttpResponse::Ok()
+                .content_type("text/plain; version=0.0.4")
+                .body(handle.render())
         }
         None => HttpResponse::ServiceUnavailable().body("metrics recorder unavailable"),
     }
@@ -41,8 +47,12 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
-            let builder = PrometheusBuilder::new().set_buckets(&LATENCY_BUCKETS).ok()?;
+            const LATENCY_BUCKETS: [f64; 12] = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ];
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .ok()?;
             builder.install_recorder().ok()
         })
         .as_ref()

@@ -11,21 +11,31 @@ use actix_web::{Error, HttpMessage, HttpRequest};
 use tracing::Instrument;
 
 /// Headers a caller may use to correlate; Microsoft services send `client-request-id`.
-const INCOMING: [&str; 3] = ["x-request-id", "client-request-id", "x-ms-client-request-id"];
+const INCOMING: [&str; 3] = [
+    "x-request-id",
+    "client-request-id",
+    "x-ms-client-request-id",
+];
 
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
 impl RequestId {
     pub fn of(request: &HttpRequest) -> String {
-        request.extensions().get::<RequestId>().map(|id| id.0.clone()).unwrap_or_default()
+        request
+            .extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default()
     }
 }
 
 fn sane(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 64
-        && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
 }
 
 pub async fn middleware(
@@ -41,7 +51,9 @@ pub async fn middleware(
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let route = request.match_pattern().unwrap_or_else(|| "(unmatched)".into());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "(unmatched)".into());
     let method = request.method().to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let mut response = next.call(request).instrument(span).await?;
@@ -51,7 +63,9 @@ pub async fn middleware(
     metrics::histogram!("pimgate_http_request_duration_seconds", "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HeaderName::from_static("x-request-id"), value);
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
 }

@@ -20,12 +20,25 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Arc<Settings>, authenticator: Arc<Authenticator>, rules: RuleSet, audit: AuditLog) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        authenticator: Arc<Authenticator>,
+        rules: RuleSet,
+        audit: AuditLog,
+    ) -> Self {
         let replays = moka::future::Cache::builder()
             .max_capacity(settings.server.idempotency_capacity)
-            .time_to_live(std::time::Duration::from_secs(settings.server.idempotency_ttl_seconds.max(1)))
+            .time_to_live(std::time::Duration::from_secs(
+                settings.server.idempotency_ttl_seconds.max(1),
+            ))
             .build();
-        Self { settings, authenticator, rules: RwLock::new(Arc::new(rules)), audit, replays }
+        Self {
+            settings,
+            authenticator,
+            rules: RwLock::new(Arc::new(rules)),
+            audit,
+            replays,
+        }
     }
 
     /// The rule set a request is evaluated under; a reload swaps it without touching requests in flight.
@@ -46,6 +59,10 @@ impl AppState {
 
     /// Rules are loaded before the server starts, so readiness hinges on the signing keys.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
-        if self.authenticator.is_ready() { None } else { Some("signing keys have not been fetched") }
+        if self.authenticator.is_ready() {
+            None
+        } else {
+            Some("signing keys have not been fetched")
+        }
     }
 }

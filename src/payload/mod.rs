@@ -104,7 +104,10 @@ pub enum Target {
         app_scope_id: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
-    Group { group_id: String, access_id: GroupAccess },
+    Group {
+        group_id: String,
+        access_id: GroupAccess,
+    },
     #[serde(rename_all = "camelCase")]
     AzureRole {
         /// The GUID at the end of the ARM path, lower case.
@@ -180,16 +183,22 @@ impl ActivationRequest {
     /// The id rules match roles and groups by: role definition GUID or group id.
     pub fn target_id(&self) -> &str {
         match &self.target {
-            Target::EntraRole { role_definition_id, .. } => role_definition_id,
+            Target::EntraRole {
+                role_definition_id, ..
+            } => role_definition_id,
             Target::Group { group_id, .. } => group_id,
-            Target::AzureRole { role_definition_id, .. } => role_definition_id,
+            Target::AzureRole {
+                role_definition_id, ..
+            } => role_definition_id,
         }
     }
 
     /// Directory scope, ARM scope, or `/` for groups.
     pub fn scope(&self) -> &str {
         match &self.target {
-            Target::EntraRole { directory_scope_id, .. } => directory_scope_id,
+            Target::EntraRole {
+                directory_scope_id, ..
+            } => directory_scope_id,
             Target::Group { .. } => "/",
             Target::AzureRole { scope, .. } => scope,
         }

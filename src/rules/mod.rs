@@ -77,19 +77,32 @@ pub struct RuleSet {
 /// The outcome of matching: the first policy that matches decides.
 #[derive(Debug)]
 pub enum Selection<'a> {
-    Matched { policy: &'a Policy, skipped: Vec<SkippedPolicy> },
+    Matched {
+        policy: &'a Policy,
+        skipped: Vec<SkippedPolicy>,
+    },
     /// No policy matched: the request is denied (an operator adds a catch-all policy to change that).
     NoMatch { skipped: Vec<SkippedPolicy> },
     /// A policy's `when` condition failed to evaluate: fail closed rather than fall through.
-    ConditionError { policy: &'a Policy, message: String, skipped: Vec<SkippedPolicy> },
+    ConditionError {
+        policy: &'a Policy,
+        message: String,
+        skipped: Vec<SkippedPolicy>,
+    },
 }
 
 pub fn load(_path: &std::path::Path) -> Result<RuleSet, Vec<RuleProblem>> {
-    Ok(RuleSet { revision: String::new(), policies: Vec::new(), warnings: Vec::new() })
+    Ok(RuleSet {
+        revision: String::new(),
+        policies: Vec::new(),
+        warnings: Vec::new(),
+    })
 }
 
 impl RuleSet {
     pub fn select(&self, _request: &ActivationRequest, _now: DateTime<Utc>) -> Selection<'_> {
-        Selection::NoMatch { skipped: Vec::new() }
+        Selection::NoMatch {
+            skipped: Vec::new(),
+        }
     }
 }
