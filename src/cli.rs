@@ -140,7 +140,6 @@ pub async fn run(cli: Cli) -> ExitCode {
                 caller,
                 subject,
                 expires_in_seconds: expires_in,
-                token_version: None,
             };
             match issue_token(&settings.auth, &options) {
                 Ok(token) => {

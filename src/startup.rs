@@ -51,6 +51,8 @@ impl Application {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("pimgate/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead a key fetch somewhere we did not vet.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;
         let authenticator = Authenticator::new(&settings.auth, http)

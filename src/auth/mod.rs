@@ -1,71 +1,324 @@
-//! PLACEHOLDER: bearer-token validation (being written by the auth helper). Same API, no logic.
+//! Bearer-token validation for PIM's calls: OpenID discovery, a JWKS cache, and the development issuer.
+//!
+//! `Authenticator::verify_header` is the only entry point a request handler needs. The module's one
+//! network path is the key refresh (`discovery`), which runs in the background and, rate-limited and
+//! single-flight, when a token names a `kid` we have not seen.
 
-use std::sync::Arc;
+pub mod dev;
+mod discovery;
+mod error;
+mod jwks;
+mod token;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use reqwest::Url;
+use tokio::time::Instant;
+
+pub use discovery::MAX_DOCUMENT_BYTES;
+pub use error::AuthError;
+pub use token::{MAX_TOKEN_BYTES, VerifiedCaller};
 
 use crate::settings::{AuthSettings, TokenVersion};
+use discovery::{DiscoveryDocument, check_fetch_url, fetch_json};
+use jwks::{KeySet, parse_jwks};
+use token::{ClaimRules, KeySource, extract_bearer, parse_header, verify_signature};
 
-#[derive(Debug)]
-pub struct Authenticator;
+/// Longest wait between retries of a failing key fetch.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone)]
-pub struct VerifiedCaller {
-    pub caller_app_id: String,
-    pub issuer: String,
-    pub token_version: TokenVersion,
-    pub dev: bool,
-    pub expires_at: i64,
-    pub subject: Option<String>,
+/// Verifies Entra access tokens (and development tokens when `dev_mode` is on).
+///
+/// Shared behind an `Arc` by every worker; the key set is swapped whole, so a request sees either
+/// the old keys or the new ones, never a mix.
+pub struct Authenticator {
+    http: reqwest::Client,
+    /// `None` when only the development issuer is trusted (`dev_mode` without a tenant).
+    metadata_url: Option<Url>,
+    rules: ClaimRules,
+    dev_mode: bool,
+    fetch_timeout: Duration,
+    refresh_every: Duration,
+    min_refresh_interval: Duration,
+    keys: RwLock<Arc<KeySet>>,
+    entra_keys_fetched: AtomicBool,
+    /// Held for the whole of a fetch: concurrent refreshes wait and then reuse its result.
+    refresh: tokio::sync::Mutex<RefreshState>,
+    /// Counts finished fetch attempts, so a waiter can tell that someone refreshed while it waited.
+    fetches_finished: AtomicU64,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("not implemented")]
-    NotImplemented,
-}
-
-impl AuthError {
-    pub fn reason_code(&self) -> &'static str {
-        "not_implemented"
-    }
+struct RefreshState {
+    last_attempt: Option<Instant>,
 }
 
 impl Authenticator {
-    pub fn new(_settings: &AuthSettings, _http: reqwest::Client) -> Result<Arc<Self>, AuthError> {
-        Ok(Arc::new(Authenticator))
+    /// Checks `[auth]` and reports every problem at once.
+    pub fn new(settings: &AuthSettings, http: reqwest::Client) -> Result<Arc<Self>, AuthError> {
+        let mut problems = Vec::new();
+        let tenant_id = settings.tenant_id.trim();
+        let entra_enabled = !(settings.dev_mode && tenant_id.is_empty());
+        let mut normalized_tenant = String::new();
+        let mut metadata_url = None;
+        if entra_enabled {
+            match uuid::Uuid::try_parse(tenant_id) {
+                Ok(uuid) if tenant_id.len() == 36 => normalized_tenant = uuid.hyphenated().to_string(),
+                _ if tenant_id.is_empty() => {
+                    problems.push("`auth.tenant_id` is required unless `auth.dev_mode` is on".to_string());
+                }
+                _ => problems.push(format!(
+                    "`auth.tenant_id` = `{tenant_id}` is not a tenant guid (token issuers carry the guid, not a domain)"
+                )),
+            }
+            match check_fetch_url(&settings.resolved_metadata_url()) {
+                Ok(url) => metadata_url = Some(url),
+                Err(problem) => problems.push(format!("`auth.metadata_url`: {problem}")),
+            }
+            if settings.token_versions.is_empty() {
+                problems.push(
+                    "`auth.token_versions` is empty: no token could ever be accepted".to_string(),
+                );
+            }
+        }
+        if settings.audiences.is_empty()
+            || settings
+                .audiences
+                .iter()
+                .any(|audience| audience.trim().is_empty())
+        {
+            problems.push("`auth.audiences` must list at least one non-empty audience".to_string());
+        }
+        if settings.allowed_callers.is_empty()
+            || settings
+                .allowed_callers
+                .iter()
+                .any(|caller| caller.trim().is_empty())
+        {
+            problems.push(
+                "`auth.allowed_callers` must list at least one non-empty application id"
+                    .to_string(),
+            );
+        }
+        if settings.jwks_refresh_seconds == 0 {
+            problems.push("`auth.jwks_refresh_seconds` must be positive".to_string());
+        }
+        if settings.fetch_timeout_ms == 0 {
+            problems.push("`auth.fetch_timeout_ms` must be positive".to_string());
+        }
+        if settings.dev_mode
+            && let Err(error) = dev::decoding_key()
+        {
+            problems.push(error.to_string());
+        }
+        if !problems.is_empty() {
+            return Err(AuthError::InvalidConfig(problems.join("; ")));
+        }
+
+        let mut entra_issuers = Vec::new();
+        if entra_enabled {
+            for version in &settings.token_versions {
+                let issuer = match version {
+                    TokenVersion::V2 => {
+                        format!("https://login.microsoftonline.com/{normalized_tenant}/v2.0")
+                    }
+                    TokenVersion::V1 => format!("https://sts.windows.net/{normalized_tenant}/"),
+                };
+                entra_issuers.push((issuer, *version));
+            }
+        }
+        let rules = ClaimRules {
+            entra_issuers,
+            tenant_id: normalized_tenant,
+            audiences: settings.audiences.clone(),
+            allowed_callers: settings
+                .allowed_callers
+                .iter()
+                .map(|caller| caller.trim().to_string())
+                .collect(),
+            clock_skew_seconds: i64::try_from(settings.clock_skew_seconds).unwrap_or(i64::MAX),
+        };
+        Ok(Arc::new(Self {
+            http,
+            metadata_url,
+            rules,
+            dev_mode: settings.dev_mode,
+            fetch_timeout: Duration::from_millis(settings.fetch_timeout_ms),
+            refresh_every: Duration::from_secs(settings.jwks_refresh_seconds),
+            min_refresh_interval: Duration::from_secs(settings.jwks_min_refresh_interval_seconds),
+            keys: RwLock::new(Arc::new(KeySet::default())),
+            entra_keys_fetched: AtomicBool::new(false),
+            refresh: tokio::sync::Mutex::new(RefreshState { last_attempt: None }),
+            fetches_finished: AtomicU64::new(0),
+        }))
     }
+
+    /// Fetches discovery and the JWKS now, ignoring the rate limit (the periodic refresh and start-up
+    /// use it). On success the new set replaces the old one entirely, so keys removed upstream stop
+    /// working; on failure the old set stays. Returns the number of usable keys.
     pub async fn refresh_keys(&self) -> Result<usize, AuthError> {
-        Err(AuthError::NotImplemented)
+        let mut state = self.refresh.lock().await;
+        self.refresh_locked(&mut state).await
     }
+
+    /// First fetch with backoff until it succeeds, then every `jwks_refresh_seconds` (backing off
+    /// again while upstream fails). Stops when the last `Arc<Authenticator>` is dropped.
     pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async {})
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut failures: u32 = 0;
+            loop {
+                let Some(this) = weak.upgrade() else { return };
+                if this.metadata_url.is_none() {
+                    return;
+                }
+                let delay = match this.refresh_keys().await {
+                    Ok(_) => {
+                        failures = 0;
+                        this.refresh_every
+                    }
+                    Err(error) => {
+                        failures = failures.saturating_add(1);
+                        let backoff =
+                            Duration::from_secs(1u64 << failures.min(6).saturating_sub(1));
+                        let delay = backoff.min(MAX_RETRY_BACKOFF).min(this.refresh_every);
+                        tracing::warn!(
+                            reason = error.reason_code(),
+                            error = %error,
+                            failures,
+                            retry_in_seconds = delay.as_secs(),
+                            "signing key refresh failed; keeping the previous keys"
+                        );
+                        delay
+                    }
+                };
+                drop(this);
+                tokio::time::sleep(delay).await;
+            }
+        })
     }
+
+    /// Ready to judge Entra tokens (keys fetched once), or in development mode where the key is built in.
     pub fn is_ready(&self) -> bool {
-        false
+        self.dev_mode || self.entra_keys_fetched.load(Ordering::Acquire)
     }
+
+    /// Verifies the raw `Authorization` header value of one request.
     pub async fn verify_header(
         &self,
-        _authorization: Option<&str>,
+        authorization: Option<&str>,
     ) -> Result<VerifiedCaller, AuthError> {
-        Err(AuthError::NotImplemented)
-    }
-}
+        let token = extract_bearer(authorization)?;
+        let header = parse_header(token)?;
+        if header.alg != "RS256" {
+            return Err(AuthError::UnsupportedAlgorithm);
+        }
+        let kid = header
+            .kid
+            .filter(|kid| !kid.is_empty())
+            .ok_or(AuthError::MissingKeyId)?;
+        let now = chrono::Utc::now().timestamp();
 
-pub mod dev {
-    use super::AuthError;
-    use crate::settings::{AuthSettings, TokenVersion};
-    pub const DEV_ISSUER: &str = "https://pimgate.invalid/dev-issuer";
-    #[derive(Debug, Default)]
-    pub struct DevTokenOptions {
-        pub audience: Option<String>,
-        pub caller: Option<String>,
-        pub subject: Option<String>,
-        pub expires_in_seconds: i64,
-        pub token_version: Option<TokenVersion>,
+        if kid == dev::DEV_KEY_ID {
+            if !self.dev_mode {
+                return Err(AuthError::DevModeOff);
+            }
+            let claims = verify_signature(token, dev::decoding_key()?)?;
+            return self.rules.check(claims, KeySource::Dev, now);
+        }
+
+        let keys = self.key_set_with(&kid).await?;
+        let key = keys.get(&kid).ok_or(AuthError::UnknownKeyId)?;
+        let claims = verify_signature(token, key)?;
+        self.rules.check(claims, KeySource::Entra, now)
     }
-    pub fn issue_token(
-        _settings: &AuthSettings,
-        _options: &DevTokenOptions,
-    ) -> Result<String, AuthError> {
-        Err(AuthError::NotImplemented)
+
+    fn current_keys(&self) -> Arc<KeySet> {
+        // A poisoned lock only means a writer panicked mid-swap of an `Arc`; the value is still whole.
+        Arc::clone(
+            &self
+                .keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// The current key set if it holds `kid`; otherwise one rate-limited, single-flight refresh first.
+    async fn key_set_with(&self, kid: &str) -> Result<Arc<KeySet>, AuthError> {
+        let keys = self.current_keys();
+        if keys.get(kid).is_some() {
+            return Ok(keys);
+        }
+        if self.metadata_url.is_none() {
+            return Err(AuthError::UnknownKeyId);
+        }
+        let finished_before = self.fetches_finished.load(Ordering::Acquire);
+        {
+            let mut state = self.refresh.lock().await;
+            let someone_refreshed =
+                self.fetches_finished.load(Ordering::Acquire) != finished_before;
+            let allowed = state
+                .last_attempt
+                .is_none_or(|last| last.elapsed() >= self.min_refresh_interval);
+            if !someone_refreshed
+                && allowed
+                && let Err(error) = self.refresh_locked(&mut state).await
+            {
+                tracing::warn!(
+                    reason = error.reason_code(),
+                    error = %error,
+                    "signing key refresh for an unknown key id failed; keeping the previous keys"
+                );
+            }
+        }
+        let keys = self.current_keys();
+        if keys.get(kid).is_some() {
+            Ok(keys)
+        } else if !self.entra_keys_fetched.load(Ordering::Acquire) {
+            Err(AuthError::KeysUnavailable)
+        } else {
+            Err(AuthError::UnknownKeyId)
+        }
+    }
+
+    async fn refresh_locked(&self, state: &mut RefreshState) -> Result<usize, AuthError> {
+        state.last_attempt = Some(Instant::now());
+        let result = self.fetch_key_set().await;
+        self.fetches_finished.fetch_add(1, Ordering::AcqRel);
+        let (key_set, skipped) = result?;
+        let count = key_set.len();
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(key_set);
+        self.entra_keys_fetched.store(true, Ordering::Release);
+        tracing::info!(keys = count, skipped, "signing keys refreshed");
+        Ok(count)
+    }
+
+    async fn fetch_key_set(&self) -> Result<(KeySet, usize), AuthError> {
+        let metadata_url = self.metadata_url.as_ref().ok_or_else(|| {
+            AuthError::InvalidConfig("no tenant configured, entra tokens are disabled".into())
+        })?;
+        let discovery: DiscoveryDocument = fetch_json(&self.http, metadata_url, self.fetch_timeout)
+            .await
+            .map_err(AuthError::Discovery)?;
+        let jwks_url = check_fetch_url(&discovery.jwks_uri)
+            .map_err(|problem| AuthError::Discovery(format!("`jwks_uri`: {problem}")))?;
+        let document: serde_json::Value = fetch_json(&self.http, &jwks_url, self.fetch_timeout)
+            .await
+            .map_err(AuthError::Jwks)?;
+        let parsed = parse_jwks(&document)
+            .map_err(|problem| AuthError::Jwks(format!("`{jwks_url}`: {problem}")))?;
+        if parsed.key_set.is_empty() {
+            // An empty set would lock every caller out; more likely a broken upstream than a real
+            // revocation of every key, so keep what we have.
+            return Err(AuthError::Jwks(format!(
+                "`{jwks_url}` holds no usable rs256 signing key ({} skipped)",
+                parsed.skipped
+            )));
+        }
+        Ok((parsed.key_set, parsed.skipped))
     }
 }

@@ -56,6 +56,11 @@ pub async fn evaluate(
     .await
     {
         Ok(Ok(verified)) => verified,
+        Ok(Err(error)) if !error.is_token_rejection() => {
+            // We cannot judge the token (keys unreachable): say so instead of blaming the caller.
+            tracing::warn!(reason = error.reason_code(), %error, "token could not be verified");
+            return Err(ApiError::NotReady("the signing keys are unavailable"));
+        }
         Ok(Err(error)) => {
             metrics::counter!("pimgate_token_rejections_total", "reason" => error.reason_code())
                 .increment(1);

@@ -9,7 +9,6 @@ use crate::decision::Decision;
 use crate::rules::RuleSet;
 use crate::settings::Settings;
 
-#[derive(Debug)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub authenticator: Arc<Authenticator>,
