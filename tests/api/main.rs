@@ -1,0 +1,12 @@
+//! Black-box tests of the running service: real server on port 0, a real discovery/JWKS server on
+//! loopback, tokens really signed with keys generated here. One binary for all API tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+#[path = "../common_auth/mod.rs"]
+mod common_auth;
+
+mod evaluate;
+mod helpers;
+mod service;
+mod tokens;
