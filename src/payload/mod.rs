@@ -1,8 +1,16 @@
 //! The three PIM request shapes (Entra roles, PIM for Groups, Azure resources) decoded strictly into
 //! one normalized [`ActivationRequest`], so nothing downstream knows which wire shape it came from.
 
+mod decode;
+mod duration;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+
+pub use decode::{
+    BODY_FIELD, ECHO_LIMIT, MAX_DURATION_DAYS, MAX_JUSTIFICATION_CHARS, PayloadError, decode,
+};
+pub use duration::parse_iso8601_duration;
 
 /// Which PIM surface sent the request (Graph's `resourceType` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -242,26 +250,4 @@ pub fn format_iso8601_duration(duration: Duration) -> String {
         }
     }
     out
-}
-
-// PLACEHOLDER until the payload helper's decoder lands.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PayloadError {
-    #[error("request body is not valid JSON: {0}")]
-    NotJson(String),
-    #[error("`{field}` {problem}")]
-    Field { field: String, problem: String },
-}
-
-impl PayloadError {
-    pub fn field(&self) -> Option<&str> {
-        match self {
-            PayloadError::NotJson(_) => None,
-            PayloadError::Field { field, .. } => Some(field),
-        }
-    }
-}
-
-pub fn decode(_body: &[u8]) -> Result<ActivationRequest, PayloadError> {
-    Err(PayloadError::NotJson("not implemented".into()))
 }
