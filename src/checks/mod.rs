@@ -89,4 +89,8 @@ pub mod principal;
 pub mod registry;
 pub mod start;
 pub mod ticket;
+pub mod util;
 pub mod window;
+
+#[cfg(test)]
+mod test_support;

@@ -5,16 +5,20 @@
 //! in `kind` and `build`; the compiler points at any arm you forget.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::de::{self, EnumAccess, MapAccess, VariantAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::NamedCheck;
 use super::{duration, justification, principal, start, ticket, window};
 
 /// One entry of a policy's `require:` or `auto_approve:` list, e.g. `- duration: { max: PT2H }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+///
+/// Deserialized by hand from a one-key map because `yaml_serde` reads derived enums only from YAML
+/// tags (`!duration`); the tag form is accepted too.
+#[derive(Debug, Clone)]
 pub enum CheckSpec {
     Duration(duration::DurationSpec),
     Justification(justification::JustificationSpec),
@@ -22,6 +26,75 @@ pub enum CheckSpec {
     Principal(principal::PrincipalSpec),
     Window(window::WindowCheckSpec),
     Start(start::StartSpec),
+}
+
+/// The names operators write, in `CheckSpec` order.
+pub const CHECK_KINDS: &[&str] = &[
+    "duration",
+    "justification",
+    "ticket",
+    "principal",
+    "window",
+    "start",
+];
+
+impl<'de> Deserialize<'de> for CheckSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckSpecVisitor)
+    }
+}
+
+struct CheckSpecVisitor;
+
+impl CheckSpecVisitor {
+    fn read<'de, A: MapAccess<'de>>(kind: &str, map: &mut A) -> Result<CheckSpec, A::Error> {
+        Ok(match kind {
+            "duration" => CheckSpec::Duration(map.next_value()?),
+            "justification" => CheckSpec::Justification(map.next_value()?),
+            "ticket" => CheckSpec::Ticket(map.next_value()?),
+            "principal" => CheckSpec::Principal(map.next_value()?),
+            "window" => CheckSpec::Window(map.next_value()?),
+            "start" => CheckSpec::Start(map.next_value()?),
+            other => return Err(de::Error::unknown_variant(other, CHECK_KINDS)),
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for CheckSpecVisitor {
+    type Value = CheckSpec;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a check written as a map with one key, e.g. `duration: { max: PT2H }`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some(kind) = map.next_key::<String>()? else {
+            return Err(de::Error::custom(format!(
+                "a check needs its kind as its key, one of: {}",
+                CHECK_KINDS.join(", ")
+            )));
+        };
+        let spec = Self::read(&kind, &mut map)?;
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(de::Error::custom(format!(
+                "a check has exactly one kind, but `{extra}` follows `{kind}`; start a new `- ` list item for it"
+            )));
+        }
+        Ok(spec)
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
+        let (kind, variant) = data.variant::<String>()?;
+        Ok(match kind.as_str() {
+            "duration" => CheckSpec::Duration(variant.newtype_variant()?),
+            "justification" => CheckSpec::Justification(variant.newtype_variant()?),
+            "ticket" => CheckSpec::Ticket(variant.newtype_variant()?),
+            "principal" => CheckSpec::Principal(variant.newtype_variant()?),
+            "window" => CheckSpec::Window(variant.newtype_variant()?),
+            "start" => CheckSpec::Start(variant.newtype_variant()?),
+            other => return Err(de::Error::unknown_variant(other, CHECK_KINDS)),
+        })
+    }
 }
 
 /// What a spec may refer to by name: the rules' `lists:` and compiled `windows:`.
@@ -66,5 +139,114 @@ impl CheckSpec {
             kind: self.kind(),
             check,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::CheckStatus;
+    use crate::checks::test_support::{TestEnv, now, request, run};
+
+    const WINDOWS: &str = r#"
+change-windows:
+  timezone: Europe/Berlin
+  weekly:
+    - { days: [Tue, Thu], from: "18:00", to: "23:00" }
+    - { days: [Sat], from: "00:00", to: "24:00" }
+  except_dates: ["2026-12-24"]
+"#;
+
+    const CHECKS: &str = r#"
+- duration: { max: PT2H }
+- justification: { min_length: 10, deny_patterns: ['(?i)^admin$'] }
+- ticket: { systems: [ServiceNow], patterns: { ServiceNow: "CHG[0-9]{7}" }, from_justification: true }
+- principal: { deny: [break-glass] }
+- window: change-windows
+- window: { name: change-windows, cover: whole }
+- start: { max_past: PT5M, max_future: P7D }
+"#;
+
+    fn test_env() -> TestEnv {
+        let specs: BTreeMap<String, window::WindowSpec> = yaml_serde::from_str(WINDOWS).unwrap();
+        let mut env = TestEnv::default();
+        for (name, spec) in &specs {
+            env.windows
+                .insert(name.clone(), Arc::new(window::compile(name, spec).unwrap()));
+        }
+        env.lists.insert(
+            "break-glass".to_string(),
+            vec!["0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d".to_string()],
+        );
+        env
+    }
+
+    #[test]
+    fn every_check_kind_builds_from_yaml_and_passes_a_good_request() {
+        let env = test_env();
+        let specs: Vec<CheckSpec> = yaml_serde::from_str(CHECKS).unwrap();
+        let kinds: Vec<&str> = specs.iter().map(CheckSpec::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "duration",
+                "justification",
+                "ticket",
+                "principal",
+                "window",
+                "window",
+                "start"
+            ]
+        );
+        let mut request = request();
+        request.justification = Some("CHG0031337: rotate the signing certificate".to_string());
+        for spec in &specs {
+            let built = spec.build(&env.env()).unwrap();
+            let outcome = run(built.check.as_ref(), &request, now());
+            assert_eq!(
+                outcome.status,
+                CheckStatus::Pass,
+                "{}: {}",
+                built.kind,
+                outcome.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_whole_day_slot_runs_to_midnight() {
+        let env = test_env();
+        let window = env.windows.get("change-windows").unwrap();
+        let saturday_end = crate::checks::test_support::at("2026-11-28T22:59:59Z");
+        let sunday = crate::checks::test_support::at("2026-11-28T23:00:00Z");
+        assert!(window.contains(saturday_end));
+        assert!(!window.contains(sunday));
+    }
+
+    #[test]
+    fn malformed_check_entries_are_rejected_with_a_precise_error() {
+        let cases = [
+            (
+                "- duration: { max: PT2H, maximum: PT4H }",
+                "unknown field `maximum`",
+            ),
+            ("- duraton: { max: PT2H }", "unknown variant `duraton`"),
+            ("- {}", "a check needs its kind"),
+            (
+                "- { duration: { max: PT2H }, start: { max_past: PT5M } }",
+                "`start` follows `duration`",
+            ),
+            ("- window: { name: w, covr: whole }", "unknown field `covr`"),
+        ];
+        for (yaml, expected) in cases {
+            let error = yaml_serde::from_str::<Vec<CheckSpec>>(yaml).unwrap_err();
+            assert!(error.to_string().contains(expected), "{yaml}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_yaml_tag_form_is_accepted_too() {
+        let specs: Vec<CheckSpec> = yaml_serde::from_str("- !duration { max: PT2H }").unwrap();
+        assert_eq!(specs[0].kind(), "duration");
     }
 }

@@ -1,14 +1,18 @@
-//! PLACEHOLDER (start check): being written by the checks helper.
+//! `start`: the activation may not be back-dated or scheduled too far ahead.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use super::registry::{BuildEnv, SpecProblem};
+use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome};
+use crate::payload::format_iso8601_duration;
 
-/// `start: { max_past: PT5M, max_future: P7D }`: bounds on the requested start time.
+/// `start: { max_past: PT5M, max_future: P7D }`: bounds on the requested start time. An omitted
+/// bound is not checked; a missing start means "now" and always passes.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StartSpec {
@@ -17,15 +21,212 @@ pub struct StartSpec {
 }
 
 #[derive(Debug)]
-struct Pending;
+struct StartCheck {
+    max_past: Option<Duration>,
+    max_future: Option<Duration>,
+}
+
+pub fn build(spec: &StartSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    let mut problems = Vec::new();
+    if spec.max_past.is_none() && spec.max_future.is_none() {
+        problems.push(SpecProblem {
+            key: String::new(),
+            message:
+                "the start check sets neither `max_past` nor `max_future`, so it checks nothing"
+                    .to_string(),
+            fix: "add `max_past: PT5M` and/or `max_future: P7D`".to_string(),
+        });
+    }
+    let mut parse = |key: &str, value: &Option<String>| match value {
+        Some(text) => match duration_value(key, text) {
+            Ok(duration) => Some(duration),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+        None => None,
+    };
+    let max_past = parse("max_past", &spec.max_past);
+    let max_future = parse("max_future", &spec.max_future);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Arc::new(StartCheck {
+        max_past,
+        max_future,
+    }))
+}
+
+fn timestamp(value: DateTime<Utc>) -> String {
+    value.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
 
 #[async_trait]
-impl Check for Pending {
-    async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
-        CheckOutcome::error("the start check is not implemented yet")
+impl Check for StartCheck {
+    async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome {
+        let now = context.now;
+        let Some(start) = context.request.schedule.start else {
+            return CheckOutcome::pass("the activation starts now")
+                .with_evidence("requested_start", serde_json::Value::Null);
+        };
+        let with_facts = |outcome: CheckOutcome| {
+            outcome
+                .with_evidence("requested_start", timestamp(start))
+                .with_evidence("now", timestamp(now))
+                .with_evidence("max_past", self.max_past.map(format_iso8601_duration))
+                .with_evidence("max_future", self.max_future.map(format_iso8601_duration))
+        };
+        if let Some(max_past) = self.max_past
+            && now
+                .checked_sub_signed(max_past)
+                .is_some_and(|earliest| start < earliest)
+        {
+            return with_facts(CheckOutcome::fail(format!(
+                "the requested start {} is {} in the past, more than the {} allowed; \
+                 request a start of now or later",
+                timestamp(start),
+                format_iso8601_duration(now - start),
+                format_iso8601_duration(max_past)
+            )));
+        }
+        if let Some(max_future) = self.max_future
+            && let Some(latest) = now.checked_add_signed(max_future)
+            && start > latest
+        {
+            return with_facts(CheckOutcome::fail(format!(
+                "the requested start {} is {} ahead, more than the {} allowed; \
+                 request a start no later than {}",
+                timestamp(start),
+                format_iso8601_duration(start - now),
+                format_iso8601_duration(max_future),
+                timestamp(latest)
+            )));
+        }
+        with_facts(CheckOutcome::pass(format!(
+            "the requested start {} is within the allowed range",
+            timestamp(start)
+        )))
     }
 }
 
-pub fn build(_spec: &StartSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
-    Ok(Arc::new(Pending))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::CheckStatus;
+    use crate::checks::test_support::{TestEnv, at, now, request, run};
+
+    fn spec(max_past: Option<&str>, max_future: Option<&str>) -> StartSpec {
+        StartSpec {
+            max_past: max_past.map(str::to_string),
+            max_future: max_future.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn malformed_bounds_and_empty_specs_are_reported() {
+        let env = TestEnv::default();
+        let problems = build(&spec(Some("5m"), Some("P1M")), &env.env()).unwrap_err();
+        let keys: Vec<&str> = problems
+            .iter()
+            .map(|problem| problem.key.as_str())
+            .collect();
+        assert_eq!(keys, ["max_past", "max_future"]);
+        let problems = build(&spec(None, None), &env.env()).unwrap_err();
+        assert_eq!(problems[0].key, "");
+    }
+
+    #[test]
+    fn requested_starts_are_checked_against_both_bounds() {
+        let cases = [
+            (
+                "no start means now",
+                spec(Some("PT5M"), Some("P7D")),
+                None,
+                CheckStatus::Pass,
+            ),
+            (
+                "a start exactly now",
+                spec(Some("PT5M"), Some("P7D")),
+                Some("2026-11-24T18:05:00Z"),
+                CheckStatus::Pass,
+            ),
+            (
+                "four minutes ago",
+                spec(Some("PT5M"), Some("P7D")),
+                Some("2026-11-24T18:01:00Z"),
+                CheckStatus::Pass,
+            ),
+            (
+                "exactly at the past bound",
+                spec(Some("PT5M"), None),
+                Some("2026-11-24T18:00:00Z"),
+                CheckStatus::Pass,
+            ),
+            (
+                "an hour ago",
+                spec(Some("PT5M"), Some("P7D")),
+                Some("2026-11-24T17:05:00Z"),
+                CheckStatus::Fail,
+            ),
+            (
+                "six days ahead",
+                spec(Some("PT5M"), Some("P7D")),
+                Some("2026-11-30T18:05:00Z"),
+                CheckStatus::Pass,
+            ),
+            (
+                "exactly at the future bound",
+                spec(None, Some("P7D")),
+                Some("2026-12-01T18:05:00Z"),
+                CheckStatus::Pass,
+            ),
+            (
+                "eight days ahead",
+                spec(Some("PT5M"), Some("P7D")),
+                Some("2026-12-02T18:05:00Z"),
+                CheckStatus::Fail,
+            ),
+            (
+                "no past bound",
+                spec(None, Some("P7D")),
+                Some("2026-01-01T00:00:00Z"),
+                CheckStatus::Pass,
+            ),
+            (
+                "no future bound",
+                spec(Some("PT5M"), None),
+                Some("2027-06-01T00:00:00Z"),
+                CheckStatus::Pass,
+            ),
+        ];
+        let env = TestEnv::default();
+        for (name, spec, start, expected) in cases {
+            let check = build(&spec, &env.env()).unwrap();
+            let mut request = request();
+            request.schedule.start = start.map(at);
+            let outcome = run(check.as_ref(), &request, now());
+            assert_eq!(outcome.status, expected, "{name}: {}", outcome.message);
+        }
+    }
+
+    #[test]
+    fn failures_name_the_start_and_the_bound() {
+        let env = TestEnv::default();
+        let check = build(&spec(Some("PT5M"), Some("P7D")), &env.env()).unwrap();
+        let mut request = request();
+        request.schedule.start = Some(at("2026-11-24T16:05:00Z"));
+        let outcome = run(check.as_ref(), &request, now());
+        assert_eq!(
+            outcome.message,
+            "the requested start 2026-11-24T16:05:00Z is PT2H in the past, more than the PT5M allowed; request a start of now or later"
+        );
+        request.schedule.start = Some(at("2026-12-04T18:05:00Z"));
+        let outcome = run(check.as_ref(), &request, now());
+        assert_eq!(
+            outcome.message,
+            "the requested start 2026-12-04T18:05:00Z is P10D ahead, more than the P7D allowed; request a start no later than 2026-12-01T18:05:00Z"
+        );
+        assert_eq!(outcome.evidence["max_future"], "P7D");
+    }
 }

@@ -1,0 +1,281 @@
+//! Small helpers the check kinds share: rule-value durations, regexes, ticket-looking tokens, GUIDs.
+
+use std::sync::LazyLock;
+
+use chrono::Duration;
+use regex::Regex;
+
+use super::registry::SpecProblem;
+
+/// The fix suggested for every malformed duration in the rules, so operators see one consistent hint.
+pub const DURATION_FIX: &str = "use a positive ISO-8601 duration in days, hours, minutes or seconds, such as `PT2H`, `PT30M` or `P1D`";
+
+/// Parses a rule value such as `PT2H`, `P1DT12H` or `P2W`.
+///
+/// Years and months are rejected because their length depends on the calendar, so a limit written
+/// with them would not mean one fixed span of time. Zero and negative spans are rejected because no
+/// bound in the rules is meaningful with them. Only the last component may carry a fraction (`PT1.5H`
+/// is not accepted; `PT0.5S` is), which keeps the parser small and the values unambiguous.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let value = text.trim();
+    let Some(rest) = value.strip_prefix(['P', 'p']) else {
+        return Err(format!(
+            "`{value}` is not an ISO-8601 duration (it must start with `P`)"
+        ));
+    };
+    if rest.is_empty() {
+        return Err(format!("`{value}` has no components"));
+    }
+    let mut seconds: i64 = 0;
+    let mut nanos: i64 = 0;
+    let mut in_time = false;
+    let mut number = String::new();
+    let mut seen_any = false;
+    let mut last_unit_rank = 0u8;
+    for character in rest.chars() {
+        let upper = character.to_ascii_uppercase();
+        if character.is_ascii_digit() || character == '.' || character == ',' {
+            number.push(if character == ',' { '.' } else { character });
+            continue;
+        }
+        if upper == 'T' {
+            if in_time || !number.is_empty() {
+                return Err(format!("`{value}` has a misplaced `T`"));
+            }
+            in_time = true;
+            continue;
+        }
+        if character == '-' {
+            return Err(format!(
+                "`{value}` is negative; durations in rules must be positive"
+            ));
+        }
+        let (unit_seconds, rank): (i64, u8) = match (in_time, upper) {
+            (false, 'Y') | (false, 'M') => {
+                return Err(format!(
+                    "`{value}` uses years or months, whose length varies with the calendar"
+                ));
+            }
+            (false, 'W') => (7 * 86_400, 1),
+            (false, 'D') => (86_400, 2),
+            (true, 'H') => (3_600, 3),
+            (true, 'M') => (60, 4),
+            (true, 'S') => (1, 5),
+            _ => return Err(format!("`{value}` has an unexpected `{character}`")),
+        };
+        if rank <= last_unit_rank {
+            return Err(format!(
+                "`{value}` repeats a unit or has its units out of order"
+            ));
+        }
+        last_unit_rank = rank;
+        if number.is_empty() {
+            return Err(format!(
+                "`{value}` has `{character}` without a number before it"
+            ));
+        }
+        let (whole, fraction) = match number.split_once('.') {
+            Some((whole, fraction)) => (whole, Some(fraction)),
+            None => (number.as_str(), None),
+        };
+        let whole: i64 = whole.parse().map_err(|_| {
+            format!("`{value}` has a number that is not a whole number: `{number}`")
+        })?;
+        seconds = whole
+            .checked_mul(unit_seconds)
+            .and_then(|part| seconds.checked_add(part))
+            .ok_or_else(|| format!("`{value}` is too long"))?;
+        if let Some(fraction) = fraction {
+            if upper != 'S' || !in_time {
+                return Err(format!("`{value}` has a fraction outside the seconds"));
+            }
+            if fraction.is_empty()
+                || fraction.len() > 9
+                || !fraction.chars().all(|c| c.is_ascii_digit())
+            {
+                return Err(format!("`{value}` has a malformed fraction of a second"));
+            }
+            let padded = format!("{fraction:0<9}");
+            nanos = padded
+                .parse()
+                .map_err(|_| format!("`{value}` has a malformed fraction of a second"))?;
+        }
+        number.clear();
+        seen_any = true;
+    }
+    if !number.is_empty() {
+        return Err(format!("`{value}` ends with a number without a unit"));
+    }
+    if !seen_any {
+        return Err(format!("`{value}` has no components"));
+    }
+    if in_time && last_unit_rank < 3 {
+        return Err(format!(
+            "`{value}` has a `T` with no hours, minutes or seconds after it"
+        ));
+    }
+    let duration = Duration::try_seconds(seconds)
+        .and_then(|whole| whole.checked_add(&Duration::nanoseconds(nanos)))
+        .ok_or_else(|| format!("`{value}` is too long"))?;
+    if duration <= Duration::zero() {
+        return Err(format!(
+            "`{value}` is zero; durations in rules must be positive"
+        ));
+    }
+    Ok(duration)
+}
+
+/// Parses a duration-valued key, turning a failure into a problem for that key.
+pub fn duration_value(key: &str, text: &str) -> Result<Duration, SpecProblem> {
+    parse_duration(text).map_err(|message| SpecProblem {
+        key: key.to_string(),
+        message,
+        fix: DURATION_FIX.to_string(),
+    })
+}
+
+/// Compiles an operator's regex; `anchored` wraps it so it must match the whole value, because a
+/// pattern like `CHG[0-9]{7}` written for a ticket number is meant for the whole number, not a part.
+pub fn compile_regex(key: &str, pattern: &str, anchored: bool) -> Result<Regex, SpecProblem> {
+    let source = if anchored {
+        format!("^(?:{pattern})$")
+    } else {
+        pattern.to_string()
+    };
+    Regex::new(&source).map_err(|error| SpecProblem {
+        key: key.to_string(),
+        message: format!("`{pattern}` is not a valid regular expression: {}", first_line(&error)),
+        fix: "write a regular expression in Rust `regex` syntax (no look-around or back-references), e.g. `(?i)^admin$`".to_string(),
+    })
+}
+
+fn first_line(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .rfind(|line| !line.trim().is_empty())
+        .unwrap_or("invalid pattern")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+/// ServiceNow numbers (`CHG0031337`, `INC0012345`, ...) and Jira-style keys (`OPS-123`). ServiceNow
+/// prefixes are matched case-insensitively because people type them that way; Jira keys are
+/// upper-case only, since lower-case `word-123` tokens are far more often not tickets.
+static TICKET_TOKEN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"\b(?:(?i:CHG|INC|RITM|REQ|PRB|SCTASK|TASK)[0-9]{5,}|[A-Z][A-Z0-9]+-[0-9]+)\b").ok()
+});
+
+/// Every ticket-looking token in `text`, in order of appearance.
+pub fn ticket_tokens(text: &str) -> Vec<&str> {
+    match TICKET_TOKEN.as_ref() {
+        Some(regex) => regex.find_iter(text).map(|found| found.as_str()).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// A Microsoft Entra object id in its usual hyphenated form, which is what PIM sends.
+pub fn is_guid(text: &str) -> bool {
+    text.len() == 36 && uuid::Uuid::try_parse(text).is_ok()
+}
+
+/// Shortens user text quoted back in a message so one long justification cannot flood the reason.
+pub fn quote(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let shortened: String = text.chars().take(max_chars).collect();
+    format!("{shortened}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_days_hours_minutes_and_seconds_are_parsed() {
+        let cases = [
+            ("PT2H", 7_200),
+            ("PT30M", 1_800),
+            ("P1D", 86_400),
+            ("P1DT12H", 129_600),
+            ("P2W", 1_209_600),
+            ("PT1H30M15S", 5_415),
+            ("pt2h", 7_200),
+            ("PT90M", 5_400),
+        ];
+        for (text, seconds) in cases {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::seconds(seconds)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_duration("PT0.5S"), Ok(Duration::milliseconds(500)));
+    }
+
+    #[test]
+    fn malformed_calendar_zero_and_negative_durations_are_rejected() {
+        let cases = [
+            ("", "must start with `P`"),
+            ("2h", "must start with `P`"),
+            ("P", "no components"),
+            ("PT", "no components"),
+            ("P1Y", "years or months"),
+            ("P1M", "years or months"),
+            ("PT0S", "zero"),
+            ("P0D", "zero"),
+            ("-PT1H", "must start with `P`"),
+            ("PT-1H", "negative"),
+            ("PT2", "without a unit"),
+            ("PTH", "without a number"),
+            ("PT1M2H", "out of order"),
+            ("P1H", "unexpected `H`"),
+            ("PT1.5H", "fraction outside the seconds"),
+            ("P1DT", "no hours, minutes or seconds"),
+            ("P99999999999999D", "too long"),
+        ];
+        for (text, expected) in cases {
+            let error = parse_duration(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn ticket_looking_tokens_are_found_in_text() {
+        let cases: [(&str, &[&str]); 5] = [
+            ("CHG0031337: rotate the certificate", &["CHG0031337"]),
+            ("fix for OPS-123 and inc0012345", &["OPS-123", "inc0012345"]),
+            ("please give me admin", &[]),
+            ("CHG123 is too short", &[]),
+            ("see sctask0001234.", &["sctask0001234"]),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(ticket_tokens(text), expected.to_vec(), "{text}");
+        }
+    }
+
+    #[test]
+    fn only_hyphenated_guids_count_as_object_ids() {
+        assert!(is_guid("0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d"));
+        assert!(is_guid("0C2D8F4E-1111-4A2B-9C3D-5E6F7A8B9C0D"));
+        assert!(!is_guid("0c2d8f4e11114a2b9c3d5e6f7a8b9c0d"));
+        assert!(!is_guid("oncall-team"));
+    }
+
+    #[test]
+    fn anchored_regexes_must_match_the_whole_value_and_bad_ones_are_reported() {
+        let regex = compile_regex("patterns.ServiceNow", "CHG[0-9]{7}", true).unwrap();
+        assert!(regex.is_match("CHG0031337"));
+        assert!(!regex.is_match("XCHG00313370"));
+        let problem = compile_regex("deny_patterns[0]", "(admin", false).unwrap_err();
+        assert_eq!(problem.key, "deny_patterns[0]");
+        assert!(
+            problem
+                .message
+                .starts_with("`(admin` is not a valid regular expression"),
+            "{}",
+            problem.message
+        );
+    }
+}
