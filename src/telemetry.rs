@@ -26,7 +26,7 @@ pub fn init(settings: &LogSettings) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .try_init(),
         LogFormat::Pretty => builder.with_target(false).try_init(),
     };

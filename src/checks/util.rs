@@ -18,7 +18,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = crate::payload::parse_iso8601_duration(value)
         .map_err(|problem| format!("`{value}` is not a usable ISO-8601 duration: {problem}"))?;
     if duration <= Duration::zero() {
-        return Err(format!("`{value}` is zero; durations in rules must be positive"));
+        return Err(format!(
+            "`{value}` is zero; durations in rules must be positive"
+        ));
     }
     Ok(duration)
 }

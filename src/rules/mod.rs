@@ -1,13 +1,18 @@
 //! Operator rules: YAML files parsed, validated (every problem at once) and compiled into a
 //! [`RuleSet`] that selects the one policy deciding a request.
 //!
-//! PLACEHOLDER: the types below are the contract with `decision`; parsing and matching are being
-//! written (see the rules helper's brief).
+//! The format is documented for operators in `rules/README.md`. Selection is first match wins, in
+//! file-name then document order, like firewall rules: the order an operator reads is the order that
+//! decides.
 
 pub mod catalog;
+pub mod cel;
+mod compile;
+mod locate;
+pub mod matcher;
 pub mod testing;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -43,6 +48,12 @@ pub struct Policy {
     pub require: Vec<NamedCheck>,
     pub auto_approve: Vec<NamedCheck>,
     pub on_error: FailureMode,
+    /// Which requests this policy is about; checked before `when`.
+    pub matcher: matcher::Matcher,
+    /// The optional CEL condition, evaluated only when `matcher` matches.
+    pub when: Option<cel::Condition>,
+    /// The operator's explicit consent to auto-approving a policy that can match a Critical role.
+    pub allow_auto_approve_on_critical: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,18 +102,81 @@ pub enum Selection<'a> {
     },
 }
 
-pub fn load(_path: &std::path::Path) -> Result<RuleSet, Vec<RuleProblem>> {
-    Ok(RuleSet {
-        revision: String::new(),
-        policies: Vec::new(),
-        warnings: Vec::new(),
-    })
+impl std::fmt::Display for RuleProblem {
+    /// `rules/tier0.yaml:12:7: error: policies[2].match.roles[0]: unknown role `X` (fix: ...)`
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(formatter, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(formatter, ":{column}")?;
+            }
+        }
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(formatter, ": {severity}: ")?;
+        if !self.key.is_empty() {
+            write!(formatter, "{}: ", self.key)?;
+        }
+        write!(formatter, "{}", self.message)?;
+        if !self.fix.is_empty() {
+            write!(formatter, " (fix: {})", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads a rule file, or every `*.yaml`/`*.yml` of a folder except `*.test.yaml`/`*.test.yml`, in
+/// file-name order. Every problem of every file is reported at once; warnings travel with the errors
+/// in `Err` and in [`RuleSet::warnings`] on success.
+pub fn load(path: &Path) -> Result<RuleSet, Vec<RuleProblem>> {
+    compile::load(path)
 }
 
 impl RuleSet {
-    pub fn select(&self, _request: &ActivationRequest, _now: DateTime<Utc>) -> Selection<'_> {
-        Selection::NoMatch {
-            skipped: Vec::new(),
+    /// The first policy (file-name, then document order) whose `match` holds and whose `when` is true.
+    /// A `when` that cannot be evaluated stops the search: falling through to a more permissive policy
+    /// would fail open.
+    pub fn select(&self, request: &ActivationRequest, now: DateTime<Utc>) -> Selection<'_> {
+        let mut skipped = Vec::new();
+        for policy in &self.policies {
+            if let Some(why) = policy.matcher.mismatch(request) {
+                skipped.push(SkippedPolicy {
+                    policy: policy.name.clone(),
+                    why: why.to_string(),
+                });
+                continue;
+            }
+            let Some(condition) = &policy.when else {
+                return Selection::Matched { policy, skipped };
+            };
+            match condition.evaluate(request, now) {
+                Ok(true) => return Selection::Matched { policy, skipped },
+                Ok(false) => skipped.push(SkippedPolicy {
+                    policy: policy.name.clone(),
+                    why: "`when` is false".to_string(),
+                }),
+                Err(message) => {
+                    return Selection::ConditionError {
+                        policy,
+                        message,
+                        skipped,
+                    };
+                }
+            }
         }
+        Selection::NoMatch { skipped }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The service shares one `RuleSet` across worker threads; compiled CEL must not break that.
+    #[test]
+    fn a_rule_set_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::RuleSet>();
     }
 }

@@ -1,21 +1,460 @@
-//! PLACEHOLDER: the `rules test` runner (being written by the rules helper).
+//! `pimgate rules test`: run the cases kept in `*.test.yaml` files beside the rules, on a fixed clock,
+//! through the same `decision::evaluate` the service uses.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::RuleProblem;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
-#[derive(Debug, Default)]
+use crate::decision::{Decision, Outcome, evaluate};
+use crate::payload::{
+    Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Target, Ticket,
+};
+use crate::rules::compile::{is_test_file, parse_guid};
+use crate::rules::{RuleProblem, Severity, catalog, load};
+
+/// The principal of a shorthand request that names none.
+pub const DEFAULT_PRINCIPAL: &str = "00000000-0000-4000-8000-000000000001";
+
+const CASE_BUDGET: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestReport {
     pub passed: usize,
     pub failed: usize,
+    /// (case name, test file, what differed).
+    pub failures: Vec<(String, PathBuf, String)>,
+    /// One line per case, in run order, for the printed report.
+    pub lines: Vec<String>,
 }
 
-impl std::fmt::Display for TestReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{} passed, {} failed", self.passed, self.failed)
+impl fmt::Display for TestReport {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in &self.lines {
+            writeln!(formatter, "{line}")?;
+        }
+        write!(formatter, "{} passed, {} failed", self.passed, self.failed)
     }
 }
 
-pub async fn run_tests(_path: &Path) -> Result<TestReport, Vec<RuleProblem>> {
-    Ok(TestReport::default())
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestFile {
+    #[serde(default)]
+    cases: Vec<TestCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestCase {
+    name: String,
+    now: String,
+    #[serde(default)]
+    request: Option<ShorthandRequest>,
+    #[serde(default)]
+    request_file: Option<String>,
+    expect: Expectation,
+}
+
+/// A request written by hand: only what the case is about, with defaults for the rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ShorthandRequest {
+    role: Option<String>,
+    group: Option<String>,
+    access: Option<String>,
+    resource_type: Option<String>,
+    scope: Option<String>,
+    action: Option<String>,
+    principal: Option<String>,
+    justification: Option<String>,
+    ticket: Option<String>,
+    ticket_system: Option<String>,
+    duration: Option<String>,
+    start: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expectation {
+    outcome: Outcome,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    reason_contains: Option<OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(one) => vec![one.as_str()],
+            OneOrMany::Many(many) => many.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Loads the rules at `path` and runs every case of the test files beside them: for a folder, all its
+/// `*.test.yaml`/`*.test.yml`; for a file `x.yaml`, `x.test.yaml` or `x.test.yml`. Rule or test-file
+/// problems are returned as `Err`; failing cases are part of the report.
+pub async fn run_tests(path: &Path) -> Result<TestReport, Vec<RuleProblem>> {
+    let rules = load(path)?;
+    let mut problems = Vec::new();
+    let mut report = TestReport::default();
+    let files = test_files(path);
+    if files.is_empty() {
+        problems.push(problem(
+            path,
+            "",
+            "no test files found",
+            "add cases in a `*.test.yaml` file beside the rules",
+        ));
+        return Err(problems);
+    }
+    let mut parsed = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(error) => {
+                problems.push(problem(
+                    &file,
+                    "",
+                    &format!("cannot read the test file: {error}"),
+                    "check the file",
+                ));
+                continue;
+            }
+        };
+        match yaml_serde::from_str::<TestFile>(&text) {
+            Ok(tests) => parsed.push((file, tests)),
+            Err(error) => {
+                let location = error.location();
+                let mut located = problem(
+                    &file,
+                    "cases",
+                    &error.to_string(),
+                    "a case has `name`, `now`, `request` (or `request_file`) and `expect: { outcome, policy, reason_contains }`",
+                );
+                located.line = location.as_ref().map(|at| at.line());
+                located.column = location.as_ref().map(|at| at.column());
+                problems.push(located);
+            }
+        }
+    }
+    for (file, tests) in &parsed {
+        for (index, case) in tests.cases.iter().enumerate() {
+            let key = format!("cases[{index}]");
+            match prepare(case, file) {
+                Ok((request, now)) => {
+                    let decision = evaluate(&rules, &request, now, CASE_BUDGET).await;
+                    match compare(&case.expect, &decision) {
+                        None => {
+                            report.passed += 1;
+                            report.lines.push(format!("ok    {}", case.name));
+                        }
+                        Some(explanation) => {
+                            report.failed += 1;
+                            report.lines.push(format!(
+                                "FAIL  {} ({})\n      {explanation}",
+                                case.name,
+                                file.display()
+                            ));
+                            report
+                                .failures
+                                .push((case.name.clone(), file.clone(), explanation));
+                        }
+                    }
+                }
+                Err((field, message, fix)) => {
+                    problems.push(problem(file, &format!("{key}.{field}"), &message, &fix))
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(report)
+    } else {
+        Err(problems)
+    }
+}
+
+fn problem(file: &Path, key: &str, message: &str, fix: &str) -> RuleProblem {
+    RuleProblem {
+        severity: Severity::Error,
+        file: file.to_path_buf(),
+        line: None,
+        column: None,
+        key: key.to_string(),
+        message: message.to_string(),
+        fix: fix.to_string(),
+    }
+}
+
+fn test_files(path: &Path) -> Vec<PathBuf> {
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.retain(|file| file.is_file() && is_test_file(file));
+        files.sort();
+        return files;
+    }
+    let Some(stem) = path.file_stem() else {
+        return Vec::new();
+    };
+    ["test.yaml", "test.yml"]
+        .iter()
+        .map(|extension| path.with_file_name(format!("{}.{extension}", stem.to_string_lossy())))
+        .filter(|file| file.is_file())
+        .collect()
+}
+
+/// `None` when the decision is what the case expects, else what differed.
+fn compare(expect: &Expectation, decision: &Decision) -> Option<String> {
+    let mut differences = Vec::new();
+    if decision.outcome != expect.outcome {
+        differences.push(format!(
+            "expected {}, got {}",
+            expect.outcome.as_str(),
+            decision.outcome.as_str()
+        ));
+    }
+    if let Some(policy) = &expect.policy
+        && decision.policy.as_deref() != Some(policy.as_str())
+    {
+        differences.push(format!(
+            "expected policy `{policy}`, got {}",
+            decision
+                .policy
+                .as_deref()
+                .map(|name| format!("`{name}`"))
+                .unwrap_or_else(|| "no policy".to_string())
+        ));
+    }
+    if let Some(fragments) = &expect.reason_contains {
+        let reasons = decision.reasons.join(" | ");
+        for fragment in fragments.items() {
+            if !reasons.to_lowercase().contains(&fragment.to_lowercase()) {
+                differences.push(format!("no reason contains `{fragment}`"));
+            }
+        }
+    }
+    if differences.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}; reasons: {}",
+        differences.join("; "),
+        decision.reasons.join(" | ")
+    ))
+}
+
+type CaseError = (&'static str, String, String);
+
+fn prepare(case: &TestCase, file: &Path) -> Result<(ActivationRequest, DateTime<Utc>), CaseError> {
+    let now = DateTime::parse_from_rfc3339(&case.now)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| {
+            (
+                "now",
+                format!("`{}` is not an RFC 3339 time: {error}", case.now),
+                "e.g. `2026-11-24T19:05:00+01:00`".to_string(),
+            )
+        })?;
+    let request = match (&case.request, &case.request_file) {
+        (Some(shorthand), None) => shorthand_request(shorthand)?,
+        (None, Some(request_file)) => {
+            // TODO: decode PIM JSON with `crate::payload::decode` once it lands.
+            return Err((
+                "request_file",
+                format!(
+                    "`request_file: {request_file}` (beside `{}`) is not supported yet",
+                    file.display()
+                ),
+                "write the request in the shorthand form under `request:`".to_string(),
+            ));
+        }
+        _ => {
+            return Err((
+                "request",
+                "give exactly one of `request` and `request_file`".to_string(),
+                "e.g. `request: { role: Global Administrator, duration: PT1H }`".to_string(),
+            ));
+        }
+    };
+    Ok((request, now))
+}
+
+fn bad(field: &'static str, message: String, fix: &str) -> CaseError {
+    ("request", format!("{field}: {message}"), fix.to_string())
+}
+
+fn shorthand_request(short: &ShorthandRequest) -> Result<ActivationRequest, CaseError> {
+    let scope = short.scope.clone().unwrap_or_else(|| "/".to_string());
+    let resource_type = match short.resource_type.as_deref() {
+        None if short.group.is_some() => ResourceType::EntraGroups,
+        None => ResourceType::EntraRoles,
+        Some(text) => [
+            ResourceType::EntraRoles,
+            ResourceType::EntraGroups,
+            ResourceType::AzureResources,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str().eq_ignore_ascii_case(text))
+        .ok_or_else(|| {
+            bad(
+                "resource_type",
+                format!("unknown resource type `{text}`"),
+                "use entraRoles, entraGroups or azureResources",
+            )
+        })?,
+    };
+    let target = match resource_type {
+        ResourceType::EntraGroups => {
+            let group = short.group.as_deref().unwrap_or("");
+            let group_id = parse_guid(group).ok_or_else(|| {
+                bad(
+                    "group",
+                    format!("`{group}` is not a GUID"),
+                    "give the group's object id",
+                )
+            })?;
+            let access_id = match short
+                .access
+                .as_deref()
+                .unwrap_or("member")
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "member" => GroupAccess::Member,
+                "owner" => GroupAccess::Owner,
+                other => {
+                    return Err(bad(
+                        "access",
+                        format!("unknown access `{other}`"),
+                        "use member or owner",
+                    ));
+                }
+            };
+            Target::Group {
+                group_id,
+                access_id,
+            }
+        }
+        ResourceType::EntraRoles | ResourceType::AzureResources => {
+            let role = short.role.as_deref().unwrap_or("");
+            let role_definition_id = parse_guid(role)
+                .or_else(|| {
+                    catalog::by_name(role)
+                        .or_else(|| {
+                            catalog::all()
+                                .iter()
+                                .find(|known| known.name.eq_ignore_ascii_case(role))
+                        })
+                        .map(|known| known.id.to_ascii_lowercase())
+                })
+                .ok_or_else(|| {
+                    bad(
+                        "role",
+                        format!("unknown role `{role}`"),
+                        "give a built-in role name or a role definition GUID",
+                    )
+                })?;
+            if resource_type == ResourceType::AzureResources {
+                Target::AzureRole {
+                    role_definition_path: format!(
+                        "{scope}/providers/Microsoft.Authorization/roleDefinitions/{role_definition_id}"
+                    ),
+                    role_definition_id,
+                    scope,
+                }
+            } else {
+                Target::EntraRole {
+                    role_definition_id,
+                    directory_scope_id: scope,
+                    app_scope_id: None,
+                }
+            }
+        }
+    };
+    let principal = short.principal.as_deref().unwrap_or(DEFAULT_PRINCIPAL);
+    let principal_id = parse_guid(principal).ok_or_else(|| {
+        bad(
+            "principal",
+            format!("`{principal}` is not a GUID"),
+            "give an object id",
+        )
+    })?;
+    let duration = match &short.duration {
+        None => None,
+        Some(text) => {
+            let parsed = iso8601::duration(text).map_err(|_| {
+                bad(
+                    "duration",
+                    format!("`{text}` is not an ISO-8601 duration"),
+                    "e.g. PT2H",
+                )
+            })?;
+            let std_duration: std::time::Duration = parsed.into();
+            Some(
+                chrono::Duration::from_std(std_duration)
+                    .map_err(|_| bad("duration", format!("`{text}` is too long"), "e.g. PT2H"))?,
+            )
+        }
+    };
+    let start = match &short.start {
+        None => None,
+        Some(text) => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map(|at| at.with_timezone(&Utc))
+                .map_err(|_| {
+                    bad(
+                        "start",
+                        format!("`{text}` is not an RFC 3339 time"),
+                        "e.g. 2026-11-24T19:05:00+01:00",
+                    )
+                })?,
+        ),
+    };
+    let ticket = (short.ticket.is_some() || short.ticket_system.is_some()).then(|| Ticket {
+        number: short.ticket.clone(),
+        system: short.ticket_system.clone(),
+    });
+    Ok(ActivationRequest {
+        request_id: None,
+        resource_type,
+        principal_id,
+        principal_type: Some("User".to_string()),
+        action: Action::parse(short.action.as_deref().unwrap_or("selfActivate")),
+        target,
+        justification: short
+            .justification
+            .as_ref()
+            .map(|text| text.trim().to_string())
+            .filter(|text| !text.is_empty()),
+        ticket,
+        schedule: Schedule {
+            start,
+            expiration_kind: if duration.is_some() {
+                ExpirationKind::AfterDuration
+            } else {
+                ExpirationKind::NotSpecified
+            },
+            duration,
+            end: None,
+        },
+    })
 }

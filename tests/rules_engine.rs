@@ -1,0 +1,1123 @@
+//! Rule engine tests at the boundary: rule YAML in, `Decision` out. `check` is the only caller of
+//! `rules::load` + `decision::evaluate`; validation cases go through `problems`.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pimgate::decision::{Decision, Outcome, evaluate};
+use pimgate::payload::{
+    Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Target, Ticket,
+};
+use pimgate::rules::{RuleProblem, Severity, load};
+
+const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
+const EXCHANGE_ADMIN: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
+const CUSTOM_ROLE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+const GROUP: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+const ALICE: &str = "cccccccc-0000-4000-8000-000000000003";
+const BREAK_GLASS: &str = "0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d";
+const NOW: &str = "2026-11-24T19:05:00+01:00";
+
+// ---- requests -------------------------------------------------------------------------------
+
+fn request(target: Target, resource_type: ResourceType) -> ActivationRequest {
+    ActivationRequest {
+        request_id: None,
+        resource_type,
+        principal_id: ALICE.to_string(),
+        principal_type: Some("User".to_string()),
+        action: Action::SelfActivate,
+        target,
+        justification: Some("CHG0031337: rotate the federation signing certificate".to_string()),
+        ticket: Some(Ticket {
+            number: Some("CHG0031337".to_string()),
+            system: Some("ServiceNow".to_string()),
+        }),
+        schedule: Schedule {
+            start: None,
+            expiration_kind: ExpirationKind::AfterDuration,
+            duration: Some(chrono::Duration::hours(1)),
+            end: None,
+        },
+    }
+}
+
+fn role(id: &str) -> ActivationRequest {
+    request(
+        Target::EntraRole {
+            role_definition_id: id.to_string(),
+            directory_scope_id: "/".to_string(),
+            app_scope_id: None,
+        },
+        ResourceType::EntraRoles,
+    )
+}
+
+fn group(id: &str, access: GroupAccess) -> ActivationRequest {
+    request(
+        Target::Group {
+            group_id: id.to_string(),
+            access_id: access,
+        },
+        ResourceType::EntraGroups,
+    )
+}
+
+fn azure(id: &str, scope: &str) -> ActivationRequest {
+    request(
+        Target::AzureRole {
+            role_definition_id: id.to_string(),
+            role_definition_path: format!(
+                "{scope}/providers/Microsoft.Authorization/roleDefinitions/{id}"
+            ),
+            scope: scope.to_string(),
+        },
+        ResourceType::AzureResources,
+    )
+}
+
+fn with_action(mut request: ActivationRequest, action: Action) -> ActivationRequest {
+    request.action = action;
+    request
+}
+
+fn with_scope(mut request: ActivationRequest, scope: &str) -> ActivationRequest {
+    if let Target::EntraRole {
+        directory_scope_id, ..
+    } = &mut request.target
+    {
+        *directory_scope_id = scope.to_string();
+    }
+    request
+}
+
+fn with_principal(mut request: ActivationRequest, principal: &str) -> ActivationRequest {
+    request.principal_id = principal.to_string();
+    request
+}
+
+fn with_duration(
+    mut request: ActivationRequest,
+    duration: Option<chrono::Duration>,
+) -> ActivationRequest {
+    request.schedule.duration = duration;
+    request
+}
+
+// ---- the one caller of the engine ----------------------------------------------------------
+
+/// What a case expects: the outcome, the deciding policy (`None` = no policy), and a reason fragment.
+struct Expected {
+    outcome: Outcome,
+    policy: Option<&'static str>,
+    reason: Option<&'static str>,
+}
+
+fn decided(outcome: Outcome, policy: &'static str) -> Expected {
+    Expected {
+        outcome,
+        policy: Some(policy),
+        reason: None,
+    }
+}
+
+fn rules_path(rules: &str, dir: &tempfile::TempDir) -> PathBuf {
+    if !rules.contains('\n') {
+        return Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/rules")
+            .join(rules);
+    }
+    let path = dir.path().join("rules.yaml");
+    std::fs::write(&path, rules).unwrap();
+    path
+}
+
+/// Loads `rules` (inline YAML, or a file/folder under `tests/rules/`), evaluates `request` at `now`
+/// and asserts the expectation; returns the decision for further assertions.
+async fn check(rules: &str, request: ActivationRequest, now: &str, expected: Expected) -> Decision {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rules_path(rules, &dir);
+    let loaded = match load(&path) {
+        Ok(loaded) => loaded,
+        Err(problems) => panic!("rules do not load:\n{}", render(&problems)),
+    };
+    let now: DateTime<Utc> = DateTime::parse_from_rfc3339(now)
+        .unwrap()
+        .with_timezone(&Utc);
+    let decision = evaluate(&loaded, &request, now, Duration::from_secs(5)).await;
+    assert_eq!(
+        decision.outcome, expected.outcome,
+        "outcome; reasons: {:?}",
+        decision.reasons
+    );
+    assert_eq!(
+        decision.policy.as_deref(),
+        expected.policy,
+        "deciding policy; skipped: {:?}",
+        decision.skipped_policies
+    );
+    if let Some(fragment) = expected.reason {
+        assert!(
+            decision
+                .reasons
+                .iter()
+                .any(|reason| reason.contains(fragment)),
+            "no reason contains {fragment:?}: {:?}",
+            decision.reasons
+        );
+    }
+    decision
+}
+
+/// Loads `rules` expecting failure; returns every problem.
+fn problems(rules: &str) -> Vec<RuleProblem> {
+    let dir = tempfile::tempdir().unwrap();
+    match load(&rules_path(rules, &dir)) {
+        Ok(_) => panic!("rules loaded but should not have:\n{rules}"),
+        Err(problems) => problems,
+    }
+}
+
+fn render(problems: &[RuleProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn skipped_why(decision: &Decision, policy: &str) -> String {
+    decision
+        .skipped_policies
+        .iter()
+        .find(|skipped| skipped.policy == policy)
+        .map(|skipped| skipped.why.clone())
+        .unwrap_or_default()
+}
+
+// ---- selection ---------------------------------------------------------------------------------
+
+const TWO_CATCH_ALLS: &str = "
+policies:
+  - name: exchange
+    match: { roles: [29232cdf-9323-42fd-ade2-1d097af3e4de] }
+    decide: Denied
+    reason: exchange is frozen.
+  - name: everything
+    decide: Approved
+    reason: fine.
+";
+
+#[tokio::test]
+async fn the_first_matching_policy_decides_in_document_order() {
+    check(
+        TWO_CATCH_ALLS,
+        role(EXCHANGE_ADMIN),
+        NOW,
+        decided(Outcome::Denied, "exchange"),
+    )
+    .await;
+    let decision = check(
+        TWO_CATCH_ALLS,
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "everything"),
+    )
+    .await;
+    assert_eq!(skipped_why(&decision, "exchange"), "role does not match");
+}
+
+#[tokio::test]
+async fn files_of_a_folder_are_read_in_file_name_order_and_test_files_are_skipped() {
+    let unit = with_scope(role(CUSTOM_ROLE), "/administrativeUnits/1234");
+    check("ordered", unit, NOW, decided(Outcome::Denied, "first-file")).await;
+    check(
+        "ordered",
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "second-file-catch-all"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_no_policy_matches_is_denied() {
+    let rules = "
+policies:
+  - name: only-exchange
+    match: { roles: [29232cdf-9323-42fd-ade2-1d097af3e4de] }
+    require: []
+";
+    let expected = Expected {
+        outcome: Outcome::Denied,
+        policy: None,
+        reason: Some("no pimgate policy covers"),
+    };
+    check(rules, role(CUSTOM_ROLE), NOW, expected).await;
+}
+
+#[tokio::test]
+async fn extend_renew_and_deactivate_only_match_policies_that_name_them() {
+    let rules = "
+policies:
+  - name: activations
+    decide: Approved
+    reason: activations are fine.
+  - name: extensions
+    match: { actions: [selfExtend, SelfRenew] }
+    decide: Denied
+    reason: no extensions.
+";
+    let extend = with_action(role(CUSTOM_ROLE), Action::SelfExtend);
+    let decision = check(rules, extend, NOW, decided(Outcome::Denied, "extensions")).await;
+    assert_eq!(
+        skipped_why(&decision, "activations"),
+        "action does not match"
+    );
+    check(
+        rules,
+        with_action(role(CUSTOM_ROLE), Action::SelfRenew),
+        NOW,
+        decided(Outcome::Denied, "extensions"),
+    )
+    .await;
+    let deactivate = with_action(role(CUSTOM_ROLE), Action::SelfDeactivate);
+    check(
+        rules,
+        deactivate,
+        NOW,
+        Expected {
+            outcome: Outcome::Denied,
+            policy: None,
+            reason: None,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn decide_answers_with_its_reason_and_runs_no_checks() {
+    let rules = "
+policies:
+  - name: break-glass
+    match: { principals: [break-glass] }
+    decide: Denied
+    reason: Break-glass accounts never activate through PIM.
+  - name: rest
+    require: []
+lists:
+  break-glass: [0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d]
+";
+    let expected = Expected {
+        outcome: Outcome::Denied,
+        policy: Some("break-glass"),
+        reason: Some("Break-glass accounts never activate through PIM."),
+    };
+    let decision = check(
+        rules,
+        with_principal(role(CUSTOM_ROLE), BREAK_GLASS),
+        NOW,
+        expected,
+    )
+    .await;
+    assert!(decision.checks.is_empty());
+    let decision = check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "rest"),
+    )
+    .await;
+    assert_eq!(
+        skipped_why(&decision, "break-glass"),
+        "principal does not match"
+    );
+}
+
+const WHEN_RULES: &str = r#"
+policies:
+  - name: short
+    when: 'request.duration <= duration("2h") && request.has_duration'
+    decide: Approved
+    reason: short activations are fine.
+  - name: evening
+    when: 'now.getHours("Europe/Berlin") >= 18 && request.scope == "/"'
+    decide: Denied
+    reason: long evening activation.
+  - name: rest
+    decide: Denied
+    reason: too long.
+"#;
+
+#[tokio::test]
+async fn when_true_selects_and_when_false_falls_through() {
+    check(
+        WHEN_RULES,
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "short"),
+    )
+    .await;
+    let long = with_duration(role(CUSTOM_ROLE), Some(chrono::Duration::hours(8)));
+    let decision = check(
+        WHEN_RULES,
+        long.clone(),
+        NOW,
+        decided(Outcome::Denied, "evening"),
+    )
+    .await;
+    assert_eq!(skipped_why(&decision, "short"), "`when` is false");
+    check(
+        WHEN_RULES,
+        long,
+        "2026-11-24T09:00:00+01:00",
+        decided(Outcome::Denied, "rest"),
+    )
+    .await;
+    let no_expiry = with_duration(role(CUSTOM_ROLE), None);
+    check(
+        WHEN_RULES,
+        no_expiry,
+        "2026-11-24T09:00:00+01:00",
+        decided(Outcome::Denied, "rest"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_when_that_cannot_be_evaluated_denies_instead_of_falling_through() {
+    for condition in [
+        "request.no_such_field == 1",
+        "request.justification",
+        "1 / (request.justification.size() - request.justification.size()) == 1",
+    ] {
+        let rules = format!(
+            "
+policies:
+  - name: broken
+    when: '{condition}'
+    decide: Denied
+    reason: unused.
+  - name: permissive
+    decide: Approved
+    reason: would be wrong to reach.
+"
+        );
+        let expected = Expected {
+            outcome: Outcome::Denied,
+            policy: Some("broken"),
+            reason: Some("could not be evaluated"),
+        };
+        check(&rules, role(CUSTOM_ROLE), NOW, expected).await;
+    }
+}
+
+#[tokio::test]
+async fn cel_sees_the_catalog_name_tier_and_ticket_of_the_request() {
+    let rules = r#"
+policies:
+  - name: critical-with-servicenow
+    when: 'request.tier == "Critical" && request.role_name == "Global Administrator" && request.ticket_system == "ServiceNow" && request.justification.contains(request.ticket_number)'
+    decide: Approved
+    reason: ok.
+  - name: rest
+    decide: Denied
+    reason: no.
+"#;
+    check(
+        rules,
+        role(GLOBAL_ADMIN),
+        NOW,
+        decided(Outcome::Approved, "critical-with-servicenow"),
+    )
+    .await;
+    check(
+        rules,
+        role(EXCHANGE_ADMIN),
+        NOW,
+        decided(Outcome::Denied, "rest"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn roles_match_by_catalog_name_in_any_case_or_by_guid() {
+    let rules = "
+policies:
+  - name: by-name
+    match: { roles: [global administrator] }
+    decide: Denied
+    reason: by name.
+  - name: by-guid
+    match: { roles: [AAAAAAAA-0000-4000-8000-000000000001] }
+    decide: Approved
+    reason: by guid.
+";
+    check(
+        rules,
+        role(GLOBAL_ADMIN),
+        NOW,
+        decided(Outcome::Denied, "by-name"),
+    )
+    .await;
+    check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "by-guid"),
+    )
+    .await;
+    check(
+        rules,
+        azure(CUSTOM_ROLE, "/subscriptions/s1"),
+        NOW,
+        decided(Outcome::Approved, "by-guid"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tiers_match_the_catalog_tier_of_the_target_role() {
+    let rules = "
+policies:
+  - name: critical
+    match: { tiers: [Critical] }
+    decide: Denied
+    reason: critical.
+  - name: high
+    match: { tiers: [high, medium] }
+    decide: Approved
+    reason: high.
+";
+    check(
+        rules,
+        role(GLOBAL_ADMIN),
+        NOW,
+        decided(Outcome::Denied, "critical"),
+    )
+    .await;
+    check(
+        rules,
+        role(EXCHANGE_ADMIN),
+        NOW,
+        decided(Outcome::Approved, "high"),
+    )
+    .await;
+    let decision = check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        Expected {
+            outcome: Outcome::Denied,
+            policy: None,
+            reason: None,
+        },
+    )
+    .await;
+    assert_eq!(skipped_why(&decision, "high"), "tier does not match");
+}
+
+#[tokio::test]
+async fn scopes_match_exactly_or_by_prefix_ignoring_case() {
+    let rules = "
+policies:
+  - name: prod
+    match: { scopes: [/subscriptions/PROD/*] }
+    decide: Denied
+    reason: prod.
+  - name: tenant
+    match: { scopes: [/] }
+    decide: Approved
+    reason: tenant.
+";
+    check(
+        rules,
+        azure(CUSTOM_ROLE, "/subscriptions/prod/resourceGroups/rg1"),
+        NOW,
+        decided(Outcome::Denied, "prod"),
+    )
+    .await;
+    check(
+        rules,
+        azure(CUSTOM_ROLE, "/subscriptions/prod"),
+        NOW,
+        decided(Outcome::Denied, "prod"),
+    )
+    .await;
+    let decision = check(
+        rules,
+        azure(CUSTOM_ROLE, "/subscriptions/production"),
+        NOW,
+        Expected {
+            outcome: Outcome::Denied,
+            policy: None,
+            reason: None,
+        },
+    )
+    .await;
+    assert_eq!(skipped_why(&decision, "prod"), "scope does not match");
+    check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "tenant"),
+    )
+    .await;
+    let unit = with_scope(role(CUSTOM_ROLE), "/administrativeUnits/x");
+    check(
+        rules,
+        unit,
+        NOW,
+        Expected {
+            outcome: Outcome::Denied,
+            policy: None,
+            reason: None,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn groups_and_access_match_group_requests_only() {
+    let rules = "
+policies:
+  - name: owners
+    match: { groups: [bbbbbbbb-0000-4000-8000-000000000002], access: [owner] }
+    decide: Denied
+    reason: owners need a human.
+  - name: members
+    match: { groups: [BBBBBBBB-0000-4000-8000-000000000002] }
+    decide: Approved
+    reason: members ok.
+";
+    check(
+        rules,
+        group(GROUP, GroupAccess::Owner),
+        NOW,
+        decided(Outcome::Denied, "owners"),
+    )
+    .await;
+    let decision = check(
+        rules,
+        group(GROUP, GroupAccess::Member),
+        NOW,
+        decided(Outcome::Approved, "members"),
+    )
+    .await;
+    assert_eq!(
+        skipped_why(&decision, "owners"),
+        "group access does not match"
+    );
+    let decision = check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        Expected {
+            outcome: Outcome::Denied,
+            policy: None,
+            reason: None,
+        },
+    )
+    .await;
+    assert_eq!(skipped_why(&decision, "members"), "group does not match");
+}
+
+#[tokio::test]
+async fn principals_match_list_members_and_guids() {
+    let rules = "
+policies:
+  - name: listed
+    match: { principals: [oncall, 0C2D8F4E-1111-4A2B-9C3D-5E6F7A8B9C0D] }
+    decide: Approved
+    reason: listed.
+lists:
+  oncall: [cccccccc-0000-4000-8000-000000000003]
+";
+    check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "listed"),
+    )
+    .await;
+    check(
+        rules,
+        with_principal(role(CUSTOM_ROLE), BREAK_GLASS),
+        NOW,
+        decided(Outcome::Approved, "listed"),
+    )
+    .await;
+    let other = with_principal(role(CUSTOM_ROLE), "dddddddd-0000-4000-8000-000000000004");
+    check(
+        rules,
+        other,
+        NOW,
+        Expected {
+            outcome: Outcome::Denied,
+            policy: None,
+            reason: None,
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn resource_types_restrict_the_surface() {
+    let rules = "
+policies:
+  - name: azure
+    match: { resource_types: [azureResources] }
+    decide: Approved
+    reason: azure.
+  - name: groups
+    match: { resource_types: [EntraGroups] }
+    decide: Denied
+    reason: groups.
+";
+    check(
+        rules,
+        azure(CUSTOM_ROLE, "/subscriptions/s1"),
+        NOW,
+        decided(Outcome::Approved, "azure"),
+    )
+    .await;
+    check(
+        rules,
+        group(GROUP, GroupAccess::Member),
+        NOW,
+        decided(Outcome::Denied, "groups"),
+    )
+    .await;
+    let decision = check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        Expected {
+            outcome: Outcome::Denied,
+            policy: None,
+            reason: None,
+        },
+    )
+    .await;
+    assert_eq!(
+        skipped_why(&decision, "azure"),
+        "resource type does not match"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_with_no_checks_hands_the_request_to_human_approval() {
+    let rules = "
+policies:
+  - name: humans-decide
+    require: []
+";
+    check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "humans-decide"),
+    )
+    .await;
+}
+
+// ---- load -------------------------------------------------------------------------------------
+
+#[test]
+fn the_revision_changes_with_the_rules_and_warnings_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.yaml");
+    std::fs::write(
+        &path,
+        "policies:\n  - name: a\n    require: []\n  - name: b\n    require: []\n",
+    )
+    .unwrap();
+    let first = load(&path).unwrap();
+    assert_eq!(first.revision.len(), 64);
+    assert_eq!(first.policies.len(), 2);
+    assert_eq!(
+        first.warnings.len(),
+        1,
+        "b is unreachable: {:?}",
+        first.warnings
+    );
+    assert!(
+        first
+            .warnings
+            .iter()
+            .all(|warning| warning.severity == Severity::Warning)
+    );
+    assert!(first.warnings.first().is_some_and(
+        |warning| warning.message.contains("unreachable") && warning.key == "policies[1]"
+    ));
+    std::fs::write(&path, "policies:\n  - name: a\n    require: []\n").unwrap();
+    let second = load(&path).unwrap();
+    assert_ne!(first.revision, second.revision);
+    assert!(second.warnings.is_empty());
+}
+
+#[test]
+fn an_empty_rule_set_loads_with_a_warning() {
+    let loaded = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(&path, "# nothing yet\n").unwrap();
+        load(&path).unwrap()
+    };
+    assert!(loaded.policies.is_empty());
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|warning| warning.message.contains("no policies"))
+    );
+}
+
+/// (rule YAML, key path of the problem, fragment of its message).
+const BROKEN: &[(&str, &str, &str)] = &[
+    (
+        "policies:\n  - name: a\n    requre: []\n",
+        "policies[0].requre",
+        "unknown key `requre`",
+    ),
+    ("policys: []\n", "policys", "unknown key `policys`"),
+    (
+        "policies:\n  - name: a\n    match: { role: [x] }\n",
+        "policies[0].match.role",
+        "unknown key `role`",
+    ),
+    (
+        "policies:\n  - description: no name\n    require: []\n",
+        "policies[0].name",
+        "no `name`",
+    ),
+    (
+        "policies:\n  - name: a\n    require: []\n  - name: A\n    require: []\n",
+        "policies[1].name",
+        "already used",
+    ),
+    (
+        "policies:\n  - name: a\n    decide: Denied\n    reason: r\n    require: []\n",
+        "policies[0].decide",
+        "never run",
+    ),
+    (
+        "policies:\n  - name: a\n    decide: Denied\n",
+        "policies[0].reason",
+        "needs a `reason`",
+    ),
+    (
+        "policies:\n  - name: a\n    decide: Maybe\n    reason: r\n",
+        "policies[0].decide",
+        "unknown outcome `Maybe`",
+    ),
+    (
+        "policies:\n  - name: a\n    decide: AutoApproved\n    reason: r\n",
+        "policies[0].decide",
+        "Critical-tier",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { tiers: [Critical, High] }\n    auto_approve:\n      - duration: { max: PT1H }\n",
+        "policies[0].auto_approve",
+        "Critical-tier",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { roles: [Global Admin] }\n    require: []\n",
+        "policies[0].match.roles[0]",
+        "unknown role `Global Admin`",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { tiers: [Severe] }\n    require: []\n",
+        "policies[0].match.tiers[0]",
+        "unknown tier",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { groups: [not-a-guid] }\n    require: []\n",
+        "policies[0].match.groups[0]",
+        "not a GUID",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { principals: [oncal] }\n    require: []\nlists:\n  oncall: []\n",
+        "policies[0].match.principals[0]",
+        "unknown list `oncal`",
+    ),
+    ("lists:\n  l: [nope]\n", "lists.l[0]", "not a GUID"),
+    (
+        "policies:\n  - name: a\n    when: 'request.tier =='\n    require: []\n",
+        "policies[0].when",
+        "does not parse",
+    ),
+    (
+        "policies:\n  - name: a\n    require:\n      - hr: { source: graph }\n",
+        "policies[0].require[0]",
+        "unknown variant `hr`",
+    ),
+    (
+        "policies:\n  - name: a\n    require:\n      - duration: { maximum: PT1H }\n",
+        "policies[0].require[0].duration.maximum",
+        "unknown field `maximum`",
+    ),
+    (
+        "policies:\n  - name: a\n    on_error: ignore\n    require: []\n",
+        "policies[0].on_error",
+        "unknown variant `ignore`",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { scopes: [subscriptions/x] }\n    require: []\n",
+        "policies[0].match.scopes[0]",
+        "not a scope pattern",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { roles: [] }\n    require: []\n",
+        "policies[0].match.roles",
+        "matches nothing",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { access: [admin] }\n    require: []\n",
+        "policies[0].match.access[0]",
+        "unknown group access",
+    ),
+    (
+        "policies:\n  - name: a\n    match: { resource_types: [azureRoles] }\n    require: []\n",
+        "policies[0].match.resource_types[0]",
+        "unknown resource type",
+    ),
+    (
+        "policies:\n  - name: a\n    reason: why\n    require: []\n",
+        "policies[0].reason",
+        "only applies with `decide`",
+    ),
+    (
+        "policies:\n  - name: a\n  require: []\n",
+        "",
+        "not valid YAML",
+    ),
+    ("policies: {}\n", "policies", "must be a list"),
+];
+
+#[test]
+fn each_broken_rule_is_reported_with_its_key_and_a_message() {
+    for (yaml, key, fragment) in BROKEN {
+        let problems = problems(yaml);
+        assert!(
+            problems
+                .iter()
+                .any(|problem| problem.severity == Severity::Error
+                    && problem.key == *key
+                    && problem.message.contains(fragment)),
+            "for\n{yaml}\nexpected an error at `{key}` containing {fragment:?}, got:\n{}",
+            render(&problems)
+        );
+        assert!(
+            problems
+                .iter()
+                .all(|problem| problem.file.ends_with("rules.yaml")),
+            "{}",
+            render(&problems)
+        );
+    }
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported_at_once_with_its_line() {
+    let yaml = "\
+policies:
+  - name: first
+    requre: []
+  - name: second
+    match:
+      tiers: [Severe]
+    require: []
+  - name: third
+    decide: Denied
+";
+    let problems = problems(yaml);
+    let errors: Vec<(&str, Option<usize>)> = problems
+        .iter()
+        .filter(|problem| problem.severity == Severity::Error)
+        .map(|problem| (problem.key.as_str(), problem.line))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            ("policies[0].requre", Some(3)),
+            ("policies[1].match.tiers[0]", Some(6)),
+            ("policies[2].reason", Some(8))
+        ],
+        "{}",
+        render(&problems)
+    );
+}
+
+#[test]
+fn problems_of_several_files_are_all_reported_and_global_names_must_be_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "policies:\n  - name: x\n    bogus: 1\nlists:\n  l: []\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yml"),
+        "policies:\n  - name: x\n    require: []\nlists:\n  l: []\n",
+    )
+    .unwrap();
+    let problems = match load(dir.path()) {
+        Ok(_) => panic!("should not load"),
+        Err(problems) => problems,
+    };
+    let found: Vec<(String, String)> = problems
+        .iter()
+        .map(|problem| {
+            (
+                problem
+                    .file
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                problem.key.clone(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("a.yaml", "policies[0].bogus"),
+        ("b.yml", "lists.l"),
+        ("b.yml", "policies[0].name"),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|(file, key)| file == expected.0 && key == expected.1),
+            "missing {expected:?} in {found:?}"
+        );
+    }
+}
+
+#[test]
+fn auto_approval_of_critical_roles_needs_explicit_consent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.yaml");
+    let consented = "
+policies:
+  - name: exchange-only
+    match: { roles: [Exchange Administrator] }
+    decide: AutoApproved
+    reason: exchange is low risk here.
+  - name: groups-only
+    match: { resource_types: [entraGroups] }
+    auto_approve:
+      - duration: { max: PT1H }
+  - name: everything
+    decide: AutoApproved
+    reason: lab tenant.
+    allow_auto_approve_on_critical: true
+";
+    std::fs::write(&path, consented).unwrap();
+    let loaded = load(&path).unwrap_or_else(|problems| panic!("{}", render(&problems)));
+    assert_eq!(loaded.policies.len(), 3);
+}
+
+// ---- shipped rules and the test runner --------------------------------------------------------
+
+#[test]
+fn the_shipped_example_rules_load_without_problems() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let loaded = load(&path).unwrap_or_else(|problems| panic!("{}", render(&problems)));
+    assert!(loaded.warnings.is_empty(), "{}", render(&loaded.warnings));
+    let names: Vec<&str> = loaded
+        .policies
+        .iter()
+        .map(|policy| policy.name.as_str())
+        .collect();
+    assert_eq!(names.first(), Some(&"break-glass-never-through-pim"));
+    assert_eq!(names.last(), Some(&"everyone-else"));
+}
+
+const RUNNER_RULES: &str = "
+policies:
+  - name: exchange-frozen
+    match: { roles: [29232cdf-9323-42fd-ade2-1d097af3e4de] }
+    decide: Denied
+    reason: Exchange changes are frozen this week.
+  - name: rest
+    decide: Approved
+    reason: fine.
+";
+
+const RUNNER_CASES: &str = "
+cases:
+  - name: exchange is frozen
+    now: '2026-11-24T10:00:00Z'
+    request: { role: 29232cdf-9323-42fd-ade2-1d097af3e4de, duration: PT1H }
+    expect: { outcome: Denied, policy: exchange-frozen, reason_contains: [frozen, this week] }
+  - name: a wrong expectation fails
+    now: '2026-11-24T10:00:00Z'
+    request: { group: bbbbbbbb-0000-4000-8000-000000000002, access: owner }
+    expect: { outcome: AutoApproved, policy: rest }
+";
+
+#[tokio::test]
+async fn the_test_runner_counts_passing_and_failing_cases_and_ends_with_the_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), RUNNER_RULES).unwrap();
+    std::fs::write(dir.path().join("rules.test.yaml"), RUNNER_CASES).unwrap();
+    for path in [dir.path().to_path_buf(), dir.path().join("rules.yaml")] {
+        let report = pimgate::rules::testing::run_tests(&path)
+            .await
+            .unwrap_or_else(|problems| panic!("{}", render(&problems)));
+        assert_eq!((report.passed, report.failed), (1, 1));
+        let (name, file, explanation) = report.failures.first().unwrap();
+        assert_eq!(name, "a wrong expectation fails");
+        assert!(file.ends_with("rules.test.yaml"));
+        assert!(
+            explanation.contains("expected AutoApproved, got Approved"),
+            "{explanation}"
+        );
+        let printed = report.to_string();
+        assert_eq!(
+            printed.lines().last(),
+            Some("1 passed, 1 failed"),
+            "{printed}"
+        );
+        assert!(printed.contains("exchange is frozen"));
+    }
+}
+
+#[tokio::test]
+async fn a_broken_test_case_is_a_problem_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), RUNNER_RULES).unwrap();
+    let cases = "cases:\n  - name: x\n    now: yesterday\n    request: { role: 29232cdf-9323-42fd-ade2-1d097af3e4de }\n    expect: { outcome: Denied }\n";
+    std::fs::write(dir.path().join("a.test.yaml"), cases).unwrap();
+    let problems = match pimgate::rules::testing::run_tests(dir.path()).await {
+        Ok(report) => panic!("should not run: {report}"),
+        Err(problems) => problems,
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.key == "cases[0].now" && problem.message.contains("RFC 3339")),
+        "{}",
+        render(&problems)
+    );
+    std::fs::write(
+        dir.path().join("a.test.yaml"),
+        "cases:\n  - name: x\n    facts: {}\n",
+    )
+    .unwrap();
+    let problems = pimgate::rules::testing::run_tests(dir.path())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.message.contains("unknown field `facts`")),
+        "{}",
+        render(&problems)
+    );
+}
