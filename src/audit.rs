@@ -195,3 +195,103 @@ impl AuditLog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(masking: JustificationMasking, max_chars: usize) -> AuditLog {
+        AuditLog::new(&AuditSettings {
+            sink: AuditSink::Off,
+            path: None,
+            justification: masking,
+            justification_max_chars: max_chars,
+        })
+        .expect("audit log")
+    }
+
+    #[test]
+    fn justifications_are_masked_as_configured() {
+        let text = "Investigating INC0042001 for Mrs Example, customer 4711";
+        assert_eq!(
+            log(JustificationMasking::Full, 10)
+                .mask_justification(Some(text))
+                .as_deref(),
+            Some(text)
+        );
+        assert_eq!(
+            log(JustificationMasking::Truncate, 13)
+                .mask_justification(Some(text))
+                .as_deref(),
+            Some("Investigating…")
+        );
+        assert_eq!(
+            log(JustificationMasking::Truncate, 500)
+                .mask_justification(Some(text))
+                .as_deref(),
+            Some(text),
+            "short enough: unchanged"
+        );
+        let hashed = log(JustificationMasking::Hash, 10)
+            .mask_justification(Some(text))
+            .expect("hash");
+        assert!(
+            hashed.starts_with("sha256:") && hashed.len() == 7 + 64 && !hashed.contains("4711")
+        );
+        assert_eq!(
+            log(JustificationMasking::Omit, 10).mask_justification(Some(text)),
+            None
+        );
+        assert_eq!(
+            log(JustificationMasking::Full, 10).mask_justification(None),
+            None
+        );
+    }
+
+    #[test]
+    fn truncation_counts_characters_not_bytes() {
+        let masked = log(JustificationMasking::Truncate, 3).mask_justification(Some("äöüß"));
+        assert_eq!(masked.as_deref(), Some("äöü…"));
+    }
+
+    #[test]
+    fn a_file_sink_appends_one_json_line_per_record() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.jsonl");
+        let audit = AuditLog::new(&AuditSettings {
+            sink: AuditSink::File,
+            path: Some(path.clone()),
+            ..AuditSettings::default()
+        })
+        .expect("audit log");
+        let request = crate::checks::test_support::request();
+        let decision = Decision {
+            evaluation_id: uuid::Uuid::now_v7(),
+            outcome: crate::decision::Outcome::Denied,
+            reasons: vec!["no".into()],
+            policy: Some("p".into()),
+            skipped_policies: Vec::new(),
+            checks: Vec::new(),
+            rules_revision: "abc".into(),
+            evaluated_at: Utc::now(),
+            duration_ms: 0.1,
+        };
+        let caller = CallerSummary {
+            app_id: "app".into(),
+            token_version: "v2".into(),
+            dev: false,
+        };
+        audit.record(&decision, &request, &caller, "http-1", false, 1.0);
+        audit.record(&decision, &request, &caller, "http-2", true, 1.0);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["evaluationId"], decision.evaluation_id.to_string());
+        assert_eq!(lines[1]["replay"], true);
+        assert_eq!(lines[0]["roleName"], "Global Administrator");
+        assert_eq!(lines[0]["requestedDuration"], "PT1H");
+    }
+}

@@ -321,3 +321,254 @@ fn role_label(id: &str) -> String {
 fn elapsed_ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
+
+#[cfg(test)]
+mod tests {
+    //! The outcome logic around checks, with checks that behave in ways the local kinds never do:
+    //! hang, fail to evaluate, or pass only for auto-approval.
+
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::checks::test_support::{now, request};
+    use crate::checks::{Check, CheckContext, NamedCheck};
+    use crate::rules::{self, FailureMode};
+
+    #[derive(Debug)]
+    enum Behaviour {
+        Pass,
+        Fail,
+        Error,
+        Hang,
+    }
+
+    #[async_trait]
+    impl Check for Behaviour {
+        async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+            match self {
+                Behaviour::Pass => CheckOutcome::pass("looks fine"),
+                Behaviour::Fail => CheckOutcome::fail("you are not on the list"),
+                Behaviour::Error => CheckOutcome::error("upstream answered 503"),
+                Behaviour::Hang => {
+                    futures::future::pending::<()>().await;
+                    CheckOutcome::pass("unreachable")
+                }
+            }
+        }
+    }
+
+    fn named(kind: &'static str, behaviour: Behaviour) -> NamedCheck {
+        NamedCheck {
+            kind,
+            check: Arc::new(behaviour),
+        }
+    }
+
+    /// One catch-all policy whose checks are replaced by the given behaviours.
+    fn rules_with(
+        require: Vec<NamedCheck>,
+        auto_approve: Vec<NamedCheck>,
+        on_error: FailureMode,
+    ) -> RuleSet {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("rules.yaml");
+        std::fs::write(&file, "policies:\n  - name: the-policy\n    match: {}\n")
+            .expect("write rules");
+        let mut rules = rules::load(&file).expect("rules load");
+        let policy = &mut rules.policies[0];
+        policy.require = require;
+        policy.auto_approve = auto_approve;
+        policy.on_error = on_error;
+        rules
+    }
+
+    async fn decide(rules: &RuleSet) -> Decision {
+        evaluate(rules, &request(), now(), Duration::from_millis(200)).await
+    }
+
+    #[tokio::test]
+    async fn all_required_checks_passing_without_auto_approve_gives_approved() {
+        let rules = rules_with(vec![named("a", Behaviour::Pass)], vec![], FailureMode::Deny);
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::Approved);
+        assert!(
+            decision.reasons[0].contains("the-policy"),
+            "{:?}",
+            decision.reasons
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_check_denies_and_every_failure_is_a_reason() {
+        let rules = rules_with(
+            vec![
+                named("first", Behaviour::Fail),
+                named("second", Behaviour::Fail),
+                named("ok", Behaviour::Pass),
+            ],
+            vec![],
+            FailureMode::Approve,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.reasons.len(), 2, "{:?}", decision.reasons);
+        assert!(
+            decision.reasons[0].contains("first")
+                && decision.reasons[0].contains("not on the list")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_check_that_cannot_be_evaluated_denies_by_default_without_blaming_the_user() {
+        let rules = rules_with(
+            vec![named("hr", Behaviour::Error)],
+            vec![],
+            FailureMode::Deny,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert!(
+            decision.reasons[0].contains("could not be evaluated"),
+            "{:?}",
+            decision.reasons
+        );
+        assert!(decision.reasons[0].contains("not a finding against you"));
+    }
+
+    #[tokio::test]
+    async fn on_error_approve_lets_the_request_reach_humans_but_never_auto_approves() {
+        let rules = rules_with(
+            vec![named("hr", Behaviour::Error)],
+            vec![named("oncall", Behaviour::Pass)],
+            FailureMode::Approve,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
+        assert!(
+            decision
+                .reasons
+                .iter()
+                .any(|reason| reason.contains("could not be evaluated"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_check_is_cut_off_at_the_budget_and_counts_as_not_evaluated() {
+        let rules = rules_with(
+            vec![
+                named("slow", Behaviour::Hang),
+                named("fast", Behaviour::Pass),
+            ],
+            vec![],
+            FailureMode::Deny,
+        );
+        let started = Instant::now();
+        let decision = decide(&rules).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "answered near the 200 ms budget"
+        );
+        assert_eq!(decision.outcome, Outcome::Denied);
+        let slow = decision
+            .checks
+            .iter()
+            .find(|report| report.kind == "slow")
+            .expect("slow reported");
+        assert_eq!(slow.status(), CheckStatus::Error);
+        assert!(
+            slow.outcome.message.contains("no answer within 200 ms"),
+            "{}",
+            slow.outcome.message
+        );
+    }
+
+    #[tokio::test]
+    async fn auto_approval_needs_every_auto_check_to_pass_and_degrades_to_approved_otherwise() {
+        let auto = rules_with(
+            vec![named("justification", Behaviour::Pass)],
+            vec![
+                named("oncall", Behaviour::Pass),
+                named("incident", Behaviour::Pass),
+            ],
+            FailureMode::Deny,
+        );
+        assert_eq!(decide(&auto).await.outcome, Outcome::AutoApproved);
+
+        for behaviour in [Behaviour::Fail, Behaviour::Error, Behaviour::Hang] {
+            let degraded = rules_with(
+                vec![named("justification", Behaviour::Pass)],
+                vec![
+                    named("oncall", Behaviour::Pass),
+                    named("incident", behaviour),
+                ],
+                FailureMode::Deny,
+            );
+            let decision = decide(&degraded).await;
+            assert_eq!(
+                decision.outcome,
+                Outcome::Approved,
+                "{:?}",
+                decision.reasons
+            );
+            assert!(
+                decision
+                    .reasons
+                    .iter()
+                    .any(|reason| reason.starts_with("Not auto-approved: incident"))
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn checks_run_concurrently_not_one_after_another() {
+        #[derive(Debug)]
+        struct Sleeps;
+        #[async_trait]
+        impl Check for Sleeps {
+            async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                CheckOutcome::pass("slept")
+            }
+        }
+        let sleeper = || NamedCheck {
+            kind: "sleeps",
+            check: Arc::new(Sleeps),
+        };
+        let rules = rules_with(
+            vec![sleeper(), sleeper(), sleeper(), sleeper()],
+            vec![],
+            FailureMode::Deny,
+        );
+        let started = Instant::now();
+        let decision = evaluate(&rules, &request(), now(), Duration::from_secs(5)).await;
+        assert_eq!(decision.outcome, Outcome::Approved);
+        assert!(
+            started.elapsed() < Duration::from_millis(550),
+            "four 150 ms checks took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_no_policy_covers_is_denied_naming_the_action() {
+        let rules = rules_with(vec![], vec![], FailureMode::Deny);
+        let mut extend = request();
+        extend.action = crate::payload::Action::SelfExtend;
+        let decision = evaluate(&rules, &extend, now(), Duration::from_millis(200)).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert!(decision.policy.is_none());
+        assert!(
+            decision.reasons[0].contains("selfExtend"),
+            "{:?}",
+            decision.reasons
+        );
+        assert_eq!(decision.skipped_policies.len(), 1);
+    }
+}

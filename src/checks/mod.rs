@@ -93,4 +93,4 @@ pub mod util;
 pub mod window;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
