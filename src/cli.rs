@@ -229,7 +229,7 @@ fn validate(path: &Path) -> ExitCode {
 async fn test(path: &Path) -> ExitCode {
     match rules::testing::run_tests(path).await {
         Ok(report) => {
-            print!("{report}");
+            println!("{report}");
             if report.failed == 0 {
                 ExitCode::SUCCESS
             } else {

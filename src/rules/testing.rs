@@ -277,15 +277,22 @@ fn prepare(case: &TestCase, file: &Path) -> Result<(ActivationRequest, DateTime<
     let request = match (&case.request, &case.request_file) {
         (Some(shorthand), None) => shorthand_request(shorthand)?,
         (None, Some(request_file)) => {
-            // TODO: decode PIM JSON with `crate::payload::decode` once it lands.
-            return Err((
-                "request_file",
-                format!(
-                    "`request_file: {request_file}` (beside `{}`) is not supported yet",
-                    file.display()
-                ),
-                "write the request in the shorthand form under `request:`".to_string(),
-            ));
+            // Relative to the test file, so a rule folder and its captured requests move together.
+            let path = file.parent().unwrap_or(Path::new(".")).join(request_file);
+            let body = std::fs::read(&path).map_err(|error| {
+                (
+                    "request_file",
+                    format!("cannot read `{}`: {error}", path.display()),
+                    "give a path relative to the test file".to_string(),
+                )
+            })?;
+            crate::payload::decode(&body).map_err(|error| {
+                (
+                    "request_file",
+                    format!("`{}` is not a valid PIM request: {error}", path.display()),
+                    "use a body exactly as PIM sends it".to_string(),
+                )
+            })?
         }
         _ => {
             return Err((
