@@ -269,40 +269,13 @@ fn is_base64url(segment: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Unpadded base64url (RFC 7515 §2). Hand-written because `base64` is not a runtime dependency and
-/// the header must be read before `jsonwebtoken` would refuse an unknown `alg`.
+/// Unpadded base64url (RFC 7515 §2), strict: padding and non-canonical trailing bits are refused.
+/// The header is read here, before `jsonwebtoken`, so an unknown `alg` is reported as such.
 fn decode_base64url(input: &str) -> Option<Vec<u8>> {
-    fn value(byte: u8) -> Option<u32> {
-        match byte {
-            b'A'..=b'Z' => Some(u32::from(byte - b'A')),
-            b'a'..=b'z' => Some(u32::from(byte - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(byte - b'0') + 52),
-            b'-' => Some(62),
-            b'_' => Some(63),
-            _ => None,
-        }
-    }
-    let bytes = input.as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut accumulator: u32 = 0;
-        for &byte in chunk {
-            accumulator = (accumulator << 6) | value(byte)?;
-        }
-        // Left-align the bits of a short final chunk; the unused low bits must be zero (canonical form).
-        let bits = chunk.len() * 6;
-        accumulator <<= 24 - bits;
-        let produced = bits / 8;
-        if accumulator & ((1u32 << (24 - produced * 8)) - 1) != 0 {
-            return None;
-        }
-        let [_, first, second, third] = accumulator.to_be_bytes();
-        out.extend_from_slice(&[first, second, third][..produced]);
-    }
-    Some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(input)
+        .ok()
 }
 
 #[cfg(test)]
