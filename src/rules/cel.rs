@@ -98,7 +98,13 @@ impl Condition {
         let mut context = Context::with_env(env());
         context.add_variable_from_value("request", request_value(request, now));
         context.add_variable_from_value("now", Value::Timestamp(now.fixed_offset()));
-        match self.program.execute(&context) {
+        // Request text flows into the interpreter; should it ever panic on some input, the policy
+        // fails closed instead of the worker dying.
+        let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.program.execute(&context)
+        }))
+        .map_err(|_| "the CEL interpreter failed on this request".to_string())?;
+        match executed {
             Ok(Value::Bool(result)) => Ok(result),
             Ok(other) => Err(format!(
                 "`when` must yield a bool, it yielded a {}",
