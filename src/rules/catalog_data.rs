@@ -1,6 +1,6 @@
 //! The table of Microsoft Entra built-in roles: template id, display name and pimgate's tier.
 //!
-//! Sources (see `CATALOG_SOURCES.md` at the repository root):
+//! Sources (see `rules/CATALOG.md`):
 //! - names and template ids: Microsoft Learn, "Microsoft Entra built-in roles"
 //!   (<https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference>),
 //!   `MicrosoftDocs/entra-docs` `docs/identity/role-based-access-control/permissions-reference.md`,
