@@ -46,7 +46,7 @@ impl Default for ServerSettings {
             deadline_ms: 5000,
             max_body_bytes: 65536,
             idempotency_ttl_seconds: 900,
-            idempotency_capacity: 100_000,
+            idempotency_capacity: 10_000,
             workers: 0,
         }
     }
