@@ -253,11 +253,15 @@ async fn evaluate(
     now: Option<DateTime<Utc>>,
     json: bool,
 ) -> ExitCode {
-    let (rules_path, deadline_ms) = match config {
+    let settings = match config {
         Some(config) => match load_settings(Some(config)) {
-            Ok(settings) => (settings.rules.path, settings.server.deadline_ms),
+            Ok(settings) => Some(settings),
             Err(code) => return code,
         },
+        None => None,
+    };
+    let (rules_path, deadline_ms) = match &settings {
+        Some(settings) => (settings.rules.path.clone(), settings.server.deadline_ms),
         None => (
             PathBuf::from("rules"),
             crate::settings::ServerSettings::default().deadline_ms,
@@ -280,7 +284,26 @@ async fn evaluate(
             return ExitCode::from(2);
         }
     };
-    let rules = match rules::load(&rules_path) {
+    // Offline: no connector is built, so upstream checks report "not evaluated" and say so.
+    let connectors = match (offline, &settings) {
+        (false, Some(settings)) => match crate::connectors::Connectors::build(
+            &settings.connectors,
+            &crate::connectors::BuildContext {
+                http: reqwest::Client::new(),
+                tenant_id: settings.auth.tenant_id.clone(),
+            },
+        ) {
+            Ok(connectors) => connectors,
+            Err(problems) => {
+                for problem in &problems {
+                    eprintln!("pimgate: {problem}");
+                }
+                return ExitCode::from(2);
+            }
+        },
+        _ => crate::connectors::Connectors::none(),
+    };
+    let rules = match rules::load_with(&rules_path, &connectors) {
         Ok(rules) => rules,
         Err(problems) => {
             for problem in &problems {
@@ -366,9 +389,22 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
         line(format!("  - {reason}"));
     }
     if offline {
-        line(
-            "Offline: no upstream system was called; every check in this rule set is local.".into(),
-        );
+        let not_run: Vec<&str> = decision
+            .checks
+            .iter()
+            .filter(|report| {
+                crate::checks::registry::UPSTREAM_KINDS.contains(&report.kind.as_str())
+            })
+            .map(|report| report.kind.as_str())
+            .collect();
+        if not_run.is_empty() {
+            line("Offline: no upstream system was called; every check that ran is local.".into());
+        } else {
+            line(format!(
+                "Offline: no upstream system was called; these checks could not run: {}.",
+                not_run.join(", ")
+            ));
+        }
     }
     line(format!(
         "Evaluated in {:.2} ms; evaluationId {}",

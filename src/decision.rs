@@ -150,7 +150,11 @@ async fn apply_policy(
         ));
         return;
     }
-    let context = CheckContext { request, now };
+    let context = CheckContext {
+        request,
+        now,
+        deadline: tokio::time::Instant::now() + budget,
+    };
     let staged = policy
         .require
         .iter()

@@ -5,6 +5,7 @@
 //! - `payload`: PIM's three request shapes decoded into one `ActivationRequest`.
 //! - `rules`: operator rule files parsed, validated and compiled; the built-in role catalog.
 //! - `checks`: the `Check` trait and one file per check kind.
+//! - `connectors`: upstream systems (ITSM, HR, on-call) over HTTP, with timeouts, retries, caches.
 //! - `decision`: the decision value and the evaluation that runs a policy's checks.
 //! - `audit`: one structured record per decision.
 //! - `http`: routes, error → response mapping, health and metrics.
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod auth;
 pub mod checks;
 pub mod cli;
+pub mod connectors;
 pub mod decision;
 pub mod http;
 pub mod payload;

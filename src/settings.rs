@@ -22,6 +22,7 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub audit: AuditSettings,
     pub log: LogSettings,
+    pub connectors: crate::connectors::ConnectorsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

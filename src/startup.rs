@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
+use crate::connectors::{BuildContext, Connectors};
 use crate::http::state::AppState;
 use crate::rules::{self, RuleProblem, Severity};
 use crate::settings::Settings;
@@ -24,7 +25,27 @@ impl Application {
     /// Loads the rules (refusing to start on any error), binds the listener and starts fetching keys.
     /// The server answers `/healthz` at once and `/readyz` once the signing keys are in.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let rules = rules::load(&settings.rules.path).map_err(|problems| {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("pimgate/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead a key fetch somewhere we did not vet.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot build the HTTP client")?;
+        let connectors = Connectors::build(
+            &settings.connectors,
+            &BuildContext {
+                http: http.clone(),
+                tenant_id: settings.auth.tenant_id.clone(),
+            },
+        )
+        .map_err(|problems| {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|problem| format!("  - {problem}"))
+                .collect();
+            anyhow::anyhow!("the connectors cannot be built:\n{}", lines.join("\n"))
+        })?;
+        let rules = rules::load_with(&settings.rules.path, &connectors).map_err(|problems| {
             anyhow::anyhow!(
                 "the rules in `{}` have {} problem(s):\n{}",
                 settings.rules.path.display(),
@@ -49,12 +70,6 @@ impl Application {
                 "development mode is on: tokens from the built-in development issuer are trusted (loopback only)"
             );
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("pimgate/", env!("CARGO_PKG_VERSION")))
-            // A redirect could lead a key fetch somewhere we did not vet.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot build the HTTP client")?;
         let authenticator = Authenticator::new(&settings.auth, http)
             .map_err(|error| anyhow::anyhow!("auth settings are unusable: {error}"))?;
         let audit = AuditLog::new(&settings.audit)?;

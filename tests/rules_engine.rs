@@ -851,9 +851,9 @@ const BROKEN: &[(&str, &str, &str)] = &[
         "does not parse",
     ),
     (
-        "policies:\n  - name: a\n    require:\n      - hr: { source: graph }\n",
+        "policies:\n  - name: a\n    require:\n      - horoscope: { sign: leo }\n",
         "policies[0].require[0]",
-        "unknown variant `hr`",
+        "unknown variant `horoscope`",
     ),
     (
         "policies:\n  - name: a\n    require:\n      - duration: { maximum: PT1H }\n",

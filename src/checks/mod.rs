@@ -68,6 +68,8 @@ impl CheckOutcome {
 pub struct CheckContext<'a> {
     pub request: &'a ActivationRequest,
     pub now: DateTime<Utc>,
+    /// When the decision must be made; upstream calls (and their retries) stop before it.
+    pub deadline: tokio::time::Instant,
 }
 
 /// One configured check, ready to run. Built once when rules load; shared by all requests.
@@ -84,7 +86,10 @@ pub struct NamedCheck {
 }
 
 pub mod duration;
+pub mod hr;
+pub mod itsm;
 pub mod justification;
+pub mod oncall;
 pub mod principal;
 pub mod registry;
 pub mod start;

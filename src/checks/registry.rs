@@ -12,7 +12,7 @@ use serde::de::{self, EnumAccess, MapAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::NamedCheck;
-use super::{duration, justification, principal, start, ticket, window};
+use super::{duration, hr, itsm, justification, oncall, principal, start, ticket, window};
 
 /// One entry of a policy's `require:` or `auto_approve:` list, e.g. `- duration: { max: PT2H }`.
 ///
@@ -26,6 +26,9 @@ pub enum CheckSpec {
     Principal(principal::PrincipalSpec),
     Window(window::WindowCheckSpec),
     Start(start::StartSpec),
+    Itsm(itsm::ItsmSpec),
+    Hr(hr::HrSpec),
+    Oncall(oncall::OncallSpec),
 }
 
 /// The names operators write, in `CheckSpec` order.
@@ -36,7 +39,13 @@ pub const CHECK_KINDS: &[&str] = &[
     "principal",
     "window",
     "start",
+    "itsm",
+    "hr",
+    "oncall",
 ];
+
+/// The kinds that ask an upstream system (and so cannot run offline).
+pub const UPSTREAM_KINDS: &[&str] = &["itsm", "hr", "oncall"];
 
 impl<'de> Deserialize<'de> for CheckSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -55,6 +64,9 @@ impl CheckSpecVisitor {
             "principal" => CheckSpec::Principal(map.next_value()?),
             "window" => CheckSpec::Window(map.next_value()?),
             "start" => CheckSpec::Start(map.next_value()?),
+            "itsm" => CheckSpec::Itsm(map.next_value()?),
+            "hr" => CheckSpec::Hr(map.next_value()?),
+            "oncall" => CheckSpec::Oncall(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, CHECK_KINDS)),
         })
     }
@@ -92,6 +104,9 @@ impl<'de> Visitor<'de> for CheckSpecVisitor {
             "principal" => CheckSpec::Principal(variant.newtype_variant()?),
             "window" => CheckSpec::Window(variant.newtype_variant()?),
             "start" => CheckSpec::Start(variant.newtype_variant()?),
+            "itsm" => CheckSpec::Itsm(variant.newtype_variant()?),
+            "hr" => CheckSpec::Hr(variant.newtype_variant()?),
+            "oncall" => CheckSpec::Oncall(variant.newtype_variant()?),
             other => return Err(de::Error::unknown_variant(other, CHECK_KINDS)),
         })
     }
@@ -102,6 +117,8 @@ impl<'de> Visitor<'de> for CheckSpecVisitor {
 pub struct BuildEnv<'a> {
     pub lists: &'a BTreeMap<String, Vec<String>>,
     pub windows: &'a BTreeMap<String, Arc<window::CompiledWindow>>,
+    /// Upstream connectors; those not configured are `None` and their checks report "not evaluated".
+    pub connectors: &'a Arc<crate::connectors::Connectors>,
 }
 
 /// A problem in one check's configuration; `rules` adds the file, line and policy around it.
@@ -122,6 +139,20 @@ impl CheckSpec {
             CheckSpec::Principal(_) => "principal",
             CheckSpec::Window(_) => "window",
             CheckSpec::Start(_) => "start",
+            CheckSpec::Itsm(_) => "itsm",
+            CheckSpec::Hr(_) => "hr",
+            CheckSpec::Oncall(_) => "oncall",
+        }
+    }
+
+    /// The connector this check calls (`servicenow`, `graph`, …), so loading can warn when it is not
+    /// configured. Local checks need none.
+    pub fn required_connector(&self) -> Option<&'static str> {
+        match self {
+            CheckSpec::Itsm(spec) => itsm::required_connector(spec),
+            CheckSpec::Hr(spec) => hr::required_connector(spec),
+            CheckSpec::Oncall(spec) => oncall::required_connector(spec),
+            _ => None,
         }
     }
 
@@ -134,6 +165,9 @@ impl CheckSpec {
             CheckSpec::Principal(spec) => principal::build(spec, env)?,
             CheckSpec::Window(spec) => window::build(spec, env)?,
             CheckSpec::Start(spec) => start::build(spec, env)?,
+            CheckSpec::Itsm(spec) => itsm::build(spec, env)?,
+            CheckSpec::Hr(spec) => hr::build(spec, env)?,
+            CheckSpec::Oncall(spec) => oncall::build(spec, env)?,
         };
         Ok(NamedCheck {
             kind: self.kind(),

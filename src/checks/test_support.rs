@@ -61,6 +61,7 @@ pub fn ticket(number: Option<&str>, system: Option<&str>) -> Option<Ticket> {
 pub struct TestEnv {
     pub lists: BTreeMap<String, Vec<String>>,
     pub windows: BTreeMap<String, Arc<CompiledWindow>>,
+    pub connectors: Arc<crate::connectors::Connectors>,
 }
 
 impl TestEnv {
@@ -68,10 +69,16 @@ impl TestEnv {
         BuildEnv {
             lists: &self.lists,
             windows: &self.windows,
+            connectors: &self.connectors,
         }
     }
 }
 
 pub fn run(check: &dyn Check, request: &ActivationRequest, now: DateTime<Utc>) -> CheckOutcome {
-    futures::executor::block_on(check.evaluate(&CheckContext { request, now }))
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    futures::executor::block_on(check.evaluate(&CheckContext {
+        request,
+        now,
+        deadline,
+    }))
 }

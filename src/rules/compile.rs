@@ -274,7 +274,10 @@ pub(crate) fn parse_guid(text: &str) -> Option<String> {
         .map(|id| id.hyphenated().to_string())
 }
 
-pub(crate) fn load(path: &Path) -> Result<RuleSet, Vec<RuleProblem>> {
+pub(crate) fn load(
+    path: &Path,
+    connectors: &Arc<crate::connectors::Connectors>,
+) -> Result<RuleSet, Vec<RuleProblem>> {
     let mut report = Report {
         problems: Vec::new(),
     };
@@ -299,6 +302,7 @@ pub(crate) fn load(path: &Path) -> Result<RuleSet, Vec<RuleProblem>> {
     let env = BuildEnv {
         lists: &lists,
         windows: &windows,
+        connectors,
     };
 
     // (policy, file, key) in load order.
@@ -800,7 +804,20 @@ fn compile_checks(
             continue;
         };
         match spec.build(env) {
-            Ok(check) => checks.push(check),
+            Ok(check) => {
+                if let Some(connector) = spec.required_connector()
+                    && !env.connectors.is_configured(connector)
+                {
+                    ctx.warning(
+                        &format!("{item_key}.{}", spec.kind()),
+                        format!(
+                            "the `{connector}` connector is not configured, so this check cannot be evaluated and the policy's `on_error` decides"
+                        ),
+                        format!("configure `[connectors.{connector}]` in the service's config file"),
+                    );
+                }
+                checks.push(check);
+            }
             Err(problems) => {
                 ok = false;
                 let prefix = format!("{item_key}.{}", spec.kind());

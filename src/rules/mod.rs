@@ -132,7 +132,15 @@ impl std::fmt::Display for RuleProblem {
 /// file-name order. Every problem of every file is reported at once; warnings travel with the errors
 /// in `Err` and in [`RuleSet::warnings`] on success.
 pub fn load(path: &Path) -> Result<RuleSet, Vec<RuleProblem>> {
-    compile::load(path)
+    compile::load(path, &crate::connectors::Connectors::none())
+}
+
+/// As [`load`], with the upstream connectors the service runs with (checks keep a handle to theirs).
+pub fn load_with(
+    path: &Path,
+    connectors: &std::sync::Arc<crate::connectors::Connectors>,
+) -> Result<RuleSet, Vec<RuleProblem>> {
+    compile::load(path, connectors)
 }
 
 impl RuleSet {

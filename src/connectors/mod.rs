@@ -1,0 +1,171 @@
+//! Upstream systems pimgate asks for business context: ITSM (ServiceNow, Jira), HR (Microsoft Graph,
+//! a file), on-call (PagerDuty, Opsgenie, a file). Only this module and `auth` touch the network.
+//!
+//! A connector that is not configured is `None`: rules that need it still load (with a warning) and
+//! their check reports "could not be evaluated", so the policy's `on_error` decides.
+
+pub mod cache;
+pub mod graph;
+pub mod hr_file;
+pub mod http;
+pub mod identity;
+pub mod jira;
+pub mod oncall_file;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod secrets;
+pub mod servicenow;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::settings::SettingsProblem;
+
+/// `[connectors.*]` in the config file; every section is optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ConnectorsSettings {
+    pub graph: Option<graph::GraphSettings>,
+    pub hr_file: Option<hr_file::HrFileSettings>,
+    pub servicenow: Option<servicenow::ServiceNowSettings>,
+    pub jira: Option<jira::JiraSettings>,
+    pub pagerduty: Option<pagerduty::PagerDutySettings>,
+    pub opsgenie: Option<opsgenie::OpsgenieSettings>,
+    pub oncall_file: Option<oncall_file::OncallFileSettings>,
+}
+
+/// What every connector is built with.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub http: reqwest::Client,
+    /// `auth.tenant_id`, the default tenant for Microsoft Graph.
+    pub tenant_id: String,
+}
+
+/// The requester as the directory (Graph) or the HR file knows them. Upstream systems know people by
+/// email or login, PIM by object id: this is the bridge.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserProfile {
+    pub id: String,
+    pub user_principal_name: Option<String>,
+    pub mail: Option<String>,
+    pub display_name: Option<String>,
+    pub account_enabled: Option<bool>,
+    pub employee_leave_date_time: Option<DateTime<Utc>>,
+    pub employee_type: Option<String>,
+    pub department: Option<String>,
+}
+
+impl UserProfile {
+    /// Lower-cased addresses this person may be known by upstream (mail and UPN).
+    pub fn addresses(&self) -> Vec<String> {
+        let mut addresses: Vec<String> = [&self.mail, &self.user_principal_name]
+            .into_iter()
+            .flatten()
+            .map(|address| address.trim().to_ascii_lowercase())
+            .filter(|address| !address.is_empty())
+            .collect();
+        addresses.dedup();
+        addresses
+    }
+}
+
+/// Every configured connector, built once at start-up and shared by the checks that need them.
+#[derive(Debug, Default)]
+pub struct Connectors {
+    pub graph: Option<Arc<graph::Graph>>,
+    pub hr_file: Option<Arc<hr_file::HrFile>>,
+    pub servicenow: Option<Arc<servicenow::ServiceNow>>,
+    pub jira: Option<Arc<jira::Jira>>,
+    pub pagerduty: Option<Arc<pagerduty::PagerDuty>>,
+    pub opsgenie: Option<Arc<opsgenie::Opsgenie>>,
+    pub oncall_file: Option<Arc<oncall_file::OncallFile>>,
+}
+
+impl Connectors {
+    /// No upstream at all: `rules validate`, `evaluate --offline`, tests of local rules.
+    pub fn none() -> Arc<Connectors> {
+        Arc::new(Connectors::default())
+    }
+
+    /// Builds every configured connector, resolving its secrets now so a missing secret stops the
+    /// start-up with a clear message instead of failing requests later. Reports every problem.
+    pub fn build(
+        settings: &ConnectorsSettings,
+        context: &BuildContext,
+    ) -> Result<Arc<Connectors>, Vec<SettingsProblem>> {
+        let mut problems = Vec::new();
+        let mut connectors = Connectors::default();
+        fn take<S, T>(
+            settings: &Option<S>,
+            build: impl Fn(&S) -> Result<T, Vec<SettingsProblem>>,
+            problems: &mut Vec<SettingsProblem>,
+        ) -> Option<Arc<T>> {
+            match settings.as_ref().map(build) {
+                None => None,
+                Some(Ok(connector)) => Some(Arc::new(connector)),
+                Some(Err(found)) => {
+                    problems.extend(found);
+                    None
+                }
+            }
+        }
+        connectors.graph = take(
+            &settings.graph,
+            |s| graph::Graph::new(s, context),
+            &mut problems,
+        );
+        connectors.hr_file = take(
+            &settings.hr_file,
+            |s| hr_file::HrFile::new(s, context),
+            &mut problems,
+        );
+        connectors.servicenow = take(
+            &settings.servicenow,
+            |s| servicenow::ServiceNow::new(s, context),
+            &mut problems,
+        );
+        connectors.jira = take(
+            &settings.jira,
+            |s| jira::Jira::new(s, context),
+            &mut problems,
+        );
+        connectors.pagerduty = take(
+            &settings.pagerduty,
+            |s| pagerduty::PagerDuty::new(s, context),
+            &mut problems,
+        );
+        connectors.opsgenie = take(
+            &settings.opsgenie,
+            |s| opsgenie::Opsgenie::new(s, context),
+            &mut problems,
+        );
+        connectors.oncall_file = take(
+            &settings.oncall_file,
+            |s| oncall_file::OncallFile::new(s, context),
+            &mut problems,
+        );
+        if problems.is_empty() {
+            Ok(Arc::new(connectors))
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Whether the connector a rule names (`servicenow`, `graph`, `file`, …) is configured.
+    pub fn is_configured(&self, name: &str) -> bool {
+        match name {
+            "graph" => self.graph.is_some(),
+            "hr_file" => self.hr_file.is_some(),
+            "servicenow" => self.servicenow.is_some(),
+            "jira" => self.jira.is_some(),
+            "pagerduty" => self.pagerduty.is_some(),
+            "opsgenie" => self.opsgenie.is_some(),
+            "oncall_file" => self.oncall_file.is_some(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Secrets come from an environment variable or a file (Kubernetes/Key Vault CSI mounts), never from
+//! the rules or the config file itself, and never appear in `Debug`, logs or errors.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a secret lives: `{ env = "PIMGATE_SERVICENOW_PASSWORD" }` or `{ file = "/mnt/secrets/sn" }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// A secret value. `Debug`/`Display` print a placeholder so it cannot leak through formatting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret now. The error names where we looked, never the value.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        match (&self.env, &self.file) {
+            (Some(_), Some(_)) => Err("give either `env` or `file`, not both".into()),
+            (None, None) => Err("give `env` (a variable name) or `file` (a path)".into()),
+            (Some(name), None) => match std::env::var(name) {
+                Ok(value) if !value.trim().is_empty() => Ok(Secret(value.trim().to_string())),
+                _ => Err(format!("environment variable `{name}` is not set or empty")),
+            },
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(value) if !value.trim().is_empty() => Ok(Secret(value.trim().to_string())),
+                Ok(_) => Err(format!("secret file `{}` is empty", path.display())),
+                Err(error) => Err(format!(
+                    "cannot read secret file `{}`: {error}",
+                    path.display()
+                )),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print_their_value() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?} {secret}"), "Secret(***) ***");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_secret_is_read_from_a_file_and_errors_name_the_place_not_the_value() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret\n").expect("write");
+        let from_file = SecretRef {
+            env: None,
+            file: Some(path.clone()),
+        };
+        assert_eq!(from_file.resolve().expect("read").expose(), "s3cret");
+        let missing = SecretRef {
+            env: Some("PIMGATE_TEST_SURELY_UNSET_VARIABLE".into()),
+            file: None,
+        };
+        assert!(
+            missing
+                .resolve()
+                .expect_err("unset")
+                .contains("PIMGATE_TEST_SURELY_UNSET_VARIABLE")
+        );
+        let both = SecretRef {
+            env: Some("X".into()),
+            file: Some(path),
+        };
+        assert!(both.resolve().is_err());
+        assert!(SecretRef::default().resolve().is_err());
+    }
+}
