@@ -833,7 +833,7 @@ fn compile_checks(
 /// `- duration: { max: PT2H }` is a one-key mapping, which `yaml_serde` reads as an enum only through
 /// `singleton_map` (its default spelling is a YAML tag, `!duration`).
 fn check_spec(ctx: &mut FileCtx<'_>, key: &str, item: &Value) -> Option<CheckSpec> {
-    match yaml_serde::with::singleton_map_recursive::deserialize::<CheckSpec, _>(item.clone()) {
+    match yaml_serde::from_value::<CheckSpec>(item.clone()) {
         Ok(spec) => Some(spec),
         Err(error) => {
             let message = one_line(&error.to_string());
