@@ -104,14 +104,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve { config } => serve(config.as_deref()).await,
         Command::Rules {
             command: RulesCommand::Validate { path, config },
-        } => match rules_path(path, config.as_deref()) {
-            Ok(path) => validate(&path),
+        } => match rules_context(path, config.as_deref(), false) {
+            Ok((path, connectors)) => validate(&path, &connectors),
             Err(code) => code,
         },
         Command::Rules {
             command: RulesCommand::Test { path, config },
-        } => match rules_path(path, config.as_deref()) {
-            Ok(path) => test(&path).await,
+        } => match rules_context(path, config.as_deref(), true) {
+            Ok((path, connectors)) => test(&path, &connectors).await,
             Err(code) => code,
         },
         Command::Evaluate {
@@ -162,12 +162,46 @@ fn load_settings(config: Option<&Path>) -> Result<Settings, ExitCode> {
     })
 }
 
-fn rules_path(path: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf, ExitCode> {
-    match (path, config) {
-        (Some(path), _) => Ok(path),
-        (None, Some(config)) => load_settings(Some(config)).map(|settings| settings.rules.path),
-        (None, None) => Ok(PathBuf::from("rules")),
+/// The rules to work on and the connectors to build them with: those of `--config` when given
+/// (`offline_only` keeps just the file-based ones, so tests never call a real system), else none.
+fn rules_context(
+    path: Option<PathBuf>,
+    config: Option<&Path>,
+    offline_only: bool,
+) -> Result<(PathBuf, std::sync::Arc<crate::connectors::Connectors>), ExitCode> {
+    let Some(config) = config else {
+        return Ok((
+            path.unwrap_or_else(|| PathBuf::from("rules")),
+            crate::connectors::Connectors::none(),
+        ));
+    };
+    let settings = load_settings(Some(config))?;
+    let mut connector_settings = settings.connectors.clone();
+    if offline_only {
+        connector_settings = crate::connectors::ConnectorsSettings {
+            hr_file: connector_settings.hr_file,
+            oncall_file: connector_settings.oncall_file,
+            ..Default::default()
+        };
     }
+    let connectors = build_connectors(&connector_settings, &settings.auth.tenant_id)?;
+    Ok((path.unwrap_or(settings.rules.path), connectors))
+}
+
+fn build_connectors(
+    settings: &crate::connectors::ConnectorsSettings,
+    tenant_id: &str,
+) -> Result<std::sync::Arc<crate::connectors::Connectors>, ExitCode> {
+    let context = crate::connectors::BuildContext {
+        http: reqwest::Client::new(),
+        tenant_id: tenant_id.to_string(),
+    };
+    crate::connectors::Connectors::build(settings, &context).map_err(|problems| {
+        for problem in &problems {
+            eprintln!("pimgate: {problem}");
+        }
+        ExitCode::from(2)
+    })
 }
 
 async fn serve(config: Option<&Path>) -> ExitCode {
@@ -193,8 +227,8 @@ async fn serve(config: Option<&Path>) -> ExitCode {
     }
 }
 
-fn validate(path: &Path) -> ExitCode {
-    match rules::load(path) {
+fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connectors>) -> ExitCode {
+    match rules::load_with(path, connectors) {
         Ok(rules) => {
             for warning in &rules.warnings {
                 println!("{}", format_problem(warning));
@@ -226,8 +260,8 @@ fn validate(path: &Path) -> ExitCode {
     }
 }
 
-async fn test(path: &Path) -> ExitCode {
-    match rules::testing::run_tests(path).await {
+async fn test(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connectors>) -> ExitCode {
+    match rules::testing::run_tests_with(path, connectors).await {
         Ok(report) => {
             println!("{report}");
             if report.failed == 0 {
@@ -286,21 +320,12 @@ async fn evaluate(
     };
     // Offline: no connector is built, so upstream checks report "not evaluated" and say so.
     let connectors = match (offline, &settings) {
-        (false, Some(settings)) => match crate::connectors::Connectors::build(
-            &settings.connectors,
-            &crate::connectors::BuildContext {
-                http: reqwest::Client::new(),
-                tenant_id: settings.auth.tenant_id.clone(),
-            },
-        ) {
-            Ok(connectors) => connectors,
-            Err(problems) => {
-                for problem in &problems {
-                    eprintln!("pimgate: {problem}");
-                }
-                return ExitCode::from(2);
+        (false, Some(settings)) => {
+            match build_connectors(&settings.connectors, &settings.auth.tenant_id) {
+                Ok(connectors) => connectors,
+                Err(code) => return code,
             }
-        },
+        }
         _ => crate::connectors::Connectors::none(),
     };
     let rules = match rules::load_with(&rules_path, &connectors) {

@@ -13,7 +13,7 @@ use crate::payload::{
     Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Target, Ticket,
 };
 use crate::rules::compile::{is_test_file, parse_guid};
-use crate::rules::{RuleProblem, Severity, catalog, load};
+use crate::rules::{RuleProblem, Severity, catalog};
 
 /// The principal of a shorthand request that names none.
 pub const DEFAULT_PRINCIPAL: &str = "00000000-0000-4000-8000-000000000001";
@@ -106,7 +106,15 @@ impl OneOrMany {
 /// `*.test.yaml`/`*.test.yml`; for a file `x.yaml`, `x.test.yaml` or `x.test.yml`. Rule or test-file
 /// problems are returned as `Err`; failing cases are part of the report.
 pub async fn run_tests(path: &Path) -> Result<TestReport, Vec<RuleProblem>> {
-    let rules = load(path)?;
+    run_tests_with(path, &crate::connectors::Connectors::none()).await
+}
+
+/// As [`run_tests`], with the connectors of a configuration (file-based sources work offline).
+pub async fn run_tests_with(
+    path: &Path,
+    connectors: &std::sync::Arc<crate::connectors::Connectors>,
+) -> Result<TestReport, Vec<RuleProblem>> {
+    let rules = super::load_with(path, connectors)?;
     let mut problems = Vec::new();
     let mut report = TestReport::default();
     let files = test_files(path);
