@@ -1,12 +1,20 @@
-//! PLACEHOLDER (hr check): being written by a helper. Same names, no logic.
+//! `hr`: the requester must still be a current member of staff of the kind the role is for, as the
+//! directory (Microsoft Graph) or the HR file says: account enabled, not leaving soon, allowed employee
+//! type and department.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::Duration;
 use serde::Deserialize;
 
 use super::registry::{BuildEnv, SpecProblem};
+use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome};
+use crate::connectors::http::Fetched;
+use crate::connectors::identity::ProfileSource;
+use crate::connectors::{Connectors, UserProfile};
+use crate::payload::format_iso8601_duration;
 
 /// `hr: { source: graph, account_enabled: true, not_leaving_within: P14D, employee_types: [Employee] }`
 #[derive(Debug, Clone, Deserialize)]
@@ -14,24 +22,31 @@ use super::{Check, CheckContext, CheckOutcome};
 pub struct HrSpec {
     /// `graph` or `file`.
     pub source: String,
+    /// Unset or `true`: the account must be enabled (fail-closed: an hr check exists to stop people
+    /// who are no longer active, and a disabled account is the plainest sign of that). `false` turns
+    /// the condition off, for HR exports that carry no such column; no rule can require a disabled
+    /// account.
     #[serde(default)]
     pub account_enabled: Option<bool>,
+    /// ISO-8601 duration: a leave date before now + this fails the check. Unset: not checked.
     #[serde(default)]
     pub not_leaving_within: Option<String>,
+    /// Allowed `employeeType` values, case-insensitive; empty: any.
     #[serde(default)]
     pub employee_types: Vec<String>,
+    /// Allowed `department` values, case-insensitive; empty: any.
     #[serde(default)]
     pub departments: Vec<String>,
 }
 
 #[derive(Debug)]
-struct Pending;
-
-#[async_trait]
-impl Check for Pending {
-    async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
-        CheckOutcome::error("the hr check is not implemented yet")
-    }
+struct HrCheck {
+    source: ProfileSource,
+    connectors: Arc<Connectors>,
+    require_enabled: bool,
+    not_leaving_within: Option<Duration>,
+    employee_types: Vec<String>,
+    departments: Vec<String>,
 }
 
 pub fn required_connector(spec: &HrSpec) -> Option<&'static str> {
@@ -42,6 +57,248 @@ pub fn required_connector(spec: &HrSpec) -> Option<&'static str> {
     }
 }
 
-pub fn build(_spec: &HrSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
-    Ok(Arc::new(Pending))
+pub fn build(spec: &HrSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    let mut problems = Vec::new();
+    let source = match spec.source.as_str() {
+        "graph" => Some(ProfileSource::Graph),
+        "file" => Some(ProfileSource::HrFile),
+        other => {
+            problems.push(SpecProblem {
+                key: "source".to_string(),
+                message: format!("`{other}` is not an HR source"),
+                fix: "use `graph` (Microsoft Graph, `[connectors.graph]`) or `file` (`[connectors.hr_file]`)".to_string(),
+            });
+            None
+        }
+    };
+    let not_leaving_within = match &spec.not_leaving_within {
+        None => None,
+        Some(text) => match duration_value("not_leaving_within", text) {
+            Ok(duration) => Some(duration),
+            Err(problem) => {
+                problems.push(problem);
+                None
+            }
+        },
+    };
+    let lower = |values: &[String], key: &str, problems: &mut Vec<SpecProblem>| -> Vec<String> {
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(index, value)| {
+                let value = value.trim().to_lowercase();
+                if value.is_empty() {
+                    problems.push(SpecProblem {
+                        key: format!("{key}[{index}]"),
+                        message: "is empty".to_string(),
+                        fix: "remove the empty entry".to_string(),
+                    });
+                    None
+                } else {
+                    Some(value)
+                }
+            })
+            .collect()
+    };
+    let employee_types = lower(&spec.employee_types, "employee_types", &mut problems);
+    let departments = lower(&spec.departments, "departments", &mut problems);
+    let Some(source) = source else {
+        return Err(problems);
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Arc::new(HrCheck {
+        source,
+        connectors: env.connectors.clone(),
+        require_enabled: spec.account_enabled.unwrap_or(true),
+        not_leaving_within,
+        employee_types,
+        departments,
+    }))
+}
+
+/// "14 days", "8 hours", else the ISO form: how a requester reads a rule's window.
+fn human(duration: Duration) -> String {
+    let plural = |count: i64, unit: &str| {
+        if count == 1 {
+            format!("1 {unit}")
+        } else {
+            format!("{count} {unit}s")
+        }
+    };
+    if duration.num_seconds() % 86_400 == 0 {
+        plural(duration.num_days(), "day")
+    } else if duration.num_seconds() % 3_600 == 0 {
+        plural(duration.num_hours(), "hour")
+    } else {
+        format_iso8601_duration(duration)
+    }
+}
+
+fn listed(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|value| format!("`{value}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl HrCheck {
+    /// The first condition the profile breaks, as a sentence for the requester; `Err` when the data
+    /// needed to decide is missing.
+    fn judge(
+        &self,
+        profile: &UserProfile,
+        context: &CheckContext<'_>,
+    ) -> Result<Option<String>, String> {
+        let where_from = self.source.label();
+        if self.require_enabled {
+            match profile.account_enabled {
+                Some(true) => {}
+                Some(false) => {
+                    return Ok(Some(format!(
+                        "your account is disabled in {where_from}; this role needs an enabled account"
+                    )));
+                }
+                None => {
+                    return Err(format!(
+                        "{where_from} does not say whether the account is enabled; \
+                         the hr check could not be evaluated (set `account_enabled: false` in the rule if the source has no such field)"
+                    ));
+                }
+            }
+        }
+        if let (Some(window), Some(leaves)) =
+            (self.not_leaving_within, profile.employee_leave_date_time)
+        {
+            let date = leaves.format("%Y-%m-%d");
+            if leaves <= context.now {
+                return Ok(Some(format!(
+                    "your account's leave date {date} in {where_from} has passed; this role is not available after leaving"
+                )));
+            }
+            if leaves <= context.now + window {
+                return Ok(Some(format!(
+                    "your account leaves on {date}, within the {} this role requires; if the date is wrong, ask HR to correct it",
+                    human(window)
+                )));
+            }
+        }
+        if !self.employee_types.is_empty() {
+            let allowed = listed(&self.employee_types);
+            match profile.employee_type.as_deref().map(str::trim) {
+                Some(kind) if self.employee_types.contains(&kind.to_lowercase()) => {}
+                Some(kind) => {
+                    return Ok(Some(format!(
+                        "your employee type `{kind}` is not one this role allows ({allowed})"
+                    )));
+                }
+                None => {
+                    return Ok(Some(format!(
+                        "{where_from} has no employee type for you; this role requires one of {allowed}"
+                    )));
+                }
+            }
+        }
+        if !self.departments.is_empty() {
+            let allowed = listed(&self.departments);
+            match profile.department.as_deref().map(str::trim) {
+                Some(department) if self.departments.contains(&department.to_lowercase()) => {}
+                Some(department) => {
+                    return Ok(Some(format!(
+                        "your department `{department}` is not one this role allows ({allowed})"
+                    )));
+                }
+                None => {
+                    return Ok(Some(format!(
+                        "{where_from} has no department for you; this role requires one of {allowed}"
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl Check for HrCheck {
+    async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome {
+        let principal = context.request.principal_id.as_str();
+        let (result, calls) = self
+            .connectors
+            .user_profile_from(self.source, principal, context.deadline)
+            .await;
+        let upstream = serde_json::to_value(&calls).unwrap_or(serde_json::Value::Null);
+        let source = match self.source {
+            ProfileSource::Graph => "graph",
+            ProfileSource::HrFile => "file",
+        };
+        let outcome = match result {
+            Err(error) => {
+                CheckOutcome::error(format!("the hr check could not be evaluated: {error}"))
+            }
+            Ok(Fetched::NotFound) => CheckOutcome::fail(format!(
+                "your account `{principal}` was not found in {}",
+                self.source.label()
+            )),
+            Ok(Fetched::Found(profile)) => {
+                let judged = self.judge(&profile, context);
+                let outcome = match judged {
+                    Err(message) => CheckOutcome::error(message),
+                    Ok(Some(message)) => CheckOutcome::fail(message),
+                    Ok(None) => CheckOutcome::pass(format!(
+                        "{} shows a current account this role allows",
+                        self.source.label()
+                    )),
+                };
+                outcome.with_evidence(
+                    "user",
+                    serde_json::json!({
+                        "id": profile.id,
+                        "account_enabled": profile.account_enabled,
+                        "employee_leave_date_time": profile.employee_leave_date_time.map(|moment| moment.to_rfc3339()),
+                        "employee_type": profile.employee_type,
+                        "department": profile.department,
+                    }),
+                )
+            }
+        };
+        outcome
+            .with_evidence("source", source)
+            .with_evidence("upstream", upstream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::test_support::TestEnv;
+
+    fn spec(yaml: &str) -> HrSpec {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn every_problem_in_a_spec_is_reported() {
+        let test_env = TestEnv::default();
+        let problems = build(
+            &spec("{ source: ldap, not_leaving_within: soon, employee_types: [''] }"),
+            &test_env.env(),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = problems
+            .iter()
+            .map(|problem| problem.key.as_str())
+            .collect();
+        assert_eq!(keys, ["source", "not_leaving_within", "employee_types[0]"]);
+    }
+
+    #[test]
+    fn windows_read_in_days_or_hours() {
+        assert_eq!(human(Duration::days(14)), "14 days");
+        assert_eq!(human(Duration::days(1)), "1 day");
+        assert_eq!(human(Duration::hours(8)), "8 hours");
+        assert_eq!(human(Duration::minutes(90)), "PT1H30M");
+    }
 }

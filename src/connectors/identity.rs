@@ -1,23 +1,81 @@
-//! PLACEHOLDER (identity mapping): principalId → UserProfile via Graph, else the HR file.
+//! Identity mapping: PIM names the requester by Entra object id, upstream systems know people by
+//! mail or login. This asks Microsoft Graph (cached) or the HR file for the person behind the id.
 
 use tokio::time::Instant;
 
 use super::http::{Fetched, UpstreamCall, UpstreamError};
 use super::{Connectors, UserProfile};
 
+/// Where a profile comes from; the `hr` check names it explicitly, other checks take the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileSource {
+    Graph,
+    HrFile,
+}
+
+impl ProfileSource {
+    /// How requesters see the system named in messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProfileSource::Graph => "the directory (Microsoft Graph)",
+            ProfileSource::HrFile => "the HR file",
+        }
+    }
+}
+
 impl Connectors {
     /// The requester's profile, from Microsoft Graph when configured, else from the HR file.
     pub async fn user_profile(
         &self,
-        _principal_id: &str,
-        _deadline: Instant,
+        principal_id: &str,
+        deadline: Instant,
     ) -> (
         Result<Fetched<UserProfile>, UpstreamError>,
         Vec<UpstreamCall>,
     ) {
-        (
-            Err(UpstreamError::NotConfigured { connector: "graph" }),
-            Vec::new(),
-        )
+        let source = if self.graph.is_some() {
+            ProfileSource::Graph
+        } else if self.hr_file.is_some() {
+            ProfileSource::HrFile
+        } else {
+            return (
+                Err(UpstreamError::NotConfigured { connector: "graph" }),
+                Vec::new(),
+            );
+        };
+        self.user_profile_from(source, principal_id, deadline).await
+    }
+
+    /// The requester's profile from one named source; `NotConfigured` when that source is absent.
+    pub async fn user_profile_from(
+        &self,
+        source: ProfileSource,
+        principal_id: &str,
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<UserProfile>, UpstreamError>,
+        Vec<UpstreamCall>,
+    ) {
+        match source {
+            ProfileSource::Graph => match &self.graph {
+                Some(graph) => graph.user(principal_id, deadline).await,
+                None => (
+                    Err(UpstreamError::NotConfigured { connector: "graph" }),
+                    Vec::new(),
+                ),
+            },
+            ProfileSource::HrFile => match &self.hr_file {
+                Some(file) => {
+                    let (result, call) = file.user(principal_id);
+                    (result, vec![call])
+                }
+                None => (
+                    Err(UpstreamError::NotConfigured {
+                        connector: "hr_file",
+                    }),
+                    Vec::new(),
+                ),
+            },
+        }
     }
 }

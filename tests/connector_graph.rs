@@ -1,0 +1,947 @@
+//! The Microsoft Graph connector, the HR file source and the `hr` check against a Graph stand-in on
+//! loopback that answers Entra's token endpoint and Graph's `user` resource in their real shapes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pimgate::checks::registry::BuildEnv;
+use pimgate::checks::{Check, CheckContext, CheckOutcome, CheckStatus, hr};
+use pimgate::connectors::graph::{CertificateRef, Graph, GraphSettings};
+use pimgate::connectors::hr_file::{HrFile, HrFileSettings};
+use pimgate::connectors::http::{Fetched, UpstreamError};
+use pimgate::connectors::secrets::SecretRef;
+use pimgate::connectors::{BuildContext, Connectors};
+use pimgate::payload::{Action, ActivationRequest, ExpirationKind, ResourceType, Schedule, Target};
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const TENANT: &str = "11111111-2222-4333-8444-555555555555";
+const CLIENT_ID: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
+const ALICE: &str = "5b2a9c1e-2222-4d3e-8f40-1a2b3c4d5e6f";
+const BOB: &str = "6c3b0d2f-3333-4e4f-9a51-2b3c4d5e6f70";
+const SECRET: &str = "Zx8Q~not-a-real-client-secret";
+
+fn token_path() -> String {
+    format!("/{TENANT}/oauth2/v2.0/token")
+}
+
+fn user_path(id: &str) -> String {
+    format!("/v1.0/users/{id}")
+}
+
+fn context() -> BuildContext {
+    BuildContext {
+        http: reqwest::Client::new(),
+        tenant_id: TENANT.to_string(),
+    }
+}
+
+/// Settings pointing both the authority and Graph at the stand-in, with a client secret in a file.
+fn secret_settings(server: &MockServer, dir: &Path) -> GraphSettings {
+    let secret = dir.join("client-secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    GraphSettings {
+        client_id: Some(CLIENT_ID.to_string()),
+        client_secret: Some(SecretRef {
+            env: None,
+            file: Some(secret),
+        }),
+        authority_url: Some(server.uri()),
+        graph_url: Some(server.uri()),
+        ..GraphSettings::default()
+    }
+}
+
+fn connectors_with_graph(settings: &GraphSettings) -> Arc<Connectors> {
+    Arc::new(Connectors {
+        graph: Some(Arc::new(Graph::new(settings, &context()).unwrap())),
+        ..Connectors::default()
+    })
+}
+
+/// Entra's v2.0 token endpoint answer for the client-credentials grant.
+fn token_answer(token: &str, expires_in: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "access_token": token,
+    }))
+}
+
+async fn mount_token(server: &MockServer, token: &str, expected_calls: u64) {
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(token_answer(token, 3599))
+        .expect(expected_calls)
+        .mount(server)
+        .await;
+}
+
+/// `GET /v1.0/users/{id}?$select=...` as Graph answers it.
+fn graph_user(id: &str, changes: Value) -> Value {
+    let mut user = json!({
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users(id,userPrincipalName,mail,displayName,accountEnabled,employeeLeaveDateTime,employeeType,department)/$entity",
+        "id": id,
+        "userPrincipalName": "alice@contoso.com",
+        "mail": "Alice.Smith@contoso.com",
+        "displayName": "Alice Smith",
+        "accountEnabled": true,
+        "employeeLeaveDateTime": null,
+        "employeeType": "Employee",
+        "department": "Platform Engineering",
+    });
+    if let (Some(user), Some(changes)) = (user.as_object_mut(), changes.as_object()) {
+        for (key, value) in changes {
+            user.insert(key.clone(), value.clone());
+        }
+    }
+    user
+}
+
+async fn mount_user(server: &MockServer, id: &str, changes: Value, expected_calls: u64) {
+    Mock::given(method("GET"))
+        .and(path(user_path(id)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(graph_user(id, changes)))
+        .expect(expected_calls)
+        .mount(server)
+        .await;
+}
+
+fn build_hr(connectors: &Arc<Connectors>, yaml: &str) -> Arc<dyn Check> {
+    let spec: hr::HrSpec = yaml_serde::from_str(yaml).unwrap();
+    let lists = BTreeMap::new();
+    let windows = BTreeMap::new();
+    hr::build(
+        &spec,
+        &BuildEnv {
+            lists: &lists,
+            windows: &windows,
+            connectors,
+        },
+    )
+    .unwrap()
+}
+
+fn request(principal: &str) -> ActivationRequest {
+    ActivationRequest {
+        request_id: Some("req-1".to_string()),
+        resource_type: ResourceType::EntraRoles,
+        principal_id: principal.to_string(),
+        principal_type: Some("User".to_string()),
+        action: Action::SelfActivate,
+        target: Target::EntraRole {
+            role_definition_id: "62e90394-69f5-4237-9190-012177145e10".to_string(),
+            directory_scope_id: "/".to_string(),
+            app_scope_id: None,
+        },
+        justification: None,
+        ticket: None,
+        schedule: Schedule {
+            start: None,
+            expiration_kind: ExpirationKind::AfterDuration,
+            duration: Some(chrono::Duration::hours(1)),
+            end: None,
+        },
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-24T18:05:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+async fn evaluate_within(
+    check: &Arc<dyn Check>,
+    principal: &str,
+    budget: Duration,
+) -> CheckOutcome {
+    let request = request(principal);
+    check
+        .evaluate(&CheckContext {
+            request: &request,
+            now: now(),
+            deadline: tokio::time::Instant::now() + budget,
+        })
+        .await
+}
+
+async fn evaluate(check: &Arc<dyn Check>, principal: &str) -> CheckOutcome {
+    evaluate_within(check, principal, Duration::from_secs(5)).await
+}
+
+fn upstream(outcome: &CheckOutcome) -> Vec<Value> {
+    outcome.evidence["upstream"].as_array().unwrap().clone()
+}
+
+fn form_of(request: &Request) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect()
+}
+
+async fn token_requests(server: &MockServer) -> Vec<BTreeMap<String, String>> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|request| request.method.as_str() == "POST")
+        .map(form_of)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_secret_token_is_requested_with_the_documented_form_and_an_active_user_passes() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, "eyJ0eXAiOiJKV1QifQ.graph-token", 1).await;
+    Mock::given(method("GET"))
+        .and(path(user_path(ALICE)))
+        .and(header("authorization", "Bearer eyJ0eXAiOiJKV1QifQ.graph-token"))
+        .and(query_param(
+            "$select",
+            "id,userPrincipalName,mail,displayName,accountEnabled,employeeLeaveDateTime,employeeType,department",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(graph_user(ALICE, json!({}))))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(
+        &connectors,
+        "{ source: graph, account_enabled: true, not_leaving_within: P14D, employee_types: [employee], departments: [platform engineering] }",
+    );
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Pass, "{outcome:?}");
+    let forms = token_requests(&server).await;
+    assert_eq!(forms.len(), 1);
+    let form = &forms[0];
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["client_id"], CLIENT_ID);
+    assert_eq!(form["client_secret"], SECRET);
+    assert_eq!(form["scope"], format!("{}/.default", server.uri()));
+    assert!(!form.contains_key("client_assertion"));
+    let calls = upstream(&outcome);
+    let operations: Vec<&str> = calls
+        .iter()
+        .map(|call| call["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        ["POST /oauth2/v2.0/token", "GET /v1.0/users/{id}"]
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|call| call["connector"] == "graph" && call["outcome"] == "ok")
+    );
+    assert_eq!(outcome.evidence["user"]["employee_type"], "Employee");
+    assert!(!format!("{outcome:?}").contains("graph-token"));
+}
+
+#[tokio::test]
+async fn the_token_is_fetched_once_and_reused_across_lookups() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, "token-1", 1).await;
+    mount_user(&server, ALICE, json!({}), 1).await;
+    mount_user(&server, BOB, json!({ "id": BOB }), 1).await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let (alice, bob) = tokio::join!(evaluate(&check, ALICE), evaluate(&check, BOB));
+
+    assert_eq!(alice.status, CheckStatus::Pass, "{alice:?}");
+    assert_eq!(bob.status, CheckStatus::Pass, "{bob:?}");
+}
+
+#[tokio::test]
+async fn a_401_from_graph_drops_the_cached_token_and_the_lookup_retries_with_a_new_one() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(token_answer("old-token", 3599))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(token_answer("new-token", 3599))
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_user(&server, ALICE, json!({}), 1).await;
+    Mock::given(method("GET"))
+        .and(path(user_path(BOB)))
+        .and(header("authorization", "Bearer old-token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": { "code": "InvalidAuthenticationToken", "message": "Access token has expired or is not yet valid." }
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(user_path(BOB)))
+        .and(header("authorization", "Bearer new-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(graph_user(BOB, json!({}))))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let warm = evaluate(&check, ALICE).await;
+    let retried = evaluate(&check, BOB).await;
+
+    assert_eq!(warm.status, CheckStatus::Pass, "{warm:?}");
+    assert_eq!(retried.status, CheckStatus::Pass, "{retried:?}");
+    let outcomes: Vec<String> = upstream(&retried)
+        .iter()
+        .map(|call| format!("{} {}", call["operation"], call["outcome"]))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "\"GET /v1.0/users/{id}\" \"auth_failed\"",
+            "\"POST /oauth2/v2.0/token\" \"ok\"",
+            "\"GET /v1.0/users/{id}\" \"ok\"",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_freshly_fetched_token_that_graph_refuses_is_an_error_naming_the_missing_permission() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, "token", 1).await;
+    Mock::given(method("GET"))
+        .and(path(user_path(ALICE)))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "error": { "code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation." }
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+    assert!(
+        outcome.message.contains("User.Read.All"),
+        "{}",
+        outcome.message
+    );
+}
+
+#[tokio::test]
+async fn profiles_that_break_a_condition_fail_with_a_reason_the_requester_can_act_on() {
+    let cases = [
+        (
+            "disabled account",
+            json!({ "accountEnabled": false }),
+            "{ source: graph, account_enabled: true }",
+            "your account is disabled",
+        ),
+        (
+            "account enabled is checked when the rule does not mention it",
+            json!({ "accountEnabled": false }),
+            "{ source: graph }",
+            "your account is disabled",
+        ),
+        (
+            "leave date inside the window",
+            json!({ "employeeLeaveDateTime": "2026-12-01T00:00:00Z" }),
+            "{ source: graph, not_leaving_within: P14D }",
+            "your account leaves on 2026-12-01, within the 14 days this role requires",
+        ),
+        (
+            "leave date already passed",
+            json!({ "employeeLeaveDateTime": "2026-10-31T23:59:59Z" }),
+            "{ source: graph, not_leaving_within: P14D }",
+            "leave date 2026-10-31",
+        ),
+        (
+            "employee type not allowed",
+            json!({ "employeeType": "Contractor" }),
+            "{ source: graph, employee_types: [Employee] }",
+            "your employee type `Contractor` is not one this role allows (`employee`)",
+        ),
+        (
+            "no employee type at all",
+            json!({ "employeeType": null }),
+            "{ source: graph, employee_types: [Employee] }",
+            "has no employee type for you",
+        ),
+        (
+            "department not allowed",
+            json!({ "department": "Sales" }),
+            "{ source: graph, departments: [Platform Engineering] }",
+            "your department `Sales` is not one this role allows",
+        ),
+    ];
+    for (name, changes, rule, expected) in cases {
+        let server = MockServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        mount_token(&server, "token", 1).await;
+        mount_user(&server, ALICE, changes, 1).await;
+        let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+        let check = build_hr(&connectors, rule);
+
+        let outcome = evaluate(&check, ALICE).await;
+
+        assert_eq!(outcome.status, CheckStatus::Fail, "{name}: {outcome:?}");
+        assert!(
+            outcome.message.contains(expected),
+            "{name}: {:?} lacks {expected:?}",
+            outcome.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_leave_date_beyond_the_window_and_account_enabled_false_pass() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, "token", 1).await;
+    mount_user(
+        &server,
+        ALICE,
+        json!({ "accountEnabled": false, "employeeLeaveDateTime": "2027-03-01T00:00:00Z" }),
+        1,
+    )
+    .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(
+        &connectors,
+        "{ source: graph, account_enabled: false, not_leaving_within: P14D }",
+    );
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Pass, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn an_unknown_user_fails_as_not_found_and_the_answer_is_cached() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, "token", 1).await;
+    Mock::given(method("GET"))
+        .and(path(user_path(ALICE)))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "error": {
+                "code": "Request_ResourceNotFound",
+                "message": format!("Resource '{ALICE}' does not exist or one of its queried reference-property objects are not present."),
+                "innerError": { "date": "2026-11-24T18:05:00", "request-id": "0f1e2d3c-0000-4000-8000-000000000000" }
+            }
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let first = evaluate(&check, ALICE).await;
+    let second = evaluate(&check, ALICE).await;
+
+    for outcome in [&first, &second] {
+        assert_eq!(outcome.status, CheckStatus::Fail, "{outcome:?}");
+        assert!(
+            outcome.message.contains("not found in the directory"),
+            "{}",
+            outcome.message
+        );
+    }
+    assert_eq!(upstream(&second)[0]["cached"], true);
+    assert_eq!(upstream(&second)[0]["outcome"], "not_found");
+}
+
+#[tokio::test]
+async fn a_user_lookup_is_cached_so_a_second_evaluation_makes_no_graph_call() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, "token", 1).await;
+    mount_user(&server, ALICE, json!({}), 1).await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let first = evaluate(&check, ALICE).await;
+    let second = evaluate(&check, ALICE).await;
+
+    assert_eq!(first.status, CheckStatus::Pass);
+    assert_eq!(second.status, CheckStatus::Pass);
+    let calls = upstream(&second);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["cached"], true);
+    assert_eq!(calls[0]["operation"], "GET /v1.0/users/{id}");
+}
+
+#[tokio::test]
+async fn graph_failures_are_errors_naming_graph_within_the_deadline() {
+    let cases = [
+        ("503", ResponseTemplate::new(503), "graph answered HTTP 503"),
+        (
+            "garbage",
+            ResponseTemplate::new(200).set_body_string("<html>gateway</html>"),
+            "graph sent an answer pimgate could not read",
+        ),
+        (
+            "hang",
+            ResponseTemplate::new(200)
+                .set_body_json(graph_user(ALICE, json!({})))
+                .set_delay(Duration::from_secs(10)),
+            "graph did not answer in time",
+        ),
+    ];
+    for (name, answer, expected) in cases {
+        let server = MockServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        mount_token(&server, "token", 1).await;
+        Mock::given(method("GET"))
+            .and(path(user_path(ALICE)))
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+        let check = build_hr(&connectors, "{ source: graph }");
+
+        let started = std::time::Instant::now();
+        let outcome = evaluate_within(&check, ALICE, Duration::from_millis(400)).await;
+
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(outcome.status, CheckStatus::Error, "{name}: {outcome:?}");
+        assert!(
+            outcome.message.contains(expected),
+            "{name}: {}",
+            outcome.message
+        );
+        assert!(
+            outcome.evidence["upstream"]
+                .as_array()
+                .is_some_and(|calls| !calls.is_empty())
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_token_endpoint_is_an_error_within_the_deadline() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(token_answer("token", 3599).set_delay(Duration::from_secs(10)))
+        .mount(&server)
+        .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let started = std::time::Instant::now();
+    let outcome = evaluate_within(&check, ALICE, Duration::from_millis(300)).await;
+
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+    assert!(
+        outcome.message.contains("graph did not answer in time"),
+        "{}",
+        outcome.message
+    );
+}
+
+#[tokio::test]
+async fn a_refused_client_secret_is_an_error_with_the_entra_code_and_without_the_secret() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": "invalid_client",
+            "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+            "error_codes": [7000215],
+            "timestamp": "2026-11-24 18:05:00Z",
+            "trace_id": "00000000-0000-0000-0000-000000000000",
+            "correlation_id": "00000000-0000-0000-0000-000000000000",
+            "error_uri": "https://login.microsoftonline.com/error?code=7000215"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Error);
+    assert!(
+        outcome.message.contains("AADSTS7000215"),
+        "{}",
+        outcome.message
+    );
+    assert!(!format!("{outcome:?}").contains(SECRET));
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/graph")
+        .join(name)
+}
+
+#[tokio::test]
+async fn a_certificate_credential_sends_a_client_assertion_signed_with_the_configured_key() {
+    let server = MockServer::start().await;
+    mount_token(&server, "token", 1).await;
+    mount_user(&server, ALICE, json!({}), 1).await;
+    let settings = GraphSettings {
+        client_id: Some(CLIENT_ID.to_string()),
+        certificate: Some(CertificateRef {
+            file: fixture("app-cert.pem"),
+        }),
+        authority_url: Some(server.uri()),
+        graph_url: Some(server.uri()),
+        ..GraphSettings::default()
+    };
+    let connectors = connectors_with_graph(&settings);
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Pass, "{outcome:?}");
+    let form = token_requests(&server).await.remove(0);
+    assert!(!form.contains_key("client_secret"));
+    assert_eq!(
+        form["client_assertion_type"],
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    let assertion = &form["client_assertion"];
+    let header = jsonwebtoken::decode_header(assertion).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::PS256);
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+    let expected_thumbprint = std::fs::read_to_string(fixture("app-cert.x5t-s256")).unwrap();
+    assert_eq!(header.x5t_s256.as_deref(), Some(expected_thumbprint.trim()));
+    let public = std::fs::read(fixture("app-cert.pub.pem")).unwrap();
+    let token_url = format!("{}{}", server.uri(), token_path());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::PS256);
+    validation.set_audience(&[token_url.as_str()]);
+    validation.set_issuer(&[CLIENT_ID]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub", "nbf"]);
+    let claims = jsonwebtoken::decode::<Value>(
+        assertion,
+        &jsonwebtoken::DecodingKey::from_rsa_pem(&public).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["sub"], CLIENT_ID);
+    assert!(claims["jti"].as_str().is_some_and(|jti| !jti.is_empty()));
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["nbf"].as_i64().unwrap();
+    assert!((60..=600).contains(&lifetime), "lifetime {lifetime}");
+}
+
+#[tokio::test]
+async fn the_federated_token_file_is_sent_as_the_client_assertion_and_reread_on_each_fetch() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let federated = dir.path().join("azure-identity-token");
+    std::fs::write(
+        &federated,
+        "eyJhbGciOiJSUzI1NiJ9.first-projected-token.sig\n",
+    )
+    .unwrap();
+    // A lifetime of zero makes every lookup fetch a new token, as after an expiry.
+    Mock::given(method("POST"))
+        .and(path(token_path()))
+        .respond_with(token_answer("token", 0))
+        .expect(2)
+        .mount(&server)
+        .await;
+    mount_user(&server, ALICE, json!({}), 1).await;
+    mount_user(&server, BOB, json!({ "id": BOB }), 1).await;
+    let settings = GraphSettings {
+        client_id: Some(CLIENT_ID.to_string()),
+        federated_token_file: Some(federated.clone()),
+        authority_url: Some(server.uri()),
+        graph_url: Some(server.uri()),
+        ..GraphSettings::default()
+    };
+    let connectors = connectors_with_graph(&settings);
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let first = evaluate(&check, ALICE).await;
+    std::fs::write(
+        &federated,
+        "eyJhbGciOiJSUzI1NiJ9.rotated-projected-token.sig",
+    )
+    .unwrap();
+    let second = evaluate(&check, BOB).await;
+
+    assert_eq!(first.status, CheckStatus::Pass, "{first:?}");
+    assert_eq!(second.status, CheckStatus::Pass, "{second:?}");
+    let forms = token_requests(&server).await;
+    let assertions: Vec<&str> = forms
+        .iter()
+        .map(|form| form["client_assertion"].as_str())
+        .collect();
+    assert_eq!(
+        assertions,
+        [
+            "eyJhbGciOiJSUzI1NiJ9.first-projected-token.sig",
+            "eyJhbGciOiJSUzI1NiJ9.rotated-projected-token.sig"
+        ]
+    );
+    assert!(forms.iter().all(|form| form["client_assertion_type"]
+        == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        && form["client_id"] == CLIENT_ID));
+}
+
+#[test]
+fn settings_need_a_client_id_and_exactly_one_credential_and_name_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let two = GraphSettings {
+        client_secret: Some(SecretRef {
+            env: None,
+            file: Some(secret),
+        }),
+        federated_token_file: Some(dir.path().join("token")),
+        graph_url: Some("http://graph.example.com".to_string()),
+        ..GraphSettings::default()
+    };
+    let problems = Graph::new(&two, &context()).unwrap_err();
+    let keys: Vec<&str> = problems
+        .iter()
+        .map(|problem| problem.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "connectors.graph.client_id",
+            "connectors.graph.graph_url",
+            "connectors.graph.client_secret"
+        ]
+    );
+    let missing_certificate = GraphSettings {
+        client_id: Some(CLIENT_ID.to_string()),
+        certificate: Some(CertificateRef {
+            file: dir.path().join("absent.pem"),
+        }),
+        ..GraphSettings::default()
+    };
+    let problems = Graph::new(&missing_certificate, &context()).unwrap_err();
+    assert_eq!(problems[0].key, "connectors.graph.certificate.file");
+}
+
+#[test]
+fn secrets_and_keys_never_appear_in_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let with_secret = GraphSettings {
+        client_id: Some(CLIENT_ID.to_string()),
+        client_secret: Some(SecretRef {
+            env: None,
+            file: Some(secret),
+        }),
+        ..GraphSettings::default()
+    };
+    let with_certificate = GraphSettings {
+        client_id: Some(CLIENT_ID.to_string()),
+        certificate: Some(CertificateRef {
+            file: fixture("app-cert.pem"),
+        }),
+        ..GraphSettings::default()
+    };
+    let key_line = std::fs::read_to_string(fixture("app-cert.pem"))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    for settings in [with_secret, with_certificate] {
+        let connectors = Connectors {
+            graph: Some(Arc::new(Graph::new(&settings, &context()).unwrap())),
+            ..Connectors::default()
+        };
+        let printed = format!("{connectors:?} {connectors:#?}");
+        assert!(!printed.contains(SECRET), "{printed}");
+        assert!(!printed.contains(&key_line), "{printed}");
+        assert!(printed.contains(CLIENT_ID));
+    }
+}
+
+fn hr_file_connectors(path: &Path) -> Arc<Connectors> {
+    let settings = HrFileSettings {
+        path: path.to_path_buf(),
+        check_interval_seconds: Some(0),
+    };
+    Arc::new(Connectors {
+        hr_file: Some(Arc::new(HrFile::new(&settings, &context()).unwrap())),
+        ..Connectors::default()
+    })
+}
+
+#[tokio::test]
+async fn the_hr_file_source_passes_fails_and_follows_changes_to_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hr.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "id,mail,upn,account_enabled,employee_leave_date_time,employee_type,department\n\
+             {ALICE},alice@contoso.com,alice@contoso.com,true,,Employee,\"Platform, EU\"\n\
+             {BOB},bob@contoso.com,bob@contoso.com,true,2026-12-01,Employee,Sales\n"
+        ),
+    )
+    .unwrap();
+    let connectors = hr_file_connectors(&file);
+    let check = build_hr(
+        &connectors,
+        "{ source: file, not_leaving_within: P14D, employee_types: [EMPLOYEE] }",
+    );
+
+    let alice = evaluate(&check, &ALICE.to_uppercase()).await;
+    let bob = evaluate(&check, BOB).await;
+    let stranger = evaluate(&check, "00000000-0000-4000-8000-000000000000").await;
+
+    assert_eq!(alice.status, CheckStatus::Pass, "{alice:?}");
+    assert_eq!(alice.evidence["source"], "file");
+    assert_eq!(upstream(&alice)[0]["connector"], "hr_file");
+    assert_eq!(bob.status, CheckStatus::Fail);
+    assert!(
+        bob.message.contains("leaves on 2026-12-01"),
+        "{}",
+        bob.message
+    );
+    assert_eq!(stranger.status, CheckStatus::Fail);
+    assert!(
+        stranger.message.contains("not found in the HR file"),
+        "{}",
+        stranger.message
+    );
+
+    std::fs::write(
+        &file,
+        format!("id,account_enabled,employee_type\n{ALICE},false,Employee\n{BOB},true,Employee\n"),
+    )
+    .unwrap();
+    let alice = evaluate(&check, ALICE).await;
+    let bob = evaluate(&check, BOB).await;
+    assert_eq!(alice.status, CheckStatus::Fail, "{alice:?}");
+    assert!(
+        alice.message.contains("disabled in the HR file"),
+        "{}",
+        alice.message
+    );
+    assert_eq!(bob.status, CheckStatus::Pass, "{bob:?}");
+
+    std::fs::write(&file, "id,account_enabled\n\"broken\n").unwrap();
+    let bob = evaluate(&check, BOB).await;
+    assert_eq!(
+        bob.status,
+        CheckStatus::Pass,
+        "a broken file keeps the previous data: {bob:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_json_hr_file_is_read_and_an_absent_column_is_an_error_not_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hr.json");
+    std::fs::write(
+        &file,
+        json!([
+            { "id": ALICE, "mail": "alice@contoso.com", "account_enabled": true, "employee_leave_date_time": "2027-01-31T17:00:00+01:00", "department": "Platform" },
+            { "id": BOB, "mail": "bob@contoso.com" }
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let connectors = hr_file_connectors(&file);
+    let check = build_hr(&connectors, "{ source: file, not_leaving_within: P30D }");
+
+    let alice = evaluate(&check, ALICE).await;
+    let bob = evaluate(&check, BOB).await;
+
+    assert_eq!(alice.status, CheckStatus::Pass, "{alice:?}");
+    assert_eq!(bob.status, CheckStatus::Error, "{bob:?}");
+    assert!(
+        bob.message
+            .contains("does not say whether the account is enabled"),
+        "{}",
+        bob.message
+    );
+}
+
+#[tokio::test]
+async fn identity_uses_graph_when_configured_else_the_hr_file_else_says_not_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hr.json");
+    std::fs::write(
+        &file,
+        json!([{ "id": ALICE, "mail": "Alice@Contoso.com" }]).to_string(),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+
+    let (profile, calls) = hr_file_connectors(&file)
+        .user_profile(ALICE, deadline)
+        .await;
+    let Ok(Fetched::Found(profile)) = profile else {
+        panic!("expected a profile, got {profile:?}");
+    };
+    assert_eq!(profile.addresses(), ["alice@contoso.com"]);
+    assert_eq!(calls.len(), 1);
+
+    let server = MockServer::start().await;
+    mount_token(&server, "token", 1).await;
+    mount_user(&server, ALICE, json!({}), 1).await;
+    let mut both = Connectors {
+        hr_file: Some(Arc::new(
+            HrFile::new(
+                &HrFileSettings {
+                    path: file.clone(),
+                    check_interval_seconds: None,
+                },
+                &context(),
+            )
+            .unwrap(),
+        )),
+        ..Connectors::default()
+    };
+    both.graph = Some(Arc::new(
+        Graph::new(&secret_settings(&server, dir.path()), &context()).unwrap(),
+    ));
+    let (profile, calls) = both.user_profile(ALICE, deadline).await;
+    let Ok(Fetched::Found(profile)) = profile else {
+        panic!("expected a profile, got {profile:?}");
+    };
+    assert_eq!(profile.display_name.as_deref(), Some("Alice Smith"));
+    assert!(calls.iter().all(|call| call.connector == "graph"));
+
+    let (nothing, calls) = Connectors::default().user_profile(ALICE, deadline).await;
+    assert_eq!(
+        nothing,
+        Err(UpstreamError::NotConfigured { connector: "graph" })
+    );
+    assert!(calls.is_empty());
+}
