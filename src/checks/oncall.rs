@@ -1,12 +1,36 @@
-//! PLACEHOLDER (oncall check): being written by a helper. Same names, no logic.
+//! The `oncall` check: passes when the requester is on call, at a low enough escalation level, for
+//! one of the named schedules or escalation policies, according to PagerDuty, Opsgenie or a roster
+//! file.
+//!
+//! "On call" means at the decision time (`CheckContext::now`), not at the activation's requested
+//! start: the check vouches for an emergency happening now, and a future shift can still be
+//! overridden before it begins. Upstream answers are cached briefly (see the connectors), and
+//! every entry's own start/end is checked against the decision time, so a shift that ended while
+//! its answer sat in the cache does not count.
+//!
+//! Sources:
+//! - `pagerduty`: the requester's e-mail (from the directory) → PagerDuty user id → `GET /oncalls`
+//!   filtered by that user and the schedules (or escalation policies). When both schedules and
+//!   policies are named, PagerDuty would AND the filters, so they are applied here instead (OR).
+//! - `opsgenie`: each schedule's flattened on-call recipients, matched against the requester's
+//!   e-mail addresses. Opsgenie schedules have no escalation levels; recipients count as level 1.
+//! - `file`: the roster in `[connectors.oncall_file]`; shifts may name the requester by object id
+//!   (no directory lookup needed) or by e-mail address.
 
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::registry::{BuildEnv, SpecProblem};
 use super::{Check, CheckContext, CheckOutcome};
+use crate::connectors::http::{Fetched, UpstreamCall};
+use crate::connectors::oncall_file::OncallFile;
+use crate::connectors::opsgenie::Opsgenie;
+use crate::connectors::pagerduty::{OncallQuery, PagerDuty};
+use crate::connectors::{Connectors, UserProfile};
 
 /// `oncall: { source: pagerduty, schedules: [P1ABCDE], max_escalation_level: 1 }`
 #[derive(Debug, Clone, Deserialize)]
@@ -18,19 +42,14 @@ pub struct OncallSpec {
     pub schedules: Vec<String>,
     #[serde(default)]
     pub escalation_policies: Vec<String>,
+    /// Highest escalation level that counts (1 = primary); absent = any level.
     #[serde(default)]
     pub max_escalation_level: Option<u32>,
 }
 
-#[derive(Debug)]
-struct Pending;
-
-#[async_trait]
-impl Check for Pending {
-    async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
-        CheckOutcome::error("the oncall check is not implemented yet")
-    }
-}
+/// Finds the requester's directory profile by object id. The seam that lets tests (and embedders
+/// without Graph) supply identities; in service it is `Connectors::user_profile`.
+pub type IdentityLookup = Arc<dyn Fn(&str) -> Option<UserProfile> + Send + Sync>;
 
 pub fn required_connector(spec: &OncallSpec) -> Option<&'static str> {
     match spec.source.as_str() {
@@ -41,6 +60,533 @@ pub fn required_connector(spec: &OncallSpec) -> Option<&'static str> {
     }
 }
 
-pub fn build(_spec: &OncallSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
-    Ok(Arc::new(Pending))
+pub fn build(spec: &OncallSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    build_check(spec, env, Identity::Directory(Arc::clone(env.connectors)))
+}
+
+/// Like [`build`], but the requester's profile comes from `identity` instead of the directory.
+pub fn build_with_identity(
+    spec: &OncallSpec,
+    env: &BuildEnv<'_>,
+    identity: IdentityLookup,
+) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    build_check(spec, env, Identity::Given(identity))
+}
+
+fn build_check(
+    spec: &OncallSpec,
+    env: &BuildEnv<'_>,
+    identity: Identity,
+) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, message: String, fix: &str| {
+        problems.push(SpecProblem {
+            key: key.to_string(),
+            message,
+            fix: fix.to_string(),
+        })
+    };
+    let connectors = env.connectors;
+    let source = match spec.source.as_str() {
+        "pagerduty" => Some(Source::PagerDuty(connectors.pagerduty.clone())),
+        "opsgenie" => Some(Source::Opsgenie(connectors.opsgenie.clone())),
+        "file" => Some(Source::File(connectors.oncall_file.clone())),
+        other => {
+            problem(
+                "source",
+                format!("`{other}` is not an on-call source"),
+                "use `pagerduty`, `opsgenie` or `file`",
+            );
+            None
+        }
+    };
+    let schedules = trimmed(&spec.schedules);
+    let policies = trimmed(&spec.escalation_policies);
+    if schedules.is_empty() && policies.is_empty() {
+        problem(
+            "",
+            "names no schedule and no escalation policy, so nobody could pass".into(),
+            "add `schedules: [P1ABCDE]` or `escalation_policies: [PABC123]`",
+        );
+    }
+    for (key, given, kept) in [
+        ("schedules", &spec.schedules, &schedules),
+        ("escalation_policies", &spec.escalation_policies, &policies),
+    ] {
+        if kept.len() != given.len() {
+            problem(
+                key,
+                "contains an empty entry".into(),
+                "remove it or write the id",
+            );
+        }
+    }
+    if spec.max_escalation_level == Some(0) {
+        problem(
+            "max_escalation_level",
+            "is 0; escalation levels start at 1".into(),
+            "use 1 for the primary on-call, 2 for the secondary, …",
+        );
+    }
+    if spec.source == "opsgenie" && !policies.is_empty() {
+        problem(
+            "escalation_policies",
+            "Opsgenie is asked per schedule; escalation policies cannot be checked there".into(),
+            "name the Opsgenie schedules (ids or names) under `schedules`",
+        );
+    }
+    match source {
+        Some(source) if problems.is_empty() => Ok(Arc::new(OncallCheck {
+            source,
+            schedules,
+            policies,
+            max_level: spec.max_escalation_level,
+            identity,
+        })),
+        _ => Err(problems),
+    }
+}
+
+fn trimmed(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+        .collect()
+}
+
+enum Identity {
+    Directory(Arc<Connectors>),
+    Given(IdentityLookup),
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Identity::Directory(_) => "Directory",
+            Identity::Given(_) => "Given",
+        })
+    }
+}
+
+#[derive(Debug)]
+enum Source {
+    PagerDuty(Option<Arc<PagerDuty>>),
+    Opsgenie(Option<Arc<Opsgenie>>),
+    File(Option<Arc<OncallFile>>),
+}
+
+#[derive(Debug)]
+struct OncallCheck {
+    source: Source,
+    schedules: Vec<String>,
+    policies: Vec<String>,
+    max_level: Option<u32>,
+    identity: Identity,
+}
+
+/// One way the requester is on call right now.
+#[derive(Debug, Clone)]
+struct Duty {
+    /// The schedule or escalation policy from the rule that this duty is for.
+    target: String,
+    level: u32,
+    end: Option<DateTime<Utc>>,
+}
+
+/// Collects the evidence of one evaluation so every outcome carries the upstream calls.
+struct Run {
+    source: &'static str,
+    calls: Vec<UpstreamCall>,
+}
+
+impl Run {
+    fn finish(self, outcome: CheckOutcome) -> CheckOutcome {
+        let calls = serde_json::to_value(&self.calls).unwrap_or_default();
+        outcome
+            .with_evidence("source", self.source)
+            .with_evidence("upstream", calls)
+    }
+
+    fn error(self, message: String) -> CheckOutcome {
+        self.finish(CheckOutcome::error(message))
+    }
+}
+
+#[async_trait]
+impl Check for OncallCheck {
+    async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome {
+        match &self.source {
+            Source::PagerDuty(connector) => self.pagerduty(connector.as_deref(), context).await,
+            Source::Opsgenie(connector) => self.opsgenie(connector.as_deref(), context).await,
+            Source::File(connector) => self.file(connector.as_deref(), context).await,
+        }
+    }
+}
+
+impl OncallCheck {
+    async fn pagerduty(
+        &self,
+        connector: Option<&PagerDuty>,
+        context: &CheckContext<'_>,
+    ) -> CheckOutcome {
+        let mut run = Run {
+            source: "pagerduty",
+            calls: Vec::new(),
+        };
+        let Some(pagerduty) = connector else {
+            return run.error(not_configured("pagerduty"));
+        };
+        let addresses = match self.addresses(context, &mut run).await {
+            Ok(addresses) => addresses,
+            Err(message) => return run.error(message),
+        };
+        let mut user_id = None;
+        for address in &addresses {
+            let (result, calls) = pagerduty.user_id_by_email(address, context.deadline).await;
+            run.calls.extend(calls);
+            match result {
+                Ok(Fetched::Found(id)) => {
+                    user_id = Some(id);
+                    break;
+                }
+                Ok(Fetched::NotFound) => {}
+                Err(error) => return run.error(unavailable(&error)),
+            }
+        }
+        let Some(user_id) = user_id else {
+            let message = format!(
+                "you are not on call for {}: PagerDuty has no user with the address {}",
+                self.targets(),
+                addresses.join(" or ")
+            );
+            return run.finish(CheckOutcome::fail(message));
+        };
+        let both = !self.schedules.is_empty() && !self.policies.is_empty();
+        let query = OncallQuery {
+            user_id: user_id.clone(),
+            schedule_ids: if both {
+                Vec::new()
+            } else {
+                self.schedules.clone()
+            },
+            escalation_policy_ids: if both {
+                Vec::new()
+            } else {
+                self.policies.clone()
+            },
+        };
+        let (result, calls) = pagerduty.oncalls(&query, context.deadline).await;
+        run.calls.extend(calls);
+        let entries = match result {
+            Ok(entries) => entries,
+            Err(error) => return run.error(unavailable(&error)),
+        };
+        let duties = entries
+            .iter()
+            .filter(|entry| entry.user.id == user_id && entry.covers(context.now))
+            .filter_map(|entry| {
+                let schedule = entry
+                    .schedule
+                    .as_ref()
+                    .map(|schedule| schedule.id.as_str())
+                    .filter(|id| self.schedules.iter().any(|wanted| wanted == id));
+                let policy = Some(entry.escalation_policy.id.as_str())
+                    .filter(|id| self.policies.iter().any(|wanted| wanted == id));
+                schedule.or(policy).map(|target| Duty {
+                    target: target.to_string(),
+                    level: entry.escalation_level,
+                    end: entry.end,
+                })
+            })
+            .collect();
+        run.finish(self.judge(duties, context.now))
+    }
+
+    async fn opsgenie(
+        &self,
+        connector: Option<&Opsgenie>,
+        context: &CheckContext<'_>,
+    ) -> CheckOutcome {
+        let mut run = Run {
+            source: "opsgenie",
+            calls: Vec::new(),
+        };
+        let Some(opsgenie) = connector else {
+            return run.error(not_configured("opsgenie"));
+        };
+        let addresses = match self.addresses(context, &mut run).await {
+            Ok(addresses) => addresses,
+            Err(message) => return run.error(message),
+        };
+        let answers = futures::future::join_all(self.schedules.iter().map(|schedule| async move {
+            (
+                schedule,
+                opsgenie
+                    .on_call_recipients(schedule, context.deadline)
+                    .await,
+            )
+        }))
+        .await;
+        let mut duties = Vec::new();
+        let mut failure = None;
+        for (schedule, (result, calls)) in answers {
+            run.calls.extend(calls);
+            match result {
+                Ok(Fetched::Found(recipients)) => {
+                    if recipients.iter().any(|name| addresses.contains(name)) {
+                        duties.push(Duty {
+                            target: schedule.clone(),
+                            level: 1,
+                            end: None,
+                        });
+                    }
+                }
+                Ok(Fetched::NotFound) => {
+                    failure.get_or_insert_with(|| {
+                        format!(
+                            "on-call status could not be checked: opsgenie has no schedule `{schedule}`"
+                        )
+                    });
+                }
+                Err(error) => {
+                    failure.get_or_insert_with(|| unavailable(&error));
+                }
+            }
+        }
+        // A confirmed duty on one schedule is enough even if another schedule could not be asked.
+        match failure {
+            Some(message) if duties.is_empty() => run.error(message),
+            _ => run.finish(self.judge(duties, context.now)),
+        }
+    }
+
+    async fn file(
+        &self,
+        connector: Option<&OncallFile>,
+        context: &CheckContext<'_>,
+    ) -> CheckOutcome {
+        let mut run = Run {
+            source: "file",
+            calls: Vec::new(),
+        };
+        let Some(roster) = connector else {
+            return run.error(not_configured("oncall_file"));
+        };
+        let (result, call) = roster.shifts().await;
+        run.calls.push(call);
+        let shifts = match result {
+            Ok(shifts) => shifts,
+            Err(error) => {
+                return run.error(format!("on-call status could not be checked: {error}"));
+            }
+        };
+        let relevant: Vec<_> = shifts
+            .iter()
+            .filter(|shift| shift.covers(context.now))
+            .filter_map(|shift| {
+                let target = Some(shift.schedule.as_str())
+                    .filter(|id| self.schedules.iter().any(|wanted| wanted == id))
+                    .or_else(|| {
+                        shift
+                            .escalation_policy
+                            .as_deref()
+                            .filter(|id| self.policies.iter().any(|wanted| wanted == id))
+                    })?;
+                Some((shift, target))
+            })
+            .collect();
+        let principal = context.request.principal_id.as_str();
+        let needs_addresses = relevant.iter().any(|(shift, _)| shift.user_is_address());
+        let addresses = if needs_addresses {
+            match self.addresses(context, &mut run).await {
+                Ok(addresses) => addresses,
+                Err(message) => return run.error(message),
+            }
+        } else {
+            Vec::new()
+        };
+        let duties = relevant
+            .into_iter()
+            .filter(|(shift, _)| {
+                let user = shift.user.trim();
+                user.eq_ignore_ascii_case(principal)
+                    || addresses
+                        .iter()
+                        .any(|address| user.eq_ignore_ascii_case(address))
+            })
+            .map(|(shift, target)| Duty {
+                target: target.to_string(),
+                level: shift.level,
+                end: Some(shift.to),
+            })
+            .collect();
+        run.finish(self.judge(duties, context.now))
+    }
+
+    /// The requester's lower-cased addresses; `Err` carries the sentence for an error outcome.
+    async fn addresses(
+        &self,
+        context: &CheckContext<'_>,
+        run: &mut Run,
+    ) -> Result<Vec<String>, String> {
+        let principal = context.request.principal_id.as_str();
+        let profile = match &self.identity {
+            Identity::Given(lookup) => lookup(principal),
+            Identity::Directory(connectors) => {
+                let (result, calls) = connectors.user_profile(principal, context.deadline).await;
+                run.calls.extend(calls);
+                match result {
+                    Ok(Fetched::Found(profile)) => Some(profile),
+                    Ok(Fetched::NotFound) => None,
+                    Err(error) => {
+                        return Err(format!(
+                            "on-call status could not be checked: your e-mail address could not be looked up ({error})"
+                        ));
+                    }
+                }
+            }
+        };
+        let Some(profile) = profile else {
+            return Err(format!(
+                "on-call status could not be checked: the directory has no user `{principal}`"
+            ));
+        };
+        let addresses = profile.addresses();
+        if addresses.is_empty() {
+            return Err(format!(
+                "on-call status could not be checked: the directory has no e-mail address for `{principal}`"
+            ));
+        }
+        Ok(addresses)
+    }
+
+    /// Pass on the lowest-level duty within the limit (the longest, among equals); fail otherwise,
+    /// saying whether the requester is on call at too high a level or not at all.
+    fn judge(&self, mut duties: Vec<Duty>, now: DateTime<Utc>) -> CheckOutcome {
+        duties.sort_by(|a, b| {
+            a.level.cmp(&b.level).then_with(|| {
+                b.end
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                    .cmp(&a.end.unwrap_or(DateTime::<Utc>::MAX_UTC))
+            })
+        });
+        let allowed = |duty: &&Duty| self.max_level.is_none_or(|max| duty.level <= max);
+        if let Some(duty) = duties.iter().find(allowed) {
+            let message = format!(
+                "you are on call for {} (level {}) {}",
+                duty.target,
+                duty.level,
+                until(duty.end, now)
+            );
+            return CheckOutcome::pass(message)
+                .with_evidence("schedule", duty.target.clone())
+                .with_evidence("level", duty.level)
+                .with_evidence(
+                    "shift_end",
+                    duty.end
+                        .map(|end| serde_json::Value::from(end.to_rfc3339()))
+                        .unwrap_or_default(),
+                );
+        }
+        match (duties.first(), self.max_level) {
+            (Some(duty), Some(max)) => CheckOutcome::fail(format!(
+                "you are on call for {} only at level {}, but level {max} or lower is required",
+                duty.target, duty.level
+            ))
+            .with_evidence("schedule", duty.target.clone())
+            .with_evidence("level", duty.level),
+            _ => CheckOutcome::fail(format!("you are not on call for {}", self.targets())),
+        }
+    }
+
+    fn targets(&self) -> String {
+        let names: Vec<&str> = self
+            .schedules
+            .iter()
+            .chain(&self.policies)
+            .map(String::as_str)
+            .collect();
+        names.join(" or ")
+    }
+}
+
+fn until(end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match end {
+        None => "with no end".to_string(),
+        Some(end) if end.date_naive() == now.date_naive() => {
+            format!("until {} UTC", end.format("%H:%M"))
+        }
+        Some(end) => format!("until {} UTC", end.format("%Y-%m-%d %H:%M")),
+    }
+}
+
+fn not_configured(connector: &str) -> String {
+    format!(
+        "on-call status could not be checked: the {connector} connector is not configured (`[connectors.{connector}]`)"
+    )
+}
+
+fn unavailable(error: &crate::connectors::http::UpstreamError) -> String {
+    format!("on-call status could not be checked: {error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::test_support::TestEnv;
+
+    fn spec(yaml: &str) -> OncallSpec {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    fn problems(yaml: &str) -> Vec<SpecProblem> {
+        let env = TestEnv::default();
+        build(&spec(yaml), &env.env()).unwrap_err()
+    }
+
+    #[test]
+    fn every_spec_problem_is_reported() {
+        let found =
+            problems("{ source: opsgenie, escalation_policies: [' '], max_escalation_level: 0 }");
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["", "escalation_policies", "max_escalation_level"]);
+        let found = problems("{ source: victorops, schedules: [S] }");
+        assert_eq!(found[0].key, "source");
+        assert!(found[0].message.contains("`victorops`"));
+        let found = problems("{ source: opsgenie, schedules: [S], escalation_policies: [P] }");
+        assert_eq!(found[0].key, "escalation_policies");
+    }
+
+    #[test]
+    fn an_unconfigured_connector_is_an_error_not_a_failure() {
+        let env = TestEnv::default();
+        let check = build(
+            &spec("{ source: pagerduty, schedules: [P1ABCDE] }"),
+            &env.env(),
+        )
+        .unwrap();
+        let request = crate::checks::test_support::request();
+        let outcome = crate::checks::test_support::run(
+            check.as_ref(),
+            &request,
+            crate::checks::test_support::now(),
+        );
+        assert_eq!(outcome.status, crate::checks::CheckStatus::Error);
+        assert!(
+            outcome
+                .message
+                .contains("pagerduty connector is not configured")
+        );
+    }
+
+    #[test]
+    fn shift_ends_are_shown_with_a_date_only_when_not_today() {
+        let now = crate::checks::test_support::now();
+        let today = crate::checks::test_support::at("2026-11-24T20:00:00Z");
+        let tomorrow = crate::checks::test_support::at("2026-11-25T06:30:00Z");
+        assert_eq!(until(Some(today), now), "until 20:00 UTC");
+        assert_eq!(until(Some(tomorrow), now), "until 2026-11-25 06:30 UTC");
+        assert_eq!(until(None, now), "with no end");
+    }
 }

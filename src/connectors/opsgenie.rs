@@ -1,24 +1,232 @@
-//! PLACEHOLDER (opsgenie connector): being written by a helper. Same names, no logic.
+//! Opsgenie "Who is on call" API: the current on-call recipients of a schedule, flattened to user
+//! names (Opsgenie user names are e-mail addresses), cached per schedule.
+//!
+//! `flat=true` resolves teams, escalations and rotations to the people they page, so membership is
+//! one case-insensitive comparison with the requester's addresses.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use super::BuildContext;
+use super::cache::{CacheSettings, TtlCache};
+use super::http::{Fetched, Upstream, UpstreamCall, UpstreamError};
+use super::pagerduty::cached_call;
+use super::secrets::{Secret, SecretRef};
 use crate::settings::SettingsProblem;
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// The name in `[connectors.opsgenie]`, in audit records and in error messages.
+pub const CONNECTOR: &str = "opsgenie";
+
+const DEFAULT_BASE_URL: &str = "https://api.opsgenie.com";
+const OPERATION: &str = "GET /v2/schedules/{identifier}/on-calls";
+
+/// `[connectors.opsgenie]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct OpsgenieSettings {
+    /// `https://api.opsgenie.com`, or `https://api.eu.opsgenie.com` for EU accounts.
     pub base_url: Option<String>,
+    /// The key of an API integration allowed to read the schedules.
+    pub api_key: SecretRef,
+    pub timeout_ms: u64,
+    /// On-call answers: short, because overrides take effect immediately.
+    pub cache: CacheSettings,
 }
 
+impl Default for OpsgenieSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            api_key: SecretRef::default(),
+            timeout_ms: 2000,
+            cache: CacheSettings {
+                ttl_seconds: 30,
+                negative_ttl_seconds: 10,
+                capacity: 10_000,
+            },
+        }
+    }
+}
+
+/// The schedule identifier in a rule is its id when it looks like one (Opsgenie ids are UUIDs),
+/// otherwise its name; Opsgenie needs to be told which.
+pub fn identifier_type(identifier: &str) -> &'static str {
+    if uuid::Uuid::try_parse(identifier).is_ok() {
+        "id"
+    } else {
+        "name"
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct OnCallResponse {
+    data: OnCallData,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OnCallData {
+    #[serde(default)]
+    on_call_recipients: Vec<String>,
+}
+
+/// A configured Opsgenie account.
 #[derive(Debug)]
-pub struct Opsgenie;
+pub struct Opsgenie {
+    upstream: Upstream,
+    base_url: String,
+    key: Secret,
+    cache: TtlCache<Vec<String>>,
+}
 
 impl Opsgenie {
+    /// Validates the settings and resolves the API key now, so a missing secret stops start-up.
     pub fn new(
-        _settings: &OpsgenieSettings,
-        _context: &BuildContext,
+        settings: &OpsgenieSettings,
+        context: &BuildContext,
     ) -> Result<Self, Vec<SettingsProblem>> {
-        Ok(Opsgenie)
+        let mut problems = Vec::new();
+        let base_url = settings
+            .base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_BASE_URL)
+            .trim_end_matches('/')
+            .to_string();
+        if let Err(message) = crate::settings::check_fetch_url(&base_url) {
+            problems.push(problem(
+                "base_url",
+                message,
+                "use `https://api.opsgenie.com` (or `https://api.eu.opsgenie.com` for EU accounts)",
+            ));
+        }
+        if settings.timeout_ms == 0 {
+            problems.push(problem(
+                "timeout_ms",
+                "must be positive".into(),
+                "give a timeout in milliseconds, e.g. 2000",
+            ));
+        }
+        let key = match settings.api_key.resolve() {
+            Ok(key) => Some(key),
+            Err(message) => {
+                problems.push(problem(
+                    "api_key",
+                    message,
+                    "set `api_key = { env = \"PIMGATE_OPSGENIE_KEY\" }` and export an API integration key",
+                ));
+                None
+            }
+        };
+        match key {
+            Some(key) if problems.is_empty() => Ok(Self {
+                upstream: Upstream::new(
+                    CONNECTOR,
+                    context.http.clone(),
+                    Duration::from_millis(settings.timeout_ms),
+                ),
+                base_url,
+                key,
+                cache: TtlCache::new(settings.cache),
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// The lower-cased user names on call now for `schedule` (an id or a name); `NotFound` when
+    /// Opsgenie has no such schedule.
+    pub async fn on_call_recipients(
+        &self,
+        schedule: &str,
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<Vec<String>>, UpstreamError>,
+        Vec<UpstreamCall>,
+    ) {
+        let mut calls = Vec::new();
+        let fetch = async {
+            let mut url =
+                reqwest::Url::parse(&self.base_url).map_err(|_| UpstreamError::Unreachable {
+                    connector: CONNECTOR,
+                })?;
+            url.path_segments_mut()
+                .map_err(|_| UpstreamError::Unreachable {
+                    connector: CONNECTOR,
+                })?
+                .pop_if_empty()
+                .extend(["v2", "schedules", schedule, "on-calls"]);
+            url.query_pairs_mut()
+                .append_pair("scheduleIdentifierType", identifier_type(schedule))
+                .append_pair("flat", "true");
+            let request = self.upstream.client().get(url).header(
+                reqwest::header::AUTHORIZATION,
+                format!("GenieKey {}", self.key.expose()),
+            );
+            let (result, call) = self
+                .upstream
+                .get_json::<OnCallResponse>(request, OPERATION, deadline)
+                .await;
+            calls.push(call);
+            Ok(match result? {
+                Fetched::NotFound => Fetched::NotFound,
+                Fetched::Found(response) => Fetched::Found(
+                    response
+                        .data
+                        .on_call_recipients
+                        .into_iter()
+                        .map(|name| name.trim().to_ascii_lowercase())
+                        .collect(),
+                ),
+            })
+        };
+        let (result, cached) = self.cache.get_or_fetch(schedule, fetch).await;
+        if cached {
+            calls.push(cached_call(CONNECTOR, OPERATION, &result));
+        }
+        (result, calls)
+    }
+}
+
+fn problem(key: &str, message: String, fix: &str) -> SettingsProblem {
+    SettingsProblem {
+        key: format!("connectors.{CONNECTOR}.{key}"),
+        message,
+        fix: fix.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_ids_are_told_apart_from_schedule_names() {
+        assert_eq!(
+            identifier_type("d875a1b4-9b4e-4219-a1b3-0c26936d18de"),
+            "id"
+        );
+        assert_eq!(identifier_type("Platform On-Call"), "name");
+    }
+
+    #[test]
+    fn a_missing_key_and_a_plain_http_url_are_both_reported() {
+        let settings = OpsgenieSettings {
+            base_url: Some("http://api.opsgenie.com".into()),
+            ..OpsgenieSettings::default()
+        };
+        let context = BuildContext {
+            http: reqwest::Client::new(),
+            tenant_id: "t".into(),
+        };
+        let problems = Opsgenie::new(&settings, &context).expect_err("invalid");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "connectors.opsgenie.base_url",
+                "connectors.opsgenie.api_key"
+            ]
+        );
     }
 }
