@@ -1,12 +1,23 @@
-//! PLACEHOLDER (itsm check): being written by a helper. Same names, no logic.
+//! `itsm`: the ticket the requester names must exist in ServiceNow or Jira, be in an allowed state,
+//! be assigned to the requester, and (for changes) plan a window that covers the activation.
+//!
+//! The requester is known to PIM by object id and to the ITSM system by email or login; the bridge
+//! is a [`RequesterDirectory`], in production `Connectors::user_profile` (Graph or the HR file).
 
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use super::registry::{BuildEnv, SpecProblem};
+use super::util::ticket_tokens;
 use super::{Check, CheckContext, CheckOutcome};
+use crate::connectors::http::{Fetched, UpstreamCall, UpstreamError};
+use crate::connectors::ticket::{ItsmTicket, TicketPerson};
+use crate::connectors::{Connectors, UserProfile, jira, servicenow};
 
 /// `itsm: { system: servicenow, tables: [change_request], states: [Implement], assigned_to_requester: true, covers_activation: true }`
 #[derive(Debug, Clone, Deserialize)]
@@ -14,26 +25,89 @@ use super::{Check, CheckContext, CheckOutcome};
 pub struct ItsmSpec {
     /// `servicenow` or `jira`.
     pub system: String,
+    /// ServiceNow tables a ticket may come from; empty means `change_request` and `incident`.
     #[serde(default)]
     pub tables: Vec<String>,
+    /// Allowed state names (ServiceNow `Implement`, Jira status `In Progress`) or ServiceNow codes
+    /// (`-1`), case-insensitive; empty allows any.
     #[serde(default)]
     pub states: Vec<String>,
+    /// Jira only: allowed status category keys (`new`, `indeterminate`, `done`).
     #[serde(default)]
     pub status_categories: Vec<String>,
     #[serde(default)]
     pub assigned_to_requester: bool,
+    /// Who on the ticket counts as "the requester's" with `assigned_to_requester`: ServiceNow
+    /// `assigned_to` (default), `requested_by`, `requested_for`, `caller_id`, `opened_by`; Jira
+    /// `assignee` (default), `reporter`. Any one of them matching is enough.
+    #[serde(default)]
+    pub requester_roles: Vec<String>,
+    /// ServiceNow only: the change's planned `start_date`–`end_date` must contain the activation.
     #[serde(default)]
     pub covers_activation: bool,
 }
 
-#[derive(Debug)]
-struct Pending;
+/// Where the check learns the addresses the requester is known by upstream. A trait so the check can
+/// be exercised (and embedded) without Microsoft Graph; production uses [`Connectors`].
+#[async_trait]
+pub trait RequesterDirectory: Send + Sync + fmt::Debug {
+    async fn profile(
+        &self,
+        principal_id: &str,
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<UserProfile>, UpstreamError>,
+        Vec<UpstreamCall>,
+    );
+}
 
 #[async_trait]
-impl Check for Pending {
-    async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
-        CheckOutcome::error("the itsm check is not implemented yet")
+impl RequesterDirectory for Connectors {
+    async fn profile(
+        &self,
+        principal_id: &str,
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<UserProfile>, UpstreamError>,
+        Vec<UpstreamCall>,
+    ) {
+        self.user_profile(principal_id, deadline).await
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    ServiceNow,
+    Jira,
+}
+
+impl System {
+    fn display(self) -> &'static str {
+        match self {
+            System::ServiceNow => "ServiceNow",
+            System::Jira => "Jira",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            System::ServiceNow => servicenow::NAME,
+            System::Jira => jira::NAME,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ItsmCheck {
+    system: System,
+    tables: Vec<String>,
+    states: Vec<String>,
+    status_categories: Vec<String>,
+    assigned_to_requester: bool,
+    requester_roles: Vec<String>,
+    covers_activation: bool,
+    connectors: Arc<Connectors>,
+    directory: Arc<dyn RequesterDirectory>,
 }
 
 pub fn required_connector(spec: &ItsmSpec) -> Option<&'static str> {
@@ -44,6 +118,530 @@ pub fn required_connector(spec: &ItsmSpec) -> Option<&'static str> {
     }
 }
 
-pub fn build(_spec: &ItsmSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
-    Ok(Arc::new(Pending))
+pub fn build(spec: &ItsmSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    let directory: Arc<dyn RequesterDirectory> = env.connectors.clone();
+    build_with_directory(spec, env, directory)
+}
+
+/// [`build`] with another way to resolve the requester: tests use a fixed directory so they need no
+/// Graph; production goes through [`build`].
+pub fn build_with_directory(
+    spec: &ItsmSpec,
+    env: &BuildEnv<'_>,
+    directory: Arc<dyn RequesterDirectory>,
+) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    let mut problems = Vec::new();
+    let mut add = |key: &str, message: String, fix: &str| {
+        problems.push(SpecProblem {
+            key: key.to_string(),
+            message,
+            fix: fix.to_string(),
+        })
+    };
+    let system = match spec.system.as_str() {
+        "servicenow" => System::ServiceNow,
+        "jira" => System::Jira,
+        other => {
+            add(
+                "system",
+                format!("`{other}` is not a supported ITSM system"),
+                "use `servicenow` or `jira`",
+            );
+            System::ServiceNow
+        }
+    };
+    for (index, table) in spec.tables.iter().enumerate() {
+        if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            add(
+                &format!("tables[{index}]"),
+                format!("`{table}` is not a ServiceNow table name"),
+                "use a table name such as `change_request` or `incident`",
+            );
+        }
+    }
+    let roles_allowed = match system {
+        System::ServiceNow => servicenow::PERSON_ROLES,
+        System::Jira => jira::PERSON_ROLES,
+    };
+    for (index, role) in spec.requester_roles.iter().enumerate() {
+        if !roles_allowed.contains(&role.as_str()) {
+            add(
+                &format!("requester_roles[{index}]"),
+                format!(
+                    "`{role}` is not a person field of a {} ticket",
+                    system.display()
+                ),
+                &format!("use one of {}", quoted(roles_allowed)),
+            );
+        }
+    }
+    if !spec.requester_roles.is_empty() && !spec.assigned_to_requester {
+        add(
+            "requester_roles",
+            "has no effect without `assigned_to_requester: true`".to_string(),
+            "add `assigned_to_requester: true`, or remove `requester_roles`",
+        );
+    }
+    match system {
+        System::Jira => {
+            if !spec.tables.is_empty() {
+                add(
+                    "tables",
+                    "Jira has no tables".to_string(),
+                    "remove `tables`; Jira issues are found by key",
+                );
+            }
+            if spec.covers_activation {
+                add(
+                    "covers_activation",
+                    "Jira issues have no planned start and end".to_string(),
+                    "remove `covers_activation`, or use a `window` check",
+                );
+            }
+            for (index, category) in spec.status_categories.iter().enumerate() {
+                if !jira::STATUS_CATEGORIES
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(category))
+                {
+                    add(
+                        &format!("status_categories[{index}]"),
+                        format!("`{category}` is not a Jira status category"),
+                        &format!("use {}", quoted(jira::STATUS_CATEGORIES)),
+                    );
+                }
+            }
+        }
+        System::ServiceNow => {
+            if !spec.status_categories.is_empty() {
+                add(
+                    "status_categories",
+                    "only Jira has status categories".to_string(),
+                    "list ServiceNow state names in `states` instead",
+                );
+            }
+            let tables: Vec<String> = if spec.tables.is_empty() {
+                servicenow::DEFAULT_TABLES
+                    .iter()
+                    .map(|table| table.to_string())
+                    .collect()
+            } else {
+                spec.tables.clone()
+            };
+            // States can be checked only when pimgate knows every listed table's states; a custom
+            // table may have any.
+            if tables
+                .iter()
+                .all(|table| !servicenow::known_states(table).is_empty())
+            {
+                let known: Vec<(&str, &str)> = tables
+                    .iter()
+                    .flat_map(|table| servicenow::known_states(table).iter().copied())
+                    .collect();
+                for (index, state) in spec.states.iter().enumerate() {
+                    if !known.iter().any(|(code, name)| {
+                        name.eq_ignore_ascii_case(state.trim()) || *code == state.trim()
+                    }) {
+                        let mut names: Vec<&str> = known.iter().map(|(_, name)| *name).collect();
+                        names.dedup();
+                        add(
+                            &format!("states[{index}]"),
+                            format!("`{state}` is not a state of {}", tables.join(" or ")),
+                            &format!("use one of {}", quoted(&names)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let default_role = match system {
+        System::ServiceNow => "assigned_to",
+        System::Jira => "assignee",
+    };
+    let requester_roles = if spec.requester_roles.is_empty() {
+        vec![default_role.to_string()]
+    } else {
+        spec.requester_roles.clone()
+    };
+    Ok(Arc::new(ItsmCheck {
+        system,
+        tables: spec.tables.clone(),
+        states: spec
+            .states
+            .iter()
+            .map(|state| state.trim().to_string())
+            .collect(),
+        status_categories: spec
+            .status_categories
+            .iter()
+            .map(|category| category.trim().to_ascii_lowercase())
+            .collect(),
+        assigned_to_requester: spec.assigned_to_requester,
+        requester_roles,
+        covers_activation: spec.covers_activation,
+        connectors: env.connectors.clone(),
+        directory,
+    }))
+}
+
+fn quoted<S: AsRef<str>>(values: &[S]) -> String {
+    values
+        .iter()
+        .map(|value| format!("`{}`", value.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn either<S: AsRef<str>>(values: &[S]) -> String {
+    values
+        .iter()
+        .map(|value| format!("`{}`", value.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+fn time(value: DateTime<Utc>) -> String {
+    value.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// What the identity step concluded: a match, a definite mismatch, or no way to tell.
+enum Assignment {
+    Matched(String),
+    Mismatch(String),
+    Unknown(String),
+}
+
+impl ItsmCheck {
+    /// The number from PIM's ticket field, else the first token in the justification that looks
+    /// like this system's tickets (ServiceNow `CHG0031337`, Jira `OPS-12`).
+    fn ticket_number(&self, context: &CheckContext<'_>) -> Option<(String, &'static str)> {
+        let request = context.request;
+        let given = request
+            .ticket
+            .as_ref()
+            .and_then(|ticket| ticket.number.as_deref())
+            .map(str::trim)
+            .filter(|number| !number.is_empty());
+        if let Some(number) = given {
+            return Some((number.to_string(), "ticketInfo"));
+        }
+        let text = request.justification.as_deref()?;
+        ticket_tokens(text)
+            .into_iter()
+            .find(|token| token.contains('-') == (self.system == System::Jira))
+            .map(|token| (token.to_ascii_uppercase(), "justification"))
+    }
+
+    fn state_problem(&self, ticket: &ItsmTicket) -> Option<String> {
+        let number = &ticket.number;
+        let state_allowed = self.states.is_empty()
+            || self.states.iter().any(|allowed| {
+                allowed.eq_ignore_ascii_case(&ticket.state)
+                    || (self.system == System::ServiceNow
+                        && ticket.state_code.as_deref() == Some(allowed.as_str()))
+            });
+        if !state_allowed {
+            let noun = match self.system {
+                System::ServiceNow => "state",
+                System::Jira => "status",
+            };
+            return Some(format!(
+                "`{number}` is in {noun} `{}`; this role needs {noun} {}",
+                ticket.state,
+                either(&self.states)
+            ));
+        }
+        let category = ticket.status_category.as_deref().unwrap_or("(none)");
+        if !self.status_categories.is_empty()
+            && !self
+                .status_categories
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(category))
+        {
+            return Some(format!(
+                "`{number}` has status `{}` (category `{category}`); this role needs status category {}",
+                ticket.state,
+                either(&self.status_categories)
+            ));
+        }
+        None
+    }
+
+    async fn assignment(
+        &self,
+        ticket: &ItsmTicket,
+        context: &CheckContext<'_>,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> Assignment {
+        let number = &ticket.number;
+        let people: Vec<&TicketPerson> = self
+            .requester_roles
+            .iter()
+            .filter_map(|role| ticket.person(role))
+            .collect();
+        if people.is_empty() {
+            return Assignment::Mismatch(format!(
+                "`{number}` has no {}; assign it to the requester",
+                either(&self.requester_roles)
+            ));
+        }
+        let principal = &context.request.principal_id;
+        let (profile, identity_calls) = self.directory.profile(principal, context.deadline).await;
+        calls.extend(identity_calls);
+        let addresses = match profile {
+            Ok(Fetched::Found(profile)) => profile.addresses(),
+            Ok(Fetched::NotFound) => {
+                return Assignment::Unknown(format!(
+                    "cannot map the requester to an ITSM user: the directory does not know `{principal}`"
+                ));
+            }
+            Err(error) => {
+                return Assignment::Unknown(format!(
+                    "cannot map the requester to an ITSM user: {error}"
+                ));
+            }
+        };
+        if addresses.is_empty() {
+            return Assignment::Unknown(format!(
+                "cannot map the requester to an ITSM user: `{principal}` has no mail or user principal name"
+            ));
+        }
+        for person in &people {
+            if person
+                .addresses()
+                .iter()
+                .any(|address| addresses.contains(address))
+            {
+                return Assignment::Matched(person.role.clone());
+            }
+        }
+        // Jira Cloud hides emails by default: compare account ids found by searching the
+        // requester's addresses instead.
+        let hidden: Vec<&&TicketPerson> = people
+            .iter()
+            .filter(|person| person.email.is_none() && person.account_id.is_some())
+            .collect();
+        if let (false, Some(jira)) = (hidden.is_empty(), self.connectors.jira.as_ref()) {
+            let mut failure = None;
+            for address in &addresses {
+                let (users, search_calls) = jira.users_by_email(address, context.deadline).await;
+                calls.extend(search_calls);
+                match users {
+                    Ok(Fetched::Found(users)) => {
+                        for person in &hidden {
+                            if users.iter().any(|user| {
+                                user.account_id.is_some() && user.account_id == person.account_id
+                            }) {
+                                return Assignment::Matched(person.role.clone());
+                            }
+                        }
+                    }
+                    Ok(Fetched::NotFound) => {}
+                    Err(error) => failure = Some(error),
+                }
+            }
+            if let Some(error) = failure {
+                return Assignment::Unknown(format!(
+                    "cannot map the requester to an ITSM user: {error}"
+                ));
+            }
+        }
+        let named: Vec<String> = people
+            .iter()
+            .map(|person| format!("`{}` ({})", person.label(), person.role))
+            .collect();
+        Assignment::Mismatch(format!(
+            "`{number}` is assigned to {}, not to the requester (`{}`); assign the ticket to yourself or ask its assignee to activate",
+            named.join(" and "),
+            addresses.join("`, `")
+        ))
+    }
+
+    fn window_problem(&self, ticket: &ItsmTicket, context: &CheckContext<'_>) -> Option<String> {
+        let number = &ticket.number;
+        let Some(window) = ticket.window else {
+            return Some(format!(
+                "`{number}` has no planned start and end date, so it cannot cover the activation; fill in the planned dates"
+            ));
+        };
+        let schedule = &context.request.schedule;
+        let start = schedule.effective_start(context.now);
+        let Some(duration) = schedule.requested_duration(context.now) else {
+            return Some(format!(
+                "the activation has no end, so it cannot fit `{number}`'s planned window ({} – {})",
+                time(window.start),
+                time(window.end)
+            ));
+        };
+        let end = start + duration;
+        if start < window.start || end > window.end {
+            return Some(format!(
+                "the activation ({} – {}) is outside `{number}`'s planned window ({} – {}); activate inside the window or reschedule the change",
+                time(start),
+                time(end),
+                time(window.start),
+                time(window.end)
+            ));
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl Check for ItsmCheck {
+    async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome {
+        let system = self.system;
+        let Some((number, source)) = self.ticket_number(context) else {
+            return CheckOutcome::fail(format!(
+                "no ticket number was given; add the {} ticket number in PIM's ticket field",
+                system.display()
+            ))
+            .with_evidence("system", system.name())
+            .with_evidence("ticket_number", serde_json::Value::Null);
+        };
+        let mut calls: Vec<UpstreamCall> = Vec::new();
+        let base = |outcome: CheckOutcome, calls: &[UpstreamCall]| {
+            outcome
+                .with_evidence("system", system.name())
+                .with_evidence("ticket_number", number.as_str())
+                .with_evidence("source", source)
+                .with_evidence(
+                    "upstream",
+                    serde_json::to_value(calls).unwrap_or(serde_json::Value::Null),
+                )
+        };
+        let (answer, lookup_calls) = match system {
+            System::ServiceNow => {
+                let Some(connector) = self.connectors.servicenow.as_ref() else {
+                    return base(
+                        CheckOutcome::error(
+                            "the servicenow connector is not configured, so the ticket could not be checked",
+                        ),
+                        &calls,
+                    );
+                };
+                if !servicenow::is_valid_number(&number) {
+                    return base(
+                        CheckOutcome::fail(format!(
+                            "`{}` is not a ServiceNow number; give a number such as `CHG0031337` in PIM's ticket field",
+                            super::util::quote(&number, 40)
+                        )),
+                        &calls,
+                    );
+                }
+                let tables = servicenow::tables_for(&number, &self.tables);
+                if tables.is_empty() {
+                    let kind = servicenow::table_for_number(&number).unwrap_or("other");
+                    let accepted: Vec<&str> = if self.tables.is_empty() {
+                        servicenow::DEFAULT_TABLES.to_vec()
+                    } else {
+                        self.tables.iter().map(String::as_str).collect()
+                    };
+                    return base(
+                        CheckOutcome::fail(format!(
+                            "`{number}` belongs to table `{kind}`, but this role accepts only {} tickets",
+                            either(&accepted)
+                        )),
+                        &calls,
+                    );
+                }
+                connector.ticket(&number, &tables, context.deadline).await
+            }
+            System::Jira => {
+                let Some(connector) = self.connectors.jira.as_ref() else {
+                    return base(
+                        CheckOutcome::error(
+                            "the jira connector is not configured, so the ticket could not be checked",
+                        ),
+                        &calls,
+                    );
+                };
+                if !jira::is_valid_key(&number.to_ascii_uppercase()) {
+                    return base(
+                        CheckOutcome::fail(format!(
+                            "`{}` is not a Jira issue key; give a key such as `OPS-123` in PIM's ticket field",
+                            super::util::quote(&number, 40)
+                        )),
+                        &calls,
+                    );
+                }
+                connector.issue(&number, context.deadline).await
+            }
+        };
+        calls.extend(lookup_calls);
+        let ticket = match answer {
+            Err(error) => {
+                return base(
+                    CheckOutcome::error(format!(
+                        "{error}, so ticket `{number}` could not be checked"
+                    )),
+                    &calls,
+                );
+            }
+            Ok(Fetched::NotFound) => {
+                return base(
+                    CheckOutcome::fail(format!(
+                        "`{number}` does not exist in {}; check the number in PIM's ticket field",
+                        system.display()
+                    )),
+                    &calls,
+                );
+            }
+            Ok(Fetched::Found(ticket)) => ticket,
+        };
+
+        let mut failures = Vec::new();
+        let mut unknown = None;
+        let mut passed = vec![format!(
+            "`{}` is in state `{}`",
+            ticket.number, ticket.state
+        )];
+        if let Some(problem) = self.state_problem(&ticket) {
+            failures.push(problem);
+        }
+        let mut matched_role = None;
+        if self.assigned_to_requester {
+            match self.assignment(&ticket, context, &mut calls).await {
+                Assignment::Matched(role) => {
+                    passed.push(format!("its {role} is the requester"));
+                    matched_role = Some(role);
+                }
+                Assignment::Mismatch(problem) => failures.push(problem),
+                Assignment::Unknown(problem) => unknown = Some(problem),
+            }
+        }
+        if self.covers_activation {
+            match self.window_problem(&ticket, context) {
+                Some(problem) => failures.push(problem),
+                None => passed.push("its planned window covers the activation".to_string()),
+            }
+        }
+
+        let outcome = if !failures.is_empty() {
+            CheckOutcome::fail(failures.join("; "))
+        } else if let Some(problem) = unknown {
+            CheckOutcome::error(problem)
+        } else {
+            CheckOutcome::pass(passed.join(", "))
+        };
+        let assignee = self
+            .requester_roles
+            .iter()
+            .find_map(|role| ticket.person(role))
+            .map(|person| person.label().to_string());
+        let window = ticket.window.map(|window| {
+            serde_json::json!({ "start": window.start.to_rfc3339(), "end": window.end.to_rfc3339() })
+        });
+        base(outcome, &calls)
+            .with_evidence("ticket_number", ticket.number.as_str())
+            .with_evidence("table", ticket.table.clone())
+            .with_evidence("state", ticket.state.as_str())
+            .with_evidence("state_code", ticket.state_code.clone())
+            .with_evidence("status_category", ticket.status_category.clone())
+            .with_evidence("assignee", assignee)
+            .with_evidence("requester_role", matched_role)
+            .with_evidence("window", window)
+    }
 }

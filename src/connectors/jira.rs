@@ -1,24 +1,451 @@
-//! PLACEHOLDER (jira connector): being written by a helper. Same names, no logic.
+//! Jira's REST API, Cloud (`/rest/api/3`, Basic `email:api_token`) or Data Center (`/rest/api/2`,
+//! a personal access token as Bearer): an issue's status, status category and assignee, and — because
+//! Jira Cloud may hide email addresses — the account ids an email address belongs to.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use super::BuildContext;
+use super::cache::{CacheSettings, TtlCache};
+use super::http::{Fetched, Upstream, UpstreamCall, UpstreamError};
+use super::secrets::{Secret, SecretRef};
+use super::ticket::{ItsmTicket, TicketPerson, cache_hit, non_empty};
 use crate::settings::SettingsProblem;
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// The connector's name in upstream records, messages and rules.
+pub const NAME: &str = "jira";
+
+/// Roles a rule may name in `requester_roles` for Jira.
+pub const PERSON_ROLES: &[&str] = &["assignee", "reporter"];
+
+/// Jira's fixed status category keys.
+pub const STATUS_CATEGORIES: &[&str] = &["new", "indeterminate", "done"];
+
+/// `[connectors.jira]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct JiraSettings {
+    /// `https://contoso.atlassian.net` (Cloud) or your server's base URL (Data Center).
     pub base_url: Option<String>,
+    pub flavor: JiraFlavor,
+    /// Cloud: the Atlassian account the API token belongs to.
+    pub email: Option<String>,
+    /// Cloud: an API token of that account.
+    pub api_token: Option<SecretRef>,
+    /// Data Center: a personal access token.
+    pub personal_access_token: Option<SecretRef>,
+    pub timeout_ms: u64,
+    pub cache: CacheSettings,
+}
+
+impl Default for JiraSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            flavor: JiraFlavor::Cloud,
+            email: None,
+            api_token: None,
+            personal_access_token: None,
+            timeout_ms: 2000,
+            cache: CacheSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JiraFlavor {
+    #[default]
+    Cloud,
+    Datacenter,
 }
 
 #[derive(Debug)]
-pub struct Jira;
+enum Credentials {
+    Basic { email: String, token: Secret },
+    Bearer(Secret),
+}
+
+/// A Jira user an email address resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JiraUser {
+    /// Cloud.
+    pub account_id: Option<String>,
+    /// Data Center login.
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Jira {
+    base_url: String,
+    flavor: JiraFlavor,
+    upstream: Upstream,
+    credentials: Credentials,
+    issues: TtlCache<ItsmTicket>,
+    users: TtlCache<Vec<JiraUser>>,
+}
+
+fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingsProblem {
+    SettingsProblem {
+        key: format!("connectors.jira.{key}"),
+        message: message.into(),
+        fix: fix.into(),
+    }
+}
+
+fn secret(
+    key: &str,
+    reference: &Option<SecretRef>,
+    problems: &mut Vec<SettingsProblem>,
+) -> Option<Secret> {
+    let Some(reference) = reference else {
+        problems.push(problem(
+            key,
+            "is missing",
+            format!("set `{key} = {{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"),
+        ));
+        return None;
+    };
+    match reference.resolve() {
+        Ok(secret) => Some(secret),
+        Err(message) => {
+            problems.push(problem(
+                key,
+                message,
+                "provide the secret through that variable or file",
+            ));
+            None
+        }
+    }
+}
 
 impl Jira {
     pub fn new(
-        _settings: &JiraSettings,
-        _context: &BuildContext,
+        settings: &JiraSettings,
+        context: &BuildContext,
     ) -> Result<Self, Vec<SettingsProblem>> {
-        Ok(Jira)
+        let mut problems = Vec::new();
+        let base_url = match settings.base_url.as_deref().map(str::trim) {
+            None | Some("") => {
+                problems.push(problem(
+                    "base_url",
+                    "is missing",
+                    "set it to your site, e.g. `https://contoso.atlassian.net`",
+                ));
+                String::new()
+            }
+            Some(url) => {
+                if let Err(message) = crate::settings::check_fetch_url(url) {
+                    problems.push(problem(
+                        "base_url",
+                        message,
+                        "use the site's https URL, e.g. `https://contoso.atlassian.net`",
+                    ));
+                }
+                url.trim_end_matches('/').to_string()
+            }
+        };
+        if settings.timeout_ms == 0 || settings.timeout_ms > 60_000 {
+            problems.push(problem(
+                "timeout_ms",
+                format!("`{}` is out of range", settings.timeout_ms),
+                "use a value between 1 and 60000 milliseconds, e.g. 2000",
+            ));
+        }
+        let credentials = match settings.flavor {
+            JiraFlavor::Cloud => {
+                let email = non_empty(settings.email.as_deref());
+                if email.is_none() {
+                    problems.push(problem(
+                        "email",
+                        "is missing (flavor = \"cloud\")",
+                        "set it to the Atlassian account the API token belongs to",
+                    ));
+                }
+                let token = secret("api_token", &settings.api_token, &mut problems);
+                email
+                    .zip(token)
+                    .map(|(email, token)| Credentials::Basic { email, token })
+            }
+            JiraFlavor::Datacenter => secret(
+                "personal_access_token",
+                &settings.personal_access_token,
+                &mut problems,
+            )
+            .map(Credentials::Bearer),
+        };
+        match credentials {
+            Some(credentials) if problems.is_empty() => Ok(Self {
+                base_url,
+                flavor: settings.flavor,
+                upstream: Upstream::new(
+                    NAME,
+                    context.http.clone(),
+                    Duration::from_millis(settings.timeout_ms),
+                ),
+                credentials,
+                issues: TtlCache::new(settings.cache),
+                users: TtlCache::new(settings.cache),
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    pub fn flavor(&self) -> JiraFlavor {
+        self.flavor
+    }
+
+    fn api(&self) -> &'static str {
+        match self.flavor {
+            JiraFlavor::Cloud => "/rest/api/3",
+            JiraFlavor::Datacenter => "/rest/api/2",
+        }
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request.header(reqwest::header::ACCEPT, "application/json");
+        match &self.credentials {
+            Credentials::Basic { email, token } => request.basic_auth(email, Some(token.expose())),
+            Credentials::Bearer(token) => request.bearer_auth(token.expose()),
+        }
+    }
+
+    /// The issue `key` (`OPS-12`), cached; a 404 (no such issue, or not visible to pimgate) is
+    /// `NotFound`.
+    pub async fn issue(
+        &self,
+        key: &str,
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<ItsmTicket>, UpstreamError>,
+        Vec<UpstreamCall>,
+    ) {
+        let mut calls = Vec::new();
+        let key = key.trim().to_ascii_uppercase();
+        if !is_valid_key(&key) {
+            return (Ok(Fetched::NotFound), calls);
+        }
+        let operation = format!("GET {}/issue/{{key}}", self.api());
+        let fetch = async {
+            let mut url =
+                reqwest::Url::parse(&format!("{}{}/issue/{key}", self.base_url, self.api()))
+                    .map_err(|_| UpstreamError::Unreachable { connector: NAME })?;
+            url.query_pairs_mut()
+                .append_pair("fields", "status,assignee,reporter,duedate");
+            let request = self.authorized(self.upstream.client().get(url));
+            let (result, call) = self
+                .upstream
+                .get_json::<IssueResponse>(request, &operation, deadline)
+                .await;
+            calls.push(call);
+            Ok(match result? {
+                Fetched::NotFound => Fetched::NotFound,
+                Fetched::Found(issue) => Fetched::Found(ticket_from_issue(&key, issue)),
+            })
+        };
+        let (answer, cached) = self.issues.get_or_fetch(&key, fetch).await;
+        if cached {
+            calls.push(cache_hit(NAME, &operation, &answer));
+        }
+        (answer, calls)
+    }
+
+    /// The users `email` belongs to, cached. Jira's user search also matches display names and
+    /// prefixes, so a user whose email is visible must have exactly this address; users whose email
+    /// is hidden are kept only when the search found nobody else.
+    pub async fn users_by_email(
+        &self,
+        email: &str,
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<Vec<JiraUser>>, UpstreamError>,
+        Vec<UpstreamCall>,
+    ) {
+        let mut calls = Vec::new();
+        let email = email.trim().to_ascii_lowercase();
+        let operation = format!("GET {}/user/search", self.api());
+        let fetch = async {
+            let mut url =
+                reqwest::Url::parse(&format!("{}{}/user/search", self.base_url, self.api()))
+                    .map_err(|_| UpstreamError::Unreachable { connector: NAME })?;
+            // Cloud searches by `query`; Data Center by `username`, which also matches emails.
+            let parameter = match self.flavor {
+                JiraFlavor::Cloud => "query",
+                JiraFlavor::Datacenter => "username",
+            };
+            url.query_pairs_mut().append_pair(parameter, &email);
+            let request = self.authorized(self.upstream.client().get(url));
+            let (result, call) = self
+                .upstream
+                .get_json::<Vec<UserResponse>>(request, &operation, deadline)
+                .await;
+            calls.push(call);
+            Ok(match result? {
+                Fetched::NotFound => Fetched::NotFound,
+                Fetched::Found(found) => {
+                    let users = matching_users(&email, found);
+                    if users.is_empty() {
+                        Fetched::NotFound
+                    } else {
+                        Fetched::Found(users)
+                    }
+                }
+            })
+        };
+        let (answer, cached) = self.users.get_or_fetch(&email, fetch).await;
+        if cached {
+            calls.push(cache_hit(NAME, &operation, &answer));
+        }
+        (answer, calls)
+    }
+}
+
+/// Jira keys are a project key and a number; anything else never reaches the URL path.
+pub fn is_valid_key(key: &str) -> bool {
+    let Some((project, number)) = key.split_once('-') else {
+        return false;
+    };
+    key.len() <= 64
+        && project.starts_with(|c: char| c.is_ascii_uppercase())
+        && project
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit())
+}
+
+fn matching_users(email: &str, found: Vec<UserResponse>) -> Vec<JiraUser> {
+    let alone = found.len() == 1;
+    found
+        .into_iter()
+        .filter(|user| user.active.unwrap_or(true))
+        .map(|user| JiraUser {
+            account_id: non_empty(user.account_id.as_deref()),
+            name: non_empty(user.name.as_deref()),
+            email: non_empty(user.email_address.as_deref()),
+        })
+        .filter(|user| match &user.email {
+            Some(address) => address.eq_ignore_ascii_case(email),
+            None => alone,
+        })
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct IssueResponse {
+    key: Option<String>,
+    #[serde(default)]
+    fields: IssueFields,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct IssueFields {
+    status: Option<Status>,
+    assignee: Option<UserResponse>,
+    reporter: Option<UserResponse>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    name: Option<String>,
+    id: Option<String>,
+    status_category: Option<StatusCategory>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusCategory {
+    key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserResponse {
+    account_id: Option<String>,
+    /// Data Center login.
+    name: Option<String>,
+    email_address: Option<String>,
+    active: Option<bool>,
+}
+
+fn person(role: &str, user: Option<UserResponse>) -> Option<TicketPerson> {
+    let user = user?;
+    Some(TicketPerson {
+        role: role.to_string(),
+        email: non_empty(user.email_address.as_deref()),
+        login: non_empty(user.name.as_deref()),
+        account_id: non_empty(user.account_id.as_deref()),
+    })
+}
+
+fn ticket_from_issue(key: &str, issue: IssueResponse) -> ItsmTicket {
+    let fields = issue.fields;
+    let status = fields.status;
+    let state = status
+        .as_ref()
+        .and_then(|status| non_empty(status.name.as_deref()))
+        .unwrap_or_else(|| "(none)".to_string());
+    let state_code = status
+        .as_ref()
+        .and_then(|status| non_empty(status.id.as_deref()));
+    let status_category = status
+        .and_then(|status| status.status_category)
+        .and_then(|category| non_empty(category.key.as_deref()));
+    let people = [
+        person("assignee", fields.assignee),
+        person("reporter", fields.reporter),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    ItsmTicket {
+        system: NAME,
+        number: issue.key.unwrap_or_else(|| key.to_string()),
+        table: None,
+        state,
+        state_code,
+        status_category,
+        people,
+        window: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_issue_keys_are_sent() {
+        assert!(is_valid_key("OPS-12"));
+        assert!(is_valid_key("A1_B-7"));
+        assert!(!is_valid_key("OPS-12/../../myself"));
+        assert!(!is_valid_key("ops-12"));
+        assert!(!is_valid_key("OPS-"));
+        assert!(!is_valid_key("12-OPS"));
+    }
+
+    #[test]
+    fn user_search_keeps_exact_emails_and_a_lone_hidden_one() {
+        let user = |id: &str, email: Option<&str>| UserResponse {
+            account_id: Some(id.to_string()),
+            name: None,
+            email_address: email.map(str::to_string),
+            active: Some(true),
+        };
+        let found = matching_users(
+            "ada@contoso.com",
+            vec![
+                user("1", Some("ADA@contoso.com")),
+                user("2", Some("ada@contoso.com.evil")),
+                user("3", None),
+            ],
+        );
+        let ids: Vec<_> = found.iter().map(|u| u.account_id.as_deref()).collect();
+        assert_eq!(ids, [Some("1")]);
+        let alone = matching_users("ada@contoso.com", vec![user("3", None)]);
+        assert_eq!(alone.len(), 1);
     }
 }

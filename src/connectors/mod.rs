@@ -15,6 +15,7 @@ pub mod opsgenie;
 pub mod pagerduty;
 pub mod secrets;
 pub mod servicenow;
+pub mod ticket;
 
 use std::sync::Arc;
 

@@ -1,24 +1,636 @@
-//! PLACEHOLDER (servicenow connector): being written by a helper. Same names, no logic.
+//! ServiceNow's Table API: looks a change, incident or other task record up by number, with the
+//! people on it (dot-walked to their email and login) and its planned window.
+//!
+//! One GET per lookup: `/api/now/table/{table}?sysparm_query=number=…&sysparm_fields=…&sysparm_limit=1`
+//! with raw values (`sysparm_display_value=false`) so states are the stable numeric codes and dates
+//! are UTC, whatever the integration user's locale and time zone.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::BuildContext;
+use super::cache::{CacheSettings, TtlCache};
+use super::http::{Fetched, MAX_RESPONSE_BYTES, Upstream, UpstreamCall, UpstreamError};
+use super::secrets::{Secret, SecretRef};
+use super::ticket::{
+    ItsmTicket, TicketPerson, TicketWindow, cache_hit, non_empty, parse_servicenow_time,
+    read_capped,
+};
 use crate::settings::SettingsProblem;
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// The connector's name in upstream records, messages and rules.
+pub const NAME: &str = "servicenow";
+
+/// Tables searched when a rule lists none: the two kinds of ticket that justify privileged access.
+pub const DEFAULT_TABLES: &[&str] = &["change_request", "incident"];
+
+/// A token is refreshed this long before ServiceNow says it expires, so no request carries a token
+/// that dies in flight.
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
+
+/// `[connectors.servicenow]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServiceNowSettings {
+    /// The instance, e.g. `https://contoso.service-now.com`.
     pub base_url: Option<String>,
+    pub auth: ServiceNowAuth,
+    /// Basic auth: the integration user's `user_name`.
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+    /// OAuth: the Application Registry entry's client id and secret.
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretRef>,
+    pub timeout_ms: u64,
+    pub cache: CacheSettings,
+}
+
+impl Default for ServiceNowSettings {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            auth: ServiceNowAuth::Basic,
+            username: None,
+            password: None,
+            client_id: None,
+            client_secret: None,
+            timeout_ms: 2000,
+            cache: CacheSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceNowAuth {
+    /// HTTP Basic with a (read-only) integration user.
+    #[default]
+    Basic,
+    /// OAuth 2.0 client credentials against `{base_url}/oauth_token.do`.
+    Oauth,
 }
 
 #[derive(Debug)]
-pub struct ServiceNow;
+enum Credentials {
+    Basic { username: String, password: Secret },
+    OAuth { client_id: String, secret: Secret },
+}
+
+#[derive(Debug)]
+struct CachedToken {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+#[derive(Debug)]
+pub struct ServiceNow {
+    base_url: String,
+    upstream: Upstream,
+    timeout: Duration,
+    credentials: Credentials,
+    tickets: TtlCache<ItsmTicket>,
+    /// Held while a token is fetched, so concurrent lookups wait for one fetch instead of each
+    /// asking for their own.
+    token: Mutex<Option<CachedToken>>,
+}
+
+fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingsProblem {
+    SettingsProblem {
+        key: format!("connectors.servicenow.{key}"),
+        message: message.into(),
+        fix: fix.into(),
+    }
+}
+
+fn secret(
+    key: &str,
+    reference: &Option<SecretRef>,
+    problems: &mut Vec<SettingsProblem>,
+) -> Option<Secret> {
+    let Some(reference) = reference else {
+        problems.push(problem(
+            key,
+            "is missing",
+            format!("set `{key} = {{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"),
+        ));
+        return None;
+    };
+    match reference.resolve() {
+        Ok(secret) => Some(secret),
+        Err(message) => {
+            problems.push(problem(
+                key,
+                message,
+                "provide the secret through that variable or file",
+            ));
+            None
+        }
+    }
+}
 
 impl ServiceNow {
     pub fn new(
-        _settings: &ServiceNowSettings,
-        _context: &BuildContext,
+        settings: &ServiceNowSettings,
+        context: &BuildContext,
     ) -> Result<Self, Vec<SettingsProblem>> {
-        Ok(ServiceNow)
+        let mut problems = Vec::new();
+        let base_url = match settings.base_url.as_deref().map(str::trim) {
+            None | Some("") => {
+                problems.push(problem(
+                    "base_url",
+                    "is missing",
+                    "set it to your instance, e.g. `https://contoso.service-now.com`",
+                ));
+                String::new()
+            }
+            Some(url) => {
+                if let Err(message) = crate::settings::check_fetch_url(url) {
+                    problems.push(problem(
+                        "base_url",
+                        message,
+                        "use the instance's https URL, e.g. `https://contoso.service-now.com`",
+                    ));
+                }
+                url.trim_end_matches('/').to_string()
+            }
+        };
+        if settings.timeout_ms == 0 || settings.timeout_ms > 60_000 {
+            problems.push(problem(
+                "timeout_ms",
+                format!("`{}` is out of range", settings.timeout_ms),
+                "use a value between 1 and 60000 milliseconds, e.g. 2000",
+            ));
+        }
+        let credentials = match settings.auth {
+            ServiceNowAuth::Basic => {
+                let username = non_empty(settings.username.as_deref());
+                if username.is_none() {
+                    problems.push(problem(
+                        "username",
+                        "is missing (auth = \"basic\")",
+                        "set it to the integration user's `user_name`",
+                    ));
+                }
+                let password = secret("password", &settings.password, &mut problems);
+                username
+                    .zip(password)
+                    .map(|(username, password)| Credentials::Basic { username, password })
+            }
+            ServiceNowAuth::Oauth => {
+                let client_id = non_empty(settings.client_id.as_deref());
+                if client_id.is_none() {
+                    problems.push(problem(
+                        "client_id",
+                        "is missing (auth = \"oauth\")",
+                        "set it to the client id of the OAuth API endpoint in System OAuth > Application Registry",
+                    ));
+                }
+                let secret = secret("client_secret", &settings.client_secret, &mut problems);
+                client_id
+                    .zip(secret)
+                    .map(|(client_id, secret)| Credentials::OAuth { client_id, secret })
+            }
+        };
+        match credentials {
+            Some(credentials) if problems.is_empty() => Ok(Self {
+                base_url,
+                upstream: Upstream::new(
+                    NAME,
+                    context.http.clone(),
+                    Duration::from_millis(settings.timeout_ms),
+                ),
+                timeout: Duration::from_millis(settings.timeout_ms),
+                credentials,
+                tickets: TtlCache::new(settings.cache),
+                token: Mutex::new(None),
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// Looks `number` up in the first of `tables` that has it, each table's answer cached on its
+    /// own. Every HTTP exchange (and cache hit) is in the returned records, token fetches included.
+    pub async fn ticket(
+        &self,
+        number: &str,
+        tables: &[String],
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<ItsmTicket>, UpstreamError>,
+        Vec<UpstreamCall>,
+    ) {
+        let mut calls = Vec::new();
+        let number = number.trim().to_ascii_uppercase();
+        if !is_valid_number(&number) {
+            return (Ok(Fetched::NotFound), calls);
+        }
+        for table in tables {
+            let operation = format!("GET /api/now/table/{table}");
+            let key = format!("{table}/{number}");
+            let (answer, cached) = self
+                .tickets
+                .get_or_fetch(&key, self.fetch(table, &number, deadline, &mut calls))
+                .await;
+            if cached {
+                calls.push(cache_hit(NAME, &operation, &answer));
+            }
+            match answer {
+                Ok(Fetched::NotFound) => continue,
+                other => return (other, calls),
+            }
+        }
+        (Ok(Fetched::NotFound), calls)
+    }
+
+    async fn fetch(
+        &self,
+        table: &str,
+        number: &str,
+        deadline: Instant,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> Result<Fetched<ItsmTicket>, UpstreamError> {
+        let mut url = reqwest::Url::parse(&format!("{}/api/now/table/{table}", self.base_url))
+            .map_err(|_| UpstreamError::Unreachable { connector: NAME })?;
+        url.query_pairs_mut()
+            .append_pair("sysparm_query", &format!("number={number}"))
+            .append_pair("sysparm_fields", &fields_for(table).join(","))
+            .append_pair("sysparm_limit", "1")
+            .append_pair("sysparm_display_value", "false")
+            .append_pair("sysparm_exclude_reference_link", "true");
+        let request = self
+            .upstream
+            .client()
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        let request = match &self.credentials {
+            Credentials::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+            Credentials::OAuth { .. } => {
+                let token = self.bearer(deadline, calls).await?;
+                request.bearer_auth(token.expose())
+            }
+        };
+        let (result, mut call) = self
+            .upstream
+            .get_json::<TableResponse>(request, &format!("GET /api/now/table/{table}"), deadline)
+            .await;
+        // The Table API answers an unknown number with 200 and an empty list: record it as what
+        // it means.
+        if matches!(&result, Ok(Fetched::Found(response)) if response.result.is_empty()) {
+            call.outcome = "not_found".to_string();
+        }
+        calls.push(call);
+        if let (Err(UpstreamError::Auth { .. }), Credentials::OAuth { .. }) =
+            (&result, &self.credentials)
+        {
+            // A revoked or shortened token: fetch a fresh one next time instead of failing until it
+            // would have expired. `try_lock`: if another lookup is fetching a token right now, that
+            // one is fresh anyway, and waiting for it could outlast this request's deadline.
+            if let Ok(mut slot) = self.token.try_lock() {
+                *slot = None;
+            }
+        }
+        Ok(match result? {
+            Fetched::NotFound => Fetched::NotFound,
+            Fetched::Found(response) => match response.result.first() {
+                None => Fetched::NotFound,
+                Some(record) => Fetched::Found(ticket_from_record(table, number, record)),
+            },
+        })
+    }
+
+    async fn bearer(
+        &self,
+        deadline: Instant,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> Result<Secret, UpstreamError> {
+        let mut slot = tokio::time::timeout_at(deadline, self.token.lock())
+            .await
+            .map_err(|_| UpstreamError::Timeout { connector: NAME })?;
+        if let Some(token) = slot.as_ref()
+            && Instant::now() < token.refresh_at
+        {
+            return Ok(token.value.clone());
+        }
+        let started = Instant::now();
+        let result = self.fetch_token(deadline).await;
+        calls.push(UpstreamCall {
+            connector: NAME,
+            operation: "POST /oauth_token.do".to_string(),
+            outcome: match &result {
+                Ok(_) => "ok".to_string(),
+                Err(UpstreamError::Status { status, .. }) => format!("http_{status}"),
+                Err(error) => error.outcome().to_string(),
+            },
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            cached: false,
+            attempts: 1,
+        });
+        let (value, lifetime) = result?;
+        let refresh_in = lifetime
+            .saturating_sub(TOKEN_REFRESH_MARGIN)
+            .max(lifetime / 2);
+        *slot = Some(CachedToken {
+            value: value.clone(),
+            refresh_at: Instant::now() + refresh_in,
+        });
+        Ok(value)
+    }
+
+    async fn fetch_token(&self, deadline: Instant) -> Result<(Secret, Duration), UpstreamError> {
+        let Credentials::OAuth { client_id, secret } = &self.credentials else {
+            return Err(UpstreamError::Auth {
+                connector: NAME,
+                detail: "no OAuth client is configured".to_string(),
+            });
+        };
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.upstream_timeout());
+        if budget.is_zero() {
+            return Err(UpstreamError::Timeout { connector: NAME });
+        }
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", client_id)
+            .append_pair("client_secret", secret.expose())
+            .finish();
+        let request = self
+            .upstream
+            .client()
+            .post(format!("{}/oauth_token.do", self.base_url))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body);
+        let exchange = async {
+            let response = request.send().await.map_err(|error| {
+                if error.is_timeout() {
+                    UpstreamError::Timeout { connector: NAME }
+                } else {
+                    UpstreamError::Unreachable { connector: NAME }
+                }
+            })?;
+            let status = response.status();
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(UpstreamError::RateLimited { connector: NAME });
+            }
+            if status.is_client_error() {
+                return Err(UpstreamError::Auth {
+                    connector: NAME,
+                    detail: format!(
+                        "the OAuth token endpoint answered HTTP {}; check client_id and client_secret",
+                        status.as_u16()
+                    ),
+                });
+            }
+            if !status.is_success() {
+                return Err(UpstreamError::Status {
+                    connector: NAME,
+                    status: status.as_u16(),
+                });
+            }
+            let body = read_capped(response, MAX_RESPONSE_BYTES)
+                .await
+                .ok_or(UpstreamError::Malformed { connector: NAME })?;
+            let token: TokenResponse = serde_json::from_slice(&body)
+                .map_err(|_| UpstreamError::Malformed { connector: NAME })?;
+            let value = non_empty(Some(&token.access_token))
+                .ok_or(UpstreamError::Malformed { connector: NAME })?;
+            let lifetime = token
+                .expires_in
+                .as_ref()
+                .and_then(|value| match value {
+                    serde_json::Value::Number(number) => number.as_u64(),
+                    serde_json::Value::String(text) => text.trim().parse().ok(),
+                    _ => None,
+                })
+                .unwrap_or(1800);
+            Ok((Secret::new(value), Duration::from_secs(lifetime)))
+        };
+        tokio::time::timeout(budget, exchange)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout { connector: NAME }))
+    }
+
+    fn upstream_timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TableResponse {
+    result: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+/// ServiceNow numbers are a prefix and digits. Anything else is refused before it reaches the
+/// encoded query, where `^` or `=` would change what is asked.
+pub fn is_valid_number(number: &str) -> bool {
+    (3..=40).contains(&number.len()) && number.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The table a number's prefix belongs to in a standard instance (`CHG…` → `change_request`).
+pub fn table_for_number(number: &str) -> Option<&'static str> {
+    let prefix: String = number
+        .trim()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    match prefix.as_str() {
+        "CHG" => Some("change_request"),
+        "CTASK" => Some("change_task"),
+        "INC" => Some("incident"),
+        "PRB" => Some("problem"),
+        "RITM" => Some("sc_req_item"),
+        "REQ" => Some("sc_request"),
+        "SCTASK" => Some("sc_task"),
+        _ => None,
+    }
+}
+
+/// Which tables to search for `number`: the one its prefix names if the rule allows it (none if it
+/// does not), else every allowed table in order. `allowed` empty means [`DEFAULT_TABLES`].
+pub fn tables_for(number: &str, allowed: &[String]) -> Vec<String> {
+    let allowed: Vec<String> = if allowed.is_empty() {
+        DEFAULT_TABLES
+            .iter()
+            .map(|table| table.to_string())
+            .collect()
+    } else {
+        allowed.to_vec()
+    };
+    match table_for_number(number) {
+        Some(table) => allowed
+            .into_iter()
+            .filter(|listed| listed.eq_ignore_ascii_case(table))
+            .collect(),
+        None => allowed,
+    }
+}
+
+/// The role fields each table has that name a person, dot-walked to `email` and `user_name`.
+fn person_roles(table: &str) -> &'static [&'static str] {
+    match table {
+        "change_request" => &["assigned_to", "requested_by", "opened_by"],
+        "incident" => &["assigned_to", "caller_id", "opened_by"],
+        "sc_req_item" | "sc_request" => &["assigned_to", "requested_for", "opened_by"],
+        _ => &["assigned_to", "opened_by"],
+    }
+}
+
+/// Roles a rule may name in `requester_roles` for any ServiceNow table.
+pub const PERSON_ROLES: &[&str] = &[
+    "assigned_to",
+    "requested_by",
+    "requested_for",
+    "caller_id",
+    "opened_by",
+];
+
+/// `sysparm_fields` for a table: only fields that exist there (planned dates live on changes).
+fn fields_for(table: &str) -> Vec<String> {
+    let mut fields = vec!["number".to_string(), "state".to_string()];
+    for role in person_roles(table) {
+        fields.push(format!("{role}.email"));
+        fields.push(format!("{role}.user_name"));
+    }
+    if table == "change_request" {
+        for field in ["start_date", "end_date", "work_start", "work_end"] {
+            fields.push(field.to_string());
+        }
+    }
+    fields
+}
+
+/// Numeric `state` values of the base system, by table. Instances can add states; an unknown code
+/// is shown (and may be listed in rules) as the number itself.
+pub fn known_states(table: &str) -> &'static [(&'static str, &'static str)] {
+    match table {
+        "change_request" => &[
+            ("-5", "New"),
+            ("-4", "Assess"),
+            ("-3", "Authorize"),
+            ("-2", "Scheduled"),
+            ("-1", "Implement"),
+            ("0", "Review"),
+            ("3", "Closed"),
+            ("4", "Canceled"),
+        ],
+        "incident" => &[
+            ("1", "New"),
+            ("2", "In Progress"),
+            ("3", "On Hold"),
+            ("6", "Resolved"),
+            ("7", "Closed"),
+            ("8", "Canceled"),
+        ],
+        _ => &[],
+    }
+}
+
+pub fn state_name(table: &str, code: &str) -> Option<&'static str> {
+    known_states(table)
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map(|(_, name)| *name)
+}
+
+fn ticket_from_record(
+    table: &str,
+    number: &str,
+    record: &serde_json::Map<String, serde_json::Value>,
+) -> ItsmTicket {
+    let field = |name: &str| match record.get(name) {
+        Some(serde_json::Value::String(text)) => non_empty(Some(text)),
+        Some(serde_json::Value::Number(value)) => Some(value.to_string()),
+        _ => None,
+    };
+    let code = field("state");
+    let state = match &code {
+        Some(code) => state_name(table, code).unwrap_or(code).to_string(),
+        None => "(none)".to_string(),
+    };
+    let people = person_roles(table)
+        .iter()
+        .filter_map(|role| {
+            let email = field(&format!("{role}.email"));
+            let login = field(&format!("{role}.user_name"));
+            (email.is_some() || login.is_some()).then(|| TicketPerson {
+                role: role.to_string(),
+                email,
+                login,
+                account_id: None,
+            })
+        })
+        .collect();
+    let time = |name: &str| field(name).and_then(|value| parse_servicenow_time(&value));
+    let window = match (time("start_date"), time("end_date")) {
+        (Some(start), Some(end)) => Some(TicketWindow { start, end }),
+        _ => None,
+    };
+    ItsmTicket {
+        system: NAME,
+        number: field("number").unwrap_or_else(|| number.to_string()),
+        table: Some(table.to_string()),
+        state,
+        state_code: code,
+        status_category: None,
+        people,
+        window,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_pick_their_table_only_when_the_rule_allows_it() {
+        let allowed = |tables: &[&str]| -> Vec<String> {
+            tables.iter().map(|table| table.to_string()).collect()
+        };
+        assert_eq!(tables_for("CHG0031337", &[]), ["change_request"]);
+        assert_eq!(tables_for("inc0012345", &[]), ["incident"]);
+        assert!(tables_for("RITM0012345", &[]).is_empty());
+        assert_eq!(
+            tables_for("RITM0012345", &allowed(&["sc_req_item"])),
+            ["sc_req_item"]
+        );
+        assert!(tables_for("CHG0031337", &allowed(&["incident"])).is_empty());
+        assert_eq!(
+            tables_for("X123456", &allowed(&["u_custom", "incident"])),
+            ["u_custom", "incident"]
+        );
+    }
+
+    #[test]
+    fn numbers_that_could_change_the_encoded_query_are_refused() {
+        assert!(is_valid_number("CHG0031337"));
+        assert!(!is_valid_number("CHG0031337^ORnumber=CHG1"));
+        assert!(!is_valid_number("CHG 1"));
+        assert!(!is_valid_number(""));
+    }
+
+    #[test]
+    fn fields_are_asked_only_where_they_exist() {
+        let change = fields_for("change_request").join(",");
+        assert!(change.contains("requested_by.email") && change.contains("start_date"));
+        let incident = fields_for("incident").join(",");
+        assert!(incident.contains("caller_id.user_name"));
+        assert!(!incident.contains("start_date") && !incident.contains("requested_by"));
     }
 }

@@ -1,0 +1,152 @@
+//! The one shape an ITSM ticket takes inside pimgate, whichever system it came from, so the `itsm`
+//! check decides on ServiceNow records and Jira issues with the same code.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+
+use super::http::{Fetched, UpstreamCall, UpstreamError};
+
+/// A ticket as the check needs it: its state, the people on it, and its planned window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItsmTicket {
+    /// `servicenow` or `jira`.
+    pub system: &'static str,
+    /// The number as the system spells it (`CHG0031337`, `OPS-12`).
+    pub number: String,
+    /// ServiceNow table (`change_request`, `incident`, …); `None` for Jira.
+    pub table: Option<String>,
+    /// Human state name (`Implement`, `In Progress`); the raw code when pimgate knows no name for it.
+    pub state: String,
+    /// The system's raw value: ServiceNow's numeric `state`, Jira's status id.
+    pub state_code: Option<String>,
+    /// Jira's status category key (`new`, `indeterminate`, `done`).
+    pub status_category: Option<String>,
+    /// Everyone the ticket names, by role (`assigned_to`, `requested_by`, `assignee`, …).
+    pub people: Vec<TicketPerson>,
+    /// The planned window (ServiceNow `start_date`/`end_date`), when the ticket has both ends.
+    pub window: Option<TicketWindow>,
+}
+
+impl ItsmTicket {
+    /// The person in `role`, if the ticket names one.
+    pub fn person(&self, role: &str) -> Option<&TicketPerson> {
+        self.people.iter().find(|person| person.role == role)
+    }
+}
+
+/// One person on a ticket. Which identifiers are present depends on the system and its privacy
+/// settings (Jira Cloud may hide email addresses and give only an account id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TicketPerson {
+    pub role: String,
+    pub email: Option<String>,
+    /// ServiceNow `user_name`, Jira Data Center `name`.
+    pub login: Option<String>,
+    /// Jira Cloud `accountId`.
+    pub account_id: Option<String>,
+}
+
+impl TicketPerson {
+    /// The lower-cased email and login, for case-insensitive matching against directory addresses.
+    pub fn addresses(&self) -> Vec<String> {
+        [&self.email, &self.login]
+            .into_iter()
+            .flatten()
+            .map(|value| value.trim().to_ascii_lowercase())
+            .filter(|value| !value.is_empty())
+            .collect()
+    }
+
+    /// What to show in a message: email, else login, else account id.
+    pub fn label(&self) -> &str {
+        self.email
+            .as_deref()
+            .or(self.login.as_deref())
+            .or(self.account_id.as_deref())
+            .unwrap_or("someone")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TicketWindow {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Trims and drops empty strings: upstreams send `""` for an empty reference or date.
+pub fn non_empty(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
+}
+
+/// ServiceNow's Table API with `sysparm_display_value=false` gives dates as UTC `YYYY-MM-DD HH:MM:SS`.
+pub fn parse_servicenow_time(value: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(value.trim(), "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|naive| naive.and_utc())
+}
+
+/// The record of an answer served from a connector's cache: no request, no latency, zero attempts.
+pub fn cache_hit<T>(
+    connector: &'static str,
+    operation: &str,
+    answer: &Result<Fetched<T>, UpstreamError>,
+) -> UpstreamCall {
+    let outcome = match answer {
+        Ok(Fetched::Found(_)) => "ok",
+        Ok(Fetched::NotFound) => "not_found",
+        Err(error) => error.outcome(),
+    };
+    UpstreamCall {
+        connector,
+        operation: operation.to_string(),
+        outcome: outcome.to_string(),
+        latency_ms: 0.0,
+        cached: true,
+        attempts: 0,
+    }
+}
+
+/// Reads a body up to `limit` bytes: token endpoints go around `Upstream::get_json`, not around its cap.
+pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > limit {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servicenow_times_are_read_as_utc_and_blank_values_as_absent() {
+        let parsed = parse_servicenow_time("2026-11-24 17:30:00");
+        assert_eq!(
+            parsed.map(|time| time.to_rfc3339()),
+            Some("2026-11-24T17:30:00+00:00".to_string())
+        );
+        assert_eq!(parse_servicenow_time(""), None);
+        assert_eq!(parse_servicenow_time("24.11.2026 17:30"), None);
+        assert_eq!(non_empty(Some("  ")), None);
+        assert_eq!(non_empty(Some(" a ")), Some("a".to_string()));
+    }
+
+    #[test]
+    fn a_person_is_matched_by_lower_cased_email_and_login() {
+        let person = TicketPerson {
+            role: "assigned_to".to_string(),
+            email: Some("Ada.Lovelace@Contoso.com".to_string()),
+            login: Some("ada".to_string()),
+            account_id: None,
+        };
+        assert_eq!(person.addresses(), ["ada.lovelace@contoso.com", "ada"]);
+        assert_eq!(person.label(), "Ada.Lovelace@Contoso.com");
+    }
+}
