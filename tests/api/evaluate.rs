@@ -219,7 +219,7 @@ async fn bad_payloads_get_a_400_naming_the_field_and_change_nothing() {
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
     let app = spawn_app_with(AppOptions {
-        tweak: |settings| settings.server.max_body_bytes = 2048,
+        tweak: Box::new(|settings| settings.server.max_body_bytes = 2048),
         ..AppOptions::default()
     })
     .await;
@@ -270,7 +270,7 @@ async fn non_json_content_types_get_415() {
 #[tokio::test]
 async fn an_unauthenticated_request_is_refused_before_its_body_is_looked_at() {
     let app = spawn_app_with(AppOptions {
-        tweak: |settings| settings.server.max_body_bytes = 2048,
+        tweak: Box::new(|settings| settings.server.max_body_bytes = 2048),
         ..AppOptions::default()
     })
     .await;

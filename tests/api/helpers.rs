@@ -37,7 +37,7 @@ pub struct TestApp {
 pub struct AppOptions {
     pub rules: &'static str,
     pub wait_ready: bool,
-    pub tweak: fn(&mut Settings),
+    pub tweak: Box<dyn FnOnce(&mut Settings)>,
 }
 
 impl Default for AppOptions {
@@ -45,7 +45,7 @@ impl Default for AppOptions {
         Self {
             rules: TEST_RULES,
             wait_ready: true,
-            tweak: |_| {},
+            tweak: Box::new(|_| {}),
         }
     }
 }

@@ -6,6 +6,7 @@
 #[path = "../common_auth/mod.rs"]
 mod common_auth;
 
+mod connectors;
 mod evaluate;
 mod helpers;
 mod service;
