@@ -250,18 +250,52 @@ fn serve_reports_every_config_problem_and_exits_non_zero() {
 }
 
 #[test]
-fn shipped_rules_validate_cleanly() {
+fn shipped_rules_validate_cleanly_with_the_example_config() {
+    let output = pimgate(&["rules", "validate", "--config", "config/example.toml"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("0 warning(s), no errors"), "{stdout}");
+}
+
+#[test]
+fn rules_that_need_an_unconfigured_connector_load_with_a_warning() {
     let output = pimgate(&["rules", "validate", "rules"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
+        "warnings do not fail validation: {stdout}"
+    );
+    assert!(
+        stdout.contains("warning") && stdout.contains("not configured"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_broken_rule_file_fails_validation_with_file_line_key_and_fix() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(
+        &file,
+        "policies:\n  - name: a\n    match: { roles: [Global Admin] }\n    on_eror: deny\n",
+    )
+    .expect("write");
+    let output = pimgate(&["rules", "validate", file.to_str().expect("path")]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("broken.yaml:3:") && stdout.contains("Global Administrator"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("broken.yaml:4:") && stdout.contains("on_error"),
+        "{stdout}"
     );
 }
 
 #[test]
 fn shipped_rule_tests_pass() {
-    let output = pimgate(&["rules", "test", "rules"]);
+    let output = pimgate(&["rules", "test", "--config", "config/example.toml"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");

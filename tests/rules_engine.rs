@@ -1025,8 +1025,18 @@ policies:
 
 #[test]
 fn the_shipped_example_rules_load_without_problems() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let loaded = load(&path).unwrap_or_else(|problems| panic!("{}", render(&problems)));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let settings =
+        pimgate::settings::Settings::load_with_env(Some(&root.join("config/example.toml")), None)
+            .expect("example config");
+    let context = pimgate::connectors::BuildContext {
+        http: reqwest::Client::new(),
+        tenant_id: settings.auth.tenant_id.clone(),
+    };
+    let connectors = pimgate::connectors::Connectors::build(&settings.connectors, &context)
+        .expect("example connectors");
+    let loaded = pimgate::rules::load_with(&root.join("rules"), &connectors)
+        .unwrap_or_else(|problems| panic!("{}", render(&problems)));
     assert!(loaded.warnings.is_empty(), "{}", render(&loaded.warnings));
     let names: Vec<&str> = loaded
         .policies
