@@ -699,8 +699,9 @@ async fn upstream_failures_are_errors_answered_inside_the_deadline() {
 #[tokio::test]
 async fn failures_are_not_cached() {
     let server = MockServer::start().await;
+    // 500 is not retried (503 would be, and the retry would succeed within the same decision).
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(503))
+        .respond_with(ResponseTemplate::new(500))
         .up_to_n_times(1)
         .expect(1)
         .mount(&server)

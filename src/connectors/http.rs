@@ -2,17 +2,31 @@
 //! deadline and the connector's own timeout, its size is capped, and it leaves an [`UpstreamCall`]
 //! record for the audit trail.
 //!
-//! PLACEHOLDER (lead): single attempt. Retries with backoff for idempotent GETs, `Retry-After` on 429
-//! and the circuit breaker are being added behind this same API.
+//! Resilience lives here, once, instead of in every connector (tower's `Layer` idea without the
+//! machinery): idempotent GETs are retried with jittered exponential backoff on connect errors,
+//! attempt timeouts, 502/503/504 and 429 (honouring `Retry-After` / `ratelimit-reset`), and a
+//! [`CircuitBreaker`] per upstream stops calling a system that keeps failing. Nothing here ever
+//! sleeps or starts an attempt that cannot end before the deadline: the deadline is the product.
+//!
+//! A plain 500 is deliberately not retried: it usually means "this request breaks the server"
+//! (a bad query, a bug), which the same request will hit again, while 502/503/504 mean "try later".
 
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+pub use super::circuit::CircuitSettings;
+use super::circuit::{CircuitBreaker, Transition, Verdict};
 
 /// Bodies larger than this are refused: no upstream answer we read is anywhere near it.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// A retry is only worth starting with at least this much time left; less and it would be cut
+/// short by the deadline before a real upstream could answer.
+const MIN_RETRY_BUDGET: Duration = Duration::from_millis(50);
 
 /// What one connector operation did, for the audit record and `pimgate evaluate`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,6 +38,7 @@ pub struct UpstreamCall {
     pub outcome: String,
     pub latency_ms: f64,
     pub cached: bool,
+    /// HTTP attempts made, retries included; `0` when the circuit was open.
     pub attempts: u32,
 }
 
@@ -76,20 +91,90 @@ pub enum Fetched<T> {
     NotFound,
 }
 
+/// How hard pimgate insists on an answer. The defaults suit a decision budget of a few seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts per call, the first included; `1` turns retries off.
+    pub max_attempts: u32,
+    /// The backoff before the first retry (before jitter); it doubles with every further retry.
+    pub backoff_base_ms: u64,
+    /// The largest backoff between two attempts (before jitter).
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff_base_ms: 100,
+            backoff_max_ms: 2_000,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// Equal jitter: half the exponential step, plus a random share of the other half, so that
+    /// pimgate replicas retrying together do not hammer a recovering upstream in lock-step.
+    fn backoff(&self, retry: u32) -> Duration {
+        let step = self
+            .backoff_base_ms
+            .saturating_mul(
+                1u64.checked_shl(retry.saturating_sub(1))
+                    .unwrap_or(u64::MAX),
+            )
+            .min(self.backoff_max_ms);
+        let half = step / 2;
+        let jitter = RandomState::new().hash_one(retry) % (half + 1);
+        Duration::from_millis(half + jitter)
+    }
+}
+
 /// One upstream system's HTTP access: its name, client, per-call timeout and failure state.
 #[derive(Debug)]
 pub struct Upstream {
     pub name: &'static str,
     client: reqwest::Client,
     timeout: Duration,
+    retry: RetrySettings,
+    circuit: CircuitBreaker,
+}
+
+/// What one attempt ended with, and whether another attempt could help.
+enum Attempt<T> {
+    Done(Result<Fetched<T>, UpstreamError>),
+    Retry {
+        error: UpstreamError,
+        /// The upstream's own "come back in" (`Retry-After`, `ratelimit-reset`).
+        after: Option<Duration>,
+    },
 }
 
 impl Upstream {
+    /// An upstream with the default retry and circuit settings.
     pub fn new(name: &'static str, client: reqwest::Client, timeout: Duration) -> Self {
+        Self::with_settings(
+            name,
+            client,
+            timeout,
+            RetrySettings::default(),
+            CircuitSettings::default(),
+        )
+    }
+
+    pub fn with_settings(
+        name: &'static str,
+        client: reqwest::Client,
+        timeout: Duration,
+        retry: RetrySettings,
+        circuit: CircuitSettings,
+    ) -> Self {
         Self {
             name,
             client,
             timeout,
+            retry,
+            circuit: CircuitBreaker::new(circuit),
         }
     }
 
@@ -97,8 +182,14 @@ impl Upstream {
         &self.client
     }
 
+    /// Whether calls to this upstream currently fail at once; for health output and tests.
+    pub fn circuit_is_open(&self) -> bool {
+        self.circuit.is_open()
+    }
+
     /// Sends a GET (built by the caller, with auth headers) and decodes JSON. Only idempotent GETs
-    /// come through here, which is what makes retrying them safe.
+    /// come through here, which is what makes retrying them safe. Headers the caller set (auth,
+    /// `traceparent`) are sent unchanged on every attempt.
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
@@ -107,82 +198,329 @@ impl Upstream {
     ) -> (Result<Fetched<T>, UpstreamError>, UpstreamCall) {
         let started = Instant::now();
         let name = self.name;
-        let result = self.attempt(request, deadline).await;
+        let (result, attempts) = self.call(request, operation, deadline).await;
         let outcome = match &result {
             Ok(Fetched::Found(_)) => "ok".to_string(),
             Ok(Fetched::NotFound) => "not_found".to_string(),
             Err(UpstreamError::Status { status, .. }) => format!("http_{status}"),
             Err(error) => error.outcome().to_string(),
         };
+        let elapsed = started.elapsed();
+        metrics::counter!("pimgate_upstream_requests_total", "connector" => name, "outcome" => outcome.clone())
+            .increment(1);
+        metrics::histogram!("pimgate_upstream_request_duration_seconds", "connector" => name)
+            .record(elapsed.as_secs_f64());
         let call = UpstreamCall {
             connector: name,
             operation: operation.to_string(),
             outcome,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: elapsed.as_secs_f64() * 1000.0,
             cached: false,
-            attempts: 1,
+            attempts,
         };
         (result, call)
     }
 
-    async fn attempt<T: DeserializeOwned>(
+    /// The retry loop; returns the final result and the number of attempts made.
+    async fn call<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
+        operation: &str,
         deadline: Instant,
-    ) -> Result<Fetched<T>, UpstreamError> {
+    ) -> (Result<Fetched<T>, UpstreamError>, u32) {
         let name = self.name;
-        let budget = deadline
-            .saturating_duration_since(Instant::now())
-            .min(self.timeout);
-        if budget.is_zero() {
-            return Err(UpstreamError::Timeout { connector: name });
-        }
-        let exchange = async {
-            let mut response = request.send().await.map_err(|error| {
-                if error.is_timeout() {
-                    UpstreamError::Timeout { connector: name }
-                } else {
-                    UpstreamError::Unreachable { connector: name }
+        let (client, request) = request.build_split();
+        let request = match request {
+            Ok(request) => request,
+            Err(error) => {
+                tracing::warn!(connector = name, operation, %error, "upstream request could not be built");
+                return (Err(UpstreamError::Unreachable { connector: name }), 0);
+            }
+        };
+        let max_attempts = self.retry.max_attempts.max(1);
+        let mut spare = Some(request);
+        let mut attempts = 0;
+        let mut last_error = None;
+        loop {
+            let Some(permit) = self.circuit.try_acquire() else {
+                // Opened by this very call's failures: the real cause says more than "circuit open".
+                let error = last_error.unwrap_or(UpstreamError::CircuitOpen { connector: name });
+                return (Err(error), attempts);
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                let error = last_error.unwrap_or(UpstreamError::Timeout { connector: name });
+                return (Err(error), attempts);
+            }
+            // A GET has no streaming body, so cloning always works; if it ever did not, the
+            // original goes out and this attempt is the last.
+            let Some(original) = spare.take() else {
+                let error = last_error.unwrap_or(UpstreamError::Unreachable { connector: name });
+                return (Err(error), attempts);
+            };
+            spare = original.try_clone();
+            attempts += 1;
+            let (attempt, verdict) = self
+                .attempt::<T>(&client, original, remaining.min(self.timeout))
+                .await;
+            match permit.report(verdict) {
+                Transition::Opened => {
+                    metrics::counter!("pimgate_upstream_circuit_open_total", "connector" => name)
+                        .increment(1);
+                    tracing::warn!(
+                        connector = name,
+                        cooldown_ms = self.circuit_cooldown_ms(),
+                        "upstream keeps failing; circuit opened, calls fail at once until the cooldown ends"
+                    );
                 }
-            })?;
-            let status = response.status();
-            if status == reqwest::StatusCode::NOT_FOUND {
-                return Ok(Fetched::NotFound);
+                Transition::Closed => {
+                    tracing::info!(
+                        connector = name,
+                        "upstream answered the probe; circuit closed"
+                    );
+                }
+                Transition::None => {}
             }
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                return Err(UpstreamError::RateLimited { connector: name });
+            let (error, after) = match attempt {
+                Attempt::Done(result) => return (result, attempts),
+                Attempt::Retry { error, after } => (error, after),
+            };
+            if attempts >= max_attempts {
+                return (Err(error), attempts);
             }
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
+            let delay = after.unwrap_or_else(|| self.retry.backoff(attempts));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if delay + MIN_RETRY_BUDGET.min(self.timeout) > left {
+                tracing::debug!(
+                    connector = name,
+                    operation,
+                    attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    %error,
+                    "no time left for a retry before the deadline"
+                );
+                return (Err(error), attempts);
+            }
+            metrics::counter!("pimgate_upstream_retries_total", "connector" => name).increment(1);
+            tracing::debug!(
+                connector = name,
+                operation,
+                attempts,
+                delay_ms = delay.as_millis() as u64,
+                %error,
+                "retrying upstream call"
+            );
+            last_error = Some(error);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn circuit_cooldown_ms(&self) -> u64 {
+        self.circuit.settings().cooldown_ms
+    }
+
+    /// One HTTP exchange, headers and body, cut at `budget`.
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        client: &reqwest::Client,
+        request: reqwest::Request,
+        budget: Duration,
+    ) -> (Attempt<T>, Verdict) {
+        let name = self.name;
+        let retry = |error| Attempt::Retry { error, after: None };
+        let exchange = async {
+            let mut response = match client.execute(request).await {
+                Ok(response) => response,
+                Err(error) if error.is_timeout() => {
+                    return (
+                        retry(UpstreamError::Timeout { connector: name }),
+                        Verdict::Failed,
+                    );
+                }
+                Err(_) => {
+                    return (
+                        retry(UpstreamError::Unreachable { connector: name }),
+                        Verdict::Failed,
+                    );
+                }
+            };
+            let status = response.status().as_u16();
+            match status {
+                404 => return (Attempt::Done(Ok(Fetched::NotFound)), Verdict::Healthy),
+                429 => {
+                    let after = wait_hint(response.headers());
+                    let error = UpstreamError::RateLimited { connector: name };
+                    return (Attempt::Retry { error, after }, Verdict::Failed);
+                }
+                502..=504 => {
+                    let after = wait_hint(response.headers());
+                    let error = UpstreamError::Status {
+                        connector: name,
+                        status,
+                    };
+                    return (Attempt::Retry { error, after }, Verdict::Failed);
+                }
+                401 | 403 => {
+                    let error = UpstreamError::Auth {
+                        connector: name,
+                        detail: format!("HTTP {status}"),
+                    };
+                    return (Attempt::Done(Err(error)), Verdict::Healthy);
+                }
+                200..=299 => {}
+                _ => {
+                    let error = UpstreamError::Status {
+                        connector: name,
+                        status,
+                    };
+                    let verdict = if status >= 500 {
+                        Verdict::Failed
+                    } else {
+                        Verdict::Healthy
+                    };
+                    return (Attempt::Done(Err(error)), verdict);
+                }
+            }
+            let malformed = || {
+                (
+                    Attempt::Done(Err(UpstreamError::Malformed { connector: name })),
+                    Verdict::Failed,
+                )
+            };
+            if response
+                .content_length()
+                .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
             {
-                return Err(UpstreamError::Auth {
-                    connector: name,
-                    detail: format!("HTTP {}", status.as_u16()),
-                });
-            }
-            if !status.is_success() {
-                return Err(UpstreamError::Status {
-                    connector: name,
-                    status: status.as_u16(),
-                });
+                return malformed();
             }
             let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|_| UpstreamError::Unreachable { connector: name })?
-            {
-                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(UpstreamError::Malformed { connector: name });
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                            return malformed();
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    Ok(None) => break,
+                    Err(error) if error.is_timeout() => {
+                        return (
+                            retry(UpstreamError::Timeout { connector: name }),
+                            Verdict::Failed,
+                        );
+                    }
+                    Err(_) => {
+                        return (
+                            retry(UpstreamError::Unreachable { connector: name }),
+                            Verdict::Failed,
+                        );
+                    }
                 }
-                body.extend_from_slice(&chunk);
             }
-            serde_json::from_slice(&body)
-                .map(Fetched::Found)
-                .map_err(|_| UpstreamError::Malformed { connector: name })
+            match serde_json::from_slice(&body) {
+                Ok(value) => (Attempt::Done(Ok(Fetched::Found(value))), Verdict::Healthy),
+                Err(_) => malformed(),
+            }
         };
-        tokio::time::timeout(budget, exchange)
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout { connector: name }))
+        match tokio::time::timeout(budget, exchange).await {
+            Ok(ended) => ended,
+            Err(_) => (
+                retry(UpstreamError::Timeout { connector: name }),
+                Verdict::Failed,
+            ),
+        }
+    }
+}
+
+/// How long the upstream asks us to wait: `Retry-After` (delay-seconds or HTTP-date, RFC 9110
+/// §10.2.3), else PagerDuty's `ratelimit-reset` (seconds until the limit resets).
+fn wait_hint(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(value) = text("retry-after") {
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        if let Ok(date) = chrono::DateTime::parse_from_rfc2822(value) {
+            let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+            return Some(wait.to_std().unwrap_or(Duration::ZERO));
+        }
+    }
+    text("ratelimit-reset")
+        .and_then(|value| value.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> reqwest::header::HeaderMap {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn retry_after_in_seconds_is_read() {
+        let hint = wait_hint(&headers(&[("retry-after", "7")]));
+        assert_eq!(hint, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_is_the_time_until_that_date() {
+        let when = chrono::Utc::now() + chrono::Duration::seconds(20);
+        let value = when.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let hint = wait_hint(&headers(&[("retry-after", &value)])).unwrap();
+        assert!(
+            hint > Duration::from_secs(17) && hint <= Duration::from_secs(20),
+            "{hint:?}"
+        );
+    }
+
+    #[test]
+    fn retry_after_in_the_past_means_now() {
+        let hint = wait_hint(&headers(&[(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+        )]));
+        assert_eq!(hint, Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn pagerduty_ratelimit_reset_is_read_when_retry_after_is_absent() {
+        let hint = wait_hint(&headers(&[("ratelimit-reset", "12")]));
+        assert_eq!(hint, Some(Duration::from_secs(12)));
+        let both = wait_hint(&headers(&[("retry-after", "2"), ("ratelimit-reset", "12")]));
+        assert_eq!(both, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn unreadable_hints_are_ignored() {
+        assert_eq!(wait_hint(&headers(&[("retry-after", "soon")])), None);
+        assert_eq!(wait_hint(&headers(&[])), None);
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_is_capped() {
+        let settings = RetrySettings {
+            max_attempts: 10,
+            backoff_base_ms: 100,
+            backoff_max_ms: 1_000,
+        };
+        for _ in 0..50 {
+            let first = settings.backoff(1).as_millis();
+            let second = settings.backoff(2).as_millis();
+            let late = settings.backoff(40).as_millis();
+            assert!((50..=100).contains(&first), "{first}");
+            assert!((100..=200).contains(&second), "{second}");
+            assert!((500..=1_000).contains(&late), "{late}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! their check reports "could not be evaluated", so the policy's `on_error` decides.
 
 pub mod cache;
+pub mod circuit;
 pub mod graph;
 pub mod hr_file;
 pub mod http;
