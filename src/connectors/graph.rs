@@ -17,7 +17,10 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::cache::{CacheSettings, TtlCache};
-use super::http::{Fetched, MAX_RESPONSE_BYTES, Upstream, UpstreamCall, UpstreamError};
+use super::http::{
+    CircuitSettings, Fetched, MAX_RESPONSE_BYTES, RetrySettings, Upstream, UpstreamCall,
+    UpstreamError,
+};
 use super::secrets::{Secret, SecretRef};
 use super::{BuildContext, UserProfile};
 use crate::settings::{SettingsProblem, check_fetch_url};
@@ -57,6 +60,12 @@ pub struct GraphSettings {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub cache: CacheSettings,
+    /// Retries of idempotent GETs (attempts, backoff); defaults suit most systems.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// When to stop calling this system for a while after repeated failures.
+    #[serde(default)]
+    pub circuit: CircuitSettings,
 }
 
 /// `certificate = { file = "/mnt/secrets/pimgate.pem" }`: one PEM file with the unencrypted private
@@ -235,7 +244,13 @@ impl Graph {
         }
         let timeout = Duration::from_millis(timeout_ms);
         Ok(Graph {
-            upstream: Upstream::new(CONNECTOR, context.http.clone(), timeout),
+            upstream: Upstream::with_settings(
+                CONNECTOR,
+                context.http.clone(),
+                timeout,
+                settings.retry,
+                settings.circuit,
+            ),
             token_url: format!("{authority}/{tenant_id}/oauth2/v2.0/token"),
             scope: format!("{graph_url}/.default"),
             tenant_id,

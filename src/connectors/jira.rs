@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::BuildContext;
 use super::cache::{CacheSettings, TtlCache};
-use super::http::{Fetched, Upstream, UpstreamCall, UpstreamError};
+use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef};
 use super::ticket::{ItsmTicket, TicketPerson, cache_hit, non_empty};
 use crate::settings::SettingsProblem;
@@ -38,6 +38,12 @@ pub struct JiraSettings {
     pub personal_access_token: Option<SecretRef>,
     pub timeout_ms: u64,
     pub cache: CacheSettings,
+    /// Retries of idempotent GETs (attempts, backoff); defaults suit most systems.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// When to stop calling this system for a while after repeated failures.
+    #[serde(default)]
+    pub circuit: CircuitSettings,
 }
 
 impl Default for JiraSettings {
@@ -50,6 +56,8 @@ impl Default for JiraSettings {
             personal_access_token: None,
             timeout_ms: 2000,
             cache: CacheSettings::default(),
+            retry: RetrySettings::default(),
+            circuit: CircuitSettings::default(),
         }
     }
 }
@@ -181,10 +189,12 @@ impl Jira {
             Some(credentials) if problems.is_empty() => Ok(Self {
                 base_url,
                 flavor: settings.flavor,
-                upstream: Upstream::new(
+                upstream: Upstream::with_settings(
                     NAME,
                     context.http.clone(),
                     Duration::from_millis(settings.timeout_ms),
+                    settings.retry,
+                    settings.circuit,
                 ),
                 credentials,
                 issues: TtlCache::new(settings.cache),

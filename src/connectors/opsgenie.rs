@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::BuildContext;
 use super::cache::{CacheSettings, TtlCache};
-use super::http::{Fetched, Upstream, UpstreamCall, UpstreamError};
+use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::pagerduty::cached_call;
 use super::secrets::{Secret, SecretRef};
 use crate::settings::SettingsProblem;
@@ -33,6 +33,12 @@ pub struct OpsgenieSettings {
     pub timeout_ms: u64,
     /// On-call answers: short, because overrides take effect immediately.
     pub cache: CacheSettings,
+    /// Retries of idempotent GETs (attempts, backoff); defaults suit most systems.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// When to stop calling this system for a while after repeated failures.
+    #[serde(default)]
+    pub circuit: CircuitSettings,
 }
 
 impl Default for OpsgenieSettings {
@@ -46,6 +52,8 @@ impl Default for OpsgenieSettings {
                 negative_ttl_seconds: 10,
                 capacity: 10_000,
             },
+            retry: RetrySettings::default(),
+            circuit: CircuitSettings::default(),
         }
     }
 }
@@ -121,10 +129,12 @@ impl Opsgenie {
         };
         match key {
             Some(key) if problems.is_empty() => Ok(Self {
-                upstream: Upstream::new(
+                upstream: Upstream::with_settings(
                     CONNECTOR,
                     context.http.clone(),
                     Duration::from_millis(settings.timeout_ms),
+                    settings.retry,
+                    settings.circuit,
                 ),
                 base_url,
                 key,

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::BuildContext;
 use super::cache::{CacheSettings, TtlCache};
-use super::http::{Fetched, Upstream, UpstreamCall, UpstreamError};
+use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef};
 use crate::settings::SettingsProblem;
 
@@ -37,6 +37,12 @@ pub struct PagerDutySettings {
     pub max_pages: u32,
     /// On-call answers: short, because overrides take effect immediately.
     pub cache: CacheSettings,
+    /// Retries of idempotent GETs (attempts, backoff); defaults suit most systems.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// When to stop calling this system for a while after repeated failures.
+    #[serde(default)]
+    pub circuit: CircuitSettings,
     /// Address → PagerDuty user id: people rarely change address, so this may live long.
     pub users_cache: CacheSettings,
 }
@@ -58,6 +64,8 @@ impl Default for PagerDutySettings {
                 negative_ttl_seconds: 60,
                 capacity: 10_000,
             },
+            retry: RetrySettings::default(),
+            circuit: CircuitSettings::default(),
         }
     }
 }
@@ -188,10 +196,12 @@ impl PagerDuty {
         };
         match token {
             Some(token) if problems.is_empty() => Ok(Self {
-                upstream: Upstream::new(
+                upstream: Upstream::with_settings(
                     CONNECTOR,
                     context.http.clone(),
                     Duration::from_millis(settings.timeout_ms),
+                    settings.retry,
+                    settings.circuit,
                 ),
                 base_url,
                 token,

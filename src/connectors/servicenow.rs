@@ -13,7 +13,10 @@ use tokio::time::Instant;
 
 use super::BuildContext;
 use super::cache::{CacheSettings, TtlCache};
-use super::http::{Fetched, MAX_RESPONSE_BYTES, Upstream, UpstreamCall, UpstreamError};
+use super::http::{
+    CircuitSettings, Fetched, MAX_RESPONSE_BYTES, RetrySettings, Upstream, UpstreamCall,
+    UpstreamError,
+};
 use super::secrets::{Secret, SecretRef};
 use super::ticket::{
     ItsmTicket, TicketPerson, TicketWindow, cache_hit, non_empty, parse_servicenow_time,
@@ -46,6 +49,12 @@ pub struct ServiceNowSettings {
     pub client_secret: Option<SecretRef>,
     pub timeout_ms: u64,
     pub cache: CacheSettings,
+    /// Retries of idempotent GETs (attempts, backoff); defaults suit most systems.
+    #[serde(default)]
+    pub retry: RetrySettings,
+    /// When to stop calling this system for a while after repeated failures.
+    #[serde(default)]
+    pub circuit: CircuitSettings,
 }
 
 impl Default for ServiceNowSettings {
@@ -59,6 +68,8 @@ impl Default for ServiceNowSettings {
             client_secret: None,
             timeout_ms: 2000,
             cache: CacheSettings::default(),
+            retry: RetrySettings::default(),
+            circuit: CircuitSettings::default(),
         }
     }
 }
@@ -197,10 +208,12 @@ impl ServiceNow {
         match credentials {
             Some(credentials) if problems.is_empty() => Ok(Self {
                 base_url,
-                upstream: Upstream::new(
+                upstream: Upstream::with_settings(
                     NAME,
                     context.http.clone(),
                     Duration::from_millis(settings.timeout_ms),
+                    settings.retry,
+                    settings.circuit,
                 ),
                 timeout: Duration::from_millis(settings.timeout_ms),
                 credentials,
