@@ -187,8 +187,8 @@ impl Jira {
                     Duration::from_millis(settings.timeout_ms),
                 ),
                 credentials,
-                issues: TtlCache::new(settings.cache),
-                users: TtlCache::new(settings.cache),
+                issues: TtlCache::with_name("jira_issues", settings.cache),
+                users: TtlCache::with_name("jira_users", settings.cache),
             }),
             _ => Err(problems),
         }

@@ -143,6 +143,26 @@ pub fn load_with(
     compile::load(path, connectors)
 }
 
+/// Publishes which rules are live: `pimgate_rules_info{revision}` = 1 and `pimgate_rules_policies`.
+/// Call it whenever a rule set starts serving (start-up, a reload); the previously published
+/// revision drops to 0, so a dashboard shows exactly one live revision per replica. No-op without a
+/// metrics recorder (CLI).
+pub fn record_metrics(rules: &RuleSet) {
+    static PUBLISHED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    // A poisoned lock only means a panic between two assignments of a `String`; the value is whole.
+    let mut published = PUBLISHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(previous) = published.take()
+        && previous != rules.revision
+    {
+        metrics::gauge!("pimgate_rules_info", "revision" => previous).set(0.0);
+    }
+    metrics::gauge!("pimgate_rules_info", "revision" => rules.revision.clone()).set(1.0);
+    metrics::gauge!("pimgate_rules_policies").set(rules.policies.len() as f64);
+    *published = Some(rules.revision.clone());
+}
+
 impl RuleSet {
     /// The first policy (file-name, then document order) whose `match` holds and whose `when` is true.
     /// A `when` that cannot be evaluated stops the search: falling through to a more permissive policy
