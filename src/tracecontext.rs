@@ -61,8 +61,7 @@ impl TraceContext {
     /// A new trace, for a request that came without a (valid) `traceparent`. Not sampled: pimgate
     /// records nothing for a tracing backend, and a set flag would claim it did.
     pub fn new_root() -> Self {
-        let trace_id =
-            (u128::from(random_nonzero_u64()) << 64) | u128::from(random_nonzero_u64());
+        let trace_id = (u128::from(random_nonzero_u64()) << 64) | u128::from(random_nonzero_u64());
         Self {
             trace_id: trace_id.to_be_bytes(),
             span_id: random_nonzero_u64().to_be_bytes(),
@@ -148,21 +147,66 @@ mod tests {
     #[test]
     fn invalid_headers_are_refused() {
         let cases = [
-            ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version 01"),
-            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "version ff"),
-            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", "zero trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "zero parent id"),
-            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "upper-case trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", "upper-case parent id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A", "upper-case flags"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", "trace id too short"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b-01", "ids of wrong lengths"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", "one-digit flags"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", "trailing dash"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", "no flags"),
-            ("00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", "wrong separator"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01", "not hex"),
-            ("00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "sign character"),
+            (
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version 01",
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "version ff",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                "zero trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                "zero parent id",
+            ),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                "upper-case trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+                "upper-case parent id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
+                "upper-case flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+                "trace id too short",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b-01",
+                "ids of wrong lengths",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+                "one-digit flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                "trailing dash",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+                "no flags",
+            ),
+            (
+                "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+                "wrong separator",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01",
+                "not hex",
+            ),
+            (
+                "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                "sign character",
+            ),
             ("", "empty"),
         ];
         for (header, why) in cases {

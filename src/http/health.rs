@@ -156,5 +156,8 @@ pub fn describe_metrics() {
         "Policies in the rules being served"
     );
     // {version}
-    describe_gauge!("pimgate_build_info", "1, labelled with the running pimgate version");
+    describe_gauge!(
+        "pimgate_build_info",
+        "1, labelled with the running pimgate version"
+    );
 }
