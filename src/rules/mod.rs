@@ -207,4 +207,33 @@ mod tests {
         fn shared<T: Send + Sync>() {}
         shared::<super::RuleSet>();
     }
+
+    #[test]
+    fn the_live_rules_revision_is_published_and_the_replaced_one_drops_to_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yaml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            super::load(&path).unwrap()
+        };
+        let first =
+            load("policies:\n  - name: all\n    match: {}\n    decide: Approved\n    reason: ok\n");
+        let second = load(concat!(
+            "policies:\n  - name: groups\n    match: { resource_types: [entraGroups] }\n",
+            "    decide: Approved\n    reason: ok\n",
+            "  - name: rest\n    match: {}\n    decide: Denied\n    reason: no\n"
+        ));
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            super::record_metrics(&first);
+            super::record_metrics(&second);
+        });
+        let text = handle.render();
+        let live = format!("pimgate_rules_info{{revision=\"{}\"}} 1", second.revision);
+        let replaced = format!("pimgate_rules_info{{revision=\"{}\"}} 0", first.revision);
+        assert!(text.contains(&live), "{text}");
+        assert!(text.contains(&replaced), "{text}");
+        assert!(text.contains("pimgate_rules_policies 2"), "{text}");
+    }
 }
