@@ -65,13 +65,17 @@ fn request(id: &str) -> Value {
     body
 }
 
-async fn evaluate_with_traceparent(app: &TestApp, id: &str, traceparent: &str) -> Value {
-    let response = app
+/// POSTs a decision request carrying one `traceparent` header per entry of `traceparents`.
+async fn evaluate_with_traceparents(app: &TestApp, id: &str, traceparents: &[&str]) -> Value {
+    let mut builder = app
         .client
         .post(format!("{}/v1/evaluate", app.address))
         .bearer_auth(app.token())
-        .header("content-type", "application/json")
-        .header("traceparent", traceparent)
+        .header("content-type", "application/json");
+    for traceparent in traceparents {
+        builder = builder.header("traceparent", *traceparent);
+    }
+    let response = builder
         .body(request(id).to_string())
         .send()
         .await
@@ -249,7 +253,7 @@ async fn a_valid_traceparent_reaches_the_upstream_with_the_same_trace_and_a_new_
     let secrets = tempfile::tempdir().unwrap();
     let app = app_with(&upstream, &secrets, false).await;
     let incoming = format!("00-{INCOMING_TRACE_ID}-{INCOMING_PARENT_ID}-01");
-    evaluate_with_traceparent(&app, "7b000000-0000-4000-8000-000000000011", &incoming).await;
+    evaluate_with_traceparents(&app, "7b000000-0000-4000-8000-000000000011", &[&incoming]).await;
 
     let sent = traceparents_received(&upstream).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -271,15 +275,18 @@ async fn an_invalid_traceparent_is_ignored_and_a_fresh_trace_goes_upstream() {
         "00-{}-{INCOMING_PARENT_ID}-01",
         INCOMING_TRACE_ID.to_uppercase()
     );
-    let invalid = [
-        upper_case.as_str(),
-        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+    let valid = format!("00-{INCOMING_TRACE_ID}-{INCOMING_PARENT_ID}-01");
+    let invalid: [&[&str]; 5] = [
+        &[upper_case.as_str()],
+        &["00-00000000000000000000000000000000-00f067aa0ba902b7-01"],
+        &["01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+        &["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"],
+        // Two parents: no way to tell which one is right.
+        &[valid.as_str(), valid.as_str()],
     ];
-    for (index, header) in invalid.iter().enumerate() {
+    for (index, headers) in invalid.iter().enumerate() {
         let id = format!("7b000000-0000-4000-8000-00000000002{index}");
-        evaluate_with_traceparent(&app, &id, header).await;
+        evaluate_with_traceparents(&app, &id, headers).await;
     }
 
     let sent = traceparents_received(&upstream).await;
