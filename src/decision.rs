@@ -255,6 +255,7 @@ async fn apply_policy(
 }
 
 /// The one place a check's time is bounded: a check that overruns is reported as not evaluated.
+/// Also the one place check metrics are recorded, so every caller of `evaluate` counts the same way.
 async fn run_check(
     stage: CheckStage,
     check: &NamedCheck,
@@ -266,11 +267,21 @@ async fn run_check(
         Ok(outcome) => outcome,
         Err(_) => CheckOutcome::error(format!("no answer within {} ms", budget.as_millis())),
     };
+    let elapsed = started.elapsed();
+    let status = match outcome.status {
+        CheckStatus::Pass => "pass",
+        CheckStatus::Fail => "fail",
+        CheckStatus::Error => "error",
+    };
+    metrics::histogram!("pimgate_check_duration_seconds", "kind" => check.kind)
+        .record(elapsed.as_secs_f64());
+    metrics::counter!("pimgate_check_results_total", "kind" => check.kind, "status" => status)
+        .increment(1);
     CheckReport {
         kind: check.kind.to_string(),
         stage,
         outcome,
-        duration_ms: elapsed_ms(started),
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
     }
 }
 

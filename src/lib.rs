@@ -11,6 +11,7 @@
 //! - `http`: routes, error → response mapping, health and metrics.
 //! - `cli`: the `pimgate` command line.
 //! - `startup`: wires the pieces into a running server.
+//! - `tracecontext`: W3C `traceparent` in from the caller, on to the upstream systems.
 
 pub mod audit;
 pub mod auth;
@@ -24,3 +25,4 @@ pub mod rules;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod tracecontext;

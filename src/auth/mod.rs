@@ -159,7 +159,13 @@ impl Authenticator {
     /// working; on failure the old set stays. Returns the number of usable keys.
     pub async fn refresh_keys(&self) -> Result<usize, AuthError> {
         let mut state = self.refresh.lock().await;
-        self.refresh_locked(&mut state).await
+        // Until the first success every attempt is still getting the service ready.
+        let trigger = if self.entra_keys_fetched.load(Ordering::Acquire) {
+            "periodic"
+        } else {
+            "startup"
+        };
+        self.refresh_locked(&mut state, trigger).await
     }
 
     /// First fetch with backoff until it succeeds, then every `jwks_refresh_seconds` (backing off
@@ -263,7 +269,7 @@ impl Authenticator {
                 .is_none_or(|last| last.elapsed() >= self.min_refresh_interval);
             if !someone_refreshed
                 && allowed
-                && let Err(error) = self.refresh_locked(&mut state).await
+                && let Err(error) = self.refresh_locked(&mut state, "unknown_kid").await
             {
                 tracing::warn!(
                     reason = error.reason_code(),
@@ -282,10 +288,19 @@ impl Authenticator {
         }
     }
 
-    async fn refresh_locked(&self, state: &mut RefreshState) -> Result<usize, AuthError> {
+    /// `trigger` (`startup`, `periodic`, `unknown_kid`) labels the refresh metric: a burst of
+    /// `unknown_kid` refreshes means callers present keys Entra does not (yet) publish.
+    async fn refresh_locked(
+        &self,
+        state: &mut RefreshState,
+        trigger: &'static str,
+    ) -> Result<usize, AuthError> {
         state.last_attempt = Some(Instant::now());
         let result = self.fetch_key_set().await;
         self.fetches_finished.fetch_add(1, Ordering::AcqRel);
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("pimgate_jwks_refreshes_total", "result" => outcome, "trigger" => trigger)
+            .increment(1);
         let (key_set, skipped) = result?;
         let count = key_set.len();
         *self

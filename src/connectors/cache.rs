@@ -48,6 +48,8 @@ impl Default for CacheSettings {
 #[derive(Clone)]
 pub struct TtlCache<V: Clone + Send + Sync + 'static> {
     inner: moka::future::Cache<String, Entry<V>>,
+    /// The `cache` label of `pimgate_cache_requests_total`, e.g. `servicenow_tickets`.
+    name: &'static str,
     ttl: Duration,
     negative_ttl: Duration,
 }
@@ -55,19 +57,27 @@ pub struct TtlCache<V: Clone + Send + Sync + 'static> {
 impl<V: Clone + Send + Sync + 'static> std::fmt::Debug for TtlCache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TtlCache")
+            .field("name", &self.name)
             .field("entries", &self.inner.entry_count())
             .finish()
     }
 }
 
 impl<V: Clone + Send + Sync + 'static> TtlCache<V> {
+    /// A cache reported under the generic name `connector`; prefer [`TtlCache::with_name`].
     pub fn new(settings: CacheSettings) -> Self {
+        Self::with_name("connector", settings)
+    }
+
+    /// A cache whose hits and misses are counted under `name`, so a hit rate can be read per cache.
+    pub fn with_name(name: &'static str, settings: CacheSettings) -> Self {
         let inner = moka::future::Cache::builder()
             .max_capacity(settings.capacity)
             .expire_after(PerEntryTtl)
             .build();
         Self {
             inner,
+            name,
             ttl: Duration::from_secs(settings.ttl_seconds),
             negative_ttl: Duration::from_secs(settings.negative_ttl_seconds),
         }
@@ -83,7 +93,11 @@ impl<V: Clone + Send + Sync + 'static> TtlCache<V> {
     where
         Fut: Future<Output = Result<Fetched<V>, UpstreamError>>,
     {
-        if let Some(entry) = self.inner.get(key).await {
+        let cached = self.inner.get(key).await;
+        let result = if cached.is_some() { "hit" } else { "miss" };
+        metrics::counter!("pimgate_cache_requests_total", "cache" => self.name, "result" => result)
+            .increment(1);
+        if let Some(entry) = cached {
             let answer = match entry.value {
                 Some(value) => Fetched::Found(value),
                 None => Fetched::NotFound,

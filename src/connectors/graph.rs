@@ -259,7 +259,7 @@ impl Graph {
             graph_url,
             timeout,
             token: Mutex::new(TokenSlot::default()),
-            users: TtlCache::new(settings.cache),
+            users: TtlCache::with_name("graph_users", settings.cache),
         })
     }
 

@@ -28,6 +28,9 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// short by the deadline before a real upstream could answer.
 const MIN_RETRY_BUDGET: Duration = Duration::from_millis(50);
 
+const TRACEPARENT: reqwest::header::HeaderName =
+    reqwest::header::HeaderName::from_static("traceparent");
+
 /// What one connector operation did, for the audit record and `pimgate evaluate`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UpstreamCall {
@@ -188,8 +191,8 @@ impl Upstream {
     }
 
     /// Sends a GET (built by the caller, with auth headers) and decodes JSON. Only idempotent GETs
-    /// come through here, which is what makes retrying them safe. Headers the caller set (auth,
-    /// `traceparent`) are sent unchanged on every attempt.
+    /// come through here, which is what makes retrying them safe. Headers the caller set (auth) are
+    /// sent unchanged on every attempt, with a `traceparent` continuing the request's trace.
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
@@ -230,13 +233,14 @@ impl Upstream {
     ) -> (Result<Fetched<T>, UpstreamError>, u32) {
         let name = self.name;
         let (client, request) = request.build_split();
-        let request = match request {
+        let mut request = match request {
             Ok(request) => request,
             Err(error) => {
                 tracing::warn!(connector = name, operation, %error, "upstream request could not be built");
                 return (Err(UpstreamError::Unreachable { connector: name }), 0);
             }
         };
+        continue_trace(&mut request);
         let max_attempts = self.retry.max_attempts.max(1);
         let mut spare = Some(request);
         let mut attempts = 0;
@@ -429,6 +433,17 @@ impl Upstream {
                 Verdict::Failed,
             ),
         }
+    }
+}
+
+/// Sets `traceparent` to a new span of the request's trace (if one is being served), so the
+/// upstream's logs can be joined to pimgate's; one span per call, its retries included.
+fn continue_trace(request: &mut reqwest::Request) {
+    let Some(trace) = crate::tracecontext::current() else {
+        return;
+    };
+    if let Ok(value) = reqwest::header::HeaderValue::from_str(&trace.child().to_header()) {
+        request.headers_mut().insert(TRACEPARENT, value);
     }
 }
 

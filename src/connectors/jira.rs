@@ -197,8 +197,8 @@ impl Jira {
                     settings.circuit,
                 ),
                 credentials,
-                issues: TtlCache::new(settings.cache),
-                users: TtlCache::new(settings.cache),
+                issues: TtlCache::with_name("jira_issues", settings.cache),
+                users: TtlCache::with_name("jira_users", settings.cache),
             }),
             _ => Err(problems),
         }

@@ -138,7 +138,7 @@ impl Opsgenie {
                 ),
                 base_url,
                 key,
-                cache: TtlCache::new(settings.cache),
+                cache: TtlCache::with_name("opsgenie_oncalls", settings.cache),
             }),
             _ => Err(problems),
         }

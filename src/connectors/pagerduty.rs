@@ -206,8 +206,8 @@ impl PagerDuty {
                 base_url,
                 token,
                 max_pages: settings.max_pages,
-                oncalls: TtlCache::new(settings.cache),
-                users: TtlCache::new(settings.users_cache),
+                oncalls: TtlCache::with_name("pagerduty_oncalls", settings.cache),
+                users: TtlCache::with_name("pagerduty_users", settings.users_cache),
             }),
             _ => Err(problems),
         }

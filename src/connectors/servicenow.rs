@@ -217,7 +217,7 @@ impl ServiceNow {
                 ),
                 timeout: Duration::from_millis(settings.timeout_ms),
                 credentials,
-                tickets: TtlCache::new(settings.cache),
+                tickets: TtlCache::with_name("servicenow_tickets", settings.cache),
                 token: Mutex::new(None),
             }),
             _ => Err(problems),

@@ -53,7 +53,111 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             let builder = PrometheusBuilder::new()
                 .set_buckets(&LATENCY_BUCKETS)
                 .ok()?;
-            builder.install_recorder().ok()
+            let handle = builder.install_recorder().ok()?;
+            describe_metrics();
+            metrics::gauge!("pimgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            Some(handle)
         })
         .as_ref()
+}
+
+/// Every metric pimgate exports, with its unit and meaning, in one place: the `# HELP` lines of
+/// `/metrics` and the list an operator builds dashboards from. Labels are in the comments.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+    // {route, status}
+    describe_counter!(
+        "pimgate_http_requests_total",
+        Unit::Count,
+        "HTTP requests answered, by route pattern and status code"
+    );
+    describe_histogram!(
+        "pimgate_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route pattern and status code"
+    );
+    // {outcome, policy, replay}
+    describe_counter!(
+        "pimgate_decisions_total",
+        Unit::Count,
+        "Decisions answered, by outcome, deciding policy and whether it was a replay"
+    );
+    describe_histogram!(
+        "pimgate_decision_duration_seconds",
+        Unit::Seconds,
+        "Time to evaluate one decision (rule selection and checks)"
+    );
+    // {kind}
+    describe_histogram!(
+        "pimgate_check_duration_seconds",
+        Unit::Seconds,
+        "Time one check took, by check kind"
+    );
+    // {kind, status = pass|fail|error}
+    describe_counter!(
+        "pimgate_check_results_total",
+        Unit::Count,
+        "Check results by check kind and status; error means the check could not be evaluated"
+    );
+    // {reason}
+    describe_counter!(
+        "pimgate_token_rejections_total",
+        Unit::Count,
+        "Bearer tokens refused, by reason"
+    );
+    // {result = ok|error, trigger = startup|periodic|unknown_kid}
+    describe_counter!(
+        "pimgate_jwks_refreshes_total",
+        Unit::Count,
+        "Signing key (discovery and JWKS) refreshes, by result and what triggered them"
+    );
+    // {cache, result = hit|miss}
+    describe_counter!(
+        "pimgate_cache_requests_total",
+        Unit::Count,
+        "Connector cache lookups, by cache and whether the answer was cached"
+    );
+    // {connector, outcome}
+    describe_counter!(
+        "pimgate_upstream_requests_total",
+        Unit::Count,
+        "Upstream calls (retries included in one call), by connector and outcome"
+    );
+    // {connector}
+    describe_histogram!(
+        "pimgate_upstream_request_duration_seconds",
+        Unit::Seconds,
+        "Time one upstream call took, retries included, by connector"
+    );
+    describe_counter!(
+        "pimgate_upstream_retries_total",
+        Unit::Count,
+        "Upstream attempts retried, by connector"
+    );
+    describe_counter!(
+        "pimgate_upstream_circuit_open_total",
+        Unit::Count,
+        "Times a connector's circuit breaker opened, by connector"
+    );
+    describe_counter!(
+        "pimgate_audit_write_failures_total",
+        Unit::Count,
+        "Audit records that could not be written"
+    );
+    // {revision}
+    describe_gauge!(
+        "pimgate_rules_info",
+        "1 for the rules revision being served (sha256 of the rule files), 0 for one replaced"
+    );
+    describe_gauge!(
+        "pimgate_rules_policies",
+        Unit::Count,
+        "Policies in the rules being served"
+    );
+    // {version}
+    describe_gauge!(
+        "pimgate_build_info",
+        "1, labelled with the running pimgate version"
+    );
 }

@@ -1,5 +1,7 @@
 //! A request id on every log line: taken from the caller when it is sane, generated otherwise,
-//! echoed in `x-request-id`, and carried by the span all handler logs are written in.
+//! echoed in `x-request-id`, and carried by the span all handler logs are written in. The same
+//! middleware joins the caller's W3C trace (`traceparent`) or starts one, so the span also carries
+//! `trace_id` and upstream calls made while serving the request continue that trace.
 
 use std::time::Instant;
 
@@ -9,6 +11,8 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
 use tracing::Instrument;
+
+use crate::tracecontext::{self, TraceContext};
 
 /// Headers a caller may use to correlate; Microsoft services send `client-request-id`.
 const INCOMING: [&str; 3] = [
@@ -38,6 +42,17 @@ fn sane(value: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b':'))
 }
 
+/// The caller's trace, when it sent exactly one valid `traceparent`; anything else is ignored and a
+/// new trace starts (the spec's rule: a broken parent must not poison the trace).
+fn incoming_trace(request: &ServiceRequest) -> Option<TraceContext> {
+    let mut values = request.headers().get_all("traceparent");
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    TraceContext::parse(value.to_str().ok()?)
+}
+
 pub async fn middleware(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -55,8 +70,18 @@ pub async fn middleware(
         .match_pattern()
         .unwrap_or_else(|| "(unmatched)".into());
     let method = request.method().to_string();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
-    let mut response = next.call(request).instrument(span).await?;
+    let trace = incoming_trace(&request)
+        .map(|parent| parent.child())
+        .unwrap_or_else(TraceContext::new_root);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
+        method = %method,
+        route = %route
+    );
+    let mut response = tracecontext::scope(trace, next.call(request).instrument(span)).await?;
     let status = response.status().as_u16().to_string();
     metrics::counter!("pimgate_http_requests_total", "route" => route.clone(), "status" => status.clone())
         .increment(1);

@@ -143,6 +143,26 @@ pub fn load_with(
     compile::load(path, connectors)
 }
 
+/// Publishes which rules are live: `pimgate_rules_info{revision}` = 1 and `pimgate_rules_policies`.
+/// Call it whenever a rule set starts serving (start-up, a reload); the previously published
+/// revision drops to 0, so a dashboard shows exactly one live revision per replica. No-op without a
+/// metrics recorder (CLI).
+pub fn record_metrics(rules: &RuleSet) {
+    static PUBLISHED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    // A poisoned lock only means a panic between two assignments of a `String`; the value is whole.
+    let mut published = PUBLISHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(previous) = published.take()
+        && previous != rules.revision
+    {
+        metrics::gauge!("pimgate_rules_info", "revision" => previous).set(0.0);
+    }
+    metrics::gauge!("pimgate_rules_info", "revision" => rules.revision.clone()).set(1.0);
+    metrics::gauge!("pimgate_rules_policies").set(rules.policies.len() as f64);
+    *published = Some(rules.revision.clone());
+}
+
 impl RuleSet {
     /// The first policy (file-name, then document order) whose `match` holds and whose `when` is true.
     /// A `when` that cannot be evaluated stops the search: falling through to a more permissive policy
@@ -186,5 +206,34 @@ mod tests {
     fn a_rule_set_can_be_shared_across_threads() {
         fn shared<T: Send + Sync>() {}
         shared::<super::RuleSet>();
+    }
+
+    #[test]
+    fn the_live_rules_revision_is_published_and_the_replaced_one_drops_to_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yaml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            super::load(&path).unwrap()
+        };
+        let first =
+            load("policies:\n  - name: all\n    match: {}\n    decide: Approved\n    reason: ok\n");
+        let second = load(concat!(
+            "policies:\n  - name: groups\n    match: { resource_types: [entraGroups] }\n",
+            "    decide: Approved\n    reason: ok\n",
+            "  - name: rest\n    match: {}\n    decide: Denied\n    reason: no\n"
+        ));
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            super::record_metrics(&first);
+            super::record_metrics(&second);
+        });
+        let text = handle.render();
+        let live = format!("pimgate_rules_info{{revision=\"{}\"}} 1", second.revision);
+        let replaced = format!("pimgate_rules_info{{revision=\"{}\"}} 0", first.revision);
+        assert!(text.contains(&live), "{text}");
+        assert!(text.contains(&replaced), "{text}");
+        assert!(text.contains("pimgate_rules_policies 2"), "{text}");
     }
 }

@@ -9,5 +9,6 @@ mod common_auth;
 mod connectors;
 mod evaluate;
 mod helpers;
+mod observability;
 mod service;
 mod tokens;
