@@ -245,14 +245,16 @@ async fn listen_for_signals(handle: ShutdownHandle) {
 #[cfg(unix)]
 async fn next_signal() -> Option<&'static str> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut terminate, mut interrupt) =
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-            (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
-            (Err(error), _) | (_, Err(error)) => {
-                tracing::error!(%error, "cannot listen for SIGTERM/SIGINT; shutdown will not be graceful");
-                return None;
-            }
-        };
+    let (mut terminate, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "cannot listen for SIGTERM/SIGINT; shutdown will not be graceful");
+            return None;
+        }
+    };
     tokio::select! {
         Some(()) = terminate.recv() => Some("SIGTERM"),
         Some(()) = interrupt.recv() => Some("SIGINT"),
