@@ -9,5 +9,6 @@ mod common_auth;
 mod connectors;
 mod evaluate;
 mod helpers;
+mod lifecycle;
 mod service;
 mod tokens;
