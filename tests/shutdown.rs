@@ -207,18 +207,22 @@ impl Served {
         None
     }
 
-    /// Every line the process wrote to stdout (call after it exited).
+    /// Every line the process wrote to stdout (call after it exited: reads until end of file).
     fn stdout_lines(&self) -> Vec<String> {
-        self.stdout
-            .recv_timeout(Duration::from_secs(2))
-            .into_iter()
-            .chain(self.stdout.try_iter())
-            .collect()
+        drain(&self.stdout)
     }
 
     fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.try_iter().collect()
+        drain(&self.stderr)
     }
+}
+
+fn drain(lines: &mpsc::Receiver<String>) -> Vec<String> {
+    let mut all = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        all.push(line);
+    }
+    all
 }
 
 async fn wait_until_ready(client: &reqwest::Client, base: &str) {
