@@ -168,6 +168,24 @@ impl AuditLog {
         self.write(&record);
     }
 
+    /// Called once the server has stopped, before the process exits: pushes whatever the sink still
+    /// holds to its destination (stdout's line buffer, the file's page cache to disk) so the last
+    /// records of a shutdown are never lost.
+    pub fn flush(&self) -> std::io::Result<()> {
+        match self.settings.sink {
+            AuditSink::Off => Ok(()),
+            AuditSink::Stdout => std::io::stdout().lock().flush(),
+            AuditSink::Stderr => std::io::stderr().lock().flush(),
+            AuditSink::File => match &self.file {
+                Some(file) => match file.lock() {
+                    Ok(file) => file.sync_data(),
+                    Err(poisoned) => poisoned.into_inner().sync_data(),
+                },
+                None => Ok(()),
+            },
+        }
+    }
+
     fn write(&self, record: &AuditRecord<'_>) {
         let mut line = match serde_json::to_vec(record) {
             Ok(line) => line,
@@ -293,5 +311,7 @@ mod tests {
         assert_eq!(lines[1]["replay"], true);
         assert_eq!(lines[0]["roleName"], "Global Administrator");
         assert_eq!(lines[0]["requestedDuration"], "PT1H");
+        audit.flush().expect("a file sink flushes");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
     }
 }

@@ -204,6 +204,8 @@ fn build_connectors(
     })
 }
 
+/// Exit 0 after a shutdown by signal (graceful, or forced by a second signal): the orchestrator asked
+/// for it, so it is not a failure. 1 if the service cannot start or the server fails, 2 on bad settings.
 async fn serve(config: Option<&Path>) -> ExitCode {
     let settings = match load_settings(config) {
         Ok(settings) => settings,

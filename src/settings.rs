@@ -38,6 +38,24 @@ pub struct ServerSettings {
     pub idempotency_capacity: u64,
     /// 0 means one worker per core.
     pub workers: usize,
+    /// After SIGTERM/SIGINT, requests in flight get this long to finish before their connections are
+    /// closed. Keep it above `deadline_ms` so every accepted evaluation can still be answered, and
+    /// below the orchestrator's kill timeout (Kubernetes: `terminationGracePeriodSeconds`, default 30).
+    pub shutdown_grace_seconds: u64,
+    /// Between the signal and closing the listener, `/readyz` already answers 503 while requests are
+    /// still accepted, so load balancers stop sending traffic before connections are refused.
+    pub shutdown_delay_ms: u64,
+    /// HTTPS on the listener; absent means plain HTTP (TLS terminated by an ingress or sidecar).
+    pub tls: Option<TlsSettings>,
+}
+
+/// PEM files for HTTPS. Read once at start-up; a renewed certificate needs a restart.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TlsSettings {
+    /// The server certificate, followed by its intermediates.
+    pub cert_file: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +67,9 @@ impl Default for ServerSettings {
             idempotency_ttl_seconds: 900,
             idempotency_capacity: 10_000,
             workers: 0,
+            shutdown_grace_seconds: 20,
+            shutdown_delay_ms: 0,
+            tls: None,
         }
     }
 }
@@ -349,6 +370,34 @@ impl Settings {
                 "must be at least 1".into(),
                 "use e.g. 100000",
             );
+        }
+        if self.server.shutdown_grace_seconds > 600 {
+            problem(
+                "server.shutdown_grace_seconds",
+                format!("{} is outside 0..=600", self.server.shutdown_grace_seconds),
+                "use a little more than deadline_ms, e.g. 20, and less than the orchestrator's kill timeout",
+            );
+        }
+        if self.server.shutdown_delay_ms > 60_000 {
+            problem(
+                "server.shutdown_delay_ms",
+                format!("{} is outside 0..=60000", self.server.shutdown_delay_ms),
+                "use about two readiness-probe periods, e.g. 2000",
+            );
+        }
+        if let Some(tls) = &self.server.tls {
+            for (key, path) in [
+                ("server.tls.cert_file", &tls.cert_file),
+                ("server.tls.key_file", &tls.key_file),
+            ] {
+                if !path.is_file() {
+                    problem(
+                        key,
+                        format!("`{}` does not exist or is not a file", path.display()),
+                        "point it at a PEM file readable by the service, or remove [server.tls] to serve plain HTTP",
+                    );
+                }
+            }
         }
         if !is_guid(&self.auth.tenant_id) {
             problem(

@@ -1,9 +1,18 @@
-//! Wires settings, rules, token verification, audit and routes into a running server.
+//! Wires settings, rules, token verification, audit and routes into a running server, and owns its
+//! lifecycle: optional TLS on the listener and the graceful shutdown.
+//!
+//! Shutdown is ours, not actix's (`disable_signals`): actix would close the listener the instant
+//! SIGTERM arrives, before any load balancer has noticed. On the first SIGTERM/SIGINT (or
+//! [`ShutdownHandle::shutdown`]) `/readyz` turns 503, the listener stays open for
+//! `server.shutdown_delay_ms` so traffic drains away, then it closes and requests in flight get
+//! `server.shutdown_grace_seconds` to finish; the audit sink is flushed last. A second signal stops at
+//! once.
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 
@@ -12,13 +21,56 @@ use crate::auth::Authenticator;
 use crate::connectors::{BuildContext, Connectors};
 use crate::http::state::AppState;
 use crate::rules::{self, RuleProblem, Severity};
-use crate::settings::Settings;
+use crate::settings::{Settings, TlsSettings};
 
 pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
     refresher: tokio::task::JoinHandle<()>,
+    shutdown: ShutdownHandle,
+}
+
+/// Stops a running [`Application`] the way a SIGTERM does. Cheap to clone; usable before
+/// `run_until_stopped` is polled (the stop then takes effect as soon as the server runs).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    state: web::Data<AppState>,
+    server: ServerHandle,
+    delay: Duration,
+    grace: Duration,
+    force: Arc<tokio::sync::Notify>,
+}
+
+impl ShutdownHandle {
+    /// Turns `/readyz` to 503, waits `server.shutdown_delay_ms`, closes the listener and waits for the
+    /// requests in flight (at most `server.shutdown_grace_seconds`). Returns once the server has
+    /// stopped; a call while a shutdown is already under way returns at once.
+    pub async fn shutdown(&self) {
+        if !self.state.begin_shutdown() {
+            return;
+        }
+        tracing::info!(
+            delay_ms = self.delay.as_millis() as u64,
+            grace_seconds = self.grace.as_secs(),
+            "shutting down: /readyz answers 503 from now on"
+        );
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        tracing::info!("no longer accepting connections; finishing the requests in flight");
+        self.server.stop(true).await;
+    }
+
+    /// Ends `run_until_stopped` now, abandoning requests still in flight (a second signal).
+    pub fn force(&self) {
+        self.state.begin_shutdown();
+        self.force.notify_one();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.state.is_shutting_down()
+    }
 }
 
 impl Application {
@@ -65,6 +117,7 @@ impl Application {
             path = %settings.rules.path.display(),
             "rules loaded"
         );
+        rules::record_metrics(&rules);
         if settings.auth.dev_mode {
             tracing::warn!(
                 "development mode is on: tokens from the built-in development issuer are trusted (loopback only)"
@@ -73,12 +126,15 @@ impl Application {
         let authenticator = Authenticator::new(&settings.auth, http)
             .map_err(|error| anyhow::anyhow!("auth settings are unusable: {error}"))?;
         let audit = AuditLog::new(&settings.audit)?;
+        let tls = settings.server.tls.as_ref().map(tls_config).transpose()?;
         let listen = settings.listen_address()?;
         let listener =
             TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let port = listener.local_addr()?.port();
         let workers = settings.server.workers;
         let max_body = settings.server.max_body_bytes;
+        let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
+        let delay = Duration::from_millis(settings.server.shutdown_delay_ms);
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState::new(
             Arc::clone(&settings),
@@ -97,18 +153,37 @@ impl Application {
                 .wrap(middleware::from_fn(crate::http::request_id::middleware))
                 .configure(crate::http::routes)
         })
-        .listen(listener)?;
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        server = match tls {
+            Some(config) => server.listen_rustls_0_23(listener, config)?,
+            None => server.listen(listener)?,
+        };
         if workers > 0 {
             server = server.workers(workers);
         }
         let server = server.run();
-        tracing::info!(%listen, port, "pimgate listening");
+        let shutdown = ShutdownHandle {
+            state: state.clone(),
+            server: server.handle(),
+            delay,
+            grace,
+            force: Arc::new(tokio::sync::Notify::new()),
+        };
+        tracing::info!(%listen, port, scheme, "pimgate listening");
         Ok(Application {
             port,
             server,
             state,
             refresher,
+            shutdown,
         })
+    }
+
+    /// A handle that stops this application as SIGTERM would (tests, embedding).
+    pub fn handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -119,11 +194,122 @@ impl Application {
         self.state.clone()
     }
 
+    /// Serves until a graceful shutdown (SIGTERM, SIGINT or [`ShutdownHandle::shutdown`]) has
+    /// finished, then flushes the audit sink. `Ok` after a shutdown, forced or not.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let result = self.server.await;
-        self.refresher.abort();
+        let Application {
+            server,
+            state,
+            refresher,
+            shutdown,
+            ..
+        } = self;
+        let signals = tokio::spawn(listen_for_signals(shutdown.clone()));
+        let result = tokio::select! {
+            result = server => result,
+            () = shutdown.force.notified() => {
+                tracing::warn!("stopping at once; requests still in flight are abandoned");
+                Ok(())
+            }
+        };
+        signals.abort();
+        refresher.abort();
+        if let Err(error) = state.audit.flush() {
+            tracing::error!(%error, "the audit sink could not be flushed");
+        }
+        tracing::info!("pimgate stopped");
         result
     }
+}
+
+/// First SIGTERM/SIGINT: graceful shutdown; second: stop at once (an operator pressing Ctrl-C twice).
+async fn listen_for_signals(handle: ShutdownHandle) {
+    let mut received = 0_u32;
+    loop {
+        let Some(name) = next_signal().await else {
+            return;
+        };
+        received += 1;
+        if received == 1 {
+            tracing::info!(signal = name, "shutdown signal received");
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.shutdown().await });
+        } else {
+            tracing::warn!(signal = name, "second shutdown signal received");
+            handle.force();
+            return;
+        }
+    }
+}
+
+/// The next shutdown signal's name; `None` if signals cannot be listened for (logged once).
+#[cfg(unix)]
+async fn next_signal() -> Option<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut terminate, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "cannot listen for SIGTERM/SIGINT; shutdown will not be graceful");
+            return None;
+        }
+    };
+    tokio::select! {
+        Some(()) = terminate.recv() => Some("SIGTERM"),
+        Some(()) = interrupt.recv() => Some("SIGINT"),
+        else => None,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal() -> Option<&'static str> {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => Some("Ctrl-C"),
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for Ctrl-C; shutdown will not be graceful");
+            None
+        }
+    }
+}
+
+/// Reads and checks the PEM files at start-up, so a wrong path or a key that does not match the
+/// certificate stops the service with the key to fix instead of failing every handshake.
+fn tls_config(tls: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let cert_path = tls.cert_file.display();
+    let key_path = tls.key_file.display();
+    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "`server.tls.cert_file`: `{cert_path}` cannot be read as PEM ({error}); fix: point it at the PEM certificate chain (`-----BEGIN CERTIFICATE-----`)"
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "`server.tls.cert_file`: `{cert_path}` holds no certificate; fix: point it at the PEM certificate chain (`-----BEGIN CERTIFICATE-----`), not the key"
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|error| {
+        anyhow::anyhow!(
+            "`server.tls.key_file`: `{key_path}` holds no usable private key ({error}); fix: point it at the unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1)"
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("the TLS provider supports no protocol version")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "`server.tls.key_file`: `{key_path}` does not fit the certificate in `{cert_path}` ({error}); fix: use the key the certificate was issued for"
+            )
+        })
 }
 
 pub fn format_problem(problem: &RuleProblem) -> String {

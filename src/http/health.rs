@@ -14,15 +14,25 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "alive" }))
 }
 
+/// 503 until the signing keys are in, and again from the moment a shutdown begins, so load balancers
+/// drain this replica while the requests it already accepted finish.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let rules = state.rules();
     let keys = state.authenticator.is_ready();
+    let stopping = state.is_shutting_down();
+    let status = if stopping {
+        "shutting down"
+    } else if keys {
+        "ready"
+    } else {
+        "not ready"
+    };
     let body = json!({
-        "status": if keys { "ready" } else { "not ready" },
+        "status": status,
         "rules": { "loaded": true, "revision": rules.revision, "policies": rules.policies.len() },
         "signingKeys": keys,
     });
-    if keys {
+    if keys && !stopping {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -1,6 +1,10 @@
 //! What every handler shares: settings, the token verifier, the current rules, the audit log and the
 //! replay cache. Nothing here is per-request state; every cache may be dropped at any time.
+//!
+//! It also carries the one bit of lifecycle state handlers need: whether a shutdown has begun, so
+//! `/readyz` can turn load balancers away while requests in flight still finish.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::audit::AuditLog;
@@ -16,6 +20,7 @@ pub struct AppState {
     pub audit: AuditLog,
     /// PIM retries: the same request gets the same stored decision (same evaluationId) for a while.
     pub replays: moka::future::Cache<String, Arc<Decision>>,
+    shutting_down: AtomicBool,
 }
 
 impl AppState {
@@ -37,7 +42,20 @@ impl AppState {
             rules: RwLock::new(Arc::new(rules)),
             audit,
             replays,
+            shutting_down: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the service as stopping; returns `false` when a shutdown had already begun. One-way:
+    /// a stopping process never becomes ready again.
+    pub fn begin_shutdown(&self) -> bool {
+        !self.shutting_down.swap(true, Ordering::SeqCst)
+    }
+
+    /// True from the shutdown signal on. Only readiness looks at it: evaluations still arriving on
+    /// open connections are answered, because PIM would otherwise see a failure it has to retry.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// The rule set a request is evaluated under; a reload swaps it without touching requests in flight.

@@ -9,6 +9,7 @@ mod common_auth;
 mod connectors;
 mod evaluate;
 mod helpers;
+mod lifecycle;
 mod observability;
 mod service;
 mod tokens;

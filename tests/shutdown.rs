@@ -1,0 +1,447 @@
+//! The built binary receiving real signals: in-flight requests finish, readiness turns 503 first, the
+//! grace period bounds the wait, and every answered request is audited before the process exits 0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pimgate");
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+
+const RULES: &str = r#"
+policies:
+  - name: change-bound
+    match: {}
+    require:
+      - itsm: { system: servicenow, states: [Implement], assigned_to_requester: true }
+"#;
+
+/// A config in a temp dir: dev mode on loopback, JSON logs, audit on stdout, ServiceNow at `base_url`.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(servicenow: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+        std::fs::write(dir.path().join("servicenow-password"), "servicenow-secret").unwrap();
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+deadline_ms = 20000
+workers = 1
+
+[auth]
+tenant_id = "00000000-0000-0000-0000-000000000000"
+audiences = ["11111111-1111-1111-1111-111111111111"]
+dev_mode = true
+
+[rules]
+path = "{rules}"
+
+[audit]
+sink = "stdout"
+
+[log]
+format = "json"
+level = "info"
+
+[connectors.hr_file]
+path = "{manifest}/config/hr.example.csv"
+
+[connectors.servicenow]
+base_url = "{servicenow}"
+auth = "basic"
+username = "svc_pimgate"
+password = {{ file = "{password}" }}
+timeout_ms = 15000
+"#,
+            rules = dir.path().join("rules.yaml").display(),
+            manifest = MANIFEST,
+            password = dir.path().join("servicenow-password").display(),
+        );
+        std::fs::write(dir.path().join("pimgate.toml"), config).unwrap();
+        Setup { dir }
+    }
+
+    fn config(&self) -> std::path::PathBuf {
+        self.dir.path().join("pimgate.toml")
+    }
+
+    fn token(&self) -> String {
+        let output = Command::new(BIN)
+            .args(["dev", "token", "--config"])
+            .arg(self.config())
+            .env_remove("PIMGATE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+}
+
+/// A ServiceNow stand-in whose change lookup answers after `delay`.
+async fn servicenow(delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/change_request"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(delay)
+                .set_body_json(json!({"result": [{
+                    "number": "CHG0031337", "state": "-1",
+                    "assigned_to.email": "ada.lovelace@contoso.com", "assigned_to.user_name": "ada.lovelace",
+                    "requested_by.email": "grace.hopper@contoso.com", "requested_by.user_name": "grace.hopper",
+                    "opened_by.email": "grace.hopper@contoso.com", "opened_by.user_name": "grace.hopper",
+                    "start_date": "2026-11-24 17:00:00", "end_date": "2026-11-24 22:00:00",
+                    "work_start": "", "work_end": ""
+                }]})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A `pimgate serve` child; killed on drop if a test fails before it exits by itself.
+struct Served {
+    child: Child,
+    port: u16,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+fn serve(config: &Path, env: &[(&str, &str)]) -> Served {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env_remove("PIMGATE_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.spawn().unwrap();
+    let mut served = Served {
+        child,
+        port: 0,
+        stdout: mpsc::channel().1,
+        stderr: mpsc::channel().1,
+    };
+    served.stdout = lines(served.child.stdout.take().unwrap());
+    served.stderr = lines(served.child.stderr.take().unwrap());
+    let port_pattern = regex::Regex::new(r#""port":(\d+)"#).unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let line = served
+            .stderr
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no port logged: {seen:#?}"));
+        if line.contains("listening")
+            && let Some(port) = port_pattern.captures(&line).and_then(|c| c[1].parse().ok())
+        {
+            served.port = port;
+            return served;
+        }
+        seen.push(line);
+    }
+}
+
+impl Served {
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// The exit status, or `None` if the process is still running after `limit`.
+    fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Every line the process wrote to stdout (call after it exited: reads until end of file).
+    fn stdout_lines(&self) -> Vec<String> {
+        drain(&self.stdout)
+    }
+
+    fn stderr_lines(&self) -> Vec<String> {
+        drain(&self.stderr)
+    }
+}
+
+fn drain(lines: &mpsc::Receiver<String>) -> Vec<String> {
+    let mut all = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        all.push(line);
+    }
+    all
+}
+
+async fn wait_until_ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the service did not become ready");
+}
+
+async fn wait_for_upstream_calls(upstream: &MockServer, count: usize) {
+    for _ in 0..400 {
+        if upstream.received_requests().await.unwrap_or_default().len() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the upstream never received {count} calls");
+}
+
+fn request_body(id: &str) -> String {
+    let path = format!("{MANIFEST}/tests/fixtures/requests/entra-role-activation.json");
+    let mut body: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    body["id"] = json!(id);
+    body.to_string()
+}
+
+/// Starts one evaluation on its own connection, so the server sees it as a separate client.
+fn start_evaluation(
+    base: &str,
+    token: &str,
+    id: &str,
+) -> tokio::task::JoinHandle<reqwest::Result<(u16, Value)>> {
+    let request = reqwest::Client::new()
+        .post(format!("{base}/v1/evaluate"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(request_body(id));
+    tokio::spawn(async move {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    })
+}
+
+fn connection_refused(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_turns_readiness_off_finishes_requests_in_flight_audits_them_and_exits_zero() {
+    let upstream = servicenow(Duration::from_millis(2500)).await;
+    let setup = Setup::new(&upstream.uri());
+    let token = setup.token();
+    let mut served = serve(
+        &setup.config(),
+        &[
+            ("PIMGATE__SERVER__SHUTDOWN_DELAY_MS", "400"),
+            ("PIMGATE__SERVER__SHUTDOWN_GRACE_SECONDS", "10"),
+        ],
+    );
+    let base = served.base();
+    let probe = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    wait_until_ready(&probe, &base).await;
+
+    let ids = [
+        "7a000000-0000-4000-8000-000000000001",
+        "7a000000-0000-4000-8000-000000000002",
+        "7a000000-0000-4000-8000-000000000003",
+    ];
+    let in_flight: Vec<_> = ids
+        .iter()
+        .map(|id| start_evaluation(&base, &token, id))
+        .collect();
+    wait_for_upstream_calls(&upstream, ids.len()).await;
+
+    let signalled = Instant::now();
+    served.signal("TERM");
+    let mut readiness = None;
+    while signalled.elapsed() < Duration::from_secs(2) {
+        if let Ok(response) = probe.get(format!("{base}/readyz")).send().await
+            && response.status() == 503
+        {
+            readiness = Some(response.json::<Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let readiness = readiness.expect("/readyz answered 503 after the signal");
+    assert_eq!(readiness["status"], "shutting down", "{readiness}");
+
+    let mut refused = false;
+    while signalled.elapsed() < Duration::from_secs(2) {
+        if connection_refused(served.port) {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused,
+        "new connections are refused once the listener closed"
+    );
+    assert!(
+        in_flight.iter().all(|request| !request.is_finished()),
+        "the listener closed while the slow requests were still in flight"
+    );
+
+    let mut answered = Vec::new();
+    for request in in_flight {
+        let (status, body) = request
+            .await
+            .unwrap()
+            .expect("an in-flight request is answered");
+        assert_eq!(status, 200, "{body}");
+        answered.push(body["evaluationId"].as_str().unwrap().to_string());
+    }
+
+    let status = served
+        .wait_for_exit(Duration::from_secs(10))
+        .expect("the process exits within the grace period");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(connection_refused(served.port));
+
+    let audited: Vec<Value> = served
+        .stdout_lines()
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("stdout carries only audit records"))
+        .collect();
+    for evaluation_id in &answered {
+        assert!(
+            audited
+                .iter()
+                .any(|record| record["evaluationId"] == evaluation_id.as_str()),
+            "no audit record for {evaluation_id}: {audited:#?}"
+        );
+    }
+    let logs = served.stderr_lines().join("\n");
+    assert!(logs.contains("shutdown signal received"), "{logs}");
+    assert!(logs.contains("pimgate stopped"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_slower_than_the_grace_period_does_not_keep_the_process_alive() {
+    let upstream = servicenow(Duration::from_secs(15)).await;
+    let setup = Setup::new(&upstream.uri());
+    let token = setup.token();
+    let mut served = serve(
+        &setup.config(),
+        &[("PIMGATE__SERVER__SHUTDOWN_GRACE_SECONDS", "1")],
+    );
+    let base = served.base();
+    wait_until_ready(&reqwest::Client::new(), &base).await;
+    let slow = start_evaluation(&base, &token, "7b000000-0000-4000-8000-000000000001");
+    wait_for_upstream_calls(&upstream, 1).await;
+
+    let signalled = Instant::now();
+    served.signal("TERM");
+    let status = served
+        .wait_for_exit(Duration::from_secs(6))
+        .expect("the process exits soon after the grace period");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "the grace period was waited for: {:?}",
+        signalled.elapsed()
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(5), slow)
+        .await
+        .expect("the client learns the connection is gone")
+        .unwrap();
+    assert!(
+        outcome.is_err(),
+        "the abandoned request got no answer: {outcome:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigint_stops_an_idle_server_and_a_second_signal_does_not_wait_for_requests() {
+    // Idle: SIGINT (Ctrl-C) is a graceful stop too.
+    let upstream = servicenow(Duration::from_secs(15)).await;
+    let setup = Setup::new(&upstream.uri());
+    let mut idle = serve(&setup.config(), &[]);
+    wait_until_ready(&reqwest::Client::new(), &idle.base()).await;
+    idle.signal("INT");
+    let status = idle
+        .wait_for_exit(Duration::from_secs(5))
+        .expect("an idle server stops at once");
+    assert!(status.success(), "exit status {status:?}");
+
+    // Busy with a 30 s grace period: the second signal stops it without waiting.
+    let token = setup.token();
+    let mut busy = serve(
+        &setup.config(),
+        &[("PIMGATE__SERVER__SHUTDOWN_GRACE_SECONDS", "30")],
+    );
+    wait_until_ready(&reqwest::Client::new(), &busy.base()).await;
+    let _slow = start_evaluation(&busy.base(), &token, "7c000000-0000-4000-8000-000000000001");
+    wait_for_upstream_calls(&upstream, 1).await;
+    busy.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        busy.child.try_wait().unwrap().is_none(),
+        "the first signal waits for the request in flight"
+    );
+    busy.signal("TERM");
+    let status = busy
+        .wait_for_exit(Duration::from_secs(5))
+        .expect("the second signal stops the process without waiting");
+    assert!(status.success(), "exit status {status:?}");
+}
