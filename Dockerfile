@@ -4,7 +4,7 @@
 #   docker build -t pimgate:0.1.0 .
 #
 # The release build command appears here twice, identically (dependency layer, then the service), and is
-# the command `scripts/bench-evaluate.sh` and README-deploy.md use: tests/deploy.rs keeps them equal.
+# the command `scripts/bench-evaluate.sh` and README.md (Deploy) use: tests/deploy.rs keeps them equal.
 # The builder's Rust version is the one CI tests with (tests/deploy.rs compares it with `rustc`).
 
 FROM rust:1.95-bookworm AS build

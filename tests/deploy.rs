@@ -19,7 +19,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_pimgate");
 
 /// The one release build: the Dockerfile runs exactly this (dependency layer and service), and the
-/// benchmark script and README-deploy.md build with it, so the image ships the binary that was measured.
+/// benchmark script and README.md (Deploy) build with it, so the image ships the binary that was measured.
 const RELEASE_BUILD: &str = "cargo build --release --locked --bin pimgate";
 
 const SKIP_ENV: &str = "PIMGATE_SKIP_OFFLINE_TOOLS";
@@ -447,7 +447,7 @@ fn dockerfile_builds_with_the_one_release_build_command() {
             .any(|line| line.trim_start().starts_with(RELEASE_BUILD)),
         "scripts/bench-evaluate.sh measures the binary the image ships: it must build with `{RELEASE_BUILD}`"
     );
-    assert!(read("README-deploy.md").contains(RELEASE_BUILD));
+    assert!(read("README.md").contains(RELEASE_BUILD));
 }
 
 #[test]
