@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::BuildContext;
 use super::cache::{CacheSettings, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
-use super::secrets::{Secret, SecretRef};
+use super::secrets::{Secret, SecretRef, required_secret};
 use super::ticket::{ItsmTicket, TicketPerson, cache_hit, non_empty};
 use crate::settings::SettingsProblem;
 
@@ -104,32 +104,6 @@ fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> Set
     }
 }
 
-fn secret(
-    key: &str,
-    reference: &Option<SecretRef>,
-    problems: &mut Vec<SettingsProblem>,
-) -> Option<Secret> {
-    let Some(reference) = reference else {
-        problems.push(problem(
-            key,
-            "is missing",
-            format!("set `{key} = {{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"),
-        ));
-        return None;
-    };
-    match reference.resolve() {
-        Ok(secret) => Some(secret),
-        Err(message) => {
-            problems.push(problem(
-                key,
-                message,
-                "provide the secret through that variable or file",
-            ));
-            None
-        }
-    }
-}
-
 impl Jira {
     pub fn new(
         settings: &JiraSettings,
@@ -173,12 +147,14 @@ impl Jira {
                         "set it to the Atlassian account the API token belongs to",
                     ));
                 }
-                let token = secret("api_token", &settings.api_token, &mut problems);
+                let token =
+                    required_secret("jira", "api_token", &settings.api_token, &mut problems);
                 email
                     .zip(token)
                     .map(|(email, token)| Credentials::Basic { email, token })
             }
-            JiraFlavor::Datacenter => secret(
+            JiraFlavor::Datacenter => required_secret(
+                "jira",
                 "personal_access_token",
                 &settings.personal_access_token,
                 &mut problems,

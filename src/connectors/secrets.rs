@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::settings::SettingsProblem;
+
 /// Where a secret lives: `{ env = "PIMGATE_SERVICENOW_PASSWORD" }` or `{ file = "/mnt/secrets/sn" }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +60,36 @@ impl SecretRef {
                     path.display()
                 )),
             },
+        }
+    }
+}
+
+/// Resolves the secret setting `connectors.<connector>.<key>` at start-up. A missing or unreadable
+/// secret becomes a problem naming the key (never the value), so every one is reported at once.
+pub fn required_secret(
+    connector: &str,
+    key: &str,
+    reference: &Option<SecretRef>,
+    problems: &mut Vec<SettingsProblem>,
+) -> Option<Secret> {
+    let full_key = format!("connectors.{connector}.{key}");
+    let Some(reference) = reference else {
+        problems.push(SettingsProblem {
+            key: full_key,
+            message: "is missing".into(),
+            fix: format!("set `{key} = {{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"),
+        });
+        return None;
+    };
+    match reference.resolve() {
+        Ok(secret) => Some(secret),
+        Err(message) => {
+            problems.push(SettingsProblem {
+                key: full_key,
+                message,
+                fix: "provide the secret through that variable or file".into(),
+            });
+            None
         }
     }
 }

@@ -17,7 +17,7 @@ use super::http::{
     CircuitSettings, Fetched, MAX_RESPONSE_BYTES, RetrySettings, Upstream, UpstreamCall,
     UpstreamError,
 };
-use super::secrets::{Secret, SecretRef};
+use super::secrets::{Secret, SecretRef, required_secret};
 use super::ticket::{
     ItsmTicket, TicketPerson, TicketWindow, cache_hit, non_empty, parse_servicenow_time,
     read_capped,
@@ -116,32 +116,6 @@ fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> Set
     }
 }
 
-fn secret(
-    key: &str,
-    reference: &Option<SecretRef>,
-    problems: &mut Vec<SettingsProblem>,
-) -> Option<Secret> {
-    let Some(reference) = reference else {
-        problems.push(problem(
-            key,
-            "is missing",
-            format!("set `{key} = {{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"),
-        ));
-        return None;
-    };
-    match reference.resolve() {
-        Ok(secret) => Some(secret),
-        Err(message) => {
-            problems.push(problem(
-                key,
-                message,
-                "provide the secret through that variable or file",
-            ));
-            None
-        }
-    }
-}
-
 impl ServiceNow {
     pub fn new(
         settings: &ServiceNowSettings,
@@ -185,7 +159,8 @@ impl ServiceNow {
                         "set it to the integration user's `user_name`",
                     ));
                 }
-                let password = secret("password", &settings.password, &mut problems);
+                let password =
+                    required_secret("servicenow", "password", &settings.password, &mut problems);
                 username
                     .zip(password)
                     .map(|(username, password)| Credentials::Basic { username, password })
@@ -199,7 +174,12 @@ impl ServiceNow {
                         "set it to the client id of the OAuth API endpoint in System OAuth > Application Registry",
                     ));
                 }
-                let secret = secret("client_secret", &settings.client_secret, &mut problems);
+                let secret = required_secret(
+                    "servicenow",
+                    "client_secret",
+                    &settings.client_secret,
+                    &mut problems,
+                );
                 client_id
                     .zip(secret)
                     .map(|(client_id, secret)| Credentials::OAuth { client_id, secret })
