@@ -211,7 +211,7 @@ async fn serve(config: Option<&Path>) -> ExitCode {
         Ok(settings) => settings,
         Err(code) => return code,
     };
-    crate::telemetry::init(&settings.log);
+    crate::telemetry::init(&settings.log, &settings.tracing);
     let application = match Application::build(settings).await {
         Ok(application) => application,
         Err(error) => {
@@ -220,7 +220,9 @@ async fn serve(config: Option<&Path>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match application.run_until_stopped().await {
+    let stopped = application.run_until_stopped().await;
+    crate::telemetry::shutdown().await;
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("pimgate: server stopped: {error}");

@@ -22,6 +22,7 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub audit: AuditSettings,
     pub log: LogSettings,
+    pub tracing: TracingSettings,
     pub connectors: crate::connectors::ConnectorsSettings,
 }
 
@@ -194,6 +195,42 @@ impl Default for LogSettings {
             format: LogFormat::Json,
             level: "info".into(),
         }
+    }
+}
+
+/// Optional export of pimgate's spans to an OpenTelemetry collector over OTLP/HTTP (protobuf).
+/// Off by default: the logs already carry `trace_id`, and an export target is a deployment choice.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TracingSettings {
+    /// The collector's base URL, e.g. `http://otel-collector:4318`; spans go to `{endpoint}/v1/traces`.
+    /// Empty means no export.
+    pub endpoint: String,
+    /// `service.name` of the exported spans, which is how tracing backends group them.
+    pub service_name: String,
+    /// Timeout of one export; a slow collector then costs a dropped batch, never a request.
+    pub timeout_ms: u64,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            service_name: "pimgate".into(),
+            timeout_ms: 5000,
+        }
+    }
+}
+
+impl TracingSettings {
+    pub fn enabled(&self) -> bool {
+        !self.endpoint.is_empty()
+    }
+
+    /// Where the spans are posted: the OTLP/HTTP path appended to the configured base URL (the
+    /// exporter would use a programmatic endpoint as is, unlike `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn traces_url(&self) -> String {
+        format!("{}/v1/traces", self.endpoint.trim_end_matches('/'))
     }
 }
 
@@ -488,6 +525,39 @@ impl Settings {
                 format!("`{}` is not a log filter", self.log.level),
                 "use `info`, `debug`, or `pimgate=debug,info`",
             );
+        }
+        if self.tracing.enabled() {
+            let url = reqwest::Url::parse(&self.tracing.endpoint);
+            let usable = url.as_ref().is_ok_and(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.query().is_none()
+                    && url.fragment().is_none()
+            });
+            if !usable {
+                problem(
+                    "tracing.endpoint",
+                    format!(
+                        "`{}` is not an http(s) URL of an OTLP collector",
+                        self.tracing.endpoint
+                    ),
+                    "set the collector's OTLP/HTTP base URL, e.g. `http://otel-collector:4318`, or leave it empty to export nothing",
+                );
+            }
+            if self.tracing.service_name.trim().is_empty() {
+                problem(
+                    "tracing.service_name",
+                    "is empty".into(),
+                    "set tracing.service_name = \"pimgate\"",
+                );
+            }
+            if self.tracing.timeout_ms == 0 {
+                problem(
+                    "tracing.timeout_ms",
+                    "is 0".into(),
+                    "set tracing.timeout_ms = 5000",
+                );
+            }
         }
         problems
     }

@@ -70,17 +70,24 @@ pub async fn middleware(
         .match_pattern()
         .unwrap_or_else(|| "(unmatched)".into());
     let method = request.method().to_string();
-    let trace = incoming_trace(&request)
-        .map(|parent| parent.child())
-        .unwrap_or_else(TraceContext::new_root);
+    let parent = incoming_trace(&request);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        trace_id = %trace.trace_id_hex(),
-        span_id = %trace.span_id_hex(),
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
         method = %method,
         route = %route
     );
+    // With OTLP export on, the exported span's ids are the request's trace context, so the
+    // collector's trace is the one the logs and upstream calls name.
+    let trace = crate::telemetry::exported_trace(&span, parent).unwrap_or_else(|| {
+        parent
+            .map(|parent| parent.child())
+            .unwrap_or_else(TraceContext::new_root)
+    });
+    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+    span.record("span_id", tracing::field::display(trace.span_id_hex()));
     let mut response = tracecontext::scope(trace, next.call(request).instrument(span)).await?;
     let status = response.status().as_u16().to_string();
     metrics::counter!("pimgate_http_requests_total", "route" => route.clone(), "status" => status.clone())
