@@ -8,7 +8,8 @@
 //! concerns. It is visible to everything the handler awaits in its own task (the decision's checks
 //! run there through `join_all`); a `tokio::spawn`ed task would not see it.
 //!
-//! Nothing is exported (no OpenTelemetry): this only correlates.
+//! With `tracing.endpoint` set, `telemetry` exports the request spans over OTLP in this same trace;
+//! without it, this only correlates logs and upstream calls.
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
@@ -58,8 +59,9 @@ impl TraceContext {
         })
     }
 
-    /// A new trace, for a request that came without a (valid) `traceparent`. Not sampled: pimgate
-    /// records nothing for a tracing backend, and a set flag would claim it did.
+    /// A new trace, for a request that came without a (valid) `traceparent`. Not sampled: with export
+    /// off pimgate records nothing for a tracing backend, and a set flag would claim it did (with
+    /// export on, `telemetry::exported_trace` supplies the exported span's own, sampled, context).
     pub fn new_root() -> Self {
         let trace_id = (u128::from(random_nonzero_u64()) << 64) | u128::from(random_nonzero_u64());
         Self {
