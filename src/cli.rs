@@ -55,6 +55,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Register pimgate as PIM's custom extension and link it to roles' policies (Microsoft Graph).
+    /// Without --apply, print the calls only.
+    Onboard {
+        #[arg(long, env = "PIMGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The public host PIM calls, e.g. `pimgate.contoso.com`.
+        #[arg(long)]
+        host: String,
+        /// pimgate's application (client) id.
+        #[arg(long)]
+        client_id: String,
+        /// The extension's GUID (default: derived from tenant, host and resource type).
+        #[arg(long)]
+        extension_id: Option<String>,
+        #[arg(long, default_value = "pimgate")]
+        display_name: String,
+        #[arg(long, default_value = "Pre-approval checks")]
+        description: String,
+        #[arg(long, value_enum, default_value = "entraRoles")]
+        resource_type: crate::onboard::ResourceKind,
+        /// An Entra role name or role definition id whose policy should call pimgate (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// How long PIM waits for pimgate; keep it above `server.deadline_ms`.
+        #[arg(long, default_value_t = 10000)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+        /// Make the calls (as the `[connectors.graph]` app) instead of printing them.
+        #[arg(long)]
+        apply: bool,
+    },
     /// Development helpers.
     Dev {
         #[command(subcommand)]
@@ -121,6 +153,33 @@ pub async fn run(cli: Cli) -> ExitCode {
             now,
             json,
         } => evaluate(&request, config.as_deref(), offline, now, json).await,
+        Command::Onboard {
+            config,
+            host,
+            client_id,
+            extension_id,
+            display_name,
+            description,
+            resource_type,
+            roles,
+            timeout_ms,
+            retries,
+            apply,
+        } => {
+            let options = crate::onboard::Options {
+                host,
+                client_id,
+                extension_id,
+                display_name,
+                description,
+                resource_type,
+                roles,
+                timeout_ms,
+                retries,
+                apply,
+            };
+            onboard(config.as_deref(), &options).await
+        }
         Command::Dev {
             command:
                 DevCommand::Token {
@@ -151,6 +210,22 @@ pub async fn run(cli: Cli) -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// Exit 0 when everything is in place, 1 when a Graph call failed, 2 on bad flags or settings.
+async fn onboard(config: Option<&Path>, options: &crate::onboard::Options) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let mut out = std::io::stdout();
+    match crate::onboard::run(&settings, options, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pimgate: onboard: {error}");
+            ExitCode::from(error.exit_code())
         }
     }
 }

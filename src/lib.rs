@@ -10,6 +10,7 @@
 //! - `audit`: one structured record per decision.
 //! - `http`: routes, error → response mapping, health and metrics.
 //! - `cli`: the `pimgate` command line.
+//! - `onboard`: registers the PIM custom extension and links it to roles' policies via Microsoft Graph.
 //! - `startup`: wires the pieces into a running server.
 //! - `tracecontext`: W3C `traceparent` in from the caller, on to the upstream systems.
 
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod connectors;
 pub mod decision;
 pub mod http;
+pub mod onboard;
 pub mod payload;
 pub mod rules;
 pub mod settings;

@@ -344,6 +344,25 @@ impl Graph {
         Err(refused)
     }
 
+    /// An app-only Graph token for callers outside the decision path (`pimgate onboard`), fetched
+    /// and cached exactly as the `user` lookups' token. The caller must never print it.
+    pub async fn access_token(&self, deadline: Instant) -> Result<Secret, UpstreamError> {
+        let mut calls = Vec::new();
+        self.lease(deadline, &mut calls)
+            .await
+            .map(|lease| lease.value)
+    }
+
+    /// Graph's base URL (no trailing slash), so other callers address the same cloud.
+    pub fn graph_url(&self) -> &str {
+        &self.graph_url
+    }
+
+    /// The tenant the token is for.
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
     async fn drop_token(&self, generation: u64) {
         let mut slot = self.token.lock().await;
         if slot
