@@ -443,3 +443,33 @@ async fn the_binary_exits_non_zero_with_graphs_message_and_never_the_token() {
     );
     assert!(!stderr.contains(TOKEN) && !stdout.contains(TOKEN));
 }
+
+#[tokio::test]
+async fn a_refused_client_secret_names_the_entra_error_and_calls_graph_no_further() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/{TENANT}/oauth2/v2.0/token")))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": "invalid_client",
+            "error_description": "AADSTS7000215: Invalid client secret provided.",
+            "error_codes": [7000215]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::path_regex("^/(beta|v1\\.0)/"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let dir = TempDir::new().unwrap();
+    let (result, _) = run(&settings(&server, dir.path()), &options(true)).await;
+    let error = result.unwrap_err();
+    assert_eq!(error.exit_code(), 1);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "token for tenant {TENANT}: pimgate could not authenticate to graph: the token endpoint answered HTTP 401 `invalid_client` (AADSTS7000215)"
+        )
+    );
+}
