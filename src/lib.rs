@@ -11,6 +11,7 @@
 //! - `http`: routes, error → response mapping, health and metrics.
 //! - `cli`: the `pimgate` command line.
 //! - `startup`: wires the pieces into a running server.
+//! - `reload`: hot reload of the rules on SIGHUP or a change of the rule files, validated first.
 //! - `tracecontext`: W3C `traceparent` in from the caller, on to the upstream systems.
 
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod connectors;
 pub mod decision;
 pub mod http;
 pub mod payload;
+pub mod reload;
 pub mod rules;
 pub mod settings;
 pub mod startup;
