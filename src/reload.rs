@@ -5,6 +5,9 @@
 //! does not make the replica unready: the old rules are still a valid policy, and taking every
 //! replica out of the load balancer because of one bad edit would deny every activation instead of
 //! deciding under the last good rules. Requests in flight keep the `Arc<RuleSet>` they started with.
+//!
+//! A reload that would leave no policy at all is refused too (start-up only warns): a half-written
+//! file or an emptied folder must not silently deny every activation. Restart to serve that on purpose.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
