@@ -12,6 +12,7 @@
 //! - `cli`: the `pimgate` command line.
 //! - `onboard`: registers the PIM custom extension and links it to roles' policies via Microsoft Graph.
 //! - `startup`: wires the pieces into a running server.
+//! - `reload`: hot reload of the rules on SIGHUP or a change of the rule files, validated first.
 //! - `tracecontext`: W3C `traceparent` in from the caller, on to the upstream systems.
 
 pub mod audit;
@@ -23,6 +24,7 @@ pub mod decision;
 pub mod http;
 pub mod onboard;
 pub mod payload;
+pub mod reload;
 pub mod rules;
 pub mod settings;
 pub mod startup;

@@ -130,12 +130,17 @@ pub enum TokenVersion {
 pub struct RulesSettings {
     /// A file or a folder of rule files. Relative paths are taken from the working directory.
     pub path: PathBuf,
+    /// How often the rule files are checked for a change (names, sizes, modification times); a
+    /// change is validated and then served without a restart. 0 turns polling off (SIGHUP still
+    /// reloads).
+    pub reload_interval_seconds: u64,
 }
 
 impl Default for RulesSettings {
     fn default() -> Self {
         Self {
             path: PathBuf::from("rules"),
+            reload_interval_seconds: 5,
         }
     }
 }

@@ -7,6 +7,11 @@
 //! `server.shutdown_delay_ms` so traffic drains away, then it closes and requests in flight get
 //! `server.shutdown_grace_seconds` to finish; the audit sink is flushed last. A second signal stops at
 //! once.
+//!
+//! SIGHUP reloads the rules (see [`crate::reload`]) and never stops the server; so does a change of
+//! the rule files every `rules.reload_interval_seconds`. The signal handlers are installed in
+//! [`Application::build`], before the port is announced, so a SIGHUP sent as soon as the service
+//! listens reloads instead of killing the process (SIGHUP's default action).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -20,6 +25,7 @@ use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::connectors::{BuildContext, Connectors};
 use crate::http::state::AppState;
+use crate::reload::Reloader;
 use crate::rules::{self, RuleProblem, Severity};
 use crate::settings::{Settings, TlsSettings};
 
@@ -29,6 +35,9 @@ pub struct Application {
     state: web::Data<AppState>,
     refresher: tokio::task::JoinHandle<()>,
     shutdown: ShutdownHandle,
+    reloader: Arc<Reloader>,
+    reload_interval: Duration,
+    signals: Signals,
 }
 
 /// Stops a running [`Application`] the way a SIGTERM does. Cheap to clone; usable before
@@ -135,6 +144,8 @@ impl Application {
         let max_body = settings.server.max_body_bytes;
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
         let delay = Duration::from_millis(settings.server.shutdown_delay_ms);
+        let reload_interval = Duration::from_secs(settings.rules.reload_interval_seconds);
+        let rules_path = settings.rules.path.clone();
         let settings = Arc::new(settings);
         let state = web::Data::new(AppState::new(
             Arc::clone(&settings),
@@ -144,6 +155,8 @@ impl Application {
         ));
         let refresher = authenticator.spawn_refresher();
         crate::http::health::handle();
+        let reloader = Reloader::new(state.clone(), connectors, rules_path);
+        let signals = Signals::register();
 
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -178,7 +191,15 @@ impl Application {
             state,
             refresher,
             shutdown,
+            reloader,
+            reload_interval,
+            signals,
         })
+    }
+
+    /// Reloads the rules on demand, as SIGHUP does (tests, embedding).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        Arc::clone(&self.reloader)
     }
 
     /// A handle that stops this application as SIGTERM would (tests, embedding).
@@ -202,9 +223,13 @@ impl Application {
             state,
             refresher,
             shutdown,
+            reloader,
+            reload_interval,
+            signals,
             ..
         } = self;
-        let signals = tokio::spawn(listen_for_signals(shutdown.clone()));
+        let watcher = (!reload_interval.is_zero()).then(|| reloader.spawn_watcher(reload_interval));
+        let signals = tokio::spawn(listen_for_signals(signals, shutdown.clone(), reloader));
         let result = tokio::select! {
             result = server => result,
             () = shutdown.force.notified() => {
@@ -214,6 +239,9 @@ impl Application {
         };
         signals.abort();
         refresher.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         if let Err(error) = state.audit.flush() {
             tracing::error!(%error, "the audit sink could not be flushed");
         }
@@ -223,11 +251,19 @@ impl Application {
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown; second: stop at once (an operator pressing Ctrl-C twice).
-async fn listen_for_signals(handle: ShutdownHandle) {
+/// SIGHUP: reload the rules, in its own task so a slow reload never delays a shutdown signal.
+async fn listen_for_signals(mut signals: Signals, handle: ShutdownHandle, reloader: Arc<Reloader>) {
     let mut received = 0_u32;
     loop {
-        let Some(name) = next_signal().await else {
-            return;
+        let name = match signals.next().await {
+            None => return,
+            Some(SignalEvent::Reload) => {
+                tracing::info!(signal = "SIGHUP", "reloading the rules");
+                let reloader = Arc::clone(&reloader);
+                tokio::spawn(async move { reloader.reload("SIGHUP").await });
+                continue;
+            }
+            Some(SignalEvent::Stop(name)) => name,
         };
         received += 1;
         if received == 1 {
@@ -242,34 +278,85 @@ async fn listen_for_signals(handle: ShutdownHandle) {
     }
 }
 
-/// The next shutdown signal's name; `None` if signals cannot be listened for (logged once).
+enum SignalEvent {
+    Stop(&'static str),
+    Reload,
+}
+
+/// The process signals pimgate acts on, listened for from [`Application::build`] on.
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<UnixSignals>,
+}
+
 #[cfg(unix)]
-async fn next_signal() -> Option<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (mut terminate, mut interrupt) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::error!(%error, "cannot listen for SIGTERM/SIGINT; shutdown will not be graceful");
-            return None;
+struct UnixSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    /// `None` when SIGHUP cannot be listened for: reloads then come from file changes only.
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    /// Failures are logged once; the server still runs, without graceful shutdown or SIGHUP reload.
+    fn register() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(terminate), Ok(interrupt)) => {
+                let hangup = signal(SignalKind::hangup())
+                    .inspect_err(|error| {
+                        tracing::error!(%error, "cannot listen for SIGHUP; rules reload on file changes only");
+                    })
+                    .ok();
+                Some(UnixSignals {
+                    terminate,
+                    interrupt,
+                    hangup,
+                })
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGTERM/SIGINT; shutdown will not be graceful");
+                None
+            }
+        };
+        Signals { streams }
+    }
+
+    /// The next signal; `None` once none can arrive any more.
+    async fn next(&mut self) -> Option<SignalEvent> {
+        let streams = self.streams.as_mut()?;
+        let hangup = async {
+            match streams.hangup.as_mut() {
+                Some(hangup) => hangup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(()) = streams.terminate.recv() => Some(SignalEvent::Stop("SIGTERM")),
+            Some(()) = streams.interrupt.recv() => Some(SignalEvent::Stop("SIGINT")),
+            Some(()) = hangup => Some(SignalEvent::Reload),
+            else => None,
         }
-    };
-    tokio::select! {
-        Some(()) = terminate.recv() => Some("SIGTERM"),
-        Some(()) = interrupt.recv() => Some("SIGINT"),
-        else => None,
     }
 }
 
 #[cfg(not(unix))]
-async fn next_signal() -> Option<&'static str> {
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => Some("Ctrl-C"),
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for Ctrl-C; shutdown will not be graceful");
-            None
+impl Signals {
+    fn register() -> Signals {
+        Signals {}
+    }
+
+    async fn next(&mut self) -> Option<SignalEvent> {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => Some(SignalEvent::Stop("Ctrl-C")),
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for Ctrl-C; shutdown will not be graceful");
+                None
+            }
         }
     }
 }

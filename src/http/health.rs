@@ -16,6 +16,10 @@ pub async fn healthz() -> HttpResponse {
 
 /// 503 until the signing keys are in, and again from the moment a shutdown begins, so load balancers
 /// drain this replica while the requests it already accepted finish.
+///
+/// A failed rules reload does not make it 503: the previous rules keep deciding, and pulling every
+/// replica out over one bad edit would turn a typo into an outage. It shows under
+/// `rules.lastReload` (`result`, `at`, `problems`, first `error`) for monitoring to alert on.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let rules = state.rules();
     let keys = state.authenticator.is_ready();
@@ -29,7 +33,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     };
     let body = json!({
         "status": status,
-        "rules": { "loaded": true, "revision": rules.revision, "policies": rules.policies.len() },
+        "rules": {
+            "loaded": true,
+            "revision": rules.revision,
+            "policies": rules.policies.len(),
+            "lastReload": state.last_reload(),
+        },
         "signingKeys": keys,
     });
     if keys && !stopping {

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::decision::Decision;
+use crate::reload::ReloadStatus;
 use crate::rules::RuleSet;
 use crate::settings::Settings;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     /// PIM retries: the same request gets the same stored decision (same evaluationId) for a while.
     pub replays: moka::future::Cache<String, Arc<Decision>>,
     shutting_down: AtomicBool,
+    /// The last reload attempt, for `/readyz`; `None` until the first one.
+    last_reload: RwLock<Option<ReloadStatus>>,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
             audit,
             replays,
             shutting_down: AtomicBool::new(false),
+            last_reload: RwLock::new(None),
         }
     }
 
@@ -66,6 +70,8 @@ impl AppState {
         }
     }
 
+    /// Swaps the rules for the requests that start from now on. Call it only with rules that loaded
+    /// without error (`reload::Reloader` does the validating).
     pub fn replace_rules(&self, rules: RuleSet) {
         let mut guard = match self.rules.write() {
             Ok(guard) => guard,
@@ -74,7 +80,23 @@ impl AppState {
         *guard = Arc::new(rules);
     }
 
-    /// Rules are loaded before the server starts, so readiness hinges on the signing keys.
+    pub fn record_reload(&self, status: ReloadStatus) {
+        let mut guard = match self.last_reload.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard = Some(status);
+    }
+
+    pub fn last_reload(&self) -> Option<ReloadStatus> {
+        match self.last_reload.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Rules are loaded before the server starts, and a failed reload keeps the old ones serving, so
+    /// readiness hinges on the signing keys alone.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if self.authenticator.is_ready() {
             None

@@ -31,6 +31,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub idp: TestIdp,
     pub audit_path: PathBuf,
+    /// The rule file the service loaded; rewrite it to exercise hot reload.
+    pub rules_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -68,7 +70,7 @@ pub async fn spawn_app_for(idp: TestIdp, options: AppOptions) -> TestApp {
     settings.server.listen = "127.0.0.1:0".into();
     settings.server.workers = 2;
     settings.auth = idp.settings();
-    settings.rules.path = rules_path;
+    settings.rules.path = rules_path.clone();
     settings.audit = AuditSettings {
         sink: AuditSink::File,
         path: Some(audit_path.clone()),
@@ -90,6 +92,7 @@ pub async fn spawn_app_for(idp: TestIdp, options: AppOptions) -> TestApp {
         client: reqwest::Client::new(),
         idp,
         audit_path,
+        rules_path,
         _dir: dir,
     };
     if options.wait_ready {

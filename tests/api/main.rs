@@ -11,5 +11,6 @@ mod evaluate;
 mod helpers;
 mod lifecycle;
 mod observability;
+mod reload;
 mod service;
 mod tokens;
