@@ -492,6 +492,13 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
     for reason in &decision.reasons {
         line(format!("  - {reason}"));
     }
+    let hints = what_would_change(decision);
+    if !hints.is_empty() {
+        line("What would change the outcome:".into());
+        for hint in hints {
+            line(format!("  - {hint}"));
+        }
+    }
     if offline {
         let not_run: Vec<&str> = decision
             .checks
@@ -515,4 +522,40 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
         decision.duration_ms, decision.evaluation_id
     ));
     out
+}
+
+/// The checks standing between this request and a better outcome, phrased as what to change.
+fn what_would_change(decision: &Decision) -> Vec<String> {
+    use crate::checks::CheckStatus;
+    let blocking = |stage: CheckStage| {
+        decision.checks.iter().filter(move |report| {
+            report.stage == stage && report.outcome.status != CheckStatus::Pass
+        })
+    };
+    match decision.outcome {
+        crate::decision::Outcome::Denied if decision.policy.is_none() => {
+            vec![
+                "a policy whose `match` covers this request (or a catch-all policy) in the rules"
+                    .into(),
+            ]
+        }
+        crate::decision::Outcome::Denied => blocking(CheckStage::Require)
+            .map(|report| match report.outcome.status {
+                CheckStatus::Error => format!(
+                    "`{}` must be evaluable (it errored: {}), or the policy's `on_error: approve`",
+                    report.kind, report.outcome.message
+                ),
+                _ => format!("`{}` must pass: {}", report.kind, report.outcome.message),
+            })
+            .collect(),
+        crate::decision::Outcome::Approved => blocking(CheckStage::AutoApprove)
+            .map(|report| {
+                format!(
+                    "auto-approval needs `{}` to pass: {}",
+                    report.kind, report.outcome.message
+                )
+            })
+            .collect(),
+        crate::decision::Outcome::AutoApproved => Vec::new(),
+    }
 }
