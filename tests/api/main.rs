@@ -12,4 +12,5 @@ mod helpers;
 mod lifecycle;
 mod observability;
 mod service;
+mod shadow;
 mod tokens;
