@@ -639,6 +639,60 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn shadow_checks_run_alongside_the_deciding_checks_under_the_same_budget() {
+        #[derive(Debug)]
+        struct Sleeps;
+        #[async_trait]
+        impl Check for Sleeps {
+            async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                CheckOutcome::pass("slept")
+            }
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("rules.yaml");
+        std::fs::write(
+            &file,
+            "policies:\n  - name: rehearsal\n    mode: audit\n    match: {}\n  - name: deciding\n    match: {}\n",
+        )
+        .expect("write rules");
+        let mut rules = rules::load(&file).expect("rules load");
+        rules.policies[0].require = vec![
+            NamedCheck {
+                kind: "sleeps",
+                check: Arc::new(Sleeps),
+            },
+            named("hangs", Behaviour::Hang),
+        ];
+        rules.policies[1].require = vec![NamedCheck {
+            kind: "sleeps",
+            check: Arc::new(Sleeps),
+        }];
+        // Tokio's clock: paused time advances it, not the wall clock.
+        let started = tokio::time::Instant::now();
+        let decision = evaluate(&rules, &request(), now(), Duration::from_millis(200)).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(290),
+            "shadow and deciding checks took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
+        assert_eq!(decision.policy.as_deref(), Some("deciding"));
+        let shadow = decision.shadow.first().expect("the shadow is recorded");
+        assert_eq!(
+            shadow.outcome,
+            Outcome::Denied,
+            "the hanging check timed out"
+        );
+        assert_eq!(shadow.checks.len(), 2);
+    }
+
     #[tokio::test]
     async fn a_request_no_policy_covers_is_denied_naming_the_action() {
         let rules = rules_with(vec![], vec![], FailureMode::Deny);
