@@ -253,11 +253,15 @@ pub async fn run_tests_with(
     }
 }
 
+/// An upstream kind's `'static` name and what its checks report instead of asking.
+type Fact = (&'static str, CheckOutcome);
+
+/// A bad `facts` entry: (key below `facts`, message, fix).
+type FactProblem = (String, String, String);
+
 /// Each fact as the outcome its checks will report, keyed by the kind's `'static` name; every bad
 /// entry is a `(key, message, fix)`.
-fn parse_facts(
-    facts: &BTreeMap<String, yaml_serde::Value>,
-) -> Result<Vec<(&'static str, CheckOutcome)>, Vec<(String, String, String)>> {
+fn parse_facts(facts: &BTreeMap<String, yaml_serde::Value>) -> Result<Vec<Fact>, Vec<FactProblem>> {
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
     let shape =
@@ -320,7 +324,7 @@ fn parse_facts(
 
 /// The rules with every check of a stubbed kind replaced; the rules themselves when nothing is
 /// stubbed, so a case without `facts` runs exactly what the service would.
-fn with_facts<'r>(rules: &'r RuleSet, facts: &[(&'static str, CheckOutcome)]) -> Cow<'r, RuleSet> {
+fn with_facts<'r>(rules: &'r RuleSet, facts: &[Fact]) -> Cow<'r, RuleSet> {
     if facts.is_empty() {
         return Cow::Borrowed(rules);
     }
