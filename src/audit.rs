@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::decision::{CheckReport, Decision, SkippedPolicy};
+use crate::decision::{CheckReport, Decision, ShadowDecision, SkippedPolicy};
 use crate::payload::{ActivationRequest, Target, Ticket, format_iso8601_duration};
 use crate::settings::{AuditSettings, AuditSink, JustificationMasking};
 
@@ -49,6 +49,8 @@ pub struct AuditRecord<'a> {
     pub policy: Option<&'a str>,
     pub skipped_policies: &'a [SkippedPolicy],
     pub checks: &'a [CheckReport],
+    /// What matching `mode: audit` policies would have decided; `[]` when none matched.
+    pub shadow_decisions: &'a [ShadowDecision],
     pub rules_revision: &'a str,
     pub evaluation_ms: f64,
     pub latency_ms: f64,
@@ -147,6 +149,7 @@ impl AuditLog {
             policy: decision.policy.as_deref(),
             skipped_policies: &decision.skipped_policies,
             checks: &decision.checks,
+            shadow_decisions: &decision.shadow,
             rules_revision: &decision.rules_revision,
             evaluation_ms: decision.duration_ms,
             latency_ms,
@@ -290,6 +293,12 @@ mod tests {
             policy: Some("p".into()),
             skipped_policies: Vec::new(),
             checks: Vec::new(),
+            shadow: vec![crate::decision::ShadowDecision {
+                policy: "rehearsal".into(),
+                outcome: crate::decision::Outcome::Approved,
+                reasons: vec!["would approve".into()],
+                checks: Vec::new(),
+            }],
             rules_revision: "abc".into(),
             evaluated_at: Utc::now(),
             duration_ms: 0.1,
@@ -309,6 +318,8 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["evaluationId"], decision.evaluation_id.to_string());
         assert_eq!(lines[1]["replay"], true);
+        assert_eq!(lines[0]["shadowDecisions"][0]["policy"], "rehearsal");
+        assert_eq!(lines[0]["shadowDecisions"][0]["outcome"], "Approved");
         assert_eq!(lines[0]["roleName"], "Global Administrator");
         assert_eq!(lines[0]["requestedDuration"], "PT1H");
         audit.flush().expect("a file sink flushes");

@@ -1,7 +1,8 @@
 //! The decision value and the evaluation that produces it.
 //!
 //! A `Denied` is a normal answer, not an error. Evaluation does no I/O of its own: it selects the
-//! policy, runs that policy's checks concurrently under one deadline, and applies the failure mode.
+//! policy, runs that policy's checks (and those of any matching `audit` policy, recorded as shadow
+//! decisions) concurrently under one deadline, and applies the failure mode.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -58,6 +59,16 @@ pub struct SkippedPolicy {
     pub why: String,
 }
 
+/// What a matching `mode: audit` policy would have decided. Recorded in the audit record and the
+/// metrics so a policy can be watched against live traffic; never part of PIM's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowDecision {
+    pub policy: String,
+    pub outcome: Outcome,
+    pub reasons: Vec<String>,
+    pub checks: Vec<CheckReport>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub evaluation_id: Uuid,
@@ -68,6 +79,8 @@ pub struct Decision {
     pub policy: Option<String>,
     pub skipped_policies: Vec<SkippedPolicy>,
     pub checks: Vec<CheckReport>,
+    /// The would-be decisions of the `audit` policies that matched before the deciding one.
+    pub shadow: Vec<ShadowDecision>,
     pub rules_revision: String,
     pub evaluated_at: DateTime<Utc>,
     pub duration_ms: f64,
@@ -79,11 +92,13 @@ use futures::future::join_all;
 
 use crate::checks::{CheckContext, NamedCheck};
 use crate::payload::ActivationRequest;
-use crate::rules::{FailureMode, Policy, RuleSet, Selection};
+use crate::rules::{FailureMode, Policy, RuleSet, Selection, ShadowMatch};
 
 /// Evaluates one request against the rules. Never fails: whatever goes wrong inside becomes a
 /// `Denied` (or, where the policy says so, an `Approved`) with a reason saying what happened.
 /// `budget` bounds the checks: a check still running when it is spent counts as not evaluated.
+/// Shadow (`audit`) policies run alongside the deciding one under the same budget, so they add no
+/// latency of their own and never change the answer.
 pub async fn evaluate(
     rules: &RuleSet,
     request: &ActivationRequest,
@@ -98,63 +113,113 @@ pub async fn evaluate(
         policy: None,
         skipped_policies: Vec::new(),
         checks: Vec::new(),
+        shadow: Vec::new(),
         rules_revision: rules.revision.clone(),
         evaluated_at: now,
         duration_ms: 0.0,
     };
+    let context = CheckContext {
+        request,
+        now,
+        deadline: tokio::time::Instant::now() + budget,
+    };
     match rules.select(request, now) {
-        Selection::NoMatch { skipped } => {
+        Selection::NoMatch { skipped, shadows } => {
             decision.skipped_policies = skipped;
             decision.reasons.push(format!(
                 "Denied: no pimgate policy covers {} for action `{}`. Ask your PIM administrators to add one.",
                 describe_target(request),
                 request.action.as_str()
             ));
+            decision.shadow = run_shadows(&shadows, &context, budget).await;
         }
         Selection::ConditionError {
             policy,
             message,
             skipped,
+            shadows,
         } => {
             decision.skipped_policies = skipped;
             decision.policy = Some(policy.name.clone());
-            decision.reasons.push(format!(
-                "Denied: the condition of policy '{}' could not be evaluated ({message}). Ask your PIM administrators to fix the rule.",
-                policy.name
-            ));
+            decision
+                .reasons
+                .push(condition_error_reason(policy, &message));
+            decision.shadow = run_shadows(&shadows, &context, budget).await;
         }
-        Selection::Matched { policy, skipped } => {
+        Selection::Matched {
+            policy,
+            skipped,
+            shadows,
+        } => {
             decision.skipped_policies = skipped;
             decision.policy = Some(policy.name.clone());
-            apply_policy(policy, request, now, budget, &mut decision).await;
+            let (verdict, shadow) = futures::join!(
+                apply_policy(policy, &context, budget),
+                run_shadows(&shadows, &context, budget)
+            );
+            decision.outcome = verdict.outcome;
+            decision.reasons = verdict.reasons;
+            decision.checks = verdict.checks;
+            decision.shadow = shadow;
         }
     }
     decision.duration_ms = elapsed_ms(started);
     decision
 }
 
-async fn apply_policy(
-    policy: &Policy,
-    request: &ActivationRequest,
-    now: DateTime<Utc>,
+fn condition_error_reason(policy: &Policy, message: &str) -> String {
+    format!(
+        "Denied: the condition of policy '{}' could not be evaluated ({message}). Ask your PIM administrators to fix the rule.",
+        policy.name
+    )
+}
+
+/// What one policy decides for the request, before it is known whether that is the answer.
+struct Verdict {
+    outcome: Outcome,
+    reasons: Vec<String>,
+    checks: Vec<CheckReport>,
+}
+
+/// Every shadow policy's would-be decision, computed concurrently; a shadow whose `when` could not
+/// be evaluated would deny, as an enforcing policy does.
+async fn run_shadows(
+    shadows: &[ShadowMatch<'_>],
+    context: &CheckContext<'_>,
     budget: Duration,
-    decision: &mut Decision,
-) {
+) -> Vec<ShadowDecision> {
+    let runs = shadows.iter().map(|shadow| async move {
+        let verdict = match &shadow.condition_error {
+            Some(message) => Verdict {
+                outcome: Outcome::Denied,
+                reasons: vec![condition_error_reason(shadow.policy, message)],
+                checks: Vec::new(),
+            },
+            None => apply_policy(shadow.policy, context, budget).await,
+        };
+        ShadowDecision {
+            policy: shadow.policy.name.clone(),
+            outcome: verdict.outcome,
+            reasons: verdict.reasons,
+            checks: verdict.checks,
+        }
+    });
+    join_all(runs).await
+}
+
+async fn apply_policy(policy: &Policy, context: &CheckContext<'_>, budget: Duration) -> Verdict {
     if let Some(fixed) = &policy.decide {
-        decision.outcome = fixed.outcome;
-        decision.reasons.push(format!(
-            "{} by policy '{}': {}",
-            verb(fixed.outcome),
-            policy.name,
-            fixed.reason
-        ));
-        return;
+        return Verdict {
+            outcome: fixed.outcome,
+            reasons: vec![format!(
+                "{} by policy '{}': {}",
+                verb(fixed.outcome),
+                policy.name,
+                fixed.reason
+            )],
+            checks: Vec::new(),
+        };
     }
-    let context = CheckContext {
-        request,
-        now,
-        deadline: tokio::time::Instant::now() + budget,
-    };
     let staged = policy
         .require
         .iter()
@@ -165,11 +230,19 @@ async fn apply_policy(
                 .iter()
                 .map(|check| (CheckStage::AutoApprove, check)),
         );
-    let runs = staged.map(|(stage, check)| run_check(stage, check, &context, budget));
-    decision.checks = join_all(runs).await;
+    let runs = staged.map(|(stage, check)| run_check(stage, check, context, budget));
+    let checks = join_all(runs).await;
+    let (outcome, reasons) = judge(policy, &checks);
+    Verdict {
+        outcome,
+        reasons,
+        checks,
+    }
+}
 
-    let required: Vec<&CheckReport> = decision
-        .checks
+/// The outcome and reasons a policy's check reports add up to.
+fn judge(policy: &Policy, checks: &[CheckReport]) -> (Outcome, Vec<String>) {
+    let required: Vec<&CheckReport> = checks
         .iter()
         .filter(|report| report.stage == CheckStage::Require)
         .collect();
@@ -198,9 +271,7 @@ async fn apply_policy(
                 ));
             }
         }
-        decision.outcome = Outcome::Denied;
-        decision.reasons = reasons;
-        return;
+        return (Outcome::Denied, reasons);
     }
     for report in &errored {
         reasons.push(format!(
@@ -209,8 +280,7 @@ async fn apply_policy(
         ));
     }
 
-    let auto: Vec<&CheckReport> = decision
-        .checks
+    let auto: Vec<&CheckReport> = checks
         .iter()
         .filter(|report| report.stage == CheckStage::AutoApprove)
         .collect();
@@ -220,7 +290,6 @@ async fn apply_policy(
             .iter()
             .all(|report| report.status() == CheckStatus::Pass);
     if auto_ok {
-        decision.outcome = Outcome::AutoApproved;
         let evidence: Vec<String> = auto
             .iter()
             .map(|r| format!("{}: {}", r.kind, r.outcome.message))
@@ -233,25 +302,24 @@ async fn apply_policy(
                 evidence.join("; ")
             ),
         );
-    } else {
-        decision.outcome = Outcome::Approved;
-        let passed = required.len() - errored.len();
-        reasons.insert(
-            0,
-            format!(
-                "Approved by policy '{}': {passed} of {} required checks passed; PIM's own approval settings apply.",
-                policy.name,
-                required.len()
-            ),
-        );
-        for report in auto.iter().filter(|r| r.status() != CheckStatus::Pass) {
-            reasons.push(format!(
-                "Not auto-approved: {}: {}",
-                report.kind, report.outcome.message
-            ));
-        }
+        return (Outcome::AutoApproved, reasons);
     }
-    decision.reasons = reasons;
+    let passed = required.len() - errored.len();
+    reasons.insert(
+        0,
+        format!(
+            "Approved by policy '{}': {passed} of {} required checks passed; PIM's own approval settings apply.",
+            policy.name,
+            required.len()
+        ),
+    );
+    for report in auto.iter().filter(|r| r.status() != CheckStatus::Pass) {
+        reasons.push(format!(
+            "Not auto-approved: {}: {}",
+            report.kind, report.outcome.message
+        ));
+    }
+    (Outcome::Approved, reasons)
 }
 
 /// The one place a check's time is bounded: a check that overruns is reported as not evaluated.
@@ -569,6 +637,60 @@ mod tests {
             "four 150 ms checks took {:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shadow_checks_run_alongside_the_deciding_checks_under_the_same_budget() {
+        #[derive(Debug)]
+        struct Sleeps;
+        #[async_trait]
+        impl Check for Sleeps {
+            async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                CheckOutcome::pass("slept")
+            }
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("rules.yaml");
+        std::fs::write(
+            &file,
+            "policies:\n  - name: rehearsal\n    mode: audit\n    match: {}\n  - name: deciding\n    match: {}\n",
+        )
+        .expect("write rules");
+        let mut rules = rules::load(&file).expect("rules load");
+        rules.policies[0].require = vec![
+            NamedCheck {
+                kind: "sleeps",
+                check: Arc::new(Sleeps),
+            },
+            named("hangs", Behaviour::Hang),
+        ];
+        rules.policies[1].require = vec![NamedCheck {
+            kind: "sleeps",
+            check: Arc::new(Sleeps),
+        }];
+        // Tokio's clock: paused time advances it, not the wall clock.
+        let started = tokio::time::Instant::now();
+        let decision = evaluate(&rules, &request(), now(), Duration::from_millis(200)).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(290),
+            "shadow and deciding checks took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
+        assert_eq!(decision.policy.as_deref(), Some("deciding"));
+        let shadow = decision.shadow.first().expect("the shadow is recorded");
+        assert_eq!(
+            shadow.outcome,
+            Outcome::Denied,
+            "the hanging check timed out"
+        );
+        assert_eq!(shadow.checks.len(), 2);
     }
 
     #[tokio::test]

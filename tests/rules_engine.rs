@@ -1116,7 +1116,7 @@ async fn a_broken_test_case_is_a_problem_not_a_failure() {
     );
     std::fs::write(
         dir.path().join("a.test.yaml"),
-        "cases:\n  - name: x\n    facts: {}\n",
+        "cases:\n  - name: x\n    stubs: {}\n",
     )
     .unwrap();
     let problems = pimgate::rules::testing::run_tests(dir.path())
@@ -1126,7 +1126,311 @@ async fn a_broken_test_case_is_a_problem_not_a_failure() {
     assert!(
         problems
             .iter()
-            .any(|problem| problem.message.contains("unknown field `facts`")),
+            .any(|problem| problem.message.contains("unknown field `stubs`")),
+        "{}",
+        render(&problems)
+    );
+}
+
+// ---- shadow mode (`mode: audit`) ------------------------------------------------------------
+
+const SHADOW_BEFORE_ENFORCING: &str = "
+policies:
+  - name: stricter-durations
+    mode: audit
+    match: {}
+    require:
+      - duration: { max: PT30M }
+  - name: frozen-rehearsal
+    mode: audit
+    match: {}
+    decide: Denied
+    reason: changes are frozen.
+  - name: everyone
+    mode: enforce
+    match: {}
+    require:
+      - duration: { max: PT4H }
+";
+
+#[tokio::test]
+async fn a_shadow_policy_records_its_would_be_decision_while_the_next_policy_decides() {
+    let decision = check(
+        SHADOW_BEFORE_ENFORCING,
+        role(GLOBAL_ADMIN),
+        NOW,
+        decided(Outcome::Approved, "everyone"),
+    )
+    .await;
+    assert!(
+        decision
+            .reasons
+            .iter()
+            .all(|reason| !reason.contains("PT30M") && !reason.contains("frozen")),
+        "shadow reasons leak into the answer: {:?}",
+        decision.reasons
+    );
+    let shadows: Vec<(&str, Outcome)> = decision
+        .shadow
+        .iter()
+        .map(|shadow| (shadow.policy.as_str(), shadow.outcome))
+        .collect();
+    assert_eq!(
+        shadows,
+        [
+            ("stricter-durations", Outcome::Denied),
+            ("frozen-rehearsal", Outcome::Denied)
+        ]
+    );
+    let stricter = &decision.shadow[0];
+    assert!(
+        stricter
+            .reasons
+            .iter()
+            .any(|reason| reason.contains("PT30M")),
+        "{:?}",
+        stricter.reasons
+    );
+    assert_eq!(stricter.checks.len(), 1, "the shadow's checks ran");
+    assert_eq!(
+        decision.checks.len(),
+        1,
+        "the enforcing policy's checks only"
+    );
+    assert!(
+        decision.skipped_policies.is_empty(),
+        "a matching shadow is not a skipped policy: {:?}",
+        decision.skipped_policies
+    );
+}
+
+#[tokio::test]
+async fn a_shadow_catch_all_does_not_make_the_policies_after_it_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = load(&rules_path(SHADOW_BEFORE_ENFORCING, &dir))
+        .unwrap_or_else(|problems| panic!("{}", render(&problems)));
+    assert!(loaded.warnings.is_empty(), "{}", render(&loaded.warnings));
+}
+
+#[tokio::test]
+async fn a_shadow_policy_matching_alone_leaves_the_request_uncovered_and_denied() {
+    let rules = "
+policies:
+  - name: approve-everything-rehearsal
+    mode: audit
+    match: {}
+    decide: Approved
+    reason: would approve.
+";
+    let expected = Expected {
+        outcome: Outcome::Denied,
+        policy: None,
+        reason: Some("no pimgate policy covers"),
+    };
+    let decision = check(rules, role(GLOBAL_ADMIN), NOW, expected).await;
+    assert_eq!(decision.shadow.len(), 1);
+    assert_eq!(decision.shadow[0].policy, "approve-everything-rehearsal");
+    assert_eq!(decision.shadow[0].outcome, Outcome::Approved);
+}
+
+#[tokio::test]
+async fn a_shadow_policy_whose_condition_breaks_records_a_denial_and_does_not_stop_selection() {
+    let rules = "
+policies:
+  - name: broken-rehearsal
+    mode: audit
+    when: 'request.no_such_field == 1'
+    decide: Approved
+    reason: unused.
+  - name: everyone
+    decide: Approved
+    reason: fine.
+";
+    let decision = check(
+        rules,
+        role(CUSTOM_ROLE),
+        NOW,
+        decided(Outcome::Approved, "everyone"),
+    )
+    .await;
+    assert_eq!(decision.shadow.len(), 1);
+    assert_eq!(decision.shadow[0].outcome, Outcome::Denied);
+    assert!(
+        decision.shadow[0].reasons[0].contains("could not be evaluated"),
+        "{:?}",
+        decision.shadow[0].reasons
+    );
+}
+
+#[tokio::test]
+async fn a_shadow_policy_whose_match_or_condition_does_not_hold_records_nothing() {
+    let rules = "
+policies:
+  - name: groups-rehearsal
+    mode: audit
+    match: { resource_types: [entraGroups] }
+    decide: Denied
+    reason: unused.
+  - name: false-rehearsal
+    mode: audit
+    when: 'request.tier == \"Low\"'
+    decide: Denied
+    reason: unused.
+  - name: everyone
+    decide: Approved
+    reason: fine.
+";
+    let decision = check(
+        rules,
+        role(GLOBAL_ADMIN),
+        NOW,
+        decided(Outcome::Approved, "everyone"),
+    )
+    .await;
+    assert!(decision.shadow.is_empty(), "{:?}", decision.shadow);
+    assert_eq!(decision.skipped_policies.len(), 2);
+}
+
+#[test]
+fn a_shadow_policy_that_could_auto_approve_a_critical_role_does_not_load() {
+    let found = problems(
+        "
+policies:
+  - name: auto-everything-rehearsal
+    mode: audit
+    match: {}
+    decide: AutoApproved
+    reason: would skip the approver.
+",
+    );
+    assert!(
+        found
+            .iter()
+            .any(|problem| problem.key == "policies[0].decide"
+                && problem.message.contains("Critical")),
+        "{}",
+        render(&found)
+    );
+}
+
+#[test]
+fn an_unknown_policy_mode_is_an_error_naming_both_modes() {
+    let found = problems(
+        "
+policies:
+  - name: typo
+    mode: shadow
+    decide: Approved
+    reason: fine.
+",
+    );
+    assert!(
+        found
+            .iter()
+            .any(|problem| problem.key == "policies[0].mode" && problem.fix.contains("audit")),
+        "{}",
+        render(&found)
+    );
+}
+
+// ---- stubbed facts in `rules test` ----------------------------------------------------------
+
+const CHANGE_BOUND_RULES: &str = "
+policies:
+  - name: change-bound
+    match: {}
+    require:
+      - itsm: { system: servicenow, states: [Implement] }
+      - duration: { max: PT4H }
+    on_error: approve
+";
+
+async fn run_cases(
+    rules: &str,
+    cases: &str,
+) -> Result<pimgate::rules::testing::TestReport, Vec<RuleProblem>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+    std::fs::write(dir.path().join("rules.test.yaml"), cases).unwrap();
+    pimgate::rules::testing::run_tests(dir.path()).await
+}
+
+#[tokio::test]
+async fn stubbed_itsm_facts_pass_fail_and_error_decide_as_the_upstream_would() {
+    let cases = "
+cases:
+  - name: an implementing change approves
+    now: '2026-11-24T10:00:00Z'
+    request: { role: Exchange Administrator, duration: PT1H, ticket: CHG0031337 }
+    facts: { itsm: pass }
+    expect: { outcome: Approved, policy: change-bound, reason_contains: 2 of 2 required checks passed }
+  - name: a closed ticket denies with the stubbed message
+    now: '2026-11-24T10:00:00Z'
+    request: { role: Exchange Administrator, duration: PT1H, ticket: CHG0031337 }
+    facts: { itsm: { status: fail, message: ticket is closed } }
+    expect: { outcome: Denied, policy: change-bound, reason_contains: [itsm, ticket is closed] }
+  - name: ServiceNow down goes to human approval as on_error says
+    now: '2026-11-24T10:00:00Z'
+    request: { role: Exchange Administrator, duration: PT1H, ticket: CHG0031337 }
+    facts: { itsm: error }
+    expect: { outcome: Approved, policy: change-bound, reason_contains: [could not be evaluated, 'stubbed: the itsm system could not be reached'] }
+  - name: a stub replaces only its own kind, the local checks still run
+    now: '2026-11-24T10:00:00Z'
+    request: { role: Exchange Administrator, duration: PT8H, ticket: CHG0031337 }
+    facts: { itsm: pass }
+    expect: { outcome: Denied, policy: change-bound, reason_contains: PT4H }
+";
+    let report = run_cases(CHANGE_BOUND_RULES, cases)
+        .await
+        .unwrap_or_else(|problems| panic!("{}", render(&problems)));
+    assert_eq!((report.passed, report.failed), (4, 0), "{report}");
+}
+
+#[tokio::test]
+async fn a_case_without_facts_still_has_no_upstream_to_ask() {
+    // Without facts and without a configured connector the itsm check cannot run; a `pass`
+    // expectation therefore fails, which proves facts, not some default, made the case above pass.
+    let cases = "
+cases:
+  - name: without facts itsm is not evaluated
+    now: '2026-11-24T10:00:00Z'
+    request: { role: Exchange Administrator, duration: PT1H, ticket: CHG0031337 }
+    expect: { outcome: Approved, reason_contains: 2 of 2 required checks passed }
+";
+    let report = run_cases(CHANGE_BOUND_RULES, cases)
+        .await
+        .unwrap_or_else(|problems| panic!("{}", render(&problems)));
+    assert_eq!((report.passed, report.failed), (0, 1), "{report}");
+    assert!(report.failures[0].2.contains("1 of 2"), "{report}");
+}
+
+#[tokio::test]
+async fn facts_for_an_unknown_kind_or_status_are_problems_naming_the_key() {
+    let cases = "
+cases:
+  - name: a local kind cannot be stubbed
+    now: '2026-11-24T10:00:00Z'
+    request: { role: Exchange Administrator, duration: PT1H }
+    facts: { duration: pass, itsm: maybe }
+    expect: { outcome: Approved }
+";
+    let problems = match run_cases(CHANGE_BOUND_RULES, cases).await {
+        Ok(report) => panic!("should not run: {report}"),
+        Err(problems) => problems,
+    };
+    let unknown = problems
+        .iter()
+        .find(|problem| problem.key == "cases[0].facts.duration")
+        .unwrap_or_else(|| panic!("{}", render(&problems)));
+    assert!(
+        unknown.fix.contains("itsm, hr, oncall"),
+        "{}",
+        render(&problems)
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.key == "cases[0].facts.itsm" && problem.fix.contains("pass")),
         "{}",
         render(&problems)
     );

@@ -245,6 +245,7 @@ fn deadline_decision(rules_revision: &str, started: Instant) -> Decision {
         policy: None,
         skipped_policies: Vec::new(),
         checks: Vec::new(),
+        shadow: Vec::new(),
         rules_revision: rules_revision.to_string(),
         evaluated_at: Utc::now(),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -262,4 +263,15 @@ fn record_metrics(decision: &Decision, replay: bool, started: Instant) {
     .increment(1);
     metrics::histogram!("pimgate_decision_duration_seconds")
         .record(started.elapsed().as_secs_f64());
+    // A replay answers the same request again: its shadow decisions were counted when it was made.
+    if !replay {
+        for shadow in &decision.shadow {
+            metrics::counter!(
+                "pimgate_shadow_decisions_total",
+                "policy" => shadow.policy.clone(),
+                "outcome" => shadow.outcome.as_str()
+            )
+            .increment(1);
+        }
+    }
 }

@@ -21,7 +21,9 @@ use crate::rules::catalog;
 use crate::rules::cel::Condition;
 use crate::rules::locate::locate;
 use crate::rules::matcher::{Matcher, ScopePattern, parse_tier};
-use crate::rules::{FailureMode, FixedDecision, Policy, RuleProblem, RuleSet, Severity};
+use crate::rules::{
+    FailureMode, FixedDecision, Policy, PolicyMode, RuleProblem, RuleSet, Severity,
+};
 
 const TOP_KEYS: &[&str] = &["policies", "windows", "lists"];
 const POLICY_KEYS: &[&str] = &[
@@ -35,6 +37,7 @@ const POLICY_KEYS: &[&str] = &[
     "auto_approve",
     "on_error",
     "allow_auto_approve_on_critical",
+    "mode",
 ];
 const MATCH_KEYS: &[&str] = &[
     "roles",
@@ -716,6 +719,15 @@ fn compile_policy(
             )
         })
         .unwrap_or(false);
+    let mode = field("mode")
+        .and_then(|value| {
+            ctx.typed::<PolicyMode>(
+                &path("mode"),
+                value,
+                "use `enforce` (the default) or `audit` (record what the policy would decide, without deciding)",
+            )
+        })
+        .unwrap_or_default();
 
     let has_checks = field("require").is_some() || field("auto_approve").is_some();
     if field("decide").is_some() && has_checks {
@@ -743,6 +755,8 @@ fn compile_policy(
         || auto_approve
             .as_ref()
             .is_some_and(|checks| !checks.is_empty());
+    // Applies to `mode: audit` too: an audit policy is a rehearsal of one that will be enforced, and
+    // switching it to `enforce` must not be the moment it turns out to be illegal.
     if auto_approves && !allow_critical && matcher.as_ref().is_some_and(Matcher::can_match_critical)
     {
         let at = if decide == Some(Outcome::AutoApproved) {
@@ -774,6 +788,7 @@ fn compile_policy(
         matcher: matcher?,
         when,
         allow_auto_approve_on_critical: allow_critical,
+        mode,
     })
 }
 
@@ -1104,7 +1119,9 @@ fn global_checks(
     }
     for (position, (policy, file, key)) in compiled.iter().enumerate() {
         let shadow = compiled.iter().take(position).find(|(earlier, _, _)| {
-            earlier.when.is_none()
+            // An `audit` catch-all never decides, so the policies after it still do.
+            earlier.mode == PolicyMode::Enforce
+                && earlier.when.is_none()
                 && earlier.matcher.is_catch_all()
                 && policy
                     .matcher

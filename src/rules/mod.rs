@@ -32,6 +32,16 @@ pub enum FailureMode {
     Approve,
 }
 
+/// Whether a matching policy decides (`enforce`) or only has its would-be decision recorded (`audit`,
+/// "shadow mode"), so operators can watch a new policy against live traffic before it answers PIM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyMode {
+    #[default]
+    Enforce,
+    Audit,
+}
+
 /// A policy's fixed answer (`decide:`), with no checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FixedDecision {
@@ -54,6 +64,8 @@ pub struct Policy {
     pub when: Option<cel::Condition>,
     /// The operator's explicit consent to auto-approving a policy that can match a Critical role.
     pub allow_auto_approve_on_critical: bool,
+    /// `audit` policies never decide; see [`PolicyMode`].
+    pub mode: PolicyMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,20 +97,34 @@ pub struct RuleSet {
     pub warnings: Vec<RuleProblem>,
 }
 
-/// The outcome of matching: the first policy that matches decides.
+/// An `audit` policy that matched before the deciding one: its would-be decision is recorded only.
+#[derive(Debug, Clone)]
+pub struct ShadowMatch<'a> {
+    pub policy: &'a Policy,
+    /// Its `when` could not be evaluated: enforced, it would deny; in audit mode selection goes on.
+    pub condition_error: Option<String>,
+}
+
+/// The outcome of matching: the first enforcing policy that matches decides. `shadows` are the
+/// `audit` policies that matched before it, in order.
 #[derive(Debug)]
 pub enum Selection<'a> {
     Matched {
         policy: &'a Policy,
         skipped: Vec<SkippedPolicy>,
+        shadows: Vec<ShadowMatch<'a>>,
     },
     /// No policy matched: the request is denied (an operator adds a catch-all policy to change that).
-    NoMatch { skipped: Vec<SkippedPolicy> },
+    NoMatch {
+        skipped: Vec<SkippedPolicy>,
+        shadows: Vec<ShadowMatch<'a>>,
+    },
     /// A policy's `when` condition failed to evaluate: fail closed rather than fall through.
     ConditionError {
         policy: &'a Policy,
         message: String,
         skipped: Vec<SkippedPolicy>,
+        shadows: Vec<ShadowMatch<'a>>,
     },
 }
 
@@ -164,11 +190,13 @@ pub fn record_metrics(rules: &RuleSet) {
 }
 
 impl RuleSet {
-    /// The first policy (file-name, then document order) whose `match` holds and whose `when` is true.
-    /// A `when` that cannot be evaluated stops the search: falling through to a more permissive policy
-    /// would fail open.
+    /// The first enforcing policy (file-name, then document order) whose `match` holds and whose
+    /// `when` is true. A `when` that cannot be evaluated stops the search: falling through to a more
+    /// permissive policy would fail open. `audit` policies that match on the way are collected as
+    /// shadows and the search goes on, so they never change the answer.
     pub fn select(&self, request: &ActivationRequest, now: DateTime<Utc>) -> Selection<'_> {
         let mut skipped = Vec::new();
+        let mut shadows = Vec::new();
         for policy in &self.policies {
             if let Some(why) = policy.matcher.mismatch(request) {
                 skipped.push(SkippedPolicy {
@@ -177,25 +205,41 @@ impl RuleSet {
                 });
                 continue;
             }
-            let Some(condition) = &policy.when else {
-                return Selection::Matched { policy, skipped };
+            let verdict = match &policy.when {
+                None => Ok(true),
+                Some(condition) => condition.evaluate(request, now),
             };
-            match condition.evaluate(request, now) {
-                Ok(true) => return Selection::Matched { policy, skipped },
-                Ok(false) => skipped.push(SkippedPolicy {
+            match (verdict, policy.mode) {
+                (Ok(false), _) => skipped.push(SkippedPolicy {
                     policy: policy.name.clone(),
                     why: "`when` is false".to_string(),
                 }),
-                Err(message) => {
+                (Ok(true), PolicyMode::Audit) => shadows.push(ShadowMatch {
+                    policy,
+                    condition_error: None,
+                }),
+                (Err(message), PolicyMode::Audit) => shadows.push(ShadowMatch {
+                    policy,
+                    condition_error: Some(message),
+                }),
+                (Ok(true), PolicyMode::Enforce) => {
+                    return Selection::Matched {
+                        policy,
+                        skipped,
+                        shadows,
+                    };
+                }
+                (Err(message), PolicyMode::Enforce) => {
                     return Selection::ConditionError {
                         policy,
                         message,
                         skipped,
+                        shadows,
                     };
                 }
             }
         }
-        Selection::NoMatch { skipped }
+        Selection::NoMatch { skipped, shadows }
     }
 }
 

@@ -1,19 +1,30 @@
 //! `pimgate rules test`: run the cases kept in `*.test.yaml` files beside the rules, on a fixed clock,
 //! through the same `decision::evaluate` the service uses.
+//!
+//! A case may stub what the upstream systems say (`facts: { itsm: fail }`): the checks of those kinds
+//! are swapped for stubs in a copy of the rules, so a case can pin "what happens when ServiceNow is
+//! down" without a ServiceNow.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+
+use crate::checks::registry::UPSTREAM_KINDS;
+use crate::checks::{Check, CheckContext, CheckOutcome, CheckStatus, NamedCheck};
 
 use crate::decision::{Decision, Outcome, evaluate};
 use crate::payload::{
     Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Target, Ticket,
 };
 use crate::rules::compile::{is_test_file, parse_guid};
-use crate::rules::{RuleProblem, Severity, catalog};
+use crate::rules::{RuleProblem, RuleSet, Severity, catalog};
 
 /// The principal of a shorthand request that names none.
 pub const DEFAULT_PRINCIPAL: &str = "00000000-0000-4000-8000-000000000001";
@@ -55,7 +66,40 @@ struct TestCase {
     request: Option<ShorthandRequest>,
     #[serde(default)]
     request_file: Option<String>,
+    /// Upstream check kind → what every check of that kind reports, instead of asking anyone.
+    #[serde(default)]
+    facts: BTreeMap<String, yaml_serde::Value>,
     expect: Expectation,
+}
+
+/// `facts: { itsm: { status: fail, message: ... } }`; the short form is the status alone.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FactDetail {
+    status: FactStatus,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FactStatus {
+    Pass,
+    Fail,
+    Error,
+}
+
+/// A check that reports what the test case says the upstream system would.
+#[derive(Debug)]
+struct StubbedCheck {
+    outcome: CheckOutcome,
+}
+
+#[async_trait]
+impl Check for StubbedCheck {
+    async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+        self.outcome.clone()
+    }
 }
 
 /// A request written by hand: only what the case is about, with defaults for the rest.
@@ -149,7 +193,7 @@ pub async fn run_tests_with(
                     &file,
                     "cases",
                     &error.to_string(),
-                    "a case has `name`, `now`, `request` (or `request_file`) and `expect: { outcome, policy, reason_contains }`",
+                    "a case has `name`, `now`, `request` (or `request_file`), optional `facts` and `expect: { outcome, policy, reason_contains }`",
                 );
                 located.line = location.as_ref().map(|at| at.line());
                 located.column = location.as_ref().map(|at| at.column());
@@ -160,8 +204,23 @@ pub async fn run_tests_with(
     for (file, tests) in &parsed {
         for (index, case) in tests.cases.iter().enumerate() {
             let key = format!("cases[{index}]");
+            let facts = match parse_facts(&case.facts) {
+                Ok(facts) => facts,
+                Err(errors) => {
+                    for (field, message, fix) in errors {
+                        problems.push(problem(
+                            file,
+                            &format!("{key}.facts.{field}"),
+                            &message,
+                            &fix,
+                        ));
+                    }
+                    continue;
+                }
+            };
             match prepare(case, file) {
                 Ok((request, now)) => {
+                    let rules = with_facts(&rules, &facts);
                     let decision = evaluate(&rules, &request, now, CASE_BUDGET).await;
                     match compare(&case.expect, &decision) {
                         None => {
@@ -192,6 +251,96 @@ pub async fn run_tests_with(
     } else {
         Err(problems)
     }
+}
+
+/// An upstream kind's `'static` name and what its checks report instead of asking.
+type Fact = (&'static str, CheckOutcome);
+
+/// A bad `facts` entry: (key below `facts`, message, fix).
+type FactProblem = (String, String, String);
+
+/// Each fact as the outcome its checks will report, keyed by the kind's `'static` name; every bad
+/// entry is a `(key, message, fix)`.
+fn parse_facts(facts: &BTreeMap<String, yaml_serde::Value>) -> Result<Vec<Fact>, Vec<FactProblem>> {
+    let mut parsed = Vec::new();
+    let mut errors = Vec::new();
+    let shape =
+        "write `pass`, `fail` or `error`, or `{ status: fail, message: \"ticket is closed\" }`";
+    for (key, value) in facts {
+        let Some(kind) = UPSTREAM_KINDS.iter().copied().find(|kind| *kind == key) else {
+            errors.push((
+                key.clone(),
+                format!("`{key}` is not an upstream check kind"),
+                format!(
+                    "facts stub upstream checks only: {}",
+                    UPSTREAM_KINDS.join(", ")
+                ),
+            ));
+            continue;
+        };
+        let detail = match value {
+            yaml_serde::Value::String(_) => yaml_serde::from_value::<FactStatus>(value.clone())
+                .map(|status| FactDetail {
+                    status,
+                    message: None,
+                }),
+            _ => yaml_serde::from_value::<FactDetail>(value.clone()),
+        };
+        let detail = match detail {
+            Ok(detail) => detail,
+            Err(error) => {
+                errors.push((key.clone(), error.to_string(), shape.to_string()));
+                continue;
+            }
+        };
+        let (status, default) = match detail.status {
+            FactStatus::Pass => (
+                CheckStatus::Pass,
+                format!("stubbed: the {kind} check passes"),
+            ),
+            FactStatus::Fail => (
+                CheckStatus::Fail,
+                format!("stubbed: the {kind} check fails"),
+            ),
+            FactStatus::Error => (
+                CheckStatus::Error,
+                format!("stubbed: the {kind} system could not be reached"),
+            ),
+        };
+        let outcome = CheckOutcome {
+            status,
+            message: detail.message.unwrap_or(default),
+            evidence: Default::default(),
+        }
+        .with_evidence("stubbed", true);
+        parsed.push((kind, outcome));
+    }
+    if errors.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The rules with every check of a stubbed kind replaced; the rules themselves when nothing is
+/// stubbed, so a case without `facts` runs exactly what the service would.
+fn with_facts<'r>(rules: &'r RuleSet, facts: &[Fact]) -> Cow<'r, RuleSet> {
+    if facts.is_empty() {
+        return Cow::Borrowed(rules);
+    }
+    let stub = |check: &mut NamedCheck| {
+        if let Some((_, outcome)) = facts.iter().find(|(kind, _)| *kind == check.kind) {
+            check.check = Arc::new(StubbedCheck {
+                outcome: outcome.clone(),
+            });
+        }
+    };
+    let mut stubbed = rules.clone();
+    for policy in &mut stubbed.policies {
+        policy.require.iter_mut().for_each(stub);
+        policy.auto_approve.iter_mut().for_each(stub);
+    }
+    Cow::Owned(stubbed)
 }
 
 fn problem(file: &Path, key: &str, message: &str, fix: &str) -> RuleProblem {

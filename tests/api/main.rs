@@ -13,4 +13,5 @@ mod lifecycle;
 mod observability;
 mod reload;
 mod service;
+mod shadow;
 mod tokens;
