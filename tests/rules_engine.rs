@@ -727,6 +727,52 @@ policies:
 // ---- load -------------------------------------------------------------------------------------
 
 #[test]
+fn a_policy_shadowed_by_a_broader_one_above_it_is_reported_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.yaml");
+    let cases = [
+        // (rules, unreachable policy or none)
+        (
+            "policies:\n  - name: exchange\n    match: { roles: [Exchange Administrator] }\n    require: []\n  - name: exchange-tenant\n    match: { roles: [Exchange Administrator], scopes: [/] }\n    require: []\n",
+            Some("exchange-tenant"),
+        ),
+        (
+            "policies:\n  - name: exchange-tenant\n    match: { roles: [Exchange Administrator], scopes: [/] }\n    require: []\n  - name: exchange\n    match: { roles: [Exchange Administrator] }\n    require: []\n",
+            None,
+        ),
+        (
+            "policies:\n  - name: two-roles\n    match: { roles: [Exchange Administrator, SharePoint Administrator] }\n    require: []\n  - name: one-role\n    match: { roles: [SharePoint Administrator] }\n    require: []\n",
+            Some("one-role"),
+        ),
+        (
+            "policies:\n  - name: conditional\n    match: { roles: [Exchange Administrator] }\n    when: 'request.duration <= duration(\"1h\")'\n    require: []\n  - name: exchange\n    match: { roles: [Exchange Administrator] }\n    require: []\n",
+            None,
+        ),
+        (
+            "policies:\n  - name: activations\n    match: { roles: [Exchange Administrator] }\n    require: []\n  - name: extensions\n    match: { roles: [Exchange Administrator], actions: [selfExtend] }\n    require: []\n",
+            None,
+        ),
+    ];
+    for (rules, unreachable) in cases {
+        std::fs::write(&path, rules).unwrap();
+        let loaded = load(&path).unwrap_or_else(|problems| panic!("{}", render(&problems)));
+        let reported: Vec<&str> = loaded
+            .warnings
+            .iter()
+            .filter(|warning| warning.message.contains("unreachable"))
+            .map(|warning| warning.message.as_str())
+            .collect();
+        match unreachable {
+            Some(name) => assert!(
+                reported.len() == 1 && reported[0].contains(&format!("`{name}` is unreachable")),
+                "{rules}: {reported:?}"
+            ),
+            None => assert!(reported.is_empty(), "{rules}: {reported:?}"),
+        }
+    }
+}
+
+#[test]
 fn the_revision_changes_with_the_rules_and_warnings_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.yaml");

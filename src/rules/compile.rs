@@ -1122,12 +1122,7 @@ fn global_checks(
             // An `audit` catch-all never decides, so the policies after it still do.
             earlier.mode == PolicyMode::Enforce
                 && earlier.when.is_none()
-                && earlier.matcher.is_catch_all()
-                && policy
-                    .matcher
-                    .actions
-                    .iter()
-                    .all(|action| earlier.matcher.actions.contains(action))
+                && earlier.matcher.covers(&policy.matcher)
         });
         if let Some((earlier, _, _)) = shadow {
             report.push(
@@ -1136,7 +1131,7 @@ fn global_checks(
                 Severity::Warning,
                 key,
                 format!(
-                    "policy `{}` is unreachable: `{}` above it matches every request for its actions (first match wins)",
+                    "policy `{}` is unreachable: `{}` above it matches every request it matches (first match wins)",
                     policy.name, earlier.name
                 ),
                 format!("move `{}` above `{}`, or remove it", policy.name, earlier.name),

@@ -187,6 +187,30 @@ impl Matcher {
     }
 
     /// True when only `actions` restricts the match: every request for those actions matches.
+    /// Whether every request `other` matches is also matched by `self`, judged criterion by criterion
+    /// (sound, not complete: roles vs tiers, scope patterns vs exact scopes are not compared across).
+    /// An enforcing policy without `when` that covers a later one makes the later one unreachable.
+    pub fn covers(&self, other: &Matcher) -> bool {
+        fn subset<T: PartialEq>(wide: &Option<Vec<T>>, narrow: &Option<Vec<T>>) -> bool {
+            match (wide, narrow) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(wide), Some(narrow)) => narrow.iter().all(|value| wide.contains(value)),
+            }
+        }
+        subset(&self.roles, &other.roles)
+            && subset(&self.tiers, &other.tiers)
+            && subset(&self.groups, &other.groups)
+            && subset(&self.access, &other.access)
+            && subset(&self.resource_types, &other.resource_types)
+            && subset(&self.scopes, &other.scopes)
+            && subset(&self.principals, &other.principals)
+            && other
+                .actions
+                .iter()
+                .all(|action| self.actions.contains(action))
+    }
+
     pub fn is_catch_all(&self) -> bool {
         self.roles.is_none()
             && self.tiers.is_none()
