@@ -81,6 +81,64 @@ impl Slot {
     }
 }
 
+const WEEK_SECONDS: u32 = 7 * 86_400;
+const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+impl Slot {
+    /// The slot's stretches on a Monday-based week of seconds, with the starting weekday; a stretch
+    /// that runs past Sunday midnight is split so every piece lies inside the week.
+    fn stretches(&self) -> Vec<(u32, u32, u32)> {
+        let mut out = Vec::new();
+        for weekday in 0..7u32 {
+            if !self.starts_on(weekday) {
+                continue;
+            }
+            let start = weekday * 86_400 + self.from;
+            let end = if self.from < self.to {
+                weekday * 86_400 + self.to
+            } else {
+                (weekday + 1) * 86_400 + self.to
+            };
+            if end > WEEK_SECONDS {
+                out.push((start, WEEK_SECONDS, weekday));
+                out.push((0, end - WEEK_SECONDS, weekday));
+            } else {
+                out.push((start, end, weekday));
+            }
+        }
+        out
+    }
+}
+
+/// Two slots that overlap are almost always a typo (the operator meant adjacent slots): say which.
+fn overlaps(slots: &[Slot]) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    for (later, slot) in slots.iter().enumerate() {
+        for (earlier, other) in slots.iter().enumerate().take(later) {
+            let clash = slot
+                .stretches()
+                .into_iter()
+                .find_map(|(start, end, weekday)| {
+                    other
+                        .stretches()
+                        .into_iter()
+                        .any(|(other_start, other_end, _)| start < other_end && other_start < end)
+                        .then_some(weekday)
+                });
+            if let Some(weekday) = clash {
+                let day = DAY_NAMES.get(weekday as usize).copied().unwrap_or("?");
+                problems.push(SpecProblem {
+                    key: format!("weekly[{later}]"),
+                    message: format!("this slot overlaps `weekly[{earlier}]` on {day}"),
+                    fix: "merge the two slots into one, or make them adjacent (one's `to` is the other's `from`)"
+                        .to_string(),
+                });
+            }
+        }
+    }
+    problems
+}
+
 /// A validated window, ready to answer "is it open at this instant" and "when does it next open".
 #[derive(Debug)]
 pub struct CompiledWindow {
@@ -125,6 +183,9 @@ pub fn compile(name: &str, spec: &WindowSpec) -> Result<CompiledWindow, Vec<Spec
         if let Some(slot) = compile_slot(&format!("weekly[{index}]"), slot, &mut problems) {
             slots.push(slot);
         }
+    }
+    if slots.len() == spec.weekly.len() {
+        problems.extend(overlaps(&slots));
     }
     let mut except_dates = BTreeSet::new();
     for (index, text) in spec.except_dates.iter().enumerate() {
@@ -640,6 +701,81 @@ mod tests {
             except_dates: except_dates.iter().map(|date| date.to_string()).collect(),
         };
         compile(name, &spec).unwrap()
+    }
+
+    #[test]
+    fn overlapping_slots_are_refused_and_adjacent_ones_are_not() {
+        let compiled = |weekly: Vec<WeeklySlot>| {
+            compile(
+                "w",
+                &WindowSpec {
+                    timezone: "Europe/Berlin".to_string(),
+                    weekly,
+                    except_dates: vec![],
+                },
+            )
+        };
+        let cases: Vec<(Vec<WeeklySlot>, Option<&str>)> = vec![
+            (
+                vec![
+                    slot(&["Tue"], "18:00", "23:00"),
+                    slot(&["Tue"], "20:00", "22:00"),
+                ],
+                Some("on Tue"),
+            ),
+            (
+                vec![
+                    slot(&["Mon", "Tue"], "22:00", "02:00"),
+                    slot(&["Tue"], "01:00", "03:00"),
+                ],
+                Some("on Tue"),
+            ),
+            (
+                vec![
+                    slot(&["Sun"], "22:00", "06:00"),
+                    slot(&["Mon"], "05:00", "07:00"),
+                ],
+                Some("on Mon"),
+            ),
+            (
+                vec![
+                    slot(&["Tue"], "18:00", "20:00"),
+                    slot(&["Tue"], "20:00", "22:00"),
+                ],
+                None,
+            ),
+            (
+                vec![
+                    slot(&["Tue"], "18:00", "23:00"),
+                    slot(&["Wed"], "18:00", "23:00"),
+                ],
+                None,
+            ),
+            (
+                vec![
+                    slot(&["Sun"], "22:00", "06:00"),
+                    slot(&["Mon"], "06:00", "07:00"),
+                ],
+                None,
+            ),
+        ];
+        for (weekly, expected) in cases {
+            let described = format!("{weekly:?}");
+            match (compiled(weekly), expected) {
+                (Ok(_), None) => {}
+                (Err(problems), Some(day)) => {
+                    assert_eq!(problems.len(), 1, "{described}: {problems:?}");
+                    assert_eq!(problems[0].key, "weekly[1]", "{described}");
+                    assert!(
+                        problems[0].message.contains(day),
+                        "{described}: {}",
+                        problems[0].message
+                    );
+                    assert!(problems[0].message.contains("weekly[0]"), "{described}");
+                }
+                (other, expected) => panic!("{described}: expected {expected:?}, got {other:?}"),
+            }
+        }
     }
 
     /// Tue/Thu 18:00–23:00 in Berlin, closed on Christmas Eve and New Year's Eve (both Thursdays).
