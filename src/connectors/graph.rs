@@ -150,11 +150,7 @@ impl fmt::Debug for Graph {
 }
 
 fn problem(key: &str, message: impl Into<String>, fix: &str) -> SettingsProblem {
-    SettingsProblem {
-        key: format!("connectors.graph.{key}"),
-        message: message.into(),
-        fix: fix.to_string(),
-    }
+    super::settings_problem("graph", key, message, fix)
 }
 
 /// Tenant ids are GUIDs or verified domain names; anything else would change the token URL's path.

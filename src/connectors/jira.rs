@@ -97,11 +97,7 @@ pub struct Jira {
 }
 
 fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingsProblem {
-    SettingsProblem {
-        key: format!("connectors.jira.{key}"),
-        message: message.into(),
-        fix: fix.into(),
-    }
+    super::settings_problem("jira", key, message, fix)
 }
 
 impl Jira {
@@ -110,33 +106,14 @@ impl Jira {
         context: &BuildContext,
     ) -> Result<Self, Vec<SettingsProblem>> {
         let mut problems = Vec::new();
-        let base_url = match settings.base_url.as_deref().map(str::trim) {
-            None | Some("") => {
-                problems.push(problem(
-                    "base_url",
-                    "is missing",
-                    "set it to your site, e.g. `https://contoso.atlassian.net`",
-                ));
-                String::new()
-            }
-            Some(url) => {
-                if let Err(message) = crate::settings::check_fetch_url(url) {
-                    problems.push(problem(
-                        "base_url",
-                        message,
-                        "use the site's https URL, e.g. `https://contoso.atlassian.net`",
-                    ));
-                }
-                url.trim_end_matches('/').to_string()
-            }
-        };
-        if settings.timeout_ms == 0 || settings.timeout_ms > 60_000 {
-            problems.push(problem(
-                "timeout_ms",
-                format!("`{}` is out of range", settings.timeout_ms),
-                "use a value between 1 and 60000 milliseconds, e.g. 2000",
-            ));
-        }
+        let base_url = super::base_url(
+            "jira",
+            settings.base_url.as_deref(),
+            None,
+            "`https://contoso.atlassian.net`",
+            &mut problems,
+        );
+        super::call_timeout("jira", settings.timeout_ms, &mut problems);
         let credentials = match settings.flavor {
             JiraFlavor::Cloud => {
                 let email = non_empty(settings.email.as_deref());

@@ -19,6 +19,7 @@ pub mod servicenow;
 pub mod ticket;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -169,5 +170,129 @@ impl Connectors {
             "oncall_file" => self.oncall_file.is_some(),
             _ => false,
         }
+    }
+}
+
+/// The one shape of a connector settings problem: the key is `connectors.<connector>.<key>`.
+pub(crate) fn settings_problem(
+    connector: &str,
+    key: &str,
+    message: impl Into<String>,
+    fix: impl Into<String>,
+) -> SettingsProblem {
+    SettingsProblem {
+        key: format!("connectors.{connector}.{key}"),
+        message: message.into(),
+        fix: fix.into(),
+    }
+}
+
+/// A connector's API root: the configured one or the vendor's `default`, trailing `/` trimmed, https
+/// (plain http only for loopback). `example` is the fix shown when it is missing or unusable.
+pub(crate) fn base_url(
+    connector: &str,
+    given: Option<&str>,
+    default: Option<&str>,
+    example: &str,
+    problems: &mut Vec<SettingsProblem>,
+) -> String {
+    let url = match given
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .or(default)
+    {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            problems.push(settings_problem(
+                connector,
+                "base_url",
+                "is missing",
+                format!("set it, e.g. {example}"),
+            ));
+            return String::new();
+        }
+    };
+    if let Err(message) = crate::settings::check_fetch_url(&url) {
+        problems.push(settings_problem(
+            connector,
+            "base_url",
+            message,
+            format!("use an https URL, e.g. {example}"),
+        ));
+    }
+    url
+}
+
+/// A connector's per-call timeout, 1..=60000 ms: one call must fit well inside `server.deadline_ms`.
+pub(crate) fn call_timeout(
+    connector: &str,
+    timeout_ms: u64,
+    problems: &mut Vec<SettingsProblem>,
+) -> Duration {
+    if timeout_ms == 0 || timeout_ms > 60_000 {
+        problems.push(settings_problem(
+            connector,
+            "timeout_ms",
+            format!("`{timeout_ms}` is out of range"),
+            "use a value between 1 and 60000 milliseconds, e.g. 2000",
+        ));
+    }
+    Duration::from_millis(timeout_ms)
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_default_trim_and_refuse_plain_http_off_loopback() {
+        let mut problems = Vec::new();
+        assert_eq!(
+            base_url(
+                "x",
+                None,
+                Some("https://api.example.com/"),
+                "`https://api.example.com`",
+                &mut problems
+            ),
+            "https://api.example.com"
+        );
+        assert_eq!(
+            base_url("x", Some(" http://127.0.0.1:9/ "), None, "e", &mut problems),
+            "http://127.0.0.1:9"
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        base_url("x", None, None, "e", &mut problems);
+        base_url(
+            "x",
+            Some("http://contoso.example"),
+            None,
+            "e",
+            &mut problems,
+        );
+        let keys: Vec<&str> = problems
+            .iter()
+            .map(|problem| problem.key.as_str())
+            .collect();
+        assert_eq!(keys, ["connectors.x.base_url", "connectors.x.base_url"]);
+        assert!(problems[0].message.contains("missing"));
+    }
+
+    #[test]
+    fn timeouts_outside_one_minute_are_refused() {
+        let mut problems = Vec::new();
+        assert_eq!(
+            call_timeout("x", 2000, &mut problems),
+            Duration::from_secs(2)
+        );
+        assert!(problems.is_empty());
+        call_timeout("x", 0, &mut problems);
+        call_timeout("x", 60_001, &mut problems);
+        assert_eq!(problems.len(), 2);
+        assert!(
+            problems
+                .iter()
+                .all(|problem| problem.key == "connectors.x.timeout_ms")
+        );
     }
 }

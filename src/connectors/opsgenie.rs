@@ -96,26 +96,14 @@ impl Opsgenie {
         context: &BuildContext,
     ) -> Result<Self, Vec<SettingsProblem>> {
         let mut problems = Vec::new();
-        let base_url = settings
-            .base_url
-            .as_deref()
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim_end_matches('/')
-            .to_string();
-        if let Err(message) = crate::settings::check_fetch_url(&base_url) {
-            problems.push(problem(
-                "base_url",
-                message,
-                "use `https://api.opsgenie.com` (or `https://api.eu.opsgenie.com` for EU accounts)",
-            ));
-        }
-        if settings.timeout_ms == 0 {
-            problems.push(problem(
-                "timeout_ms",
-                "must be positive".into(),
-                "give a timeout in milliseconds, e.g. 2000",
-            ));
-        }
+        let base_url = super::base_url(
+            "opsgenie",
+            settings.base_url.as_deref(),
+            Some(DEFAULT_BASE_URL),
+            "`https://api.opsgenie.com` (or `https://api.eu.opsgenie.com` for EU accounts)",
+            &mut problems,
+        );
+        super::call_timeout("opsgenie", settings.timeout_ms, &mut problems);
         let key = match settings.api_key.resolve() {
             Ok(key) => Some(key),
             Err(message) => {
@@ -199,11 +187,7 @@ impl Opsgenie {
 }
 
 fn problem(key: &str, message: String, fix: &str) -> SettingsProblem {
-    SettingsProblem {
-        key: format!("connectors.{CONNECTOR}.{key}"),
-        message,
-        fix: fix.to_string(),
-    }
+    super::settings_problem(CONNECTOR, key, message, fix)
 }
 
 #[cfg(test)]

@@ -153,26 +153,14 @@ impl PagerDuty {
         context: &BuildContext,
     ) -> Result<Self, Vec<SettingsProblem>> {
         let mut problems = Vec::new();
-        let base_url = settings
-            .base_url
-            .as_deref()
-            .unwrap_or(DEFAULT_BASE_URL)
-            .trim_end_matches('/')
-            .to_string();
-        if let Err(message) = crate::settings::check_fetch_url(&base_url) {
-            problems.push(problem(
-                "base_url",
-                message,
-                "use `https://api.pagerduty.com` (or `https://api.eu.pagerduty.com`)",
-            ));
-        }
-        if settings.timeout_ms == 0 {
-            problems.push(problem(
-                "timeout_ms",
-                "must be positive".into(),
-                "give a timeout in milliseconds, e.g. 2000",
-            ));
-        }
+        let base_url = super::base_url(
+            "pagerduty",
+            settings.base_url.as_deref(),
+            Some(DEFAULT_BASE_URL),
+            "`https://api.pagerduty.com` (or `https://api.eu.pagerduty.com`)",
+            &mut problems,
+        );
+        super::call_timeout("pagerduty", settings.timeout_ms, &mut problems);
         if settings.max_pages == 0 {
             problems.push(problem(
                 "max_pages",
@@ -375,11 +363,7 @@ pub(crate) fn cached_call<T>(
 }
 
 fn problem(key: &str, message: String, fix: &str) -> SettingsProblem {
-    SettingsProblem {
-        key: format!("connectors.{CONNECTOR}.{key}"),
-        message,
-        fix: fix.to_string(),
-    }
+    super::settings_problem(CONNECTOR, key, message, fix)
 }
 
 #[cfg(test)]

@@ -109,11 +109,7 @@ pub struct ServiceNow {
 }
 
 fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingsProblem {
-    SettingsProblem {
-        key: format!("connectors.servicenow.{key}"),
-        message: message.into(),
-        fix: fix.into(),
-    }
+    super::settings_problem("servicenow", key, message, fix)
 }
 
 impl ServiceNow {
@@ -122,33 +118,14 @@ impl ServiceNow {
         context: &BuildContext,
     ) -> Result<Self, Vec<SettingsProblem>> {
         let mut problems = Vec::new();
-        let base_url = match settings.base_url.as_deref().map(str::trim) {
-            None | Some("") => {
-                problems.push(problem(
-                    "base_url",
-                    "is missing",
-                    "set it to your instance, e.g. `https://contoso.service-now.com`",
-                ));
-                String::new()
-            }
-            Some(url) => {
-                if let Err(message) = crate::settings::check_fetch_url(url) {
-                    problems.push(problem(
-                        "base_url",
-                        message,
-                        "use the instance's https URL, e.g. `https://contoso.service-now.com`",
-                    ));
-                }
-                url.trim_end_matches('/').to_string()
-            }
-        };
-        if settings.timeout_ms == 0 || settings.timeout_ms > 60_000 {
-            problems.push(problem(
-                "timeout_ms",
-                format!("`{}` is out of range", settings.timeout_ms),
-                "use a value between 1 and 60000 milliseconds, e.g. 2000",
-            ));
-        }
+        let base_url = super::base_url(
+            "servicenow",
+            settings.base_url.as_deref(),
+            None,
+            "`https://contoso.service-now.com`",
+            &mut problems,
+        );
+        super::call_timeout("servicenow", settings.timeout_ms, &mut problems);
         let credentials = match settings.auth {
             ServiceNowAuth::Basic => {
                 let username = non_empty(settings.username.as_deref());

@@ -225,8 +225,19 @@ async fn a_second_decision_is_served_from_the_caches() {
         cached.iter().any(|hit| *hit),
         "the audit record shows cache hits: {last}"
     );
-    let _ = &upstreams.graph;
-    let _ = &upstreams.pagerduty;
+    let pagerduty_calls: Vec<String> = upstreams
+        .pagerduty
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|request| request.url.path().to_string())
+        .collect();
+    assert_eq!(
+        pagerduty_calls,
+        ["/users", "/oncalls"],
+        "user and on-call lookups were cached"
+    );
 }
 
 #[tokio::test]

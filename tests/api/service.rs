@@ -4,7 +4,7 @@ use serde_json::Value;
 use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::common_auth::{JWKS_PATH, TestIdp};
+use crate::common_auth::TestIdp;
 use crate::helpers::{AppOptions, fixture, spawn_app, spawn_app_for};
 
 #[tokio::test]
@@ -42,7 +42,6 @@ async fn readiness_waits_for_the_signing_keys_and_evaluate_answers_503_until_the
     assert_eq!(body["signingKeys"], false);
     let response = app.evaluate(&fixture("group-activation.json")).await;
     assert_eq!(response.status(), 503);
-    let _ = JWKS_PATH;
 }
 
 #[tokio::test]
