@@ -230,6 +230,7 @@ impl Application {
         } = self;
         let watcher = (!reload_interval.is_zero()).then(|| reloader.spawn_watcher(reload_interval));
         let signals = tokio::spawn(listen_for_signals(signals, shutdown.clone(), reloader));
+        let upkeep = tokio::spawn(crate::http::health::metrics_upkeep());
         let result = tokio::select! {
             result = server => result,
             () = shutdown.force.notified() => {
@@ -238,6 +239,7 @@ impl Application {
             }
         };
         signals.abort();
+        upkeep.abort();
         refresher.abort();
         if let Some(watcher) = watcher {
             watcher.abort();

@@ -11,14 +11,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use futures::StreamExt;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::replay::{Answer, ReplayCache};
 use super::request_id::RequestId;
 use super::state::AppState;
 use crate::audit::CallerSummary;
 use crate::decision::{self, Decision, Outcome};
-use crate::payload::{self, ActivationRequest};
+use crate::payload;
 use crate::settings::TokenVersion;
 
 /// PIM's expected answer (`shared/spec/wire.md` §2), nothing more.
@@ -87,27 +87,17 @@ pub async fn evaluate(
         tracing::info!(field = error.field().unwrap_or(""), %error, "activation request rejected");
     })?;
 
-    let key = replay_key(&activation, &body);
+    let key = ReplayCache::key(&activation, &body);
     let rules = state.rules();
     let remaining = deadline.saturating_sub(started.elapsed());
     let budget = remaining.saturating_sub(ANSWER_MARGIN.min(remaining / 10));
-    let evaluation = {
-        let activation = &activation;
-        let rules = Arc::clone(&rules);
-        async move { Arc::new(decision::evaluate(&rules, activation, Utc::now(), budget).await) }
-    };
-    let (decision, replay) = match tokio::time::timeout(
-        remaining,
-        state.replays.entry(key).or_insert_with(evaluation),
-    )
-    .await
-    {
-        Ok(entry) => {
-            let replay = !entry.is_fresh();
-            (entry.into_value(), replay)
-        }
-        Err(_) => (Arc::new(deadline_decision(&rules.revision, started)), false),
-    };
+    let evaluation = decision::evaluate(&rules, &activation, Utc::now(), budget);
+    let (decision, replay) =
+        match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
+        {
+            Ok(Answer { decision, replay }) => (decision, replay),
+            Err(_) => (Arc::new(deadline_decision(&rules.revision, started)), false),
+        };
 
     let caller = CallerSummary {
         app_id: verified.caller_app_id.clone(),
@@ -217,21 +207,6 @@ async fn read_body(
     tokio::time::timeout(time_left, collect)
         .await
         .map_err(|_| ApiError::BodyTimeout)?
-}
-
-/// PIM's request id, bound to the principal and target so one caller's id cannot replay another's
-/// answer; without an id (some ARM deliveries) the body itself identifies the request.
-fn replay_key(activation: &ActivationRequest, body: &[u8]) -> String {
-    match &activation.request_id {
-        Some(id) => format!(
-            "{id}|{}|{}|{}|{}",
-            activation.principal_id,
-            activation.resource_type.as_str(),
-            activation.target_id(),
-            activation.action.as_str()
-        ),
-        None => format!("body:{}", hex::encode(Sha256::digest(body))),
-    }
 }
 
 /// The safety net behind the per-check timeouts: if evaluation itself overruns, deny in time.

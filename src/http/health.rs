@@ -60,6 +60,20 @@ pub async fn metrics() -> HttpResponse {
     }
 }
 
+/// Drains histogram samples into their buckets every few seconds. The exporter keeps every raw sample
+/// until then, so without this an unscraped instance (no Prometheus yet, or scraping stopped) would
+/// grow by a few bytes per request forever.
+pub async fn metrics_upkeep() {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Some(handle) = handle() {
+            handle.run_upkeep();
+        }
+    }
+}
+
 /// The process-wide recorder. Installed on first use; a second server in the same process (tests)
 /// shares it.
 pub fn handle() -> Option<&'static PrometheusHandle> {

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod evaluate;
 pub mod health;
+pub mod replay;
 pub mod request_id;
 pub mod state;
 

@@ -7,9 +7,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::replay::ReplayCache;
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
-use crate::decision::Decision;
 use crate::reload::ReloadStatus;
 use crate::rules::RuleSet;
 use crate::settings::Settings;
@@ -20,7 +20,7 @@ pub struct AppState {
     rules: RwLock<Arc<RuleSet>>,
     pub audit: AuditLog,
     /// PIM retries: the same request gets the same stored decision (same evaluationId) for a while.
-    pub replays: moka::future::Cache<String, Arc<Decision>>,
+    pub replays: ReplayCache,
     shutting_down: AtomicBool,
     /// The last reload attempt, for `/readyz`; `None` until the first one.
     last_reload: RwLock<Option<ReloadStatus>>,
@@ -33,12 +33,10 @@ impl AppState {
         rules: RuleSet,
         audit: AuditLog,
     ) -> Self {
-        let replays = moka::future::Cache::builder()
-            .max_capacity(settings.server.idempotency_capacity)
-            .time_to_live(std::time::Duration::from_secs(
-                settings.server.idempotency_ttl_seconds.max(1),
-            ))
-            .build();
+        let replays = ReplayCache::new(
+            settings.server.idempotency_capacity,
+            std::time::Duration::from_secs(settings.server.idempotency_ttl_seconds),
+        );
         Self {
             settings,
             authenticator,

@@ -1,0 +1,270 @@
+//! PIM's retries get the identical answer: a request id seen within `server.idempotency_ttl_seconds`
+//! is answered with the stored decision (same `evaluationId`), and concurrent copies of one request
+//! wait for the single evaluation under way instead of running their own.
+//!
+//! Why not moka (used for the connector caches): with a full cache and a new id per request, moka's
+//! concurrent table re-hashed its whole bucket array again and again; that was ~15 % of the CPU of an
+//! evaluation under load. `quick_cache` (S3-FIFO, sharded, one placeholder per loading key) has no
+//! such cost and gives the single-flight we need; the TTL is a timestamp checked on read.
+//!
+//! Keys are a SHA-256 of the identifying fields, so an entry costs 32 bytes of key whatever the
+//! request carries. The stored decision is the answer PIM saw (outcome, reasons, policy, revision)
+//! without check evidence: the first answer's audit record holds the evidence, a replay's record
+//! points at it through the same `evaluationId`. That keeps an entry to a few hundred bytes.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+// tokio's clock, so tests can move time with a paused runtime.
+use tokio::time::Instant;
+
+use crate::decision::Decision;
+use crate::payload::ActivationRequest;
+
+type Key = [u8; 32];
+
+#[derive(Clone)]
+struct Entry {
+    stored_at: Instant,
+    decision: Arc<Decision>,
+}
+
+pub struct ReplayCache {
+    entries: quick_cache::sync::Cache<Key, Entry>,
+    ttl: Duration,
+}
+
+/// What a lookup produced: the decision, and whether it was a stored one.
+pub struct Answer {
+    pub decision: Arc<Decision>,
+    pub replay: bool,
+}
+
+impl ReplayCache {
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(
+                usize::try_from(capacity.max(1)).unwrap_or(usize::MAX),
+            ),
+            ttl: ttl.max(Duration::from_secs(1)),
+        }
+    }
+
+    /// PIM's request id, bound to the principal, the target and the action so one caller's id cannot
+    /// replay another's answer; without an id (some ARM deliveries) the body itself identifies it.
+    pub fn key(activation: &ActivationRequest, body: &[u8]) -> Key {
+        let mut hasher = Sha256::new();
+        match &activation.request_id {
+            Some(id) => {
+                for part in [
+                    "id",
+                    id.as_str(),
+                    activation.principal_id.as_str(),
+                    activation.resource_type.as_str(),
+                    activation.target_id(),
+                    activation.action.as_str(),
+                ] {
+                    // Length-prefixed, so no two different field lists hash the same bytes.
+                    hasher.update((part.len() as u64).to_le_bytes());
+                    hasher.update(part.as_bytes());
+                }
+            }
+            None => {
+                hasher.update(b"body");
+                hasher.update(body);
+            }
+        }
+        hasher.finalize().into()
+    }
+
+    /// The stored decision for `key`, or the result of `evaluate` (run at most once per key at a
+    /// time: concurrent callers with the same key wait for it and get it as a replay). If the
+    /// evaluating caller is cancelled, a waiting one takes over and evaluates.
+    pub async fn get_or_evaluate<F>(&self, key: Key, evaluate: F) -> Answer
+    where
+        F: Future<Output = Decision>,
+    {
+        // Two rounds at most: an expired entry is dropped once, then we load (or join a loader).
+        for _ in 0..2 {
+            match self.entries.get_value_or_guard_async(&key).await {
+                Ok(entry) if entry.stored_at.elapsed() < self.ttl => {
+                    return Answer {
+                        decision: entry.decision,
+                        replay: true,
+                    };
+                }
+                Ok(_) => {
+                    self.entries.remove(&key);
+                }
+                Err(guard) => {
+                    let decision = Arc::new(evaluate.await);
+                    // A guard whose slot was taken meanwhile refuses the value: the answer stands.
+                    let _ = guard.insert(Entry {
+                        stored_at: Instant::now(),
+                        decision: Arc::new(answer_only(&decision)),
+                    });
+                    return Answer {
+                        decision,
+                        replay: false,
+                    };
+                }
+            }
+        }
+        Answer {
+            decision: Arc::new(evaluate.await),
+            replay: false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// What a replay needs: PIM's answer and what the audit record names, not the evidence.
+fn answer_only(decision: &Decision) -> Decision {
+    Decision {
+        evaluation_id: decision.evaluation_id,
+        outcome: decision.outcome,
+        reasons: decision.reasons.clone(),
+        policy: decision.policy.clone(),
+        skipped_policies: Vec::new(),
+        checks: Vec::new(),
+        shadow: Vec::new(),
+        rules_revision: decision.rules_revision.clone(),
+        evaluated_at: decision.evaluated_at,
+        duration_ms: decision.duration_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::checks::CheckOutcome;
+    use crate::decision::{CheckReport, CheckStage, Outcome};
+
+    fn decision(outcome: Outcome) -> Decision {
+        Decision {
+            evaluation_id: Uuid::now_v7(),
+            outcome,
+            reasons: vec!["because".into()],
+            policy: Some("p".into()),
+            skipped_policies: Vec::new(),
+            checks: vec![CheckReport {
+                kind: "duration".into(),
+                stage: CheckStage::Require,
+                outcome: CheckOutcome::pass("ok"),
+                duration_ms: 0.1,
+            }],
+            shadow: Vec::new(),
+            rules_revision: "r".into(),
+            evaluated_at: Utc::now(),
+            duration_ms: 1.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_lookup_is_a_replay_of_the_first_answer_without_its_evidence() {
+        let cache = ReplayCache::new(10, Duration::from_secs(60));
+        let first = cache
+            .get_or_evaluate([1; 32], async { decision(Outcome::Approved) })
+            .await;
+        assert!(!first.replay);
+        assert_eq!(
+            first.decision.checks.len(),
+            1,
+            "the first answer keeps its evidence"
+        );
+        let second = cache
+            .get_or_evaluate([1; 32], async { decision(Outcome::Denied) })
+            .await;
+        assert!(second.replay);
+        assert_eq!(second.decision.evaluation_id, first.decision.evaluation_id);
+        assert_eq!(second.decision.outcome, Outcome::Approved);
+        assert_eq!(second.decision.reasons, first.decision.reasons);
+        assert!(second.decision.checks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_copies_of_one_request_share_one_evaluation() {
+        let cache = ReplayCache::new(10, Duration::from_secs(60));
+        let runs = AtomicUsize::new(0);
+        let evaluate = || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            decision(Outcome::Approved)
+        };
+        let answers =
+            futures::future::join_all((0..8).map(|_| cache.get_or_evaluate([2; 32], evaluate())))
+                .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(answers.iter().filter(|answer| !answer.replay).count(), 1);
+        let id = answers[0].decision.evaluation_id;
+        assert!(
+            answers
+                .iter()
+                .all(|answer| answer.decision.evaluation_id == id)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_older_than_the_ttl_is_evaluated_again() {
+        let cache = ReplayCache::new(10, Duration::from_secs(5));
+        let first = cache
+            .get_or_evaluate([3; 32], async { decision(Outcome::Approved) })
+            .await;
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let within = cache
+            .get_or_evaluate([3; 32], async { decision(Outcome::Denied) })
+            .await;
+        assert!(within.replay);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let after = cache
+            .get_or_evaluate([3; 32], async { decision(Outcome::Denied) })
+            .await;
+        assert!(!after.replay, "an expired entry must not be replayed");
+        assert_ne!(after.decision.evaluation_id, first.decision.evaluation_id);
+        assert_eq!(after.decision.outcome, Outcome::Denied);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_evaluation_leaves_the_key_free_for_the_next_caller() {
+        let cache = ReplayCache::new(10, Duration::from_secs(60));
+        let hung = cache.get_or_evaluate([4; 32], std::future::pending());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), hung)
+                .await
+                .is_err()
+        );
+        let next = cache
+            .get_or_evaluate([4; 32], async { decision(Outcome::Denied) })
+            .await;
+        assert!(!next.replay);
+        assert_eq!(next.decision.outcome, Outcome::Denied);
+    }
+
+    #[tokio::test]
+    async fn the_cache_stays_within_its_capacity() {
+        let cache = ReplayCache::new(100, Duration::from_secs(60));
+        for index in 0..1_000u32 {
+            let mut key = [0; 32];
+            key[..4].copy_from_slice(&index.to_le_bytes());
+            cache
+                .get_or_evaluate(key, async { decision(Outcome::Approved) })
+                .await;
+        }
+        assert!(cache.len() <= 110, "{} entries", cache.len());
+        assert!(!cache.is_empty());
+    }
+}
