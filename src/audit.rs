@@ -136,6 +136,10 @@ impl AuditLog {
         replay: bool,
         latency_ms: f64,
     ) {
+        // Building and serializing the record is most of its cost: skip it when nobody reads it.
+        if self.settings.sink == AuditSink::Off {
+            return;
+        }
         let now = Utc::now();
         let record = AuditRecord {
             record_type: "pimgate.audit",
