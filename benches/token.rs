@@ -56,7 +56,10 @@ fn authenticator(runtime: &Runtime, idp: &TestIdp, cache_capacity: u64) -> Arc<A
 }
 
 fn pem_body(pem: &str) -> Vec<u8> {
-    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
     STANDARD.decode(body).unwrap()
 }
 
