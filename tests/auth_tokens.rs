@@ -881,3 +881,241 @@ async fn dev_only_mode_needs_no_tenant_and_fetches_nothing() {
         .expect("no panic");
     assert!(authenticator.is_ready());
 }
+
+// ---- The verified-token cache (`auth.token_cache_capacity`) -----------------------------------
+// `signature_checks` counts real RS256 verifications, so each test sees whether an answer came from
+// the cache; `verify_header_at` moves the clock across `exp` without sleeping.
+
+/// A v2 token issued at `issued_at` that expires `lifetime` seconds later, and its claims.
+fn token_at(idp: &TestIdp, issued_at: i64, lifetime: i64) -> (String, Value) {
+    let claims = idp.v2_claims();
+    let claims = with(claims, "iat", json!(issued_at));
+    let claims = with(claims, "nbf", json!(issued_at));
+    let claims = with(claims, "exp", json!(issued_at + lifetime));
+    (idp.bearer(&claims), claims)
+}
+
+/// The recorder is thread-local and this test runs on a current-thread runtime, so the cache's
+/// counters land in it.
+#[tokio::test(flavor = "current_thread")]
+async fn repeated_token_is_verified_once_and_then_served_from_the_cache() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let idp = TestIdp::start().await;
+    let authenticator = ready_authenticator(&idp.settings()).await;
+    let token = idp.bearer(&idp.v2_claims());
+
+    let first = authenticator
+        .verify_header(Some(&token))
+        .await
+        .expect("accepted");
+    let second = authenticator
+        .verify_header(Some(&token))
+        .await
+        .expect("accepted");
+    let third = authenticator
+        .verify_header(Some(&token.replacen("Bearer", "bearer ", 1)))
+        .await
+        .expect("accepted");
+
+    assert_eq!(first, second);
+    assert_eq!(first, third);
+    assert_eq!(authenticator.signature_checks(), 1, "one RS256 check");
+    assert_eq!(authenticator.cached_tokens().await, 1);
+    let text = handle.render();
+    for line in [
+        r#"pimgate_cache_requests_total{cache="token",result="miss"} 1"#,
+        r#"pimgate_cache_requests_total{cache="token",result="hit"} 2"#,
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn cached_token_is_rejected_from_the_second_the_uncached_path_would_reject_it() {
+    let idp = TestIdp::start().await;
+    let authenticator = ready_authenticator(&idp.settings()).await;
+    let skew = 60;
+    let issued_at = now();
+    let (token, _) = token_at(&idp, issued_at, 30);
+    let expires_at = issued_at + 30;
+
+    assert!(
+        authenticator
+            .verify_header_at(Some(&token), issued_at)
+            .await
+            .is_ok()
+    );
+    let last_second = authenticator
+        .verify_header_at(Some(&token), expires_at + skew)
+        .await;
+    assert!(last_second.is_ok(), "{}", reason(last_second));
+    assert_eq!(authenticator.signature_checks(), 1, "served from the cache");
+
+    let past = authenticator
+        .verify_header_at(Some(&token), expires_at + skew + 1)
+        .await;
+    assert_eq!(reason(past), "expired");
+    let again = authenticator
+        .verify_header_at(Some(&token), expires_at + skew + 2)
+        .await;
+    assert_eq!(reason(again), "expired");
+    assert_eq!(
+        authenticator.signature_checks(),
+        3,
+        "an expired token goes through the full check every time"
+    );
+}
+
+#[tokio::test]
+async fn cached_token_is_not_served_before_its_nbf_even_if_the_clock_steps_back() {
+    let idp = TestIdp::start().await;
+    let authenticator = ready_authenticator(&idp.settings()).await;
+    let skew = 60;
+    let issued_at = now();
+    let (token, _) = token_at(&idp, issued_at, 3600);
+
+    assert!(
+        authenticator
+            .verify_header_at(Some(&token), issued_at)
+            .await
+            .is_ok()
+    );
+    let earliest = authenticator
+        .verify_header_at(Some(&token), issued_at - skew)
+        .await;
+    assert!(earliest.is_ok(), "{}", reason(earliest));
+    let too_early = authenticator
+        .verify_header_at(Some(&token), issued_at - skew - 1)
+        .await;
+
+    assert_eq!(reason(too_early), "not_yet_valid");
+}
+
+#[tokio::test]
+async fn forged_copies_of_a_cached_token_are_verified_and_rejected_every_time() {
+    let idp = TestIdp::start().await;
+    let authenticator = ready_authenticator(&idp.settings()).await;
+    let claims = idp.v2_claims();
+    let genuine = idp.sign(&claims);
+    assert!(
+        authenticator
+            .verify_header(Some(&format!("Bearer {genuine}")))
+            .await
+            .is_ok()
+    );
+    let attacker = TestKey::generate("attacker-key");
+    let same_claims_wrong_key = idp.sign_with(&idp.key.header(), &claims, &attacker.encoding_key);
+    let (signed_part, _signature) = genuine.rsplit_once('.').expect("three segments");
+    let zeroed_signature = format!("{signed_part}.{}", b64url(&[0u8; 256]));
+
+    for forged in [&same_claims_wrong_key, &zeroed_signature] {
+        for attempt in 0..2 {
+            let result = authenticator
+                .verify_header(Some(&format!("Bearer {forged}")))
+                .await;
+            assert_eq!(reason(result), "bad_signature", "attempt {attempt}");
+        }
+    }
+
+    assert_eq!(authenticator.signature_checks(), 5, "1 genuine + 4 forged");
+    assert_eq!(
+        authenticator.cached_tokens().await,
+        1,
+        "only the genuine one"
+    );
+}
+
+#[tokio::test]
+async fn cached_token_is_rejected_once_its_key_leaves_the_jwks() {
+    let mut idp = TestIdp::start().await;
+    let authenticator = ready_authenticator(&idp.settings()).await;
+    let old_token = idp.bearer(&idp.v2_claims());
+    assert!(authenticator.verify_header(Some(&old_token)).await.is_ok());
+
+    authenticator.refresh_keys().await.expect("same keys again");
+    assert!(authenticator.verify_header(Some(&old_token)).await.is_ok());
+    assert_eq!(
+        authenticator.signature_checks(),
+        1,
+        "a refresh that keeps the key keeps the cached token"
+    );
+
+    let _old_key = idp.rotate();
+    authenticator.refresh_keys().await.expect("rotated keys");
+    let result = authenticator.verify_header(Some(&old_token)).await;
+
+    assert_eq!(reason(result), "unknown_kid");
+}
+
+#[tokio::test]
+async fn cached_token_is_rejected_when_its_kid_is_reused_for_another_key() {
+    let idp = TestIdp::start().await;
+    let authenticator = ready_authenticator(&idp.settings()).await;
+    let token = idp.bearer(&idp.v2_claims());
+    assert!(authenticator.verify_header(Some(&token)).await.is_ok());
+
+    let replacement = TestKey::generate(&idp.key.kid);
+    idp.set_jwks(JwksBehaviour::Serve(json!({ "keys": [replacement.jwk()] })));
+    authenticator.refresh_keys().await.expect("replaced key");
+    let result = authenticator.verify_header(Some(&token)).await;
+
+    assert_eq!(reason(result), "bad_signature");
+}
+
+#[tokio::test]
+async fn token_cache_capacity_zero_verifies_every_request() {
+    let idp = TestIdp::start().await;
+    let mut settings = idp.settings();
+    settings.token_cache_capacity = 0;
+    let authenticator = ready_authenticator(&settings).await;
+    let token = idp.bearer(&idp.v2_claims());
+
+    for _ in 0..3 {
+        assert!(authenticator.verify_header(Some(&token)).await.is_ok());
+    }
+
+    assert_eq!(authenticator.signature_checks(), 3);
+    assert_eq!(authenticator.cached_tokens().await, 0);
+}
+
+#[tokio::test]
+async fn token_cache_never_holds_more_than_its_capacity() {
+    let idp = TestIdp::start().await;
+    let mut settings = idp.settings();
+    settings.token_cache_capacity = 4;
+    let authenticator = ready_authenticator(&settings).await;
+
+    for index in 0..12 {
+        let claims = with(idp.v2_claims(), "sub", json!(format!("user-{index}")));
+        assert!(
+            authenticator
+                .verify_header(Some(&idp.bearer(&claims)))
+                .await
+                .is_ok()
+        );
+    }
+
+    let held = authenticator.cached_tokens().await;
+    assert!((1..=4).contains(&held), "{held} tokens held, capacity 4");
+}
+
+#[tokio::test]
+async fn dev_tokens_are_cached_too() {
+    let settings = dev_settings();
+    let authenticator =
+        Authenticator::new(&settings, reqwest::Client::new()).expect("valid settings");
+    let token = issue_token(&settings, &DevTokenOptions::default()).expect("dev token");
+
+    for _ in 0..2 {
+        assert!(
+            authenticator
+                .verify_header(Some(&format!("Bearer {token}")))
+                .await
+                .is_ok()
+        );
+    }
+
+    assert_eq!(authenticator.signature_checks(), 1);
+}

@@ -4,19 +4,34 @@ use std::collections::HashMap;
 
 use jsonwebtoken::{DecodingKey, DecodingKeyKind};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 /// Below this modulus size (bytes) a key is too weak to trust, whatever the JWKS says.
 const MIN_RSA_MODULUS_BYTES: usize = 256;
 
+/// sha256 of a key's modulus and exponent: tells whether a `kid` still names the same key material
+/// after a refresh, which is what a cached token's verification relied on.
+pub(crate) type KeyFingerprint = [u8; 32];
+
+/// One verification key, parsed once when the JWKS is fetched.
+struct SigningKey {
+    key: DecodingKey,
+    fingerprint: KeyFingerprint,
+}
+
 /// Verification keys by `kid`; only RSA signing keys usable with RS256 make it in.
 #[derive(Default)]
 pub(crate) struct KeySet {
-    keys: HashMap<String, DecodingKey>,
+    keys: HashMap<String, SigningKey>,
 }
 
 impl KeySet {
     pub fn get(&self, kid: &str) -> Option<&DecodingKey> {
-        self.keys.get(kid)
+        self.keys.get(kid).map(|signing| &signing.key)
+    }
+
+    pub fn fingerprint(&self, kid: &str) -> Option<&KeyFingerprint> {
+        self.keys.get(kid).map(|signing| &signing.fingerprint)
     }
 
     pub fn len(&self) -> usize {
@@ -68,7 +83,7 @@ pub(crate) fn parse_jwks(document: &serde_json::Value) -> Result<ParsedKeySet, S
     })
 }
 
-fn usable_key(entry: &serde_json::Value) -> Option<(String, DecodingKey)> {
+fn usable_key(entry: &serde_json::Value) -> Option<(String, SigningKey)> {
     let raw = RawJwk::deserialize(entry).ok()?;
     if raw.kty.as_deref() != Some("RSA") {
         return None;
@@ -85,14 +100,20 @@ fn usable_key(entry: &serde_json::Value) -> Option<(String, DecodingKey)> {
     }
     let kid = raw.kid.filter(|kid| !kid.is_empty())?;
     let key = DecodingKey::from_rsa_components(raw.n.as_deref()?, raw.e.as_deref()?).ok()?;
-    match key.kind() {
+    let fingerprint = match key.kind() {
         DecodingKeyKind::RsaModulusExponent { n, e } => {
             let modulus_bytes = n.iter().skip_while(|byte| **byte == 0).count();
             if modulus_bytes < MIN_RSA_MODULUS_BYTES || e.is_empty() {
                 return None;
             }
+            // The length prefix keeps (n, e) pairs from colliding by shifting bytes between them.
+            let mut hasher = Sha256::new();
+            hasher.update((n.len() as u64).to_be_bytes());
+            hasher.update(n);
+            hasher.update(e);
+            hasher.finalize().into()
         }
         DecodingKeyKind::SecretOrDer(_) => return None,
-    }
-    Some((kid, key))
+    };
+    Some((kid, SigningKey { key, fingerprint }))
 }

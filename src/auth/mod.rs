@@ -2,8 +2,10 @@
 //!
 //! `Authenticator::verify_header` is the only entry point a request handler needs. The module's one
 //! network path is the key refresh (`discovery`), which runs in the background and, rate-limited and
-//! single-flight, when a token names a `kid` we have not seen.
+//! single-flight, when a token names a `kid` we have not seen. Tokens that pass are remembered until
+//! they expire (`cache`), so PIM's repeated token is not RS256-verified on every call.
 
+mod cache;
 pub mod dev;
 mod discovery;
 mod error;
@@ -22,9 +24,10 @@ pub use error::AuthError;
 pub use token::{MAX_TOKEN_BYTES, VerifiedCaller};
 
 use crate::settings::{AuthSettings, TokenVersion};
+use cache::{TokenCache, VerifiedBy};
 use discovery::{DiscoveryDocument, check_fetch_url, fetch_json};
 use jwks::{KeySet, parse_jwks};
-use token::{ClaimRules, KeySource, extract_bearer, parse_header, verify_signature};
+use token::{CheckedClaims, ClaimRules, KeySource, extract_bearer, parse_header, verify_signature};
 
 /// Longest wait between retries of a failing key fetch.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
@@ -48,6 +51,10 @@ pub struct Authenticator {
     refresh: tokio::sync::Mutex<RefreshState>,
     /// Counts finished fetch attempts, so a waiter can tell that someone refreshed while it waited.
     fetches_finished: AtomicU64,
+    /// `None` when `auth.token_cache_capacity` is 0.
+    token_cache: Option<TokenCache>,
+    /// RS256 verifications performed, cached answers excluded (`signature_checks`).
+    signature_checks: AtomicU64,
 }
 
 struct RefreshState {
@@ -151,6 +158,8 @@ impl Authenticator {
             entra_keys_fetched: AtomicBool::new(false),
             refresh: tokio::sync::Mutex::new(RefreshState { last_attempt: None }),
             fetches_finished: AtomicU64::new(0),
+            token_cache: TokenCache::new(settings.token_cache_capacity),
+            signature_checks: AtomicU64::new(0),
         }))
     }
 
@@ -215,7 +224,68 @@ impl Authenticator {
         &self,
         authorization: Option<&str>,
     ) -> Result<VerifiedCaller, AuthError> {
+        self.verify_header_at(authorization, chrono::Utc::now().timestamp())
+            .await
+    }
+
+    /// `verify_header` as if the clock read `now` (seconds since the epoch), for tests and benches
+    /// that must cross a token's `exp` without waiting for it.
+    pub async fn verify_header_at(
+        &self,
+        authorization: Option<&str>,
+        now: i64,
+    ) -> Result<VerifiedCaller, AuthError> {
         let token = extract_bearer(authorization)?;
+        let Some(cache) = &self.token_cache else {
+            return self
+                .verify_token(token, now)
+                .await
+                .map(|(checked, _)| checked.caller);
+        };
+        let hash = TokenCache::hash(token);
+        let cached = cache
+            .lookup(&hash, now, |verified_by| self.still_published(verified_by))
+            .await;
+        if let Some(caller) = cached {
+            return Ok(caller);
+        }
+        let (checked, verified_by) = self.verify_token(token, now).await?;
+        let caller = checked.caller.clone();
+        cache.insert(hash, checked, verified_by, now).await;
+        Ok(caller)
+    }
+
+    /// How many RS256 signature checks have run: a token answered from the cache adds none. Lets tests
+    /// and benches see the cache work without reading metrics.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
+    }
+
+    /// Verified tokens currently remembered (0 with the cache off).
+    pub async fn cached_tokens(&self) -> u64 {
+        match &self.token_cache {
+            Some(cache) => cache.len().await,
+            None => 0,
+        }
+    }
+
+    /// Whether the key that verified a cached token is still trusted under the same `kid` with the
+    /// same material; a refresh that drops or replaces it must also retire the tokens it signed.
+    fn still_published(&self, verified_by: &VerifiedBy) -> bool {
+        match verified_by {
+            VerifiedBy::Dev => self.dev_mode,
+            VerifiedBy::Entra { kid, fingerprint } => {
+                self.current_keys().fingerprint(kid) == Some(fingerprint)
+            }
+        }
+    }
+
+    /// The full check of one token: header, key, signature, claims.
+    async fn verify_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(CheckedClaims, VerifiedBy), AuthError> {
         let header = parse_header(token)?;
         if header.alg != "RS256" {
             return Err(AuthError::UnsupportedAlgorithm);
@@ -224,20 +294,29 @@ impl Authenticator {
             .kid
             .filter(|kid| !kid.is_empty())
             .ok_or(AuthError::MissingKeyId)?;
-        let now = chrono::Utc::now().timestamp();
 
         if kid == dev::DEV_KEY_ID {
             if !self.dev_mode {
                 return Err(AuthError::DevModeOff);
             }
+            self.signature_checks.fetch_add(1, Ordering::Relaxed);
             let claims = verify_signature(token, dev::decoding_key()?)?;
-            return self.rules.check(claims, KeySource::Dev, now);
+            let checked = self.rules.check(claims, KeySource::Dev, now)?;
+            return Ok((checked, VerifiedBy::Dev));
         }
 
         let keys = self.key_set_with(&kid).await?;
-        let key = keys.get(&kid).ok_or(AuthError::UnknownKeyId)?;
+        let (Some(key), Some(fingerprint)) = (keys.get(&kid), keys.fingerprint(&kid)) else {
+            return Err(AuthError::UnknownKeyId);
+        };
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
         let claims = verify_signature(token, key)?;
-        self.rules.check(claims, KeySource::Entra, now)
+        let checked = self.rules.check(claims, KeySource::Entra, now)?;
+        let verified_by = VerifiedBy::Entra {
+            fingerprint: *fingerprint,
+            kid,
+        };
+        Ok((checked, verified_by))
     }
 
     fn current_keys(&self) -> Arc<KeySet> {

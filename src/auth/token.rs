@@ -141,6 +141,19 @@ pub struct VerifiedCaller {
     pub subject: Option<String>,
 }
 
+/// A verified caller and the span of clock readings (seconds since the epoch, both ends included)
+/// during which `ClaimRules::check` would accept the same claims again.
+///
+/// The token cache serves an entry only inside this span, so a cached token stops working at the
+/// exact second the uncached path would start rejecting it (`exp` + skew), and never before
+/// `nbf`/`iat` − skew even if the wall clock steps back.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedClaims {
+    pub caller: VerifiedCaller,
+    pub valid_from: i64,
+    pub valid_until: i64,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Audience {
@@ -169,7 +182,7 @@ impl ClaimRules {
         claims: serde_json::Value,
         source: KeySource,
         now: i64,
-    ) -> Result<VerifiedCaller, AuthError> {
+    ) -> Result<CheckedClaims, AuthError> {
         let claims: Claims =
             serde_json::from_value(claims).map_err(|_| AuthError::MalformedClaims)?;
         let skew = self.clock_skew_seconds;
@@ -178,16 +191,25 @@ impl ClaimRules {
         if now > expires_at.saturating_add(skew) {
             return Err(AuthError::Expired);
         }
-        if let Some(not_before) = numeric_date(claims.nbf.as_ref())?
+        let not_before = numeric_date(claims.nbf.as_ref())?;
+        if let Some(not_before) = not_before
             && now.saturating_add(skew) < not_before
         {
             return Err(AuthError::NotYetValid);
         }
-        if let Some(issued_at) = numeric_date(claims.iat.as_ref())?
+        let issued_at = numeric_date(claims.iat.as_ref())?;
+        if let Some(issued_at) = issued_at
             && issued_at > now.saturating_add(skew)
         {
             return Err(AuthError::IssuedInFuture);
         }
+        // The exact complement of the three rejections above.
+        let valid_from = not_before
+            .into_iter()
+            .chain(issued_at)
+            .max()
+            .map_or(i64::MIN, |earliest| earliest.saturating_sub(skew));
+        let valid_until = expires_at.saturating_add(skew);
 
         let issuer = claims.iss.ok_or(AuthError::MissingIssuer)?;
         let token_version = match source {
@@ -239,13 +261,17 @@ impl ClaimRules {
             return Err(AuthError::CallerNotAllowed);
         }
 
-        Ok(VerifiedCaller {
-            caller_app_id: caller,
-            issuer,
-            token_version,
-            dev: source == KeySource::Dev,
-            expires_at,
-            subject: claims.sub,
+        Ok(CheckedClaims {
+            caller: VerifiedCaller {
+                caller_app_id: caller,
+                issuer,
+                token_version,
+                dev: source == KeySource::Dev,
+                expires_at,
+                subject: claims.sub,
+            },
+            valid_from,
+            valid_until,
         })
     }
 }

@@ -204,6 +204,7 @@ impl TestIdp {
             jwks_refresh_seconds: 3600,
             jwks_min_refresh_interval_seconds: 0,
             fetch_timeout_ms: 2000,
+            token_cache_capacity: 10_000,
         }
     }
 
