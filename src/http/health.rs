@@ -149,7 +149,7 @@ pub fn describe_metrics() {
     describe_counter!(
         "pimgate_cache_requests_total",
         Unit::Count,
-        "Cache lookups (connector answers, and `cache="token"` for verified bearer tokens), by cache and whether the answer was cached"
+        "Cache lookups (connector answers, and `cache=\"token\"` for verified bearer tokens), by cache and whether the answer was cached"
     );
     // {connector, outcome}
     describe_counter!(
