@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of `POST /v1/evaluate`: pimgate against a bare actix-web handler (the floor).
 #
-# Loopback only, bounded (7 measured runs of BENCH_DURATION plus 2 s warm-ups), stops by itself and
+# Loopback only, bounded (8 measured runs of BENCH_DURATION plus 2 s warm-ups), stops by itself and
 # kills the servers it started on any exit. Prints a table; see BENCHMARKS.md for a recorded run.
 #
 #   scripts/bench-evaluate.sh                 # defaults: wrk -t1 -c16 -d10s, 1 server worker
@@ -153,9 +153,10 @@ stop_server() {
     fi
 }
 
-start_pimgate() { # audit sink: off | file
+start_pimgate() { # audit sink: off | file, then extra NAME=VALUE settings
     local sink=$1
-    local -a env=(PIMGATE__SERVER__LISTEN=$PIMGATE_ADDR PIMGATE__AUDIT__SINK=$sink
+    shift
+    local -a env=("$@" PIMGATE__SERVER__LISTEN=$PIMGATE_ADDR PIMGATE__AUDIT__SINK=$sink
         PIMGATE__LOG__LEVEL=warn PIMGATE__SERVER__WORKERS=1
         # Dev tokens need no keys, but the refresher would still call Entra's discovery URL from the
         # example config: point it at a closed loopback port so the benchmark stays on loopback.
@@ -248,6 +249,12 @@ AUDIT_BYTES=$(wc -c <"$WORK/audit.jsonl")
 file_requests=$(field "${ROWS[5]#*|}" requests)
 ((AUDIT_LINES >= file_requests)) || die "only $AUDIT_LINES audit records for $file_requests answered requests"
 LOADED_RSS_KB=$(ps -o rss= -p "$SERVER_PID" | tr -d ' ')
+stop_server
+
+# The same evaluations with the verified-token cache off: one RS256 verification per request.
+start_pimgate off PIMGATE__AUTH__TOKEN_CACHE_CAPACITY=0
+measure warmup "http://$PIMGATE_ADDR/v1/evaluate" distinct warm 0 2s
+measure "pimgate, distinct ids, token cache off (RS256 each request)" "http://$PIMGATE_ADDR/v1/evaluate" distinct nocache 0
 stop_server
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
