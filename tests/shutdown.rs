@@ -501,7 +501,7 @@ async fn load_client(
         // Even clients: a ticket per request, so each waits 300 ms on the upstream (lookups are
         // cached) and requests are in flight at the signal. Odd clients: the cached ticket, so their
         // connections are busy back to back, the case where a reused connection can lose one.
-        let ticket = if client % 2 == 0 {
+        let ticket = if client.is_multiple_of(2) {
             format!("CHG{:07}", client * 1000 + sequence)
         } else {
             "CHG0031337".to_string()
