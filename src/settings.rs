@@ -48,6 +48,36 @@ pub struct ServerSettings {
     pub shutdown_delay_ms: u64,
     /// HTTPS on the listener; absent means plain HTTP (TLS terminated by an ingress or sidecar).
     pub tls: Option<TlsSettings>,
+    /// A connection must deliver its request line and headers within this, or it gets a 408 and is
+    /// closed: the bound on slow-loris clients that trickle a head to hold a connection. PIM's head
+    /// (a ~2 KB token and a few headers) arrives in one segment, and an ingress forwards it whole, so
+    /// 3 s (actix's default is 5 s) is generous for PIM and short for an attacker. The body is
+    /// bounded separately: reading it counts against `deadline_ms`. At least 1000: actix measures it
+    /// from a clock it updates every 500 ms, so the effective timeout is up to 500 ms shorter, and a
+    /// shorter setting can answer 408 to a complete request that waited in the backlog.
+    pub client_request_timeout_ms: u64,
+    /// After the answer, a closing connection gets this long to shut down cleanly (the peer reading
+    /// the rest) before it is dropped; actix's default. 0 drops it at once.
+    pub client_disconnect_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this; 0 turns keep-alive off. Above the idle
+    /// timeout of common ingresses (ingress-nginx: 60 s), so the ingress, which pools connections to
+    /// us, closes idle ones first: the side that closes an idle connection is the one that cannot
+    /// race a request onto it as it closes. Idle connections cost a few KiB each and are capped by
+    /// `max_connections`.
+    pub keep_alive_seconds: u64,
+    /// Open connections per worker; beyond it, new connections wait in the listen backlog (they
+    /// are not refused) until one closes. PIM sends a few requests a minute through a handful of
+    /// pooled connections, so 1024 (actix: 25,000) is far beyond legitimate need while keeping the
+    /// memory of idle or slow connections bounded.
+    pub max_connections: usize,
+    /// TLS handshakes in progress per worker (with `[server.tls]` only): bounds the CPU a burst of
+    /// new TLS connections can take from requests in flight. PIM reuses connections, so 64
+    /// (actix: 256) is ample.
+    pub max_connection_rate: usize,
+    /// Connections the kernel queues before they are accepted (also capped by the kernel's
+    /// `net.core.somaxconn`). They wait here while `max_connections` is reached; 1024 (actix's
+    /// default) absorbs a burst without refusing PIM.
+    pub backlog: u32,
 }
 
 /// PEM files for HTTPS. Read once at start-up; a renewed certificate needs a restart.
@@ -57,6 +87,57 @@ pub struct TlsSettings {
     pub cert_file: PathBuf,
     /// The private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+}
+
+impl ServerSettings {
+    /// The connection keys with their accepted range and a fix, for [`Settings::validate`].
+    fn connection_limits(
+        &self,
+    ) -> [(
+        &'static str,
+        u64,
+        std::ops::RangeInclusive<u64>,
+        &'static str,
+    ); 6] {
+        [
+            (
+                "server.client_request_timeout_ms",
+                self.client_request_timeout_ms,
+                1000..=60_000,
+                "a request head arrives at once; use e.g. 3000",
+            ),
+            (
+                "server.client_disconnect_timeout_ms",
+                self.client_disconnect_timeout_ms,
+                0..=60_000,
+                "use e.g. 1000",
+            ),
+            (
+                "server.keep_alive_seconds",
+                self.keep_alive_seconds,
+                0..=3600,
+                "use a little more than the ingress's idle timeout, e.g. 75 (0 turns keep-alive off)",
+            ),
+            (
+                "server.max_connections",
+                self.max_connections as u64,
+                1..=1_000_000,
+                "use e.g. 1024 per worker",
+            ),
+            (
+                "server.max_connection_rate",
+                self.max_connection_rate as u64,
+                1..=100_000,
+                "use e.g. 64 TLS handshakes per worker",
+            ),
+            (
+                "server.backlog",
+                u64::from(self.backlog),
+                1..=65_535,
+                "use e.g. 1024",
+            ),
+        ]
+    }
 }
 
 impl Default for ServerSettings {
@@ -71,6 +152,12 @@ impl Default for ServerSettings {
             shutdown_grace_seconds: 20,
             shutdown_delay_ms: 0,
             tls: None,
+            client_request_timeout_ms: 3000,
+            client_disconnect_timeout_ms: 1000,
+            keep_alive_seconds: 75,
+            max_connections: 1024,
+            max_connection_rate: 64,
+            backlog: 1024,
         }
     }
 }
@@ -433,6 +520,15 @@ impl Settings {
                 format!("{} is outside 0..=60000", self.server.shutdown_delay_ms),
                 "use about two readiness-probe periods, e.g. 2000",
             );
+        }
+        for (key, value, range, fix) in self.server.connection_limits() {
+            if !range.contains(&value) {
+                problem(
+                    key,
+                    format!("{value} is outside {}..={}", range.start(), range.end()),
+                    fix,
+                );
+            }
         }
         if let Some(tls) = &self.server.tls {
             for (key, path) in [

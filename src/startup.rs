@@ -13,11 +13,13 @@
 //! [`Application::build`], before the port is announced, so a SIGHUP sent as soon as the service
 //! listens reloads instead of killing the process (SIGHUP's default action).
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::{ConnectionType, KeepAlive};
+use actix_web::middleware::Next;
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
 
@@ -137,10 +139,8 @@ impl Application {
         let audit = AuditLog::new(&settings.audit)?;
         let tls = settings.server.tls.as_ref().map(tls_config).transpose()?;
         let listen = settings.listen_address()?;
-        let listener =
-            TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-        let port = listener.local_addr()?.port();
         let workers = settings.server.workers;
+        let limits = settings.server.clone();
         let max_body = settings.server.max_body_bytes;
         let grace = Duration::from_secs(settings.server.shutdown_grace_seconds);
         let delay = Duration::from_millis(settings.server.shutdown_delay_ms);
@@ -159,23 +159,40 @@ impl Application {
         let signals = Signals::register();
 
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::PayloadConfig::new(max_body))
+                .wrap(middleware::from_fn(close_connections_when_draining))
                 .wrap(middleware::from_fn(crate::http::request_id::middleware))
                 .configure(crate::http::routes)
         })
         .disable_signals()
-        .shutdown_timeout(grace.as_secs());
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        server = match tls {
-            Some(config) => server.listen_rustls_0_23(listener, config)?,
-            None => server.listen(listener)?,
-        };
+        .shutdown_timeout(grace.as_secs())
+        // Slow or idle clients are closed on time and open connections per worker are capped, so
+        // they cannot starve PIM. Set before binding: `backlog` applies to listeners bound later.
+        .client_request_timeout(Duration::from_millis(limits.client_request_timeout_ms))
+        .client_disconnect_timeout(Duration::from_millis(limits.client_disconnect_timeout_ms))
+        .keep_alive(keep_alive(limits.keep_alive_seconds))
+        .max_connections(limits.max_connections)
+        .max_connection_rate(limits.max_connection_rate)
+        .backlog(limits.backlog);
+        let mut server = server;
         if workers > 0 {
             server = server.workers(workers);
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // Bound here rather than from a std listener: only actix's own bind applies `backlog`.
+        server = match tls {
+            Some(config) => server.bind_rustls_0_23(listen, config),
+            None => server.bind(listen),
+        }
+        .with_context(|| format!("cannot listen on {listen}"))?;
+        let port = server
+            .addrs()
+            .first()
+            .map(std::net::SocketAddr::port)
+            .with_context(|| format!("no listener bound on {listen}"))?;
         let server = server.run();
         let shutdown = ShutdownHandle {
             state: state.clone(),
@@ -250,6 +267,34 @@ impl Application {
         tracing::info!("pimgate stopped");
         result
     }
+}
+
+/// `server.keep_alive_seconds`: 0 turns keep-alive off.
+fn keep_alive(seconds: u64) -> KeepAlive {
+    match seconds {
+        0 => KeepAlive::Disabled,
+        seconds => KeepAlive::Timeout(Duration::from_secs(seconds)),
+    }
+}
+
+/// Once shutdown has begun, every answer carries `Connection: close` and its connection closes
+/// after it. During `server.shutdown_delay_ms` the listener is still open, so without this a
+/// client would keep reusing a keep-alive connection right up to the moment actix closes it, and a
+/// request sent on it in that instant is lost unanswered; a load balancer does not retry a lost
+/// POST. Closing at a response boundary tells the client, race-free, not to reuse the connection.
+async fn close_connections_when_draining(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = request.app_data::<web::Data<AppState>>().cloned();
+    let mut response = next.call(request).await?;
+    if state.is_some_and(|state| state.is_shutting_down()) {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    Ok(response)
 }
 
 /// First SIGTERM/SIGINT: graceful shutdown; second: stop at once (an operator pressing Ctrl-C twice).
