@@ -314,6 +314,11 @@ fn shutdown_defaults_suit_production_and_tls_is_off() {
         Settings::load_with_env(Some(Path::new("config/example.toml")), Some(HashMap::new()))
             .unwrap();
     assert_eq!(settings.server.shutdown_grace_seconds, 20);
+    // The development config stops at once; the built-in default drains for 2 s first.
     assert_eq!(settings.server.shutdown_delay_ms, 0);
+    assert_eq!(
+        pimgate::settings::ServerSettings::default().shutdown_delay_ms,
+        2000
+    );
     assert!(settings.server.tls.is_none());
 }
