@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{BenchmarkId, Criterion};
-use pimgate::payload::{
-    Action, ActivationRequest, ExpirationKind, ResourceType, Schedule, Target, Ticket,
-};
+use pimgate::payload::{ActivationRequest, ResourceType, Target};
 use pimgate::rules::cel::Condition;
 use pimgate::rules::{self, RuleSet, Selection};
+
+#[path = "../tests/common_rules/mod.rs"]
+mod common_rules;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 const RSS_VARIABLE: &str = "PIMGATE_BENCH_RSS";
@@ -97,25 +98,7 @@ fn request_for(n: usize) -> ActivationRequest {
             ResourceType::EntraGroups,
         ),
     };
-    ActivationRequest {
-        request_id: None,
-        resource_type,
-        principal_id: guid(0xcccc_0000, 3),
-        principal_type: Some("User".to_string()),
-        action: Action::SelfActivate,
-        target,
-        justification: Some("CHG0031337: rotate the federation signing certificate".to_string()),
-        ticket: Some(Ticket {
-            number: Some("CHG0031337".to_string()),
-            system: Some("ServiceNow".to_string()),
-        }),
-        schedule: Schedule {
-            start: None,
-            expiration_kind: ExpirationKind::AfterDuration,
-            duration: Some(chrono::Duration::hours(1)),
-            end: None,
-        },
-    }
+    common_rules::request(target, resource_type)
 }
 
 fn now() -> DateTime<Utc> {

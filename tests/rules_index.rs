@@ -6,27 +6,19 @@
 
 use chrono::{DateTime, Utc};
 use pimgate::decision::SkippedPolicy;
-use pimgate::payload::{
-    Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Target,
-};
+use pimgate::payload::{Action, ActivationRequest, GroupAccess};
 use pimgate::rules::{RuleSet, Selection, load};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
-const EXCHANGE_ADMIN: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
-const CUSTOM_ROLE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
-const GROUPS: [&str; 2] = [
-    "bbbbbbbb-0000-4000-8000-000000000002",
-    "bbbbbbbb-0000-4000-8000-000000000003",
-];
-const PRINCIPALS: [&str; 2] = [
-    "cccccccc-0000-4000-8000-000000000003",
-    "cccccccc-0000-4000-8000-000000000004",
-];
+mod common_rules;
+use common_rules::{ALICE, CUSTOM_ROLE, EXCHANGE_ADMIN, GLOBAL_ADMIN, GROUP, azure, group, role};
+
+const GROUPS: [&str; 2] = [GROUP, "bbbbbbbb-0000-4000-8000-000000000003"];
+const PRINCIPALS: [&str; 2] = [ALICE, "cccccccc-0000-4000-8000-000000000004"];
 
 fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-24T19:05:00+01:00")
+    DateTime::parse_from_rfc3339(common_rules::NOW)
         .unwrap()
         .with_timezone(&Utc)
 }
@@ -38,57 +30,8 @@ fn loaded(yaml: &str) -> RuleSet {
     load(&path).unwrap_or_else(|problems| panic!("rules do not load: {problems:?}\n{yaml}"))
 }
 
-fn request(target: Target, resource_type: ResourceType) -> ActivationRequest {
-    ActivationRequest {
-        request_id: None,
-        resource_type,
-        principal_id: PRINCIPALS[0].to_string(),
-        principal_type: Some("User".to_string()),
-        action: Action::SelfActivate,
-        target,
-        justification: None,
-        ticket: None,
-        schedule: Schedule {
-            start: None,
-            expiration_kind: ExpirationKind::AfterDuration,
-            duration: Some(chrono::Duration::hours(1)),
-            end: None,
-        },
-    }
-}
-
-fn entra(role: &str, scope: &str) -> ActivationRequest {
-    request(
-        Target::EntraRole {
-            role_definition_id: role.to_string(),
-            directory_scope_id: scope.to_string(),
-            app_scope_id: None,
-        },
-        ResourceType::EntraRoles,
-    )
-}
-
-fn azure(role: &str, scope: &str) -> ActivationRequest {
-    request(
-        Target::AzureRole {
-            role_definition_id: role.to_string(),
-            role_definition_path: format!(
-                "{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}"
-            ),
-            scope: scope.to_string(),
-        },
-        ResourceType::AzureResources,
-    )
-}
-
-fn group(id: &str, access: GroupAccess) -> ActivationRequest {
-    request(
-        Target::Group {
-            group_id: id.to_string(),
-            access_id: access,
-        },
-        ResourceType::EntraGroups,
-    )
+fn entra(id: &str, scope: &str) -> ActivationRequest {
+    common_rules::with_scope(role(id), scope)
 }
 
 /// What a selection decides, in names: the deciding policy (or none, or a failed condition), the
