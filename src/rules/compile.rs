@@ -1119,9 +1119,10 @@ fn global_checks(
         ));
     }
     // Only an enforcing policy without `when` can make a later one unreachable (an `audit`
-    // catch-all never decides). They are indexed as they go by, so each policy is compared with
-    // the earlier ones that could cover it, not with every one above it: loading stays linear for
-    // rule sets of thousands of distinct policies.
+    // catch-all never decides). They are indexed as they go by, so each policy is compared only
+    // with the earlier ones filed under its own role, group, scope, principal, tier or action, not
+    // with every one above it: thousands of policies for distinct targets load in linear time
+    // (many policies for one role still compare with each other).
     let mut coverers = PolicyIndex::default();
     for (position, (policy, file, key)) in compiled.iter().enumerate() {
         let covers = |earlier: &Policy| earlier.matcher.covers(&policy.matcher);
