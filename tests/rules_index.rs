@@ -343,13 +343,20 @@ fn a_when_that_fails_stops_the_search_through_the_index() {
 }
 
 #[test]
-fn a_policy_for_other_actions_is_not_a_candidate_and_tiers_are_looked_up() {
+fn a_catch_all_for_other_actions_is_judged_and_tiers_are_looked_up() {
     let rules = loaded(
         "policies:\n  - name: extend\n    match: { actions: [selfExtend] }\n    decide: Approved\n    reason: ok\n  - name: critical\n    match: { tiers: [Critical] }\n    decide: Denied\n    reason: no\n",
     );
     let outcome = select_both(&rules, &entra(GLOBAL_ADMIN, "/"));
     assert_eq!(outcome.decided, "matched critical");
-    assert!(outcome.skipped.is_empty(), "{:?}", outcome.skipped);
+    assert_eq!(
+        outcome.skipped,
+        [SkippedPolicy {
+            policy: "extend".to_string(),
+            why: "action does not match".to_string()
+        }],
+        "a catch-all is a candidate for every request, so the audit record names it"
+    );
     assert_eq!(
         select_both(&rules, &entra(EXCHANGE_ADMIN, "/")).decided,
         "no match"

@@ -3,9 +3,10 @@
 //!
 //! Each policy is filed under one criterion of its `match` that a request answers with an exact key:
 //! its roles, else its groups, else its scopes, else its principals, else its tiers; a policy with
-//! none of these (a catch-all, or one narrowed only by resource type or group access) is filed under
-//! its actions. A request looks up its own role, group, scope (and every parent of it, for `/*`
-//! patterns), principal, tier and action, and gets the union of those lists in policy order. The
+//! none of these (a catch-all, or one narrowed only by resource type, group access or action) is a
+//! candidate for every request. A request looks up its own role, group, scope (and every parent of
+//! it, for `/*` patterns), principal and tier, and gets the union of those lists and the unkeyed
+//! policies in policy order. The
 //! index only rules policies *out*: every candidate is still judged by the full `Matcher::mismatch`
 //! and `when`, so first match wins exactly as in a scan of every policy.
 //!
@@ -33,8 +34,10 @@ pub(crate) struct PolicyIndex {
     scopes_under: HashMap<String, Vec<usize>>,
     principals: HashMap<String, Vec<usize>>,
     tiers: HashMap<Tier, Vec<usize>>,
-    /// Policies with no keyed criterion, by action.
-    unkeyed: HashMap<String, Vec<usize>>,
+    /// Policies with no keyed criterion. Not split by action: catch-alls are few, and the service's
+    /// passed-over list keeps naming a catch-all for other actions ("action does not match"), the
+    /// first thing to read when an extension or a deactivation finds no policy.
+    unkeyed: Vec<usize>,
 }
 
 /// The criterion a policy is filed under.
@@ -44,7 +47,7 @@ enum Filed<'m> {
     Scopes(&'m [ScopePattern]),
     Principals(&'m [String]),
     Tiers(&'m [Tier]),
-    Actions(&'m [String]),
+    Unkeyed,
 }
 
 /// A `/*` pattern with an empty base matches every scope: no use as a key.
@@ -68,7 +71,7 @@ fn filed_under(matcher: &Matcher) -> Filed<'_> {
     } else if let Some(tiers) = &matcher.tiers {
         Filed::Tiers(tiers)
     } else {
-        Filed::Actions(&matcher.actions)
+        Filed::Unkeyed
     }
 }
 
@@ -126,9 +129,7 @@ impl PolicyIndex {
             Filed::Tiers(tiers) => tiers
                 .iter()
                 .for_each(|tier| file(&mut self.tiers, *tier, position)),
-            Filed::Actions(actions) => actions
-                .iter()
-                .for_each(|action| file(&mut self.unkeyed, action.clone(), position)),
+            Filed::Unkeyed => self.unkeyed.push(position),
         }
     }
 
@@ -137,7 +138,8 @@ impl PolicyIndex {
         self.offered
     }
 
-    /// The positions of every policy that could match `request`, ascending, each once. A superset
+    /// The positions of every policy that could match `request`, ascending, each once (the action is
+    /// left to the matcher: every policy restricts it, so it rules nothing out for free). A superset
     /// of the policies that do match.
     pub(crate) fn candidates(&self, request: &ActivationRequest) -> Candidates<'_> {
         let mut lists = Vec::with_capacity(8);
@@ -163,10 +165,7 @@ impl PolicyIndex {
         if let Some(tier) = matcher::target_tier(request) {
             lists.push(list(&self.tiers, &tier));
         }
-        lists.push(list(
-            &self.unkeyed,
-            request.action.as_str().to_ascii_lowercase().as_str(),
-        ));
+        lists.push(&self.unkeyed);
         Candidates::new(lists)
     }
 
@@ -202,7 +201,7 @@ impl PolicyIndex {
         if let Some(tier) = first(&narrow.tiers).ok()? {
             lists.push(list(&self.tiers, tier));
         }
-        lists.push(list(&self.unkeyed, narrow.actions.first()?.as_str()));
+        lists.push(&self.unkeyed);
         Some(Candidates::new(lists))
     }
 
@@ -225,7 +224,7 @@ impl PolicyIndex {
             + map_bytes(&self.scopes_under, text)
             + map_bytes(&self.principals, text)
             + map_bytes(&self.tiers, |_| 0)
-            + map_bytes(&self.unkeyed, text)
+            + self.unkeyed.capacity() * std::mem::size_of::<usize>()
     }
 }
 
@@ -327,6 +326,21 @@ mod tests {
                 index.insert(position, matcher);
             }
         }
+    }
+
+    #[test]
+    fn a_policy_without_keys_is_a_candidate_for_every_request() {
+        let extend = Matcher {
+            actions: vec!["selfextend".into()],
+            ..Matcher::default()
+        };
+        let critical = Matcher {
+            tiers: Some(vec![Tier::Critical]),
+            ..Matcher::default()
+        };
+        let index = PolicyIndex::build([&extend, &critical]);
+        let request = crate::checks::test_support::request();
+        assert_eq!(index.candidates(&request).collect::<Vec<_>>(), vec![0, 1]);
     }
 
     #[test]
