@@ -417,8 +417,10 @@ async fn evaluate(
         }
     };
     let now = now.unwrap_or_else(Utc::now);
-    let decision =
+    let mut decision =
         decision::evaluate(&rules, &request, now, Duration::from_millis(deadline_ms)).await;
+    // The explanation names every policy passed over, not only those the index could not rule out.
+    decision.skipped_policies = rules.select_explained(&request, now).into_skipped();
     if json {
         let document = serde_json::json!({
             "request": request,

@@ -8,104 +8,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pimgate::decision::{Decision, Outcome, evaluate};
-use pimgate::payload::{
-    Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Target, Ticket,
-};
+use pimgate::payload::{Action, ActivationRequest, GroupAccess};
 use pimgate::rules::{RuleProblem, Severity, load};
 
-const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
-const EXCHANGE_ADMIN: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
-const CUSTOM_ROLE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
-const GROUP: &str = "bbbbbbbb-0000-4000-8000-000000000002";
-const ALICE: &str = "cccccccc-0000-4000-8000-000000000003";
-const BREAK_GLASS: &str = "0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d";
-const NOW: &str = "2026-11-24T19:05:00+01:00";
-
-// ---- requests -------------------------------------------------------------------------------
-
-fn request(target: Target, resource_type: ResourceType) -> ActivationRequest {
-    ActivationRequest {
-        request_id: None,
-        resource_type,
-        principal_id: ALICE.to_string(),
-        principal_type: Some("User".to_string()),
-        action: Action::SelfActivate,
-        target,
-        justification: Some("CHG0031337: rotate the federation signing certificate".to_string()),
-        ticket: Some(Ticket {
-            number: Some("CHG0031337".to_string()),
-            system: Some("ServiceNow".to_string()),
-        }),
-        schedule: Schedule {
-            start: None,
-            expiration_kind: ExpirationKind::AfterDuration,
-            duration: Some(chrono::Duration::hours(1)),
-            end: None,
-        },
-    }
-}
-
-fn role(id: &str) -> ActivationRequest {
-    request(
-        Target::EntraRole {
-            role_definition_id: id.to_string(),
-            directory_scope_id: "/".to_string(),
-            app_scope_id: None,
-        },
-        ResourceType::EntraRoles,
-    )
-}
-
-fn group(id: &str, access: GroupAccess) -> ActivationRequest {
-    request(
-        Target::Group {
-            group_id: id.to_string(),
-            access_id: access,
-        },
-        ResourceType::EntraGroups,
-    )
-}
-
-fn azure(id: &str, scope: &str) -> ActivationRequest {
-    request(
-        Target::AzureRole {
-            role_definition_id: id.to_string(),
-            role_definition_path: format!(
-                "{scope}/providers/Microsoft.Authorization/roleDefinitions/{id}"
-            ),
-            scope: scope.to_string(),
-        },
-        ResourceType::AzureResources,
-    )
-}
-
-fn with_action(mut request: ActivationRequest, action: Action) -> ActivationRequest {
-    request.action = action;
-    request
-}
-
-fn with_scope(mut request: ActivationRequest, scope: &str) -> ActivationRequest {
-    if let Target::EntraRole {
-        directory_scope_id, ..
-    } = &mut request.target
-    {
-        *directory_scope_id = scope.to_string();
-    }
-    request
-}
-
-fn with_principal(mut request: ActivationRequest, principal: &str) -> ActivationRequest {
-    request.principal_id = principal.to_string();
-    request
-}
-
-fn with_duration(
-    mut request: ActivationRequest,
-    duration: Option<chrono::Duration>,
-) -> ActivationRequest {
-    request.schedule.duration = duration;
-    request
-}
+mod common_rules;
+use common_rules::{
+    BREAK_GLASS, CUSTOM_ROLE, EXCHANGE_ADMIN, GLOBAL_ADMIN, GROUP, NOW, azure, group, role,
+    with_action, with_duration, with_principal, with_scope,
+};
 
 // ---- the one caller of the engine ----------------------------------------------------------
 
@@ -147,7 +57,20 @@ async fn check(rules: &str, request: ActivationRequest, now: &str, expected: Exp
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339(now)
         .unwrap()
         .with_timezone(&Utc);
-    let decision = evaluate(&loaded, &request, now, Duration::from_secs(5)).await;
+    let mut decision = evaluate(&loaded, &request, now, Duration::from_secs(5)).await;
+    // The service lists only the passed-over policies its index could not rule out; the cases read
+    // the full explanation `pimgate evaluate` prints, of which the service's list must be a part.
+    let explained = loaded.select_explained(&request, now).into_skipped();
+    let mut rest = explained.iter();
+    assert!(
+        decision
+            .skipped_policies
+            .iter()
+            .all(|entry| rest.any(|full| full == entry)),
+        "service's passed-over list {:?} is not part of the explanation {explained:?}",
+        decision.skipped_policies
+    );
+    decision.skipped_policies = explained;
     assert_eq!(
         decision.outcome, expected.outcome,
         "outcome; reasons: {:?}",

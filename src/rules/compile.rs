@@ -19,6 +19,7 @@ use crate::decision::Outcome;
 use crate::payload::{Action, GroupAccess, ResourceType};
 use crate::rules::catalog;
 use crate::rules::cel::Condition;
+use crate::rules::index::PolicyIndex;
 use crate::rules::locate::locate;
 use crate::rules::matcher::{Matcher, ScopePattern, parse_tier};
 use crate::rules::{
@@ -370,11 +371,11 @@ pub(crate) fn load(
     if errors {
         return Err(problems);
     }
-    Ok(RuleSet {
+    Ok(RuleSet::new(
         revision,
-        policies: compiled.into_iter().map(|(policy, _, _)| policy).collect(),
-        warnings: problems,
-    })
+        compiled.into_iter().map(|(policy, _, _)| policy).collect(),
+        problems,
+    ))
 }
 
 fn read_sources(path: &Path, report: &mut Report) -> Vec<Source> {
@@ -1117,13 +1118,27 @@ fn global_checks(
             },
         ));
     }
+    // Only an enforcing policy without `when` can make a later one unreachable (an `audit`
+    // catch-all never decides). They are indexed as they go by, so each policy is compared only
+    // with the earlier ones filed under its own role, group, scope, principal, tier or action, not
+    // with every one above it: thousands of policies for distinct targets load in linear time
+    // (many policies for one role still compare with each other).
+    let mut coverers = PolicyIndex::default();
     for (position, (policy, file, key)) in compiled.iter().enumerate() {
-        let shadow = compiled.iter().take(position).find(|(earlier, _, _)| {
-            // An `audit` catch-all never decides, so the policies after it still do.
-            earlier.mode == PolicyMode::Enforce
-                && earlier.when.is_none()
-                && earlier.matcher.covers(&policy.matcher)
-        });
+        let covers = |earlier: &Policy| earlier.matcher.covers(&policy.matcher);
+        let shadow = match coverers.covering_candidates(&policy.matcher) {
+            Some(mut candidates) => candidates.find_map(|earlier| {
+                compiled
+                    .get(earlier)
+                    .filter(|(earlier, _, _)| covers(earlier))
+            }),
+            None => compiled.iter().take(position).find(|(earlier, _, _)| {
+                earlier.mode == PolicyMode::Enforce && earlier.when.is_none() && covers(earlier)
+            }),
+        };
+        if policy.mode == PolicyMode::Enforce && policy.when.is_none() {
+            coverers.insert(position, &policy.matcher);
+        }
         if let Some((earlier, _, _)) = shadow {
             report.push(
                 sources,

@@ -87,7 +87,7 @@ pub fn parse_tier(text: &str) -> Option<Tier> {
         .find(|tier| tier_name(*tier).eq_ignore_ascii_case(text.trim()))
 }
 
-fn target_role(request: &ActivationRequest) -> Option<&str> {
+pub(crate) fn target_role(request: &ActivationRequest) -> Option<&str> {
     match &request.target {
         Target::EntraRole {
             role_definition_id, ..

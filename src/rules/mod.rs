@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod cel;
 mod compile;
+mod index;
 mod locate;
 pub mod matcher;
 pub mod testing;
@@ -95,6 +96,9 @@ pub struct RuleSet {
     pub policies: Vec<Policy>,
     /// Problems that do not stop loading (e.g. a connector that is not configured).
     pub warnings: Vec<RuleProblem>,
+    /// Built from `policies` at load; [`RuleSet::select`] falls back to a scan should the number of
+    /// policies have changed since (tests edit checks in place, never matchers).
+    index: index::PolicyIndex,
 }
 
 /// An `audit` policy that matched before the deciding one: its would-be decision is recorded only.
@@ -189,57 +193,146 @@ pub fn record_metrics(rules: &RuleSet) {
     *published = Some(rules.revision.clone());
 }
 
+impl<'a> Selection<'a> {
+    /// The policies passed over on the way to the answer, with why.
+    pub fn into_skipped(self) -> Vec<SkippedPolicy> {
+        match self {
+            Selection::Matched { skipped, .. }
+            | Selection::NoMatch { skipped, .. }
+            | Selection::ConditionError { skipped, .. } => skipped,
+        }
+    }
+}
+
+/// The state of one selection: what was passed over so far. Both ways of selecting visit policies
+/// through it, so they judge a policy identically.
+#[derive(Default)]
+struct Scan<'a> {
+    skipped: Vec<SkippedPolicy>,
+    shadows: Vec<ShadowMatch<'a>>,
+}
+
+impl<'a> Scan<'a> {
+    /// Judges one policy; `Some` when it ends the selection.
+    fn visit(
+        &mut self,
+        policy: &'a Policy,
+        request: &ActivationRequest,
+        now: DateTime<Utc>,
+    ) -> Option<Selection<'a>> {
+        if let Some(why) = policy.matcher.mismatch(request) {
+            self.skipped.push(SkippedPolicy {
+                policy: policy.name.clone(),
+                why: why.to_string(),
+            });
+            return None;
+        }
+        let verdict = match &policy.when {
+            None => Ok(true),
+            Some(condition) => condition.evaluate(request, now),
+        };
+        let skipped = &mut self.skipped;
+        let shadows = &mut self.shadows;
+        match (verdict, policy.mode) {
+            (Ok(false), _) => skipped.push(SkippedPolicy {
+                policy: policy.name.clone(),
+                why: "`when` is false".to_string(),
+            }),
+            (Ok(true), PolicyMode::Audit) => shadows.push(ShadowMatch {
+                policy,
+                condition_error: None,
+            }),
+            (Err(message), PolicyMode::Audit) => shadows.push(ShadowMatch {
+                policy,
+                condition_error: Some(message),
+            }),
+            (Ok(true), PolicyMode::Enforce) => {
+                return Some(Selection::Matched {
+                    policy,
+                    skipped: std::mem::take(skipped),
+                    shadows: std::mem::take(shadows),
+                });
+            }
+            (Err(message), PolicyMode::Enforce) => {
+                return Some(Selection::ConditionError {
+                    policy,
+                    message,
+                    skipped: std::mem::take(skipped),
+                    shadows: std::mem::take(shadows),
+                });
+            }
+        }
+        None
+    }
+
+    fn no_match(self) -> Selection<'a> {
+        Selection::NoMatch {
+            skipped: self.skipped,
+            shadows: self.shadows,
+        }
+    }
+}
+
 impl RuleSet {
+    /// The rule set of `policies` in load order, with its index.
+    pub(crate) fn new(
+        revision: String,
+        policies: Vec<Policy>,
+        warnings: Vec<RuleProblem>,
+    ) -> RuleSet {
+        let index = index::PolicyIndex::build(policies.iter().map(|policy| &policy.matcher));
+        RuleSet {
+            revision,
+            policies,
+            warnings,
+            index,
+        }
+    }
+
     /// The first enforcing policy (file-name, then document order) whose `match` holds and whose
     /// `when` is true. A `when` that cannot be evaluated stops the search: falling through to a more
     /// permissive policy would fail open. `audit` policies that match on the way are collected as
     /// shadows and the search goes on, so they never change the answer.
+    ///
+    /// Only the policies the index cannot rule out by the request's role, group, scope, principal,
+    /// tier or action are judged, so `skipped` lists those of them passed over (a subsequence of
+    /// [`RuleSet::select_explained`]'s); the answer and the shadows are the same.
     pub fn select(&self, request: &ActivationRequest, now: DateTime<Utc>) -> Selection<'_> {
-        let mut skipped = Vec::new();
-        let mut shadows = Vec::new();
-        for policy in &self.policies {
-            if let Some(why) = policy.matcher.mismatch(request) {
-                skipped.push(SkippedPolicy {
-                    policy: policy.name.clone(),
-                    why: why.to_string(),
-                });
+        if self.index.len() != self.policies.len() {
+            return self.select_explained(request, now);
+        }
+        let mut scan = Scan::default();
+        for position in self.index.candidates(request) {
+            let Some(policy) = self.policies.get(position) else {
                 continue;
-            }
-            let verdict = match &policy.when {
-                None => Ok(true),
-                Some(condition) => condition.evaluate(request, now),
             };
-            match (verdict, policy.mode) {
-                (Ok(false), _) => skipped.push(SkippedPolicy {
-                    policy: policy.name.clone(),
-                    why: "`when` is false".to_string(),
-                }),
-                (Ok(true), PolicyMode::Audit) => shadows.push(ShadowMatch {
-                    policy,
-                    condition_error: None,
-                }),
-                (Err(message), PolicyMode::Audit) => shadows.push(ShadowMatch {
-                    policy,
-                    condition_error: Some(message),
-                }),
-                (Ok(true), PolicyMode::Enforce) => {
-                    return Selection::Matched {
-                        policy,
-                        skipped,
-                        shadows,
-                    };
-                }
-                (Err(message), PolicyMode::Enforce) => {
-                    return Selection::ConditionError {
-                        policy,
-                        message,
-                        skipped,
-                        shadows,
-                    };
-                }
+            if let Some(selection) = scan.visit(policy, request, now) {
+                return selection;
             }
         }
-        Selection::NoMatch { skipped, shadows }
+        scan.no_match()
+    }
+
+    /// As [`RuleSet::select`], judging every policy in order, so `skipped` names every policy
+    /// passed over: the full explanation `pimgate evaluate` prints, and the reference `select` is
+    /// tested against. Linear in the number of policies; not for the request path.
+    pub fn select_explained(
+        &self,
+        request: &ActivationRequest,
+        now: DateTime<Utc>,
+    ) -> Selection<'_> {
+        let mut scan = Scan::default();
+        for policy in &self.policies {
+            if let Some(selection) = scan.visit(policy, request, now) {
+                return selection;
+            }
+        }
+        scan.no_match()
+    }
+
+    /// Heap bytes of the selection index (estimated), for the rule-scale benchmark.
+    pub fn index_estimated_bytes(&self) -> usize {
+        self.index.estimated_bytes()
     }
 }
 
