@@ -286,12 +286,40 @@ pub(crate) fn load(
         problems: Vec::new(),
     };
     let sources = read_sources(path, &mut report);
-    let revision = revision(&sources);
+    compile_sources(&sources, path, report, connectors)
+}
+
+/// One rule file given as text, named `name` in problems and the revision. Reads no file, so the fuzz
+/// targets and property tests reach the whole parse → validate → compile path in memory.
+pub(crate) fn load_text(
+    name: &str,
+    text: &str,
+    connectors: &Arc<crate::connectors::Connectors>,
+) -> Result<RuleSet, Vec<RuleProblem>> {
+    let path = PathBuf::from(name);
+    let sources = vec![Source {
+        path: path.clone(),
+        name: name.to_string(),
+        text: text.to_string(),
+    }];
+    let report = Report {
+        problems: Vec::new(),
+    };
+    compile_sources(&sources, &path, report, connectors)
+}
+
+fn compile_sources(
+    sources: &[Source],
+    path: &Path,
+    mut report: Report,
+    connectors: &Arc<crate::connectors::Connectors>,
+) -> Result<RuleSet, Vec<RuleProblem>> {
+    let revision = revision(sources);
 
     let mut documents: Vec<(usize, Mapping)> = Vec::new();
     for (file, source) in sources.iter().enumerate() {
         let mut ctx = FileCtx {
-            sources: &sources,
+            sources,
             file,
             report: &mut report,
         };
@@ -301,8 +329,8 @@ pub(crate) fn load(
         }
     }
 
-    let lists = collect_lists(&sources, &documents, &mut report);
-    let windows = collect_windows(&sources, &documents, &mut report);
+    let lists = collect_lists(sources, &documents, &mut report);
+    let windows = collect_windows(sources, &documents, &mut report);
     let env = BuildEnv {
         lists: &lists,
         windows: &windows,
@@ -317,7 +345,7 @@ pub(crate) fn load(
             continue;
         };
         let mut ctx = FileCtx {
-            sources: &sources,
+            sources,
             file: *file,
             report: &mut report,
         };
@@ -360,7 +388,7 @@ pub(crate) fn load(
         }
     }
 
-    global_checks(&sources, path, &compiled, &mut report);
+    global_checks(sources, path, &compiled, &mut report);
 
     let mut problems = report.problems;
     problems.sort_by_key(|(file, problem)| (*file, problem.line.unwrap_or(usize::MAX)));

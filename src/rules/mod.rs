@@ -165,6 +165,12 @@ pub fn load(path: &Path) -> Result<RuleSet, Vec<RuleProblem>> {
     compile::load(path, &crate::connectors::Connectors::none())
 }
 
+/// As [`load`], for one rule file held in memory and named `name` in problems (fuzzing, property
+/// tests); no connectors, like [`load`].
+pub fn load_str(name: &str, text: &str) -> Result<RuleSet, Vec<RuleProblem>> {
+    compile::load_text(name, text, &crate::connectors::Connectors::none())
+}
+
 /// As [`load`], with the upstream connectors the service runs with (checks keep a handle to theirs).
 pub fn load_with(
     path: &Path,

@@ -1,0 +1,6 @@
+//! cargo-fuzz target: every input through `pimgate_fuzz::payload_decode`, which panics on a broken property.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    pimgate_fuzz::payload_decode(data);
+});

@@ -1,0 +1,212 @@
+//! The three fuzzed entry points and the properties every input must keep.
+//!
+//! Shared by the cargo-fuzz targets (`fuzz_targets/`) and by `tests/fuzz_corpus.rs`, which replays
+//! the committed corpora and regressions under plain `cargo test` on stable; so a property lives in
+//! one place. A broken property panics: that is how libFuzzer learns of a crash.
+
+use std::sync::{Arc, LazyLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use pimgate::auth::{AuthError, Authenticator};
+use pimgate::payload::{self, ActivationRequest, PayloadError};
+use pimgate::rules::{self, Selection, Severity};
+use pimgate::settings::AuthSettings;
+
+/// What an input led to; the corpus test checks that each corpus reaches the classes it should.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    Accepted,
+    /// A 400 (payload), 401 (token) or a rule problem, with the properties below checked.
+    Rejected,
+}
+
+/// The longest error text a 400 body may carry: values are cut to `ECHO_LIMIT`, paths are known names.
+pub const MAX_PAYLOAD_ERROR_CHARS: usize = 1024;
+
+/// `POST /v1/evaluate` step 4: the raw body, as the handler passes it.
+pub fn payload_decode(data: &[u8]) -> Class {
+    match payload::decode(data) {
+        Ok(request) => {
+            exercise_request(&request);
+            Class::Accepted
+        }
+        Err(error) => {
+            let text = error.to_string();
+            assert!(
+                text.chars().count() <= MAX_PAYLOAD_ERROR_CHARS,
+                "a 400 body must stay small, got {} chars",
+                text.chars().count()
+            );
+            match &error {
+                PayloadError::NotJson(detail) => assert!(!detail.is_empty(), "empty JSON error"),
+                PayloadError::Field { field, problem } => {
+                    assert!(!field.is_empty(), "an error must name a field: {text}");
+                    assert!(!problem.is_empty(), "an error must say the problem: {text}");
+                }
+            }
+            Class::Rejected
+        }
+    }
+}
+
+/// What the decision core and the audit record do with a decoded request, minus the I/O.
+fn exercise_request(request: &ActivationRequest) {
+    let now = fixed_now();
+    let _ = request.target_id();
+    let _ = request.scope();
+    let _ = request.schedule.effective_start(now);
+    if let Some(duration) = request.schedule.requested_duration(now) {
+        let _ = payload::format_iso8601_duration(duration);
+    }
+    assert!(
+        serde_json::to_string(request).is_ok(),
+        "a decoded request must serialize for the audit record"
+    );
+}
+
+/// A Monday morning in the shipped rules' time zone, so `when`, `start` and windows see one instant.
+fn fixed_now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_795_426_200, 0).unwrap_or_default()
+}
+
+const DEV_KEY_PEM: &str = include_str!("../../src/auth/dev_key.pem");
+/// The development issuer's key id: a token naming it is verified with the built-in key.
+const DEV_KEY_ID: &str = "pimgate-dev";
+/// `config/example.toml`'s first audience, so `pimgate dev token --config config/example.toml` seeds verify.
+pub const EXAMPLE_AUDIENCE: &str = "api://pimgate.contoso.com/11111111-1111-1111-1111-111111111111";
+
+/// Development mode without a tenant: the dev key is the whole key set and nothing touches the network
+/// (an unknown `kid` is refused at once), so `verify_header` completes on a plain executor.
+static AUTHENTICATOR: LazyLock<Arc<Authenticator>> = LazyLock::new(|| {
+    let settings = AuthSettings {
+        dev_mode: true,
+        audiences: vec![EXAMPLE_AUDIENCE.to_string()],
+        ..AuthSettings::default()
+    };
+    match Authenticator::new(&settings, reqwest::Client::new()) {
+        Ok(authenticator) => authenticator,
+        Err(error) => panic!("the fuzz authenticator settings are invalid: {error}"),
+    }
+});
+
+static DEV_SIGNING_KEY: LazyLock<EncodingKey> =
+    LazyLock::new(|| match EncodingKey::from_rsa_pem(DEV_KEY_PEM.as_bytes()) {
+        Ok(key) => key,
+        Err(error) => panic!("the checked-in development key does not load: {error}"),
+    });
+
+/// Two modes, by the first byte: even → the rest is the raw `Authorization` header value (an
+/// attacker's view: scheme, segments, base64, JOSE header, signature); odd → the rest is the claims
+/// part of a token really signed with the development key, so the claim rules behind the signature
+/// check are reached too.
+pub fn token_parse(data: &[u8]) -> Class {
+    let Some((&mode, rest)) = data.split_first() else {
+        return verify(None);
+    };
+    if mode % 2 == 0 {
+        // actix hands the handler `to_str()` of the header, which fails on non-ASCII: "\u{FFFD}".
+        let header = std::str::from_utf8(rest).unwrap_or("\u{FFFD}");
+        verify(Some(header))
+    } else {
+        let header = format!(r#"{{"alg":"RS256","typ":"JWT","kid":"{DEV_KEY_ID}"}}"#);
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(rest)
+        );
+        let signature = match jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &DEV_SIGNING_KEY,
+            Algorithm::RS256,
+        ) {
+            Ok(signature) => signature,
+            Err(error) => panic!("signing with the development key failed: {error}"),
+        };
+        verify(Some(&format!("Bearer {message}.{signature}")))
+    }
+}
+
+fn verify(authorization: Option<&str>) -> Class {
+    match futures::executor::block_on(AUTHENTICATOR.verify_header(authorization)) {
+        Ok(caller) => {
+            assert!(
+                caller.dev,
+                "only the development key can have signed a fuzz token"
+            );
+            Class::Accepted
+        }
+        Err(error) => {
+            assert_token_rejection(&error);
+            Class::Rejected
+        }
+    }
+}
+
+/// Every failure of a caller's token must be a 401, never a 503 that would make PIM retry forever.
+fn assert_token_rejection(error: &AuthError) {
+    assert!(
+        error.is_token_rejection(),
+        "a bad token must be a 401, got `{}` ({error})",
+        error.reason_code()
+    );
+}
+
+const SAMPLE_REQUESTS: [&str; 3] = [
+    include_str!("../../tests/fixtures/requests/entra-role-activation.json"),
+    include_str!("../../tests/fixtures/requests/azure-resource-activation.json"),
+    include_str!("../../tests/fixtures/requests/group-activation.json"),
+];
+
+/// YAML text as one rule file, then, if it compiles, rule selection (`match` and CEL `when`) for the
+/// three sample requests.
+pub fn rules_load(data: &[u8]) -> Class {
+    // Rule files are read as UTF-8 or refused before parsing; only text reaches the compiler.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return Class::Rejected;
+    };
+    match rules::load_str("fuzz.yaml", text) {
+        Ok(rule_set) => {
+            assert!(
+                rule_set
+                    .warnings
+                    .iter()
+                    .all(|problem| problem.severity == Severity::Warning),
+                "a loaded rule set carries warnings only"
+            );
+            for problem in &rule_set.warnings {
+                assert!(!problem.message.is_empty(), "a warning must say something");
+                let _ = problem.to_string();
+            }
+            select_samples(&rule_set);
+            Class::Accepted
+        }
+        Err(problems) => {
+            assert!(
+                problems
+                    .iter()
+                    .any(|problem| problem.severity == Severity::Error),
+                "a refused rule set must carry at least one error"
+            );
+            for problem in &problems {
+                assert!(!problem.message.is_empty(), "a problem must say something");
+                assert!(problem.line != Some(0), "lines are 1-based: {problem}");
+                let _ = problem.to_string();
+            }
+            Class::Rejected
+        }
+    }
+}
+
+fn select_samples(rule_set: &rules::RuleSet) {
+    for sample in SAMPLE_REQUESTS {
+        let Ok(request) = payload::decode(sample.as_bytes()) else {
+            panic!("a sample request no longer decodes");
+        };
+        if let Selection::ConditionError { message, .. } = rule_set.select(&request, fixed_now()) {
+            assert!(!message.is_empty(), "a `when` error must say why");
+        }
+    }
+}
