@@ -60,12 +60,12 @@ pub async fn metrics() -> HttpResponse {
     }
 }
 
-/// Drains histogram samples into their buckets every few seconds. The exporter keeps every raw sample
+/// Drains histogram samples into their buckets every second. The exporter keeps every raw sample
 /// until then, so without this an unscraped instance (no Prometheus yet, or scraping stopped) would
 /// grow by a few bytes per request forever (`scripts/soak.sh` at ~7,000 req/s: +0.6 MB/s of RSS
 /// without this, flat with it).
 pub async fn metrics_upkeep() {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
