@@ -2,13 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
-use std::io::{BufRead, BufReader};
+#[path = "common_serve/mod.rs"]
+mod common_serve;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pimgate");
+use common_serve::{BIN, dev_token, serve};
 
 fn pimgate(args: &[&str]) -> std::process::Output {
     Command::new(BIN)
@@ -16,86 +17,6 @@ fn pimgate(args: &[&str]) -> std::process::Output {
         .env_remove("PIMGATE_CONFIG")
         .output()
         .expect("run pimgate")
-}
-
-/// A `pimgate serve` child on an ephemeral loopback port; killed on drop.
-struct Served {
-    child: Child,
-    port: u16,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-fn serve(config: &str, env: &[(&str, &str)]) -> Served {
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--config", config])
-        .env_remove("PIMGATE_CONFIG")
-        .env("PIMGATE__SERVER__LISTEN", "127.0.0.1:0")
-        .env("PIMGATE__SERVER__WORKERS", "1")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let child = command.spawn().expect("spawn pimgate serve");
-    // Owned by `Served` from here on, so it is killed and reaped on every path, panics included.
-    let mut served = Served {
-        child,
-        port: 0,
-        stdout: mpsc::channel().1,
-        stderr: mpsc::channel().1,
-    };
-    served.stdout = lines(served.child.stdout.take().expect("stdout"));
-    served.stderr = lines(served.child.stderr.take().expect("stderr"));
-    let port_pattern = regex::Regex::new(r#"port["=:]+\s*(\d+)"#).expect("regex");
-    let mut seen = Vec::new();
-    loop {
-        let line = served
-            .stderr
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no port logged: {seen:#?}"));
-        if line.contains("listening")
-            && let Some(port) = port_pattern.captures(&line).and_then(|c| c[1].parse().ok())
-        {
-            served.port = port;
-            return served;
-        }
-        seen.push(line);
-    }
-}
-
-fn dev_token() -> String {
-    let output = pimgate(&["dev", "token", "--config", "config/example.toml"]);
-    assert!(
-        output.status.success(),
-        "dev token: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
 }
 
 #[test]
@@ -107,7 +28,7 @@ fn version_prints_the_crate_version() {
 
 #[tokio::test]
 async fn the_example_config_serves_a_sample_request_with_a_dev_token_and_audits_it() {
-    let served = serve("config/example.toml", &[]);
+    let served = serve(Path::new("config/example.toml"), &[]);
     let base = format!("http://127.0.0.1:{}", served.port);
     let client = reqwest::Client::new();
     assert_eq!(
@@ -179,7 +100,7 @@ async fn the_example_config_serves_a_sample_request_with_a_dev_token_and_audits_
 #[tokio::test]
 async fn json_logs_carry_a_request_id_and_never_the_token() {
     let served = serve(
-        "config/example.toml",
+        Path::new("config/example.toml"),
         &[
             ("PIMGATE__LOG__FORMAT", "json"),
             ("PIMGATE__AUDIT__SINK", "off"),

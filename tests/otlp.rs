@@ -3,18 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
+#[path = "common_serve/mod.rs"]
+mod common_serve;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common_serve::{Served, dev_token};
 
 use pimgate::settings::Settings;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pimgate");
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -78,92 +79,14 @@ fn a_zero_export_timeout_is_a_config_error() {
     );
 }
 
-/// A `pimgate serve` child; killed on drop if a test fails before it exits by itself.
-struct Served {
-    child: Child,
-    port: u16,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
+/// The example config with JSON logs and no audit sink, plus `env`.
 fn serve(env: &[(&str, &str)]) -> Served {
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--config", "config/example.toml"])
-        .env_remove("PIMGATE_CONFIG")
-        .env_remove("RUST_LOG")
-        .env("PIMGATE__SERVER__LISTEN", "127.0.0.1:0")
-        .env("PIMGATE__SERVER__WORKERS", "1")
-        .env("PIMGATE__LOG__FORMAT", "json")
-        .env("PIMGATE__AUDIT__SINK", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let stderr = lines(child.stderr.take().unwrap());
-    let mut served = Served {
-        child,
-        port: 0,
-        stderr,
-    };
-    let port_pattern = regex::Regex::new(r#""port":(\d+)"#).unwrap();
-    let mut seen = Vec::new();
-    loop {
-        let line = served
-            .stderr
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no port logged: {seen:#?}"));
-        if line.contains("listening")
-            && let Some(port) = port_pattern.captures(&line).and_then(|c| c[1].parse().ok())
-        {
-            served.port = port;
-            return served;
-        }
-        seen.push(line);
-    }
-}
-
-fn dev_token() -> String {
-    let output = Command::new(BIN)
-        .args(["dev", "token", "--config", "config/example.toml"])
-        .env_remove("PIMGATE_CONFIG")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "dev token failed");
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
+    let mut all = vec![
+        ("PIMGATE__LOG__FORMAT", "json"),
+        ("PIMGATE__AUDIT__SINK", "off"),
+    ];
+    all.extend_from_slice(env);
+    common_serve::serve(Path::new("config/example.toml"), &all)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -199,11 +122,7 @@ async fn spans_are_posted_as_otlp_protobuf_in_the_callers_trace_and_flushed_on_s
     assert_eq!(response.status(), 200);
 
     // The default batch delay is seconds long: only the flush on shutdown gets the spans out now.
-    let status = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    served.signal("TERM");
     let exit = served
         .wait_for_exit(Duration::from_secs(30))
         .expect("pimgate exits after SIGTERM");

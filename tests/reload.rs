@@ -3,14 +3,15 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+#[path = "common_serve/mod.rs"]
+mod common_serve;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use common_serve::{Served, dev_token};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pimgate");
+use serde_json::{Value, json};
 
 const APPROVE: &str = r#"
 policies:
@@ -28,77 +29,21 @@ policies:
     reason: the rules after the signal deny it.
 "#;
 
-/// A `pimgate serve` child on an ephemeral loopback port; killed on drop.
-struct Served {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(rules_dir: &std::path::Path) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", "config/example.toml"])
-        .env_remove("PIMGATE_CONFIG")
-        .env("PIMGATE__SERVER__LISTEN", "127.0.0.1:0")
-        .env("PIMGATE__SERVER__WORKERS", "1")
-        .env("PIMGATE__RULES__PATH", rules_dir)
-        .env("PIMGATE__RULES__RELOAD_INTERVAL_SECONDS", "0")
-        .env("PIMGATE__AUDIT__SINK", "off")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pimgate serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut served = Served { child, port: 0 };
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let port_pattern = regex::Regex::new(r#"port["=:]+\s*(\d+)"#).expect("regex");
-    let mut seen = Vec::new();
-    loop {
-        let line = receiver
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no port logged: {seen:#?}"));
-        if line.contains("listening")
-            && let Some(port) = port_pattern.captures(&line).and_then(|c| c[1].parse().ok())
-        {
-            served.port = port;
-            // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || while receiver.recv().is_ok() {});
-            return served;
-        }
-        seen.push(line);
-    }
-}
-
-fn dev_token() -> String {
-    let output = Command::new(BIN)
-        .args(["dev", "token", "--config", "config/example.toml"])
-        .env_remove("PIMGATE_CONFIG")
-        .output()
-        .expect("run pimgate dev token");
-    assert!(output.status.success(), "dev token failed");
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
+/// The example config serving the rules in `rules_dir`, reloaded only on SIGHUP (polling off).
+fn serve(rules_dir: &Path) -> Served {
+    let rules = rules_dir.to_str().expect("utf-8 temp path");
+    common_serve::serve(
+        Path::new("config/example.toml"),
+        &[
+            ("PIMGATE__RULES__PATH", rules),
+            ("PIMGATE__RULES__RELOAD_INTERVAL_SECONDS", "0"),
+            ("PIMGATE__AUDIT__SINK", "off"),
+        ],
+    )
 }
 
 fn hangup(served: &Served) {
-    let status = Command::new("kill")
-        .args(["-HUP", &served.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
+    served.signal("HUP");
 }
 
 async fn outcome(base: &str, token: &str) -> String {

@@ -3,21 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
+#[path = "common_serve/mod.rs"]
+mod common_serve;
 #[allow(dead_code)] // shared with tests/slow_clients.rs, which uses more of it
 #[path = "raw_http/mod.rs"]
 mod raw_http;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common_serve::{BIN, serve};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pimgate");
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
 const RULES: &str = r#"
@@ -118,115 +117,6 @@ async fn servicenow(delay: Duration) -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-/// A `pimgate serve` child; killed on drop if a test fails before it exits by itself.
-struct Served {
-    child: Child,
-    port: u16,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-fn serve(config: &Path, env: &[(&str, &str)]) -> Served {
-    let mut command = Command::new(BIN);
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .env_remove("PIMGATE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let child = command.spawn().unwrap();
-    let mut served = Served {
-        child,
-        port: 0,
-        stdout: mpsc::channel().1,
-        stderr: mpsc::channel().1,
-    };
-    served.stdout = lines(served.child.stdout.take().unwrap());
-    served.stderr = lines(served.child.stderr.take().unwrap());
-    let port_pattern = regex::Regex::new(r#""port":(\d+)"#).unwrap();
-    let mut seen = Vec::new();
-    loop {
-        let line = served
-            .stderr
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no port logged: {seen:#?}"));
-        if line.contains("listening")
-            && let Some(port) = port_pattern.captures(&line).and_then(|c| c[1].parse().ok())
-        {
-            served.port = port;
-            return served;
-        }
-        seen.push(line);
-    }
-}
-
-impl Served {
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    /// The exit status, or `None` if the process is still running after `limit`.
-    fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
-    /// Every line the process wrote to stdout (call after it exited: reads until end of file).
-    fn stdout_lines(&self) -> Vec<String> {
-        drain(&self.stdout)
-    }
-
-    fn stderr_lines(&self) -> Vec<String> {
-        drain(&self.stderr)
-    }
-}
-
-fn drain(lines: &mpsc::Receiver<String>) -> Vec<String> {
-    let mut all = Vec::new();
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
-        all.push(line);
-    }
-    all
 }
 
 async fn wait_until_ready(client: &reqwest::Client, base: &str) {
