@@ -406,32 +406,63 @@ fn dockerfile_builds_with_the_one_release_build_command() {
         .enumerate()
         .flat_map(|(at, i)| cargo_invocations(i).into_iter().map(move |c| (at, c)))
         .collect();
+    let builds: Vec<&(usize, String)> = cargo
+        .iter()
+        .filter(|(_, command)| command.starts_with("cargo build"))
+        .collect();
+    assert_eq!(builds.len(), 1, "one service build: {cargo:?}");
+    let (build_at, build) = builds[0];
     assert_eq!(
-        cargo.len(),
-        2,
-        "a dependency build and the service build: {cargo:?}"
+        build, RELEASE_BUILD,
+        "the image's build is the release build"
     );
-    for (_, command) in &cargo {
-        assert_eq!(
-            command, RELEASE_BUILD,
-            "every build in the Dockerfile is the release build"
-        );
+
+    // The dependency layer (cargo-chef) is cooked with the release build's own flags: with any other
+    // profile, features or binary its artifacts would not be reused.
+    let cooks: Vec<&(usize, String)> = cargo
+        .iter()
+        .filter(|(_, command)| command.starts_with("cargo chef cook "))
+        .collect();
+    assert_eq!(cooks.len(), 1, "one dependency layer: {cargo:?}");
+    let (cook_at, cook) = cooks[0];
+    let mut cook_flags: Vec<&str> = cook.split_whitespace().skip(3).collect();
+    if let Some(at) = cook_flags.iter().position(|flag| *flag == "--recipe-path") {
+        cook_flags.drain(at..at + 2);
     }
-    let position = |wanted: &str| {
+    let build_flags: Vec<&str> = RELEASE_BUILD.split_whitespace().skip(2).collect();
+    assert_eq!(
+        cook_flags, build_flags,
+        "`{cook}` must cook with the flags of `{RELEASE_BUILD}`"
+    );
+    let install = cargo
+        .iter()
+        .find(|(_, command)| command.starts_with("cargo install cargo-chef"))
+        .expect("the builder installs cargo-chef");
+    assert!(
+        install.1.contains("--locked") && install.1.contains("--version "),
+        "cargo-chef is pinned and locked: {}",
+        install.1
+    );
+
+    let after_cook = |wanted: &str| {
         instructions
             .iter()
-            .position(|i| i.starts_with(wanted))
-            .unwrap_or_else(|| panic!("the Dockerfile has no `{wanted}`"))
+            .enumerate()
+            .skip(*cook_at)
+            .find(|(_, i)| i.starts_with(wanted))
+            .map(|(at, _)| at)
+            .unwrap_or_else(|| panic!("no `{wanted}` after the dependency layer"))
     };
-    let manifests = position("COPY Cargo.toml Cargo.lock");
-    let sources = position("COPY src ");
+    let recipe = instructions
+        .iter()
+        .position(|i| i.starts_with("COPY --from=planner "))
+        .expect("the recipe comes from the planner stage");
     assert!(
-        manifests < cargo[0].0 && cargo[0].0 < sources && sources < cargo[1].0,
-        "dependencies are built before the sources are copied, the service after"
-    );
-    assert!(
-        instructions[cargo[1].0].contains("touch src/main.rs src/lib.rs"),
-        "the real sources must look newer than the stub's build outputs"
+        recipe < *cook_at
+            && *cook_at < after_cook("COPY Cargo.toml Cargo.lock")
+            && *cook_at < after_cook("COPY src ")
+            && after_cook("COPY src ") < *build_at,
+        "dependencies are cooked before the sources are copied, the service built after"
     );
     assert!(
         instructions
