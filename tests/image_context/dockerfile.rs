@@ -26,7 +26,6 @@ impl std::fmt::Display for Instruction {
 pub struct Stage {
     pub base: String,
     pub name: Option<String>,
-    pub from: Instruction,
     pub instructions: Vec<Instruction>,
 }
 
@@ -50,14 +49,17 @@ pub fn stages(text: &str) -> Result<Vec<Stage>, String> {
             stages.push(Stage {
                 base,
                 name,
-                from: instruction,
                 instructions: Vec::new(),
             });
         } else {
             match stages.last_mut() {
                 Some(stage) => stage.instructions.push(instruction),
                 None if instruction.keyword == "ARG" => {} // a global ARG before the first FROM
-                None => return Err(format!("{instruction}: an instruction before the first FROM")),
+                None => {
+                    return Err(format!(
+                        "{instruction}: an instruction before the first FROM"
+                    ));
+                }
             }
         }
     }

@@ -136,7 +136,7 @@ fn dockerignore_patterns_match_as_docker_matches_them() {
         ("*\n!src/", "srcs/main.rs", true),
         ("*\n!src/", "target/release/pimgate", true),
         ("*", "Cargo.toml", true),
-        ("*", "a/b/c", true),          // a parent folder matches
+        ("*", "a/b/c", true), // a parent folder matches
         ("*/temp*", "a/temporary", true),
         ("*/temp*", "a/b/temporary", false), // `*` does not cross `/`
         ("*/*/temp*", "a/b/temporary", true),
@@ -147,20 +147,24 @@ fn dockerignore_patterns_match_as_docker_matches_them() {
         ("a/**/b", "a/b", true),
         ("a/**/b", "a/x/y/b", true),
         ("a/**", "a/x/y", true),
-        ("*.md\n!README*.md\nREADME-secret.md", "README-secret.md", true), // the last match wins
+        (
+            "*.md\n!README*.md\nREADME-secret.md",
+            "README-secret.md",
+            true,
+        ), // the last match wins
         ("*.md\n!README*.md\nREADME-secret.md", "README.md", false),
         ("*.md\n!README*.md\nREADME-secret.md", "CHANGES.md", true),
-        ("/src/", "src/x", true),  // a leading `/` means the context root
+        ("/src/", "src/x", true), // a leading `/` means the context root
         ("./src//x/../", "src/y", true), // cleaned as Go's filepath.Clean
-        ("# src", "src", false), // a comment
+        ("# src", "src", false),  // a comment
         (" # src", "# src", true), // not a comment: `#` must be in the first column
-        ("  src  ", "src", true),  // trimmed
+        ("  src  ", "src", true), // trimmed
         ("! src", "src", false),  // an exception alone only re-includes
         ("src\n!src/keep", "src/keep", false),
         ("src\n!src/keep", "src/other", true),
         ("[a-c]x", "bx", true),
         ("[a-c]x", "dx", false),
-        ("a\\*b", "a*b", true),  // an escaped `*` is a literal
+        ("a\\*b", "a*b", true), // an escaped `*` is a literal
         ("a\\*b", "axb", false),
         ("file.txt", "fileXtxt", false), // `.` is literal
     ];
@@ -198,10 +202,19 @@ fn the_build_context_sends_the_build_inputs_and_nothing_else() {
         let file = format!("benches/{bench}.rs");
         assert!(sent.contains(&file), "`{file}` is not sent");
     }
-    assert!(sent.iter().any(|f| f.starts_with("rules/") && f.ends_with(".yaml")));
+    assert!(
+        sent.iter()
+            .any(|f| f.starts_with("rules/") && f.ends_with(".yaml"))
+    );
     for file in &sent {
         for kept_out in [
-            "target/", ".git", "tests/", "fuzz/", "deploy/", "scripts/", "rules/requests/",
+            "target/",
+            ".git",
+            "tests/",
+            "fuzz/",
+            "deploy/",
+            "scripts/",
+            "rules/requests/",
         ] {
             assert!(!file.starts_with(kept_out), "`{file}` is sent");
         }
@@ -224,7 +237,11 @@ mod toml_like {
             if line.starts_with('[') {
                 in_bench = line == "[[bench]]";
             } else if in_bench && let Some(value) = line.strip_prefix("name") {
-                let name = value.trim().trim_start_matches('=').trim().trim_matches('"');
+                let name = value
+                    .trim()
+                    .trim_start_matches('=')
+                    .trim()
+                    .trim_matches('"');
                 names.push(name.to_string());
             }
         }
@@ -234,7 +251,8 @@ mod toml_like {
 
 #[test]
 fn every_stage_of_the_dockerfile_replays_in_the_real_build_context() {
-    let Some(tools) = tools("every_stage_of_the_dockerfile_replays_in_the_real_build_context") else {
+    let Some(tools) = tools("every_stage_of_the_dockerfile_replays_in_the_real_build_context")
+    else {
         return;
     };
     let stages = replay(&read("Dockerfile"), &read(".dockerignore"), &tools)
@@ -273,14 +291,20 @@ fn every_stage_of_the_dockerfile_replays_in_the_real_build_context() {
     let image = stages.last().unwrap();
     let binary = std::fs::read_to_string(image.path("/usr/local/bin/pimgate")).unwrap();
     assert!(
-        binary.contains(&format!("`{RELEASE_BUILD}` (Dockerfile line {})", build.line)),
+        binary.contains(&format!(
+            "`{RELEASE_BUILD}` (Dockerfile line {})",
+            build.line
+        )),
         "the image must ship the service build's binary, not the dependency layer's stub: {binary}"
     );
     assert_eq!(
         std::fs::read_to_string(image.path("/etc/pimgate/config.toml")).unwrap(),
         read("config/production.toml")
     );
-    let rules = image.env.get("PIMGATE__RULES__PATH").expect("the rules path is set");
+    let rules = image
+        .env
+        .get("PIMGATE__RULES__PATH")
+        .expect("the rules path is set");
     let shipped: Vec<String> = std::fs::read_dir(image.path(rules))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
@@ -345,7 +369,11 @@ fn the_replay_fails_when_dockerignore_keeps_out_a_copied_folder() {
         .filter(|line| *line != "!benches/")
         .collect::<Vec<_>>()
         .join("\n");
-    assert_ne!(ignore.trim(), read(".dockerignore").trim(), "the control must change something");
+    assert_ne!(
+        ignore.trim(),
+        read(".dockerignore").trim(),
+        "the control must change something"
+    );
     let error = replay(&read("Dockerfile"), &ignore, &tools).unwrap_err();
     assert!(
         error.contains("`benches` is not in the build context"),
@@ -362,7 +390,10 @@ fn the_replay_fails_when_the_dependency_layer_is_planned_with_another_profile() 
     };
     let dockerfile = read("Dockerfile");
     let debug_cook = dockerfile.replace("cargo chef cook --release", "cargo chef cook");
-    assert_ne!(debug_cook, dockerfile, "the control must change the cook line");
+    assert_ne!(
+        debug_cook, dockerfile,
+        "the control must change the cook line"
+    );
     let error = replay(&debug_cook, &read(".dockerignore"), &tools).unwrap_err();
     assert!(error.contains("the dependency layer"), "{error}");
     assert!(error.contains("would compile again"), "{error}");

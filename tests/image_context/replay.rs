@@ -204,22 +204,29 @@ fn copy(
     no_substitution(instruction)?;
     let refuse = |why: String| format!("{instruction}: {why}");
     let arguments = instruction.arguments.trim();
-    let mut words: Vec<String> = if arguments.contains('[') && arguments.ends_with(']') {
-        let (flags, json) = arguments.split_at(arguments.find('[').unwrap_or(0));
-        let mut words: Vec<String> = flags.split_whitespace().map(str::to_string).collect();
+    // Flags first, then either a JSON list (`["src", "dest"]`) or words.
+    let mut rest = arguments;
+    let mut words: Vec<String> = Vec::new();
+    while rest.starts_with("--") {
+        let (flag, after) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        words.push(flag.to_string());
+        rest = after.trim_start();
+    }
+    if rest.starts_with('[') {
         let list: Vec<String> =
-            serde_json::from_str(json).map_err(|e| refuse(format!("JSON form: {e}")))?;
+            serde_json::from_str(rest).map_err(|e| refuse(format!("JSON form: {e}")))?;
         words.extend(list);
-        words
     } else {
-        arguments.split_whitespace().map(str::to_string).collect()
-    };
+        words.extend(rest.split_whitespace().map(str::to_string));
+    }
     let mut from: Option<String> = None;
     while words.first().is_some_and(|w| w.starts_with("--")) {
         let flag = words.remove(0);
         if let Some(stage_name) = flag.strip_prefix("--from=") {
             from = Some(stage_name.to_lowercase());
-        } else if !(flag.starts_with("--chown=") || flag.starts_with("--chmod=") || flag == "--link")
+        } else if !(flag.starts_with("--chown=")
+            || flag.starts_with("--chmod=")
+            || flag == "--link")
         {
             return Err(refuse(format!("`{flag}` is not modelled by the replay")));
         }
@@ -436,14 +443,15 @@ fn run(
     }
     let tokens = shell_words(arguments).map_err(|why| format!("{instruction}: {why}"))?;
     for step in tokens.split(|token| *token == Token::And) {
-        let (words, redirect) = split_redirect(step).map_err(|why| format!("{instruction}: {why}"))?;
+        let (words, redirect) =
+            split_redirect(step).map_err(|why| format!("{instruction}: {why}"))?;
         let shown = words.join(" ");
         let fail = |why: String| format!("{instruction}: `{shown}` fails: {why}");
         match words.first().map(String::as_str) {
             Some("cargo") => cargo(instruction, &words, stage, scratch, tools).map_err(fail)?,
             Some("echo") => {
                 let text = format!("{}\n", words[1..].join(" "));
-                if let Some((append, file)) = redirect {
+                if let Some(Redirect { append, file }) = redirect {
                     write(&stage.path(&file), &text, append).map_err(fail)?;
                 }
             }
@@ -501,7 +509,13 @@ fn run(
     Ok(())
 }
 
-fn split_redirect(step: &[Token]) -> Result<(Vec<String>, Option<(bool, String)>), String> {
+/// `> file` (or `>> file` when `append`) at the end of a command.
+struct Redirect {
+    append: bool,
+    file: String,
+}
+
+fn split_redirect(step: &[Token]) -> Result<(Vec<String>, Option<Redirect>), String> {
     let mut words = Vec::new();
     let mut redirect = None;
     let mut tokens = step.iter();
@@ -509,7 +523,12 @@ fn split_redirect(step: &[Token]) -> Result<(Vec<String>, Option<(bool, String)>
         match token {
             Token::Word(word) if redirect.is_none() => words.push(word.clone()),
             Token::Redirect { append } if redirect.is_none() => match tokens.next() {
-                Some(Token::Word(file)) => redirect = Some((*append, file.clone())),
+                Some(Token::Word(file)) => {
+                    redirect = Some(Redirect {
+                        append: *append,
+                        file: file.clone(),
+                    });
+                }
                 _ => return Err("a redirection without a file".into()),
             },
             _ => return Err("words after a redirection".into()),
@@ -700,9 +719,7 @@ fn installed(arguments: &[String], tools: &Tools) -> Result<(), String> {
         ));
     }
     if name != "cargo-chef" {
-        return Err(format!(
-            "installing `{name}` is not modelled by the replay"
-        ));
+        return Err(format!("installing `{name}` is not modelled by the replay"));
     }
     let chef = tools.chef.as_ref().ok_or(format!(
         "cargo-chef {version} is not installed here: cargo install cargo-chef --locked --version {version}"
