@@ -409,3 +409,62 @@ fn scripts_test_installs_the_cargo_chef_the_dockerfile_pins() {
         "scripts/test.sh must install cargo-chef {version}, the version the Dockerfile pins"
     );
 }
+
+#[test]
+fn the_replay_copies_files_folders_and_wildcards_as_docker_copies_them() {
+    let tools = Tools {
+        cargo: PathBuf::from(env!("CARGO")),
+        chef: None,
+    };
+    let dockerfile = "FROM scratch AS first\n\
+        WORKDIR /w\n\
+        COPY Cargo.toml Cargo.lock ./\n\
+        COPY src/*.rs /flat/\n\
+        COPY rules/ /r\n\
+        COPY [\"Cargo.toml\", \"/renamed.toml\"]\n\
+        RUN mkdir -p made/deep && echo 'a b' > made/deep/f && touch made/t && rm -rf made/deep\n\
+        FROM first AS second\n\
+        COPY --from=first /w/Cargo.toml /second/manifest.toml\n";
+    let ignore = "*\n!Cargo.toml\n!Cargo.lock\n!src/\n!rules/\n";
+    let stages = replay(dockerfile, ignore, &tools).unwrap();
+    let second = &stages[1];
+    let has = |path: &str| second.path(path).exists();
+    // A later stage starts from its base stage's files and WORKDIR.
+    assert_eq!(second.workdir, "/w");
+    assert!(has("Cargo.toml") && has("/w/Cargo.lock"));
+    // A wildcard matches inside one folder only, and files land in the folder ending in `/`.
+    assert!(has("/flat/main.rs") && has("/flat/lib.rs"));
+    assert!(!has("/flat/src"));
+    // A folder's contents are copied, not the folder.
+    assert!(std::fs::read_dir(second.path("/r")).unwrap().count() > 0);
+    assert!(!has("/r/rules"));
+    assert!(has("/renamed.toml") && has("/second/manifest.toml"));
+    assert!(has("/w/made/t") && !has("/w/made/deep"));
+}
+
+#[test]
+fn the_replay_refuses_what_it_does_not_model_instead_of_passing() {
+    let tools = Tools {
+        cargo: PathBuf::from(env!("CARGO")),
+        chef: None,
+    };
+    let cases = [
+        ("RUN apt-get install -y curl", "`apt-get` is not modelled"),
+        ("RUN mkdir a; mkdir b", "`;` is not modelled"),
+        ("RUN mkdir a || true", "`|` is not modelled"),
+        ("RUN --mount=type=cache,target=/t mkdir a", "RUN flags"),
+        ("COPY --from=alpine:3 /x /x", "is no earlier stage"),
+        ("ADD archive.tar /x", "`ADD` is not modelled"),
+        ("WORKDIR $HOME", "substitution"),
+        ("RUN cargo test", "`cargo test` is not modelled"),
+        ("RUN cargo install cargo-chef", "is not pinned"),
+        ("COPY missing.txt /x", "is not in the build context"),
+    ];
+    for (instruction, expected) in cases {
+        let dockerfile = format!("FROM scratch\n{instruction}\n");
+        let error = replay(&dockerfile, "*\n", &tools)
+            .err()
+            .unwrap_or_else(|| panic!("`{instruction}` passed"));
+        assert!(error.contains(expected), "`{instruction}`: {error}");
+    }
+}
