@@ -53,7 +53,11 @@ say "building $IMAGE with $ENGINE"
 "$ENGINE" build -t "$IMAGE" . || fail "the image does not build"
 
 CID=
-cleanup() { [[ -n $CID ]] && "$ENGINE" rm -f "$CID" >/dev/null 2>&1 || true; }
+cleanup() {
+    if [[ -n $CID ]]; then
+        "$ENGINE" rm -f "$CID" >/dev/null 2>&1 || true
+    fi
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -72,6 +76,7 @@ say "size $size bytes ($((size / 1000000)) MB); goal < $MAX_BYTES bytes"
 
 # 3. Started as production starts it. Every port the image exposes, and every port a `listen` key of
 #    the baked-in config names (health may move to an admin listener), is published on loopback.
+# shellcheck disable=SC2016 # a Go template, not shell
 ports=$("$ENGINE" image inspect -f '{{range $port, $_ := .Config.ExposedPorts}}{{$port}} {{end}}' "$IMAGE")
 ports="$ports $(sed -n 's/^[[:space:]]*listen[[:space:]]*=[[:space:]]*"[^"]*:\([0-9][0-9]*\)".*/\1/p' config/production.toml)"
 publish=()
