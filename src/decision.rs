@@ -91,23 +91,37 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use crate::checks::{CheckContext, NamedCheck};
-use crate::payload::ActivationRequest;
+use crate::payload::{ActivationRequest, EvaluationKey, Stage};
 use crate::rules::{FailureMode, Policy, RuleSet, Selection, ShadowMatch};
 
-/// Evaluates one request against the rules. Never fails: whatever goes wrong inside becomes a
-/// `Denied` (or, where the policy says so, an `Approved`) with a reason saying what happened.
-/// `budget` bounds the checks: a check still running when it is spent counts as not evaluated.
-/// Shadow (`audit`) policies run alongside the deciding one under the same budget, so they add no
-/// latency of their own and never change the answer.
+/// [`evaluate_at_stage`] for the pre-approval stage (`POST /v1/evaluate`, `pimgate evaluate`,
+/// `rules test`).
 pub async fn evaluate(
     rules: &RuleSet,
     request: &ActivationRequest,
     now: DateTime<Utc>,
     budget: Duration,
 ) -> Decision {
+    evaluate_at_stage(rules, request, Stage::PreApproval, now, budget).await
+}
+
+/// Evaluates one request against the rules. Never fails: whatever goes wrong inside becomes a
+/// `Denied` (or, where the policy says so, an `Approved`) with a reason saying what happened.
+/// `budget` bounds the checks: a check still running when it is spent counts as not evaluated.
+/// Shadow (`audit`) policies run alongside the deciding one under the same budget, so they add no
+/// latency of their own and never change the answer. The `evaluationId` is derived from the
+/// request, the stage and the rules revision (`payload::EvaluationKey`): the same request gets the
+/// same id from every replica and every run.
+pub async fn evaluate_at_stage(
+    rules: &RuleSet,
+    request: &ActivationRequest,
+    stage: Stage,
+    now: DateTime<Utc>,
+    budget: Duration,
+) -> Decision {
     let started = Instant::now();
     let mut decision = Decision {
-        evaluation_id: Uuid::now_v7(),
+        evaluation_id: EvaluationKey::derive(stage, &rules.revision, request).evaluation_id(),
         outcome: Outcome::Denied,
         reasons: Vec::new(),
         policy: None,

@@ -18,7 +18,7 @@ use super::request_id::RequestId;
 use super::state::AppState;
 use crate::audit::CallerSummary;
 use crate::decision::{self, Decision, Outcome};
-use crate::payload;
+use crate::payload::{self, EvaluationKey, Stage};
 use crate::settings::TokenVersion;
 
 /// PIM's expected answer (`shared/spec/wire.md` §2), nothing more.
@@ -29,6 +29,9 @@ pub struct PimResponse<'a> {
     pub evaluation_outcome: &'static str,
     pub reason: &'a [String],
 }
+
+/// This endpoint is PIM's pre-approval callback.
+const STAGE: Stage = Stage::PreApproval;
 
 /// Time kept back from the deadline for serializing and writing the answer.
 const ANSWER_MARGIN: Duration = Duration::from_millis(50);
@@ -87,16 +90,20 @@ pub async fn evaluate(
         tracing::info!(field = error.field().unwrap_or(""), %error, "activation request rejected");
     })?;
 
-    let key = ReplayCache::key(&activation, &body);
     let rules = state.rules();
+    let evaluation_key = EvaluationKey::derive(STAGE, &rules.revision, &activation);
+    let key = ReplayCache::key(&evaluation_key, &verified.caller_app_id);
     let remaining = deadline.saturating_sub(started.elapsed());
     let budget = remaining.saturating_sub(ANSWER_MARGIN.min(remaining / 10));
-    let evaluation = decision::evaluate(&rules, &activation, Utc::now(), budget);
+    let evaluation = decision::evaluate_at_stage(&rules, &activation, STAGE, Utc::now(), budget);
     let (decision, replay) =
         match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
         {
             Ok(Answer { decision, replay }) => (decision, replay),
-            Err(_) => (Arc::new(deadline_decision(&rules.revision, started)), false),
+            Err(_) => (
+                Arc::new(deadline_decision(&evaluation_key, &rules.revision, started)),
+                false,
+            ),
         };
 
     let caller = CallerSummary {
@@ -209,10 +216,11 @@ async fn read_body(
         .map_err(|_| ApiError::BodyTimeout)?
 }
 
-/// The safety net behind the per-check timeouts: if evaluation itself overruns, deny in time.
-fn deadline_decision(rules_revision: &str, started: Instant) -> Decision {
+/// The safety net behind the per-check timeouts: if evaluation itself overruns, deny in time, under
+/// the id the request's evaluation would have had (it names the request, not the attempt).
+fn deadline_decision(key: &EvaluationKey, rules_revision: &str, started: Instant) -> Decision {
     Decision {
-        evaluation_id: uuid::Uuid::now_v7(),
+        evaluation_id: key.evaluation_id(),
         outcome: Outcome::Denied,
         reasons: vec![
             "Denied: pimgate could not finish evaluating this request in time; this is not a finding against you, retry the activation in a minute.".into(),

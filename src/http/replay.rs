@@ -1,15 +1,23 @@
-//! PIM's retries get the identical answer: a request id seen within `server.idempotency_ttl_seconds`
-//! is answered with the stored decision (same `evaluationId`), and concurrent copies of one request
-//! wait for the single evaluation under way instead of running their own.
+//! PIM's retries get the identical answer: the same request seen again within
+//! `server.idempotency_ttl_seconds` is answered with the stored decision (same `evaluationId`), and
+//! concurrent copies of one request wait for the single evaluation under way instead of running
+//! their own.
 //!
 //! Why not moka (used for the connector caches): with a full cache and a new id per request, moka's
 //! concurrent table re-hashed its whole bucket array again and again; that was ~15 % of the CPU of an
 //! evaluation under load. `quick_cache` (S3-FIFO, sharded, one placeholder per loading key) has no
 //! such cost and gives the single-flight we need; the TTL is a timestamp checked on read.
 //!
-//! Keys are a SHA-256 of the identifying fields, so an entry costs 32 bytes of key whatever the
-//! request carries. The stored decision is the answer PIM saw (outcome, reasons, policy, revision)
-//! without check evidence: the first answer's audit record holds the evidence, a replay's record
+//! Keys are a SHA-256 of the evaluation key (`payload::EvaluationKey`: every field of the
+//! normalised request that can change the decision, PIM's request id, the stage and the rules
+//! revision) and the verified caller, so an entry costs 32 bytes of key whatever the request
+//! carries, and a request id reused with another scope, schedule, ticket or justification, or
+//! delivered after a rules reload, is evaluated on its own. The `evaluationId` is derived from the
+//! same evaluation key, so an answer evaluated again (evicted, expired, another replica, a restart)
+//! carries the id the stored one had.
+//!
+//! The stored decision is the answer PIM saw (outcome, reasons, policy, revision) without check
+//! evidence: the first answer's audit record holds the evidence, a replay's record
 //! points at it through the same `evaluationId`. That keeps an entry to a few hundred bytes.
 
 use std::future::Future;
@@ -21,7 +29,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::decision::Decision;
-use crate::payload::ActivationRequest;
+use crate::payload::EvaluationKey;
 
 type Key = [u8; 32];
 
@@ -52,29 +60,20 @@ impl ReplayCache {
         }
     }
 
-    /// PIM's request id, bound to the principal, the target and the action so one caller's id cannot
-    /// replay another's answer; without an id (some ARM deliveries) the body itself identifies it.
-    pub fn key(activation: &ActivationRequest, body: &[u8]) -> Key {
+    /// The evaluation's key (the normalised request with its id, the stage and the rules
+    /// revision: `payload::EvaluationKey`) and the verified caller. A stored answer is handed out
+    /// only for a request that could not be decided differently, and only to the application it
+    /// was given to; the caller is not in the `evaluationId`, which must not depend on the token.
+    pub fn key(evaluation: &EvaluationKey, caller_app_id: &str) -> Key {
         let mut hasher = Sha256::new();
-        match &activation.request_id {
-            Some(id) => {
-                for part in [
-                    "id",
-                    id.as_str(),
-                    activation.principal_id.as_str(),
-                    activation.resource_type.as_str(),
-                    activation.target_id(),
-                    activation.action.as_str(),
-                ] {
-                    // Length-prefixed, so no two different field lists hash the same bytes.
-                    hasher.update((part.len() as u64).to_le_bytes());
-                    hasher.update(part.as_bytes());
-                }
-            }
-            None => {
-                hasher.update(b"body");
-                hasher.update(body);
-            }
+        for part in [
+            b"pimgate.replay.v1".as_slice(),
+            evaluation.as_bytes(),
+            caller_app_id.as_bytes(),
+        ] {
+            // Length-prefixed, so no two different part lists hash the same bytes.
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
         }
         hasher.finalize().into()
     }
@@ -153,6 +152,7 @@ mod tests {
     use super::*;
     use crate::checks::CheckOutcome;
     use crate::decision::{CheckReport, CheckStage, Outcome};
+    use crate::payload::Stage;
 
     fn decision(outcome: Outcome) -> Decision {
         Decision {
@@ -172,6 +172,26 @@ mod tests {
             evaluated_at: Utc::now(),
             duration_ms: 1.0,
         }
+    }
+
+    #[test]
+    fn the_key_follows_the_evaluation_and_the_caller() {
+        let request = crate::payload::decode(
+            br#"{"principalId":"0f6e7b1a-3c52-4b8e-a0d4-2e9f51c7d8a3","action":"selfActivate","roleDefinitionId":"62e90394-69f5-4237-9190-012177145e10","directoryScopeId":"/","scheduleInfo":{"expiration":{"type":"afterDuration","duration":"PT1H"}}}"#,
+        );
+        let Ok(request) = request else {
+            panic!("the request decodes: {request:?}");
+        };
+        let evaluation = EvaluationKey::derive(Stage::PreApproval, "r1", &request);
+        let key = ReplayCache::key(&evaluation, "pim");
+        assert_eq!(key, ReplayCache::key(&evaluation, "pim"));
+        assert_ne!(
+            key,
+            ReplayCache::key(&evaluation, "another-app"),
+            "one caller's stored answer is not handed to another"
+        );
+        let reloaded = EvaluationKey::derive(Stage::PreApproval, "r2", &request);
+        assert_ne!(key, ReplayCache::key(&reloaded, "pim"));
     }
 
     #[tokio::test]

@@ -3,6 +3,8 @@
 
 mod decode;
 mod duration;
+mod fingerprint;
+mod stage;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -11,6 +13,8 @@ pub use decode::{
     BODY_FIELD, ECHO_LIMIT, MAX_DURATION_DAYS, MAX_JUSTIFICATION_CHARS, PayloadError, decode,
 };
 pub use duration::parse_iso8601_duration;
+pub use fingerprint::{EvaluationKey, FINGERPRINT_FIELDS, fingerprint};
+pub use stage::Stage;
 
 /// Which PIM surface sent the request (Graph's `resourceType` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -44,8 +44,8 @@ async fn each_resource_type_gets_the_decision_of_its_policy() {
         let id = answer["evaluationId"].as_str().unwrap();
         assert_eq!(
             uuid::Uuid::parse_str(id).unwrap().get_version_num(),
-            7,
-            "time-ordered id"
+            8,
+            "a name-based id, derived from the request, the stage and the rules"
         );
     }
     let records = app.audit_records();

@@ -12,6 +12,7 @@ mod helpers;
 mod lifecycle;
 mod observability;
 mod reload;
+mod replay_keys;
 mod service;
 mod shadow;
 mod tokens;
