@@ -490,6 +490,12 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
                     "      [require] {} {status} ({:.2} ms): {}",
                     report.kind, report.duration_ms, report.outcome.message
                 ));
+                if !report.outcome.evidence.is_empty() {
+                    line(format!(
+                        "          evidence: {}",
+                        serde_json::Value::Object(report.outcome.evidence.clone())
+                    ));
+                }
             }
         }
     }
