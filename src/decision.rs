@@ -1014,11 +1014,15 @@ mod tests {
             PolicyMode::Enforce,
         );
         let decision = decide(&rules).await;
-        assert_eq!(decision.outcome, Outcome::Approved, "{:?}", decision.reasons);
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
         assert_eq!(decision.guards[0].effect, GuardEffect::Cap);
         assert!(
-            decision.reasons[0].contains("guard 'the-guard'")
-                && decision.reasons[0].contains("hr"),
+            decision.reasons[0].contains("guard 'the-guard'") && decision.reasons[0].contains("hr"),
             "{:?}",
             decision.reasons
         );
@@ -1056,7 +1060,10 @@ mod tests {
         let decision = decide(&denied).await;
         assert_eq!(decision.outcome, Outcome::Denied);
         assert!(
-            decision.reasons.iter().all(|reason| !reason.contains("guard")),
+            decision
+                .reasons
+                .iter()
+                .all(|reason| !reason.contains("guard")),
             "{:?}",
             decision.reasons
         );
@@ -1067,7 +1074,10 @@ mod tests {
         let rules = guarded(
             vec![],
             vec![],
-            vec![named("hr", Behaviour::Error), named("principal", Behaviour::Fail)],
+            vec![
+                named("hr", Behaviour::Error),
+                named("principal", Behaviour::Fail),
+            ],
             FailureMode::Approve,
             PolicyMode::Enforce,
         );
@@ -1109,7 +1119,10 @@ mod tests {
             let decision = decide(&rules).await;
             assert_eq!(decision.outcome, Outcome::AutoApproved);
             assert!(
-                decision.reasons.iter().all(|reason| !reason.contains("guard")),
+                decision
+                    .reasons
+                    .iter()
+                    .all(|reason| !reason.contains("guard")),
                 "{:?}",
                 decision.reasons
             );

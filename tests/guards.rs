@@ -115,14 +115,20 @@ policies:
     let leaver = decide(&rules, with_principal(role(EXCHANGE_ADMIN), LEAVER)).await;
     assert_eq!(leaver.outcome, Outcome::Denied, "{:?}", leaver.reasons);
     assert!(
-        leaver.reasons[0].contains("leavers-are-denied") && leaver.reasons[0].contains("2026-12-01"),
+        leaver.reasons[0].contains("leavers-are-denied")
+            && leaver.reasons[0].contains("2026-12-01"),
         "the guard's reason comes first: {:?}",
         leaver.reasons
     );
     assert_eq!(leaver.policy.as_deref(), Some("exchange-is-always-fine"));
 
     let colleague = decide(&rules, role(EXCHANGE_ADMIN)).await;
-    assert_eq!(colleague.outcome, Outcome::Approved, "{:?}", colleague.reasons);
+    assert_eq!(
+        colleague.outcome,
+        Outcome::Approved,
+        "{:?}",
+        colleague.reasons
+    );
 }
 
 #[tokio::test]
@@ -154,7 +160,11 @@ async fn a_guard_applies_when_no_policy_matches_and_names_itself_first() {
     let decision = decide(&rules, with_principal(role(GLOBAL_ADMIN), LEAVER)).await;
     assert_eq!(decision.outcome, Outcome::Denied);
     assert!(decision.policy.is_none());
-    assert!(decision.reasons[0].contains("leavers-are-denied"), "{:?}", decision.reasons);
+    assert!(
+        decision.reasons[0].contains("leavers-are-denied"),
+        "{:?}",
+        decision.reasons
+    );
     assert!(decision.reasons[1].contains("no pimgate policy covers"));
 }
 
@@ -176,19 +186,33 @@ policies:
     let (rules, _dir) = load(&yaml);
     let deactivate = decide(
         &rules,
-        with_action(with_principal(role(GLOBAL_ADMIN), LEAVER), Action::SelfDeactivate),
+        with_action(
+            with_principal(role(GLOBAL_ADMIN), LEAVER),
+            Action::SelfDeactivate,
+        ),
     )
     .await;
     let applied: Vec<&str> = deactivate.guards.iter().map(|g| g.name.as_str()).collect();
-    assert_eq!(applied, ["frozen-tenant"], "the leavers guard has no `actions`");
+    assert_eq!(
+        applied,
+        ["frozen-tenant"],
+        "the leavers guard has no `actions`"
+    );
     assert_eq!(deactivate.outcome, Outcome::Denied);
 
     let renew = decide(
         &rules,
-        with_action(with_principal(role(GLOBAL_ADMIN), LEAVER), Action::SelfRenew),
+        with_action(
+            with_principal(role(GLOBAL_ADMIN), LEAVER),
+            Action::SelfRenew,
+        ),
     )
     .await;
-    assert_eq!(renew.outcome, Outcome::Denied, "renewals grant access: guarded by default");
+    assert_eq!(
+        renew.outcome,
+        Outcome::Denied,
+        "renewals grant access: guarded by default"
+    );
     assert_eq!(renew.guards[0].name, "leavers-are-denied");
 }
 
@@ -287,7 +311,12 @@ policies:
     let (rules, _dir) = load(yaml);
     let decision = decide(&rules, with_principal(role(EXCHANGE_ADMIN), LEAVER)).await;
     assert_eq!(decision.outcome, Outcome::Approved);
-    assert!(decision.reasons.iter().all(|reason| !reason.contains("rehearsal")));
+    assert!(
+        decision
+            .reasons
+            .iter()
+            .all(|reason| !reason.contains("rehearsal"))
+    );
     let recorded = serde_json::to_value(&decision.guards).unwrap();
     assert_eq!(recorded[0]["name"], "rehearsal");
     assert_eq!(recorded[0]["mode"], "audit");
@@ -318,7 +347,10 @@ policies:
     assert!(text.contains("Guards"), "{text}");
     assert!(text.contains("leavers-are-denied: DENY"), "{text}");
     assert!(text.contains("rehearsal: would DENY (audit mode"), "{text}");
-    assert!(text.contains("guard `leavers-are-denied`: `hr` must pass"), "{text}");
+    assert!(
+        text.contains("guard `leavers-are-denied`: `hr` must pass"),
+        "{text}"
+    );
 }
 
 // ---- loading -----------------------------------------------------------------------------------
@@ -361,7 +393,10 @@ guards:
 ",
     );
     let clash = error_at(&problems, "guards[0].name");
-    assert!(clash.message.contains("already used by a policy"), "{clash}");
+    assert!(
+        clash.message.contains("already used by a policy"),
+        "{clash}"
+    );
 }
 
 #[test]
@@ -376,7 +411,10 @@ fn a_guard_no_request_can_match_is_an_error_with_a_fix() {
             "guards:\n  - name: never\n    match: {contradiction}\n    decide: Denied\n    reason: no.\n"
         ));
         let never = error_at(&problems, "guards[0].match");
-        assert!(never.message.contains("can never apply"), "{contradiction}: {never}");
+        assert!(
+            never.message.contains("can never apply"),
+            "{contradiction}: {never}"
+        );
         assert!(!never.fix.is_empty());
     }
 }
@@ -470,8 +508,16 @@ cases:
         .await
         .unwrap_or_else(|problems| panic!("{}", render(&problems)));
     assert_eq!((report.passed, report.failed), (1, 2), "{report}");
-    assert!(report.failures[0].2.contains("guard `short-only` applied but passed"));
-    assert!(report.failures[1].2.contains("guard `no-exchange` did not apply"));
+    assert!(
+        report.failures[0]
+            .2
+            .contains("guard `short-only` applied but passed")
+    );
+    assert!(
+        report.failures[1]
+            .2
+            .contains("guard `no-exchange` did not apply")
+    );
 }
 
 #[test]
@@ -479,8 +525,14 @@ fn the_shipped_rules_keep_leavers_and_break_glass_in_guards() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let loaded = pimgate::rules::load(&root.join("rules")).unwrap();
     let guards: Vec<&str> = loaded.guards.iter().map(|g| g.name.as_str()).collect();
-    assert!(guards.contains(&"break-glass-never-through-pim"), "{guards:?}");
-    assert!(guards.contains(&"leavers-and-disabled-accounts"), "{guards:?}");
+    assert!(
+        guards.contains(&"break-glass-never-through-pim"),
+        "{guards:?}"
+    );
+    assert!(
+        guards.contains(&"leavers-and-disabled-accounts"),
+        "{guards:?}"
+    );
     assert!(
         loaded
             .policies

@@ -272,16 +272,18 @@ impl Matcher {
             && !allows(ResourceType::AzureResources)
         {
             return Some(
-                "`roles` match only role requests, and `resource_types` allows only groups".to_string(),
+                "`roles` match only role requests, and `resource_types` allows only groups"
+                    .to_string(),
             );
         }
         if let (Some(roles), Some(tiers)) = (&self.roles, &self.tiers) {
-            let some_role_in_tiers = roles.iter().any(|id| {
-                catalog::by_id(id).is_some_and(|role| tiers.contains(&role.tier))
-            });
+            let some_role_in_tiers = roles
+                .iter()
+                .any(|id| catalog::by_id(id).is_some_and(|role| tiers.contains(&role.tier)));
             if !some_role_in_tiers {
                 return Some(
-                    "none of the `roles` is a built-in Entra role of one of the `tiers`".to_string(),
+                    "none of the `roles` is a built-in Entra role of one of the `tiers`"
+                        .to_string(),
                 );
             }
         }
@@ -295,7 +297,8 @@ impl Matcher {
             && !scopes.iter().any(|pattern| pattern.matches("/"))
         {
             return Some(
-                "PIM for Groups requests have scope `/`, which none of the `scopes` matches".to_string(),
+                "PIM for Groups requests have scope `/`, which none of the `scopes` matches"
+                    .to_string(),
             );
         }
         None
@@ -388,15 +391,17 @@ mod tests {
                 ScopePattern::parse("/administrativeUnits/a"),
             ]),
         )
-            .prop_map(|(roles, tiers, groups, access, resource_types, scopes)| Matcher {
-                roles,
-                tiers,
-                groups,
-                access,
-                resource_types,
-                scopes,
-                ..Matcher::default()
-            })
+            .prop_map(
+                |(roles, tiers, groups, access, resource_types, scopes)| Matcher {
+                    roles,
+                    tiers,
+                    groups,
+                    access,
+                    resource_types,
+                    scopes,
+                    ..Matcher::default()
+                },
+            )
     }
 
     proptest! {
