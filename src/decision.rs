@@ -518,7 +518,10 @@ fn apply_guards(decision: &mut Decision) {
     let mut policy_reasons = std::mem::take(&mut decision.reasons);
     if decision.outcome == Outcome::AutoApproved {
         // The policy's first reason announces the auto-approval that is no longer the answer.
-        if !policy_reasons.is_empty() {
+        if policy_reasons
+            .first()
+            .is_some_and(|reason| reason.starts_with("Auto-approved"))
+        {
             policy_reasons.remove(0);
         }
         capping.push(format!(
