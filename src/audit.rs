@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::decision::{CheckReport, Decision, ShadowDecision, SkippedPolicy};
+use crate::decision::{CheckReport, Decision, GuardReport, ShadowDecision, SkippedPolicy};
 use crate::payload::{ActivationRequest, Target, Ticket, format_iso8601_duration};
 use crate::settings::{AuditSettings, AuditSink, JustificationMasking};
 
@@ -51,6 +51,9 @@ pub struct AuditRecord<'a> {
     pub checks: &'a [CheckReport],
     /// What matching `mode: audit` policies would have decided; `[]` when none matched.
     pub shadow_decisions: &'a [ShadowDecision],
+    /// Every guard that applied (`name`, `mode`, `effect`: pass/deny/error/cap, `reasons`,
+    /// `checks`), enforcing and `audit` ones; `[]` when none applied.
+    pub guards: &'a [GuardReport],
     pub rules_revision: &'a str,
     pub evaluation_ms: f64,
     pub latency_ms: f64,
@@ -154,6 +157,7 @@ impl AuditLog {
             skipped_policies: &decision.skipped_policies,
             checks: &decision.checks,
             shadow_decisions: &decision.shadow,
+            guards: &decision.guards,
             rules_revision: &decision.rules_revision,
             evaluation_ms: decision.duration_ms,
             latency_ms,
@@ -303,6 +307,18 @@ mod tests {
                 reasons: vec!["would approve".into()],
                 checks: Vec::new(),
             }],
+            guards: vec![crate::decision::GuardReport {
+                name: "leavers".into(),
+                mode: crate::rules::PolicyMode::Audit,
+                effect: crate::decision::GuardEffect::Deny,
+                reasons: vec!["would deny".into()],
+                checks: vec![CheckReport {
+                    kind: "hr".into(),
+                    stage: crate::decision::CheckStage::Require,
+                    outcome: crate::checks::CheckOutcome::fail("leaves soon"),
+                    duration_ms: 0.2,
+                }],
+            }],
             rules_revision: "abc".into(),
             evaluated_at: Utc::now(),
             duration_ms: 0.1,
@@ -324,6 +340,12 @@ mod tests {
         assert_eq!(lines[1]["replay"], true);
         assert_eq!(lines[0]["shadowDecisions"][0]["policy"], "rehearsal");
         assert_eq!(lines[0]["shadowDecisions"][0]["outcome"], "Approved");
+        let guard = &lines[0]["guards"][0];
+        assert_eq!(guard["name"], "leavers");
+        assert_eq!(guard["mode"], "audit");
+        assert_eq!(guard["effect"], "deny");
+        assert_eq!(guard["checks"][0]["kind"], "hr");
+        assert_eq!(guard["checks"][0]["status"], "fail");
         assert_eq!(lines[0]["roleName"], "Global Administrator");
         assert_eq!(lines[0]["requestedDuration"], "PT1H");
         audit.flush().expect("a file sink flushes");

@@ -470,6 +470,35 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
             line(format!("  - {}: {}", skipped.policy, skipped.why));
         }
     }
+    if !decision.guards.is_empty() {
+        line("Guards (applied whichever policy decides):".into());
+        for guard in &decision.guards {
+            let effect = format!("{:?}", guard.effect).to_uppercase();
+            let effect = match guard.mode {
+                crate::rules::PolicyMode::Enforce => effect,
+                crate::rules::PolicyMode::Audit => {
+                    format!("would {effect} (audit mode: does not change the answer)")
+                }
+            };
+            line(format!("  - {}: {effect}", guard.name));
+            for reason in &guard.reasons {
+                line(format!("      {reason}"));
+            }
+            for report in &guard.checks {
+                let status = format!("{:?}", report.outcome.status).to_uppercase();
+                line(format!(
+                    "      [require] {} {status} ({:.2} ms): {}",
+                    report.kind, report.duration_ms, report.outcome.message
+                ));
+                if !report.outcome.evidence.is_empty() {
+                    line(format!(
+                        "          evidence: {}",
+                        serde_json::Value::Object(report.outcome.evidence.clone())
+                    ));
+                }
+            }
+        }
+    }
     if !decision.checks.is_empty() {
         line("Checks:".into());
         for report in &decision.checks {
@@ -526,8 +555,46 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
     out
 }
 
-/// The checks standing between this request and a better outcome, phrased as what to change.
+/// The checks standing between this request and a better outcome, phrased as what to change: the
+/// enforcing guards that denied or capped first, then the policy's.
 fn what_would_change(decision: &Decision) -> Vec<String> {
+    let mut hints = guard_hints(decision);
+    hints.extend(policy_hints(decision));
+    hints
+}
+
+fn guard_hints(decision: &Decision) -> Vec<String> {
+    use crate::checks::CheckStatus;
+    use crate::decision::GuardEffect;
+    let mut hints = Vec::new();
+    let enforcing = decision.guards.iter().filter(|guard| {
+        guard.mode == crate::rules::PolicyMode::Enforce && guard.effect != GuardEffect::Pass
+    });
+    for guard in enforcing {
+        if guard.checks.is_empty() {
+            hints.push(format!(
+                "guard `{}` denies every request it applies to: only a request outside its `match` (or `when`) escapes it",
+                guard.name
+            ));
+        }
+        for report in &guard.checks {
+            match report.outcome.status {
+                CheckStatus::Pass => {}
+                CheckStatus::Error => hints.push(format!(
+                    "guard `{}`: `{}` must be evaluable (it errored: {})",
+                    guard.name, report.kind, report.outcome.message
+                )),
+                CheckStatus::Fail => hints.push(format!(
+                    "guard `{}`: `{}` must pass: {}",
+                    guard.name, report.kind, report.outcome.message
+                )),
+            }
+        }
+    }
+    hints
+}
+
+fn policy_hints(decision: &Decision) -> Vec<String> {
     use crate::checks::CheckStatus;
     let blocking = |stage: CheckStage| {
         decision.checks.iter().filter(move |report| {

@@ -2,7 +2,8 @@
 //!
 //! A `Denied` is a normal answer, not an error. Evaluation does no I/O of its own: it selects the
 //! policy, runs that policy's checks (and those of any matching `audit` policy, recorded as shadow
-//! decisions) concurrently under one deadline, and applies the failure mode.
+//! decisions) concurrently under one deadline, and applies the failure mode. The guards that apply
+//! to the request run at the same time; a denying guard overrides whatever the policy decided.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -69,6 +70,32 @@ pub struct ShadowDecision {
     pub checks: Vec<CheckReport>,
 }
 
+/// What an applied guard does to the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardEffect {
+    /// Every check passed: the answer is the policy's.
+    Pass,
+    /// A check failed, or the guard's fixed denial: the answer is `Denied`.
+    Deny,
+    /// A check (or the `when`) could not be evaluated and `on_error: deny`: the answer is `Denied`.
+    Error,
+    /// A check could not be evaluated and `on_error: approve`: the answer is at most `Approved`.
+    Cap,
+}
+
+/// One applied guard, for the audit record and the explanation. In `audit` mode `effect` is what
+/// the guard would have done; the answer did not change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardReport {
+    pub name: String,
+    pub mode: PolicyMode,
+    pub effect: GuardEffect,
+    /// Why it denied or capped (empty when it passed).
+    pub reasons: Vec<String>,
+    pub checks: Vec<CheckReport>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub evaluation_id: Uuid,
@@ -81,6 +108,8 @@ pub struct Decision {
     pub checks: Vec<CheckReport>,
     /// The would-be decisions of the `audit` policies that matched before the deciding one.
     pub shadow: Vec<ShadowDecision>,
+    /// Every guard that applied, in load order, enforcing and `audit` ones.
+    pub guards: Vec<GuardReport>,
     pub rules_revision: String,
     pub evaluated_at: DateTime<Utc>,
     pub duration_ms: f64,
@@ -92,7 +121,9 @@ use futures::future::join_all;
 
 use crate::checks::{CheckContext, NamedCheck};
 use crate::payload::{ActivationRequest, EvaluationKey, Stage};
-use crate::rules::{FailureMode, Policy, RuleSet, Selection, ShadowMatch};
+use crate::rules::{
+    FailureMode, Guard, GuardMatch, Policy, PolicyMode, RuleSet, Selection, ShadowMatch,
+};
 
 /// [`evaluate_at_stage`] for the pre-approval stage (`POST /v1/evaluate`, `pimgate evaluate`,
 /// `rules test`).
@@ -128,6 +159,7 @@ pub async fn evaluate_at_stage(
         skipped_policies: Vec::new(),
         checks: Vec::new(),
         shadow: Vec::new(),
+        guards: Vec::new(),
         rules_revision: rules.revision.clone(),
         evaluated_at: now,
         duration_ms: 0.0,
@@ -137,6 +169,7 @@ pub async fn evaluate_at_stage(
         now,
         deadline: tokio::time::Instant::now() + budget,
     };
+    let guards = rules.applicable_guards(request, now);
     match rules.select(request, now) {
         Selection::NoMatch { skipped, shadows } => {
             decision.skipped_policies = skipped;
@@ -145,7 +178,10 @@ pub async fn evaluate_at_stage(
                 describe_target(request),
                 request.action.as_str()
             ));
-            decision.shadow = run_shadows(&shadows, &context, budget).await;
+            (decision.shadow, decision.guards) = futures::join!(
+                run_shadows(&shadows, &context, budget),
+                run_guards(&guards, &context, budget)
+            );
         }
         Selection::ConditionError {
             policy,
@@ -158,7 +194,10 @@ pub async fn evaluate_at_stage(
             decision
                 .reasons
                 .push(condition_error_reason(policy, &message));
-            decision.shadow = run_shadows(&shadows, &context, budget).await;
+            (decision.shadow, decision.guards) = futures::join!(
+                run_shadows(&shadows, &context, budget),
+                run_guards(&guards, &context, budget)
+            );
         }
         Selection::Matched {
             policy,
@@ -167,16 +206,19 @@ pub async fn evaluate_at_stage(
         } => {
             decision.skipped_policies = skipped;
             decision.policy = Some(policy.name.clone());
-            let (verdict, shadow) = futures::join!(
+            let (verdict, shadow, guarded) = futures::join!(
                 apply_policy(policy, &context, budget),
-                run_shadows(&shadows, &context, budget)
+                run_shadows(&shadows, &context, budget),
+                run_guards(&guards, &context, budget)
             );
             decision.outcome = verdict.outcome;
             decision.reasons = verdict.reasons;
             decision.checks = verdict.checks;
             decision.shadow = shadow;
+            decision.guards = guarded;
         }
     }
+    apply_guards(&mut decision);
     decision.duration_ms = elapsed_ms(started);
     decision
 }
@@ -334,6 +376,176 @@ fn judge(policy: &Policy, checks: &[CheckReport]) -> (Outcome, Vec<String>) {
         ));
     }
     (Outcome::Approved, reasons)
+}
+
+/// Every applicable guard's effect, computed concurrently (with each other and, in `evaluate`, with
+/// the policy's checks) under the same budget.
+async fn run_guards(
+    guards: &[GuardMatch<'_>],
+    context: &CheckContext<'_>,
+    budget: Duration,
+) -> Vec<GuardReport> {
+    let runs = guards.iter().map(|applied| async move {
+        let guard = applied.guard;
+        let (effect, reasons, checks) = match (&applied.condition_error, &guard.deny_reason) {
+            (Some(message), _) => (
+                GuardEffect::Error,
+                vec![format!(
+                    "Denied: the condition of guard '{}' could not be evaluated ({message}). Ask your PIM administrators to fix the rule.",
+                    guard.name
+                )],
+                Vec::new(),
+            ),
+            (None, Some(reason)) => (
+                GuardEffect::Deny,
+                vec![format!("Denied by guard '{}': {reason}", guard.name)],
+                Vec::new(),
+            ),
+            (None, None) => {
+                let runs = guard
+                    .require
+                    .iter()
+                    .map(|check| run_check(CheckStage::Require, check, context, budget));
+                let checks = join_all(runs).await;
+                let (effect, reasons) = judge_guard(guard, &checks);
+                (effect, reasons, checks)
+            }
+        };
+        GuardReport {
+            name: guard.name.clone(),
+            mode: guard.mode,
+            effect,
+            reasons,
+            checks,
+        }
+    });
+    join_all(runs).await
+}
+
+/// A guard's effect from its checks: any failure denies (a finding outweighs an error); otherwise
+/// an error denies or caps as `on_error` says; otherwise it passes.
+fn judge_guard(guard: &Guard, checks: &[CheckReport]) -> (GuardEffect, Vec<String>) {
+    let failed: Vec<&CheckReport> = checks
+        .iter()
+        .filter(|report| report.status() == CheckStatus::Fail)
+        .collect();
+    let errored: Vec<&CheckReport> = checks
+        .iter()
+        .filter(|report| report.status() == CheckStatus::Error)
+        .collect();
+    let denied_by = |report: &CheckReport| {
+        format!(
+            "Denied by guard '{}': {}: {}",
+            guard.name, report.kind, report.outcome.message
+        )
+    };
+    let not_evaluated = |report: &CheckReport| {
+        format!(
+            "Denied by guard '{}': the {} check could not be evaluated ({}); this is not a finding against you, retry later or ask your PIM administrators.",
+            guard.name, report.kind, report.outcome.message
+        )
+    };
+    if !failed.is_empty() {
+        let mut reasons: Vec<String> = failed.iter().map(|report| denied_by(report)).collect();
+        if guard.on_error == FailureMode::Deny {
+            reasons.extend(errored.iter().map(|report| not_evaluated(report)));
+        }
+        return (GuardEffect::Deny, reasons);
+    }
+    if errored.is_empty() {
+        return (GuardEffect::Pass, Vec::new());
+    }
+    match guard.on_error {
+        FailureMode::Deny => (
+            GuardEffect::Error,
+            errored.iter().map(|report| not_evaluated(report)).collect(),
+        ),
+        FailureMode::Approve => (
+            GuardEffect::Cap,
+            errored
+                .iter()
+                .map(|report| {
+                    format!(
+                        "Human approval needed: guard '{}' could not evaluate its {} check ({}); a check that was not evaluated never skips the human approver.",
+                        guard.name, report.kind, report.outcome.message
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Applies the enforcing guards to the policy's answer ("forbid overrides permit"): a guard that
+/// denies (or errors) makes the answer `Denied`, its reasons first, followed by the policy's only
+/// if the policy denied too (an "Approved by policy …" next to a denial would mislead). A capping
+/// guard turns `AutoApproved` into `Approved`. `audit` guards change nothing. Also counts every
+/// guard's effect in `pimgate_guard_results_total`.
+fn apply_guards(decision: &mut Decision) {
+    for report in &decision.guards {
+        let mode = match report.mode {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::Audit => "audit",
+        };
+        let effect = match report.effect {
+            GuardEffect::Pass => "pass",
+            GuardEffect::Deny => "deny",
+            GuardEffect::Error => "error",
+            GuardEffect::Cap => "cap",
+        };
+        metrics::counter!(
+            "pimgate_guard_results_total",
+            "guard" => report.name.clone(),
+            "mode" => mode,
+            "effect" => effect
+        )
+        .increment(1);
+    }
+    let enforcing = || {
+        decision
+            .guards
+            .iter()
+            .filter(|report| report.mode == PolicyMode::Enforce)
+    };
+    let denying: Vec<String> = enforcing()
+        .filter(|report| matches!(report.effect, GuardEffect::Deny | GuardEffect::Error))
+        .flat_map(|report| report.reasons.iter().cloned())
+        .collect();
+    if !denying.is_empty() {
+        let policy_reasons = std::mem::take(&mut decision.reasons);
+        decision.reasons = denying;
+        if decision.outcome == Outcome::Denied {
+            decision.reasons.extend(policy_reasons);
+        }
+        decision.outcome = Outcome::Denied;
+        return;
+    }
+    if decision.outcome == Outcome::Denied {
+        return;
+    }
+    let mut capping: Vec<String> = enforcing()
+        .filter(|report| report.effect == GuardEffect::Cap)
+        .flat_map(|report| report.reasons.iter().cloned())
+        .collect();
+    if capping.is_empty() {
+        return;
+    }
+    let mut policy_reasons = std::mem::take(&mut decision.reasons);
+    if decision.outcome == Outcome::AutoApproved {
+        // The policy's first reason announces the auto-approval that is no longer the answer.
+        if policy_reasons
+            .first()
+            .is_some_and(|reason| reason.starts_with("Auto-approved"))
+        {
+            policy_reasons.remove(0);
+        }
+        capping.push(format!(
+            "Approved, not auto-approved: policy '{}' would have auto-approved, but a guard's check was not evaluated; PIM's own approval settings apply.",
+            decision.policy.as_deref().unwrap_or("(none)")
+        ));
+        decision.outcome = Outcome::Approved;
+    }
+    capping.extend(policy_reasons);
+    decision.reasons = capping;
 }
 
 /// The one place a check's time is bounded: a check that overruns is reported as not evaluated.
@@ -719,5 +931,276 @@ mod tests {
             decision.reasons
         );
         assert_eq!(decision.skipped_policies.len(), 1);
+    }
+
+    // ---- guards ----------------------------------------------------------------------------
+
+    /// `rules_with`'s policy plus one guard (matching everything) whose checks are `guard_checks`.
+    fn guarded(
+        policy_require: Vec<NamedCheck>,
+        policy_auto: Vec<NamedCheck>,
+        guard_checks: Vec<NamedCheck>,
+        on_error: FailureMode,
+        mode: rules::PolicyMode,
+    ) -> RuleSet {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("rules.yaml");
+        std::fs::write(
+            &file,
+            "policies:\n  - name: the-policy\n    match: {}\nguards:\n  - name: the-guard\n    require:\n      - duration: { max: P1D }\n",
+        )
+        .expect("write rules");
+        let mut rules = rules::load(&file).expect("rules load");
+        rules.policies[0].require = policy_require;
+        rules.policies[0].auto_approve = policy_auto;
+        let guard = &mut rules.guards[0];
+        guard.require = guard_checks;
+        guard.on_error = on_error;
+        guard.mode = mode;
+        rules
+    }
+
+    use crate::rules::PolicyMode;
+
+    #[tokio::test]
+    async fn a_failing_guard_denies_what_the_policy_approves_with_the_guards_reason_first() {
+        let rules = guarded(
+            vec![named("justification", Behaviour::Pass)],
+            vec![named("oncall", Behaviour::Pass)],
+            vec![named("hr", Behaviour::Fail)],
+            FailureMode::Deny,
+            PolicyMode::Enforce,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(
+            decision.reasons,
+            vec!["Denied by guard 'the-guard': hr: you are not on the list".to_string()],
+            "only the guard's reasons: an approval next to a denial would mislead"
+        );
+        assert_eq!(decision.policy.as_deref(), Some("the-policy"));
+        assert_eq!(decision.guards.len(), 1);
+        assert_eq!(decision.guards[0].effect, GuardEffect::Deny);
+        assert_eq!(decision.guards[0].mode, PolicyMode::Enforce);
+        assert_eq!(decision.guards[0].checks[0].kind, "hr");
+    }
+
+    #[tokio::test]
+    async fn when_the_policy_denies_too_its_reasons_follow_the_guards() {
+        let rules = guarded(
+            vec![named("duration", Behaviour::Fail)],
+            vec![],
+            vec![named("hr", Behaviour::Fail)],
+            FailureMode::Deny,
+            PolicyMode::Enforce,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.reasons.len(), 2, "{:?}", decision.reasons);
+        assert!(decision.reasons[0].contains("guard 'the-guard'"));
+        assert!(decision.reasons[1].contains("policy 'the-policy'"));
+    }
+
+    #[tokio::test]
+    async fn a_guard_check_that_cannot_be_evaluated_denies_by_default_without_blaming_the_user() {
+        let rules = guarded(
+            vec![],
+            vec![],
+            vec![named("hr", Behaviour::Error)],
+            FailureMode::Deny,
+            PolicyMode::Enforce,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.guards[0].effect, GuardEffect::Error);
+        assert!(
+            decision.reasons[0].contains("could not be evaluated")
+                && decision.reasons[0].contains("not a finding against you"),
+            "{:?}",
+            decision.reasons
+        );
+    }
+
+    #[tokio::test]
+    async fn a_guard_with_on_error_approve_caps_an_auto_approval_at_approved() {
+        let rules = guarded(
+            vec![named("justification", Behaviour::Pass)],
+            vec![named("oncall", Behaviour::Pass)],
+            vec![named("hr", Behaviour::Error)],
+            FailureMode::Approve,
+            PolicyMode::Enforce,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
+        assert_eq!(decision.guards[0].effect, GuardEffect::Cap);
+        assert!(
+            decision.reasons[0].contains("guard 'the-guard'") && decision.reasons[0].contains("hr"),
+            "{:?}",
+            decision.reasons
+        );
+        assert!(
+            !decision
+                .reasons
+                .iter()
+                .any(|reason| reason.starts_with("Auto-approved")),
+            "no reason may announce an auto-approval that is not the answer: {:?}",
+            decision.reasons
+        );
+    }
+
+    #[tokio::test]
+    async fn a_capping_guard_leaves_an_approval_and_a_denial_as_they_are() {
+        let approved = guarded(
+            vec![named("justification", Behaviour::Pass)],
+            vec![],
+            vec![named("hr", Behaviour::Error)],
+            FailureMode::Approve,
+            PolicyMode::Enforce,
+        );
+        let decision = decide(&approved).await;
+        assert_eq!(decision.outcome, Outcome::Approved);
+        assert!(decision.reasons[0].contains("guard 'the-guard'"));
+        assert!(decision.reasons[1].starts_with("Approved by policy 'the-policy'"));
+
+        let denied = guarded(
+            vec![named("duration", Behaviour::Fail)],
+            vec![],
+            vec![named("hr", Behaviour::Error)],
+            FailureMode::Approve,
+            PolicyMode::Enforce,
+        );
+        let decision = decide(&denied).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert!(
+            decision
+                .reasons
+                .iter()
+                .all(|reason| !reason.contains("guard")),
+            "{:?}",
+            decision.reasons
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_outweighs_on_error_approve_in_a_guard() {
+        let rules = guarded(
+            vec![],
+            vec![],
+            vec![
+                named("hr", Behaviour::Error),
+                named("principal", Behaviour::Fail),
+            ],
+            FailureMode::Approve,
+            PolicyMode::Enforce,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.guards[0].effect, GuardEffect::Deny);
+        assert_eq!(decision.reasons.len(), 1, "{:?}", decision.reasons);
+    }
+
+    #[tokio::test]
+    async fn a_passing_guard_leaves_the_policys_answer_untouched() {
+        let rules = guarded(
+            vec![named("justification", Behaviour::Pass)],
+            vec![named("oncall", Behaviour::Pass)],
+            vec![named("hr", Behaviour::Pass)],
+            FailureMode::Deny,
+            PolicyMode::Enforce,
+        );
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::AutoApproved);
+        assert!(decision.reasons[0].starts_with("Auto-approved by policy"));
+        assert_eq!(decision.guards[0].effect, GuardEffect::Pass);
+        assert!(decision.guards[0].reasons.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_audit_guard_is_recorded_with_its_would_be_effect_and_changes_nothing() {
+        for (behaviour, effect) in [
+            (Behaviour::Fail, GuardEffect::Deny),
+            (Behaviour::Error, GuardEffect::Error),
+        ] {
+            let rules = guarded(
+                vec![named("justification", Behaviour::Pass)],
+                vec![named("oncall", Behaviour::Pass)],
+                vec![named("hr", behaviour)],
+                FailureMode::Deny,
+                PolicyMode::Audit,
+            );
+            let decision = decide(&rules).await;
+            assert_eq!(decision.outcome, Outcome::AutoApproved);
+            assert!(
+                decision
+                    .reasons
+                    .iter()
+                    .all(|reason| !reason.contains("guard")),
+                "{:?}",
+                decision.reasons
+            );
+            assert_eq!(decision.guards[0].effect, effect);
+            assert_eq!(decision.guards[0].mode, PolicyMode::Audit);
+        }
+    }
+
+    #[tokio::test]
+    async fn guards_apply_when_no_policy_covers_the_request() {
+        let mut rules = guarded(
+            vec![],
+            vec![],
+            vec![named("hr", Behaviour::Fail)],
+            FailureMode::Deny,
+            PolicyMode::Enforce,
+        );
+        rules.policies[0].matcher.actions = vec!["selfextend".into()];
+        let decision = decide(&rules).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert!(decision.policy.is_none());
+        assert!(decision.reasons[0].contains("guard 'the-guard'"));
+        assert!(
+            decision.reasons[1].contains("no pimgate policy covers"),
+            "{:?}",
+            decision.reasons
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn guard_checks_run_alongside_the_policys_under_the_same_budget() {
+        #[derive(Debug)]
+        struct Sleeps;
+        #[async_trait]
+        impl Check for Sleeps {
+            async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                CheckOutcome::pass("slept")
+            }
+        }
+        let sleeper = || NamedCheck {
+            kind: "sleeps",
+            check: Arc::new(Sleeps),
+        };
+        let rules = guarded(
+            vec![sleeper()],
+            vec![],
+            vec![sleeper(), named("hangs", Behaviour::Hang)],
+            FailureMode::Deny,
+            PolicyMode::Enforce,
+        );
+        let started = tokio::time::Instant::now();
+        let decision = evaluate(&rules, &request(), now(), Duration::from_millis(200)).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(200),
+            "answered at the budget, not 150 + 200 ms"
+        );
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.guards[0].effect, GuardEffect::Error);
+        let hung = &decision.guards[0].checks[1];
+        assert!(hung.outcome.message.contains("no answer within 200 ms"));
     }
 }

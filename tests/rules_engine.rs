@@ -1012,8 +1012,14 @@ fn the_shipped_example_rules_load_without_problems() {
         .iter()
         .map(|policy| policy.name.as_str())
         .collect();
-    assert_eq!(names.first(), Some(&"break-glass-never-through-pim"));
+    assert_eq!(names.first(), Some(&"deactivation-always-allowed"));
     assert_eq!(names.last(), Some(&"everyone-else"));
+    let guards: Vec<&str> = loaded
+        .guards
+        .iter()
+        .map(|guard| guard.name.as_str())
+        .collect();
+    assert_eq!(guards.first(), Some(&"break-glass-never-through-pim"));
 }
 
 const RUNNER_RULES: &str = "

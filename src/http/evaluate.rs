@@ -229,6 +229,7 @@ fn deadline_decision(key: &EvaluationKey, rules_revision: &str, started: Instant
         skipped_policies: Vec::new(),
         checks: Vec::new(),
         shadow: Vec::new(),
+        guards: Vec::new(),
         rules_revision: rules_revision.to_string(),
         evaluated_at: Utc::now(),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -23,10 +23,10 @@ use crate::rules::index::PolicyIndex;
 use crate::rules::locate::locate;
 use crate::rules::matcher::{Matcher, ScopePattern, parse_tier};
 use crate::rules::{
-    FailureMode, FixedDecision, Policy, PolicyMode, RuleProblem, RuleSet, Severity,
+    FailureMode, FixedDecision, Guard, Policy, PolicyMode, RuleProblem, RuleSet, Severity,
 };
 
-const TOP_KEYS: &[&str] = &["policies", "windows", "lists"];
+const TOP_KEYS: &[&str] = &["policies", "guards", "windows", "lists"];
 const POLICY_KEYS: &[&str] = &[
     "name",
     "description",
@@ -40,6 +40,19 @@ const POLICY_KEYS: &[&str] = &[
     "allow_auto_approve_on_critical",
     "mode",
 ];
+const GUARD_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "match",
+    "when",
+    "decide",
+    "reason",
+    "require",
+    "on_error",
+    "mode",
+];
+/// Policy keys that would let a guard approve: each gets its own error and fix, not "unknown key".
+const GUARD_APPROVING_KEYS: &[&str] = &["auto_approve", "allow_auto_approve_on_critical"];
 const MATCH_KEYS: &[&str] = &[
     "roles",
     "tiers",
@@ -388,6 +401,8 @@ fn compile_sources(
         }
     }
 
+    let guards = compile_guards(sources, &documents, &env, &mut names, &mut report);
+
     global_checks(sources, path, &compiled, &mut report);
 
     let mut problems = report.problems;
@@ -402,6 +417,7 @@ fn compile_sources(
     Ok(RuleSet::new(
         revision,
         compiled.into_iter().map(|(policy, _, _)| policy).collect(),
+        guards,
         problems,
     ))
 }
@@ -512,7 +528,7 @@ fn parse_document(ctx: &mut FileCtx<'_>, text: &str) -> Option<Mapping> {
         Ok(other) => {
             ctx.error(
                 "",
-                format!("a rule file must be a mapping with `policies`, `windows` and `lists`, found {}", kind_of(&other)),
+                format!("a rule file must be a mapping with `policies`, `guards`, `windows` and `lists`, found {}", kind_of(&other)),
                 "start the file with `policies:`",
             );
             None
@@ -688,7 +704,13 @@ fn compile_policy(
     let description = field("description").and_then(|value| {
         ctx.typed::<String>(&path("description"), value, "a description is a string")
     });
-    let matcher = compile_match(ctx, &path("match"), field("match"), env.lists);
+    let matcher = compile_match(
+        ctx,
+        &path("match"),
+        field("match"),
+        env.lists,
+        Matcher::default(),
+    );
     let when = field("when").and_then(|value| {
         let source = ctx.typed::<String>(
             &path("when"),
@@ -821,6 +843,236 @@ fn compile_policy(
     })
 }
 
+/// Every file's `guards:` list, in load order. A guard's name must differ from every policy's and
+/// every other guard's (`names` holds the policies' already), and a guard no request can match is an
+/// error: an operator who writes "leavers are always denied" must not believe it holds when it cannot.
+fn compile_guards(
+    sources: &[Source],
+    documents: &[(usize, Mapping)],
+    env: &BuildEnv<'_>,
+    names: &mut HashMap<String, (usize, String)>,
+    report: &mut Report,
+) -> Vec<Guard> {
+    let mut guards = Vec::new();
+    for (file, document) in documents {
+        let Some(value) = document.get("guards") else {
+            continue;
+        };
+        let mut ctx = FileCtx {
+            sources,
+            file: *file,
+            report,
+        };
+        let items = match value {
+            Value::Sequence(items) => items.as_slice(),
+            Value::Null => &[],
+            other => {
+                ctx.error(
+                    "guards",
+                    format!("`guards` must be a list, found {}", kind_of(other)),
+                    "write each guard as a `- name: ...` item",
+                );
+                continue;
+            }
+        };
+        for (index, item) in items.iter().enumerate() {
+            let key = format!("guards[{index}]");
+            if let Some(name) = policy_name(item) {
+                match names.get(&name.to_ascii_lowercase()) {
+                    Some((first_file, first_key)) => {
+                        let first = sources
+                            .get(*first_file)
+                            .map(|s| s.name.as_str())
+                            .unwrap_or("");
+                        let what = if first_key.starts_with("guards") {
+                            "another guard"
+                        } else {
+                            "a policy"
+                        };
+                        ctx.error(
+                            &format!("{key}.name"),
+                            format!("guard name `{name}` is already used by {what}, {first_key} in `{first}`"),
+                            "give every guard and policy a unique name: reasons, audit records and test cases refer to it",
+                        );
+                    }
+                    None => {
+                        names.insert(name.to_ascii_lowercase(), (*file, key.clone()));
+                    }
+                }
+            }
+            if let Some(guard) = compile_guard(&mut ctx, &key, item, env) {
+                guards.push(guard);
+            }
+        }
+    }
+    guards
+}
+
+fn compile_guard(
+    ctx: &mut FileCtx<'_>,
+    key: &str,
+    value: &Value,
+    env: &BuildEnv<'_>,
+) -> Option<Guard> {
+    let errors_before = ctx.report.errors();
+    let mapping = ctx.mapping(key, value, "a guard")?;
+    let path = |name: &str| format!("{key}.{name}");
+    let mut known: Vec<&str> = GUARD_KEYS.to_vec();
+    known.extend_from_slice(GUARD_APPROVING_KEYS);
+    ctx.check_keys(key, mapping, &known);
+    for approving in GUARD_APPROVING_KEYS {
+        if mapping.contains_key(*approving) {
+            ctx.error(
+                &path(approving),
+                format!("a guard can only deny, so `{approving}` has no place in it"),
+                "remove it; to auto-approve, write a policy (under `policies:`) with `auto_approve` checks",
+            );
+        }
+    }
+    let field = |name: &str| mapping.get(name).filter(|value| !value.is_null());
+
+    let name = match field("name") {
+        None => {
+            ctx.error(
+                &path("name"),
+                "the guard has no `name`",
+                "add `name: some-unique-name`: reasons and audit records cite it",
+            );
+            None
+        }
+        Some(value) => ctx
+            .typed::<String>(&path("name"), value, "a name is a string")
+            .filter(|name| !name.trim().is_empty()),
+    };
+    let description = field("description").and_then(|value| {
+        ctx.typed::<String>(&path("description"), value, "a description is a string")
+    });
+    let matcher = compile_match(
+        ctx,
+        &path("match"),
+        field("match"),
+        env.lists,
+        Matcher::for_guard(),
+    );
+    if let Some(why) = matcher.as_ref().and_then(Matcher::contradiction) {
+        ctx.error(
+            &path("match"),
+            format!("this guard can never apply: {why}"),
+            "remove the contradicting key, or split the guard in two (one per kind of request)",
+        );
+    }
+    let when = field("when").and_then(|value| {
+        let source = ctx.typed::<String>(
+            &path("when"),
+            value,
+            "`when` is a CEL expression in a string",
+        )?;
+        match Condition::compile(&source) {
+            Ok(condition) => Some(condition),
+            Err(problem) => {
+                ctx.error(&path("when"), problem.message, problem.fix);
+                None
+            }
+        }
+    });
+    let denies = field("decide").and_then(|value| {
+        let text = ctx.typed::<String>(&path("decide"), value, "a guard's `decide` is Denied")?;
+        let outcome = [Outcome::Approved, Outcome::AutoApproved, Outcome::Denied]
+            .into_iter()
+            .find(|outcome| outcome.as_str().eq_ignore_ascii_case(text.trim()));
+        match outcome {
+            Some(Outcome::Denied) => Some(()),
+            Some(_) => {
+                ctx.error(
+                    &path("decide"),
+                    format!("a guard can only deny, never `{text}`: it applies whichever policy decides"),
+                    "write `decide: Denied` with a `reason`; to approve, write a policy (under `policies:`)",
+                );
+                None
+            }
+            None => {
+                ctx.error(
+                    &path("decide"),
+                    format!("unknown outcome `{text}`"),
+                    "a guard's fixed answer is `decide: Denied`",
+                );
+                None
+            }
+        }
+    });
+    let reason = field("reason").and_then(|value| {
+        ctx.typed::<String>(
+            &path("reason"),
+            value,
+            "a reason is a sentence for the requester",
+        )
+    });
+    let require = compile_checks(ctx, &path("require"), field("require"), env);
+    let on_error = field("on_error")
+        .and_then(|value| {
+            ctx.typed::<FailureMode>(
+                &path("on_error"),
+                value,
+                "use `deny` (the default) or `approve` (the answer is then at most Approved)",
+            )
+        })
+        .unwrap_or_default();
+    let mode = field("mode")
+        .and_then(|value| {
+            ctx.typed::<PolicyMode>(
+                &path("mode"),
+                value,
+                "use `enforce` (the default) or `audit` (record what the guard would do, without doing it)",
+            )
+        })
+        .unwrap_or_default();
+
+    let has_checks = require.as_ref().is_some_and(|checks| !checks.is_empty());
+    if field("decide").is_some() && field("require").is_some() {
+        ctx.error(
+            &path("decide"),
+            "`decide` gives a fixed denial, so the guard's `require` checks would never run",
+            "remove `decide` and `reason`, or remove the checks",
+        );
+    }
+    if field("decide").is_some() && field("reason").is_none() {
+        ctx.error(
+            &path("reason"),
+            "`decide` needs a `reason`",
+            "add `reason:` with a sentence the requester sees in PIM",
+        );
+    }
+    if field("reason").is_some() && field("decide").is_none() {
+        ctx.error(
+            &path("reason"),
+            "`reason` only applies with `decide: Denied`",
+            "remove `reason`, or add `decide: Denied`; checks write their own reasons",
+        );
+    }
+    if field("decide").is_none() && require.is_some() && !has_checks {
+        ctx.error(
+            &path("require"),
+            "the guard has no checks and no fixed denial, so it could never deny anything",
+            "add `require:` checks, or `decide: Denied` with a `reason`",
+        );
+    }
+
+    if ctx.report.errors() > errors_before {
+        return None;
+    }
+    Some(Guard {
+        name: name?,
+        description,
+        source: ctx.path(),
+        matcher: matcher?,
+        when,
+        require: require.unwrap_or_default(),
+        deny_reason: denies.and(reason),
+        on_error,
+        mode,
+    })
+}
+
 fn compile_checks(
     ctx: &mut FileCtx<'_>,
     key: &str,
@@ -855,7 +1107,7 @@ fn compile_checks(
                     ctx.warning(
                         &format!("{item_key}.{}", spec.kind()),
                         format!(
-                            "the `{connector}` connector is not configured, so this check cannot be evaluated and the policy's `on_error` decides"
+                            "the `{connector}` connector is not configured, so this check cannot be evaluated and the policy's (or guard's) `on_error` decides"
                         ),
                         format!("configure `[connectors.{connector}]` in the service's config file"),
                     );
@@ -944,14 +1196,15 @@ fn compile_match(
     key: &str,
     value: Option<&Value>,
     lists: &BTreeMap<String, Vec<String>>,
+    defaults: Matcher,
 ) -> Option<Matcher> {
     let Some(value) = value else {
-        return Some(Matcher::default());
+        return Some(defaults);
     };
     let mapping = ctx.mapping(key, value, "match")?;
     let errors_before = ctx.report.errors();
     ctx.check_keys(key, mapping, MATCH_KEYS);
-    let mut matcher = Matcher::default();
+    let mut matcher = defaults;
     for (name, value) in mapping.iter() {
         let name = key_text(name);
         let field_key = format!("{key}.{name}");

@@ -3,7 +3,9 @@
 //! Every list is resolved at load (role names to GUIDs, list names to principal ids, lower case) so
 //! matching is plain comparison. An absent criterion matches everything, except `actions`, which
 //! defaults to `[selfActivate]` so extensions, renewals and admin actions are never decided by a policy
-//! that did not name them.
+//! that did not name them. A guard's `actions` default to every action that grants or extends access
+//! ([`GUARD_DEFAULT_ACTIONS`]): a guard only denies, so the safe default is the widest one that never
+//! stands in the way of giving a privilege back.
 
 use crate::payload::{ActivationRequest, GroupAccess, ResourceType, Target};
 use crate::rules::catalog::{self, Tier};
@@ -67,6 +69,33 @@ impl Default for Matcher {
             scopes: None,
             actions: vec!["selfactivate".to_string()],
             principals: None,
+        }
+    }
+}
+
+/// The actions a guard applies to when its `match` names none: everything that grants or extends
+/// access, by the requester or an administrator. Deactivations and removals are left out: they reduce
+/// access, and a guard that blocked them would keep a privilege alive longer (a guard may still name
+/// them explicitly).
+pub const GUARD_DEFAULT_ACTIONS: &[&str] = &[
+    "selfactivate",
+    "selfextend",
+    "selfrenew",
+    "adminassign",
+    "adminextend",
+    "adminrenew",
+    "adminupdate",
+];
+
+impl Matcher {
+    /// The match of a guard that restricts nothing: every request for [`GUARD_DEFAULT_ACTIONS`].
+    pub fn for_guard() -> Matcher {
+        Matcher {
+            actions: GUARD_DEFAULT_ACTIONS
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            ..Matcher::default()
         }
     }
 }
@@ -211,6 +240,70 @@ impl Matcher {
                 .all(|action| self.actions.contains(action))
     }
 
+    /// Why no request can satisfy this match, when its criteria contradict each other; `None` when
+    /// some request could (judged from the criteria alone, soundly: a `Some` is never wrong). A
+    /// request targets either a role (Entra or Azure) or a group; groups have no role, no tier and
+    /// scope `/`; tiers exist only for Entra built-in roles.
+    pub fn contradiction(&self) -> Option<String> {
+        let group_only = self.groups.is_some() || self.access.is_some();
+        let role_only = self.roles.is_some() || self.tiers.is_some();
+        let allows = |kind: ResourceType| {
+            self.resource_types
+                .as_ref()
+                .is_none_or(|types| types.contains(&kind))
+        };
+        if group_only && role_only {
+            return Some(
+                "`groups`/`access` match only PIM for Groups requests and `roles`/`tiers` only role requests: no request has both".to_string(),
+            );
+        }
+        if group_only && !allows(ResourceType::EntraGroups) {
+            return Some(
+                "`groups`/`access` match only `entraGroups` requests, which `resource_types` excludes".to_string(),
+            );
+        }
+        if self.tiers.is_some() && !allows(ResourceType::EntraRoles) {
+            return Some(
+                "`tiers` match only Entra built-in roles (`entraRoles`), which `resource_types` excludes".to_string(),
+            );
+        }
+        if self.roles.is_some()
+            && !allows(ResourceType::EntraRoles)
+            && !allows(ResourceType::AzureResources)
+        {
+            return Some(
+                "`roles` match only role requests, and `resource_types` allows only groups"
+                    .to_string(),
+            );
+        }
+        if let (Some(roles), Some(tiers)) = (&self.roles, &self.tiers) {
+            let some_role_in_tiers = roles
+                .iter()
+                .any(|id| catalog::by_id(id).is_some_and(|role| tiers.contains(&role.tier)));
+            if !some_role_in_tiers {
+                return Some(
+                    "none of the `roles` is a built-in Entra role of one of the `tiers`"
+                        .to_string(),
+                );
+            }
+        }
+        let groups_only = group_only
+            || self
+                .resource_types
+                .as_ref()
+                .is_some_and(|types| types.iter().all(|kind| *kind == ResourceType::EntraGroups));
+        if groups_only
+            && let Some(scopes) = &self.scopes
+            && !scopes.iter().any(|pattern| pattern.matches("/"))
+        {
+            return Some(
+                "PIM for Groups requests have scope `/`, which none of the `scopes` matches"
+                    .to_string(),
+            );
+        }
+        None
+    }
+
     pub fn is_catch_all(&self) -> bool {
         self.roles.is_none()
             && self.tiers.is_none()
@@ -224,7 +317,124 @@ impl Matcher {
 
 #[cfg(test)]
 mod tests {
-    use super::ScopePattern;
+    use proptest::prelude::*;
+
+    use super::{Matcher, ScopePattern};
+    use crate::payload::{GroupAccess, ResourceType, Target};
+    use crate::rules::catalog::Tier;
+
+    const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
+    const EXCHANGE_ADMIN: &str = "29232cdf-9323-42fd-ade2-1d097af3e4de";
+    const AZURE_OWNER: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+    const GROUP: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+
+    /// One request of every shape the criteria below can tell apart.
+    fn requests() -> Vec<crate::payload::ActivationRequest> {
+        let base = crate::checks::test_support::request();
+        let entra = |role: &str, scope: &str| {
+            let mut request = base.clone();
+            request.target = Target::EntraRole {
+                role_definition_id: role.into(),
+                directory_scope_id: scope.into(),
+                app_scope_id: None,
+            };
+            request
+        };
+        let mut requests = vec![
+            entra(GLOBAL_ADMIN, "/"),
+            entra(EXCHANGE_ADMIN, "/"),
+            entra(EXCHANGE_ADMIN, "/administrativeUnits/a"),
+        ];
+        for access in [GroupAccess::Member, GroupAccess::Owner] {
+            let mut group = base.clone();
+            group.resource_type = ResourceType::EntraGroups;
+            group.target = Target::Group {
+                group_id: GROUP.into(),
+                access_id: access,
+            };
+            requests.push(group);
+        }
+        let mut azure = base.clone();
+        azure.resource_type = ResourceType::AzureResources;
+        azure.target = Target::AzureRole {
+            role_definition_id: AZURE_OWNER.into(),
+            role_definition_path: String::new(),
+            scope: "/subscriptions/s".into(),
+        };
+        requests.push(azure);
+        requests
+    }
+
+    fn some_of<T: Clone + std::fmt::Debug + 'static>(
+        pool: Vec<T>,
+    ) -> impl Strategy<Value = Option<Vec<T>>> {
+        let most = pool.len();
+        proptest::option::weighted(0.5, proptest::sample::subsequence(pool, 1..=most))
+    }
+
+    fn matcher_strategy() -> impl Strategy<Value = Matcher> {
+        let text = |pool: &[&str]| pool.iter().map(ToString::to_string).collect::<Vec<_>>();
+        (
+            some_of(text(&[GLOBAL_ADMIN, EXCHANGE_ADMIN, AZURE_OWNER])),
+            some_of(vec![Tier::Critical, Tier::High, Tier::Low]),
+            some_of(text(&[GROUP])),
+            some_of(vec![GroupAccess::Member, GroupAccess::Owner]),
+            some_of(vec![
+                ResourceType::EntraRoles,
+                ResourceType::EntraGroups,
+                ResourceType::AzureResources,
+            ]),
+            some_of(vec![
+                ScopePattern::parse("/"),
+                ScopePattern::parse("/*"),
+                ScopePattern::parse("/subscriptions/s/*"),
+                ScopePattern::parse("/administrativeUnits/a"),
+            ]),
+        )
+            .prop_map(
+                |(roles, tiers, groups, access, resource_types, scopes)| Matcher {
+                    roles,
+                    tiers,
+                    groups,
+                    access,
+                    resource_types,
+                    scopes,
+                    ..Matcher::default()
+                },
+            )
+    }
+
+    proptest! {
+        /// A guard is refused for a contradiction, so the verdict must never be wrong: no request
+        /// matches a match said to be unsatisfiable.
+        #[test]
+        fn a_match_called_contradictory_matches_no_request(matcher in matcher_strategy()) {
+            if let Some(why) = matcher.contradiction() {
+                for request in requests() {
+                    prop_assert!(matcher.mismatch(&request).is_some(), "{why}: {matcher:?} matches {request:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_satisfiable_match_is_no_contradiction() {
+        let exchange_in_a_unit = Matcher {
+            roles: Some(vec![EXCHANGE_ADMIN.into()]),
+            tiers: Some(vec![Tier::High]),
+            resource_types: Some(vec![ResourceType::EntraRoles, ResourceType::EntraGroups]),
+            scopes: Some(vec![ScopePattern::parse("/administrativeUnits/a")]),
+            ..Matcher::default()
+        };
+        assert_eq!(exchange_in_a_unit.contradiction(), None);
+        let group_owners = Matcher {
+            access: Some(vec![GroupAccess::Owner]),
+            scopes: Some(vec![ScopePattern::parse("/*")]),
+            ..Matcher::default()
+        };
+        assert_eq!(group_owners.contradiction(), None);
+        assert_eq!(Matcher::for_guard().contradiction(), None);
+    }
 
     #[test]
     fn a_scope_pattern_ending_in_star_matches_the_scope_and_everything_below_it() {

@@ -3,7 +3,8 @@
 //!
 //! The format is documented for operators in `rules/README.md`. Selection is first match wins, in
 //! file-name then document order, like firewall rules: the order an operator reads is the order that
-//! decides.
+//! decides. Guards (`guards:`) stand beside that order: every guard whose match holds is applied to
+//! the request whichever policy decides, and a guard can only deny (Cedar's "forbid overrides permit").
 
 pub mod catalog;
 pub mod cel;
@@ -69,6 +70,36 @@ pub struct Policy {
     pub mode: PolicyMode,
 }
 
+/// An organisation-wide requirement: applied to every request its `match` (and `when`) holds for,
+/// independently of which policy is selected, also when none is. It can only make the answer
+/// stricter: a failing guard denies; one whose checks cannot be evaluated denies (`on_error: deny`)
+/// or caps the answer at `Approved` (`on_error: approve`). Documented in rules/README.md, "Guards".
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub name: String,
+    pub description: Option<String>,
+    pub source: PathBuf,
+    /// Same keys and meaning as a policy's match, except that `actions` defaults to
+    /// [`matcher::GUARD_DEFAULT_ACTIONS`].
+    pub matcher: matcher::Matcher,
+    pub when: Option<cel::Condition>,
+    /// Checks that must all pass; empty when the guard has a fixed denial.
+    pub require: Vec<NamedCheck>,
+    /// `decide: Denied` with this `reason`: every request the guard applies to is denied.
+    pub deny_reason: Option<String>,
+    pub on_error: FailureMode,
+    /// `audit` guards are evaluated and recorded but never change the answer.
+    pub mode: PolicyMode,
+}
+
+/// A guard that applies to a request: its `match` holds and its `when` is true or failed.
+#[derive(Debug, Clone)]
+pub struct GuardMatch<'a> {
+    pub guard: &'a Guard,
+    /// Its `when` could not be evaluated: the guard denies (or, in audit mode, would deny).
+    pub condition_error: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -94,6 +125,8 @@ pub struct RuleSet {
     /// sha256 over the rule files' names and bytes, in load order: audit records name the exact rules.
     pub revision: String,
     pub policies: Vec<Policy>,
+    /// Guards in load order (file name, then document order); every applicable one is applied.
+    pub guards: Vec<Guard>,
     /// Problems that do not stop loading (e.g. a connector that is not configured).
     pub warnings: Vec<RuleProblem>,
     /// Built from `policies` at load; [`RuleSet::select`] falls back to a scan should the number of
@@ -196,6 +229,7 @@ pub fn record_metrics(rules: &RuleSet) {
     }
     metrics::gauge!("pimgate_rules_info", "revision" => rules.revision.clone()).set(1.0);
     metrics::gauge!("pimgate_rules_policies").set(rules.policies.len() as f64);
+    metrics::gauge!("pimgate_rules_guards").set(rules.guards.len() as f64);
     *published = Some(rules.revision.clone());
 }
 
@@ -280,19 +314,79 @@ impl<'a> Scan<'a> {
 }
 
 impl RuleSet {
-    /// The rule set of `policies` in load order, with its index.
+    /// The rule set of `policies` and `guards` in load order, with the policies' index.
     pub(crate) fn new(
         revision: String,
         policies: Vec<Policy>,
+        guards: Vec<Guard>,
         warnings: Vec<RuleProblem>,
     ) -> RuleSet {
         let index = index::PolicyIndex::build(policies.iter().map(|policy| &policy.matcher));
         RuleSet {
             revision,
             policies,
+            guards,
             warnings,
             index,
         }
+    }
+
+    /// Every guard that applies to `request`, in load order: its `match` holds and its `when` is
+    /// true, or could not be evaluated (such a guard denies, see [`GuardMatch`]). Guards are few (an
+    /// organisation has a handful of "never" rules), so this is a scan, not an index: a mismatch costs
+    /// a few comparisons, and nothing is allocated when no guard applies.
+    pub fn applicable_guards(
+        &self,
+        request: &ActivationRequest,
+        now: DateTime<Utc>,
+    ) -> Vec<GuardMatch<'_>> {
+        self.guards
+            .iter()
+            .filter(|guard| guard.matcher.mismatch(request).is_none())
+            .filter_map(|guard| {
+                let verdict = match &guard.when {
+                    None => Ok(true),
+                    Some(condition) => condition.evaluate(request, now),
+                };
+                match verdict {
+                    Ok(true) => Some(GuardMatch {
+                        guard,
+                        condition_error: None,
+                    }),
+                    Ok(false) => None,
+                    Err(message) => Some(GuardMatch {
+                        guard,
+                        condition_error: Some(message),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// The guards that do not apply to `request`, with why (for `pimgate evaluate`).
+    pub fn guards_not_applied(
+        &self,
+        request: &ActivationRequest,
+        now: DateTime<Utc>,
+    ) -> Vec<SkippedPolicy> {
+        self.guards
+            .iter()
+            .filter_map(|guard| {
+                let why = match guard.matcher.mismatch(request) {
+                    Some(why) => why.to_string(),
+                    None => match &guard.when {
+                        Some(condition) if condition.evaluate(request, now) == Ok(false) => {
+                            "`when` is false".to_string()
+                        }
+                        _ => return None,
+                    },
+                };
+                Some(SkippedPolicy {
+                    policy: guard.name.clone(),
+                    why,
+                })
+            })
+            .collect()
     }
 
     /// The first enforcing policy (file-name, then document order) whose `match` holds and whose

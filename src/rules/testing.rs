@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::checks::registry::UPSTREAM_KINDS;
 use crate::checks::{Check, CheckContext, CheckOutcome, CheckStatus, NamedCheck};
 
-use crate::decision::{Decision, Outcome, evaluate};
+use crate::decision::{Decision, GuardEffect, Outcome, evaluate};
 use crate::payload::{
     Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Target, Ticket,
 };
@@ -128,6 +128,10 @@ struct Expectation {
     policy: Option<String>,
     #[serde(default)]
     reason_contains: Option<OneOrMany>,
+    /// Guards that must have applied and not passed (denied, errored or capped; for an `audit`
+    /// guard, what it would have done).
+    #[serde(default)]
+    guard: Option<OneOrMany>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +197,7 @@ pub async fn run_tests_with(
                     &file,
                     "cases",
                     &error.to_string(),
-                    "a case has `name`, `now`, `request` (or `request_file`), optional `facts` and `expect: { outcome, policy, reason_contains }`",
+                    "a case has `name`, `now`, `request` (or `request_file`), optional `facts` and `expect: { outcome, policy, guard, reason_contains }`",
                 );
                 located.line = location.as_ref().map(|at| at.line());
                 located.column = location.as_ref().map(|at| at.column());
@@ -340,6 +344,9 @@ fn with_facts<'r>(rules: &'r RuleSet, facts: &[Fact]) -> Cow<'r, RuleSet> {
         policy.require.iter_mut().for_each(stub);
         policy.auto_approve.iter_mut().for_each(stub);
     }
+    for guard in &mut stubbed.guards {
+        guard.require.iter_mut().for_each(stub);
+    }
     Cow::Owned(stubbed)
 }
 
@@ -400,6 +407,17 @@ fn compare(expect: &Expectation, decision: &Decision) -> Option<String> {
                 .map(|name| format!("`{name}`"))
                 .unwrap_or_else(|| "no policy".to_string())
         ));
+    }
+    if let Some(guards) = &expect.guard {
+        for name in guards.items() {
+            match decision.guards.iter().find(|report| report.name == name) {
+                None => differences.push(format!("guard `{name}` did not apply")),
+                Some(report) if report.effect == GuardEffect::Pass => {
+                    differences.push(format!("guard `{name}` applied but passed"))
+                }
+                Some(_) => {}
+            }
+        }
     }
     if let Some(fragments) = &expect.reason_contains {
         let reasons = decision.reasons.join(" | ");
