@@ -3,6 +3,7 @@
 
 mod decode;
 mod duration;
+mod interval;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -11,6 +12,7 @@ pub use decode::{
     BODY_FIELD, ECHO_LIMIT, MAX_DURATION_DAYS, MAX_JUSTIFICATION_CHARS, PayloadError, decode,
 };
 pub use duration::parse_iso8601_duration;
+pub use interval::{ActivationEnd, ActivationInterval};
 
 /// Which PIM surface sent the request (Graph's `resourceType` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -155,6 +157,8 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The start as requested, or `now` when none is named. A back-dated start stays back-dated
+    /// here; what checks judge is [`ActivationInterval`], whose start is never before now.
     pub fn effective_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         self.start.unwrap_or(now)
     }
