@@ -88,10 +88,7 @@ async fn run(check: &Arc<dyn Check>, request: &ActivationRequest) -> CheckOutcom
 }
 
 /// Builds a check of a connector-backed kind with no lists and no windows.
-fn build_with<T>(
-    connectors: &Arc<Connectors>,
-    build: impl FnOnce(&BuildEnv<'_>) -> T,
-) -> T {
+fn build_with<T>(connectors: &Arc<Connectors>, build: impl FnOnce(&BuildEnv<'_>) -> T) -> T {
     let (lists, windows) = (BTreeMap::new(), BTreeMap::new());
     build(&BuildEnv {
         lists: &lists,
@@ -161,9 +158,7 @@ async fn servicenow_with_change(
         ..Default::default()
     };
     let connectors = Arc::new(Connectors {
-        servicenow: Some(Arc::new(
-            ServiceNow::new(&settings, &context()).unwrap(),
-        )),
+        servicenow: Some(Arc::new(ServiceNow::new(&settings, &context()).unwrap())),
         ..Default::default()
     });
     (server, dir, connectors)
@@ -286,7 +281,12 @@ async fn a_leave_date_within_the_period_after_a_later_activation_ends_fails() {
     let starting_now = run(&check, &request(None)).await;
     let starting_later = run(&check, &request(Some("2026-11-27T12:00:00Z"))).await;
 
-    assert_eq!(starting_now.status, CheckStatus::Pass, "{}", starting_now.message);
+    assert_eq!(
+        starting_now.status,
+        CheckStatus::Pass,
+        "{}",
+        starting_now.message
+    );
     assert_eq!(
         starting_later.status,
         CheckStatus::Fail,
@@ -369,7 +369,10 @@ fn exchange_admin(start: Option<&str>) -> ActivationRequest {
     request
 }
 
-async fn decide(rules: &pimgate::rules::RuleSet, request: &ActivationRequest) -> (Outcome, Vec<String>) {
+async fn decide(
+    rules: &pimgate::rules::RuleSet,
+    request: &ActivationRequest,
+) -> (Outcome, Vec<String>) {
     let decision = evaluate(rules, request, now(), Duration::from_secs(2)).await;
     (decision.outcome, decision.reasons)
 }
@@ -392,8 +395,16 @@ async fn auto_approval_is_downgraded_when_the_evidence_holds_now_but_the_activat
 #[tokio::test]
 async fn auto_approval_stands_when_the_evidence_holds_at_the_effective_start() {
     let cases: [(&str, Arc<dyn Check>, Option<&str>); 5] = [
-        ("evidence for the later start", Arc::new(PassesAtTheStart), Some("2026-11-27T12:00:00Z")),
-        ("evidence now, starting now", Arc::new(PassesAt(Some(now()))), None),
+        (
+            "evidence for the later start",
+            Arc::new(PassesAtTheStart),
+            Some("2026-11-27T12:00:00Z"),
+        ),
+        (
+            "evidence now, starting now",
+            Arc::new(PassesAt(Some(now()))),
+            None,
+        ),
         (
             "evidence now, a back-dated start runs from now",
             Arc::new(PassesAt(Some(now()))),
@@ -404,7 +415,11 @@ async fn auto_approval_stands_when_the_evidence_holds_at_the_effective_start() {
             Arc::new(PassesAt(Some(now()))),
             Some("2026-11-24T18:30:45Z"),
         ),
-        ("timeless evidence", Arc::new(PassesAt(None)), Some("2026-11-27T12:00:00Z")),
+        (
+            "timeless evidence",
+            Arc::new(PassesAt(None)),
+            Some("2026-11-27T12:00:00Z"),
+        ),
     ];
     for (name, check, start) in cases {
         let rules = auto_approving(check);
@@ -426,7 +441,9 @@ async fn a_required_check_holding_only_now_also_keeps_a_later_activation_from_au
 
     assert_eq!(later, Outcome::Approved, "{reasons:?}");
     assert!(
-        reasons.iter().any(|reason| reason.starts_with("Not auto-approved: itsm")),
+        reasons
+            .iter()
+            .any(|reason| reason.starts_with("Not auto-approved: itsm")),
         "{reasons:?}"
     );
     assert_eq!(immediate, Outcome::AutoApproved);

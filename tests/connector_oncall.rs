@@ -636,7 +636,12 @@ async fn opsgenie_is_asked_about_the_start_and_on_call_now_is_not_on_call_in_thr
     let starting_now = evaluate(check.as_ref()).await;
     let starting_later = evaluate_starting(check.as_ref(), in_three_days()).await;
 
-    assert_eq!(starting_now.status, CheckStatus::Pass, "{}", starting_now.message);
+    assert_eq!(
+        starting_now.status,
+        CheckStatus::Pass,
+        "{}",
+        starting_now.message
+    );
     assert_eq!(starting_now.holds_at, Some(now()));
     assert_eq!(
         starting_later.status,

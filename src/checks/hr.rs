@@ -189,7 +189,10 @@ impl HrCheck {
                     human(window)
                 )));
             };
-            if end.checked_add_signed(window).is_none_or(|limit| leaves <= limit) {
+            if end
+                .checked_add_signed(window)
+                .is_none_or(|limit| leaves <= limit)
+            {
                 return Ok(Some(format!(
                     "your account leaves on {date}, within the {} this role requires after the activation ends; if the date is wrong, ask HR to correct it",
                     human(window)

@@ -242,7 +242,10 @@ mod tests {
             outcome.evidence["effective_start"], "2026-11-24T18:05:00Z",
             "a back-dated start runs from now"
         );
-        assert_eq!(outcome.holds_at, None, "the bounds are about the request itself");
+        assert_eq!(
+            outcome.holds_at, None,
+            "the bounds are about the request itself"
+        );
         assert_eq!(check.time_role(), TimeRole::BoundsLeadTime);
         let past_only = build(&spec(Some("PT5M"), None), &env.env()).unwrap();
         assert_eq!(past_only.time_role(), TimeRole::Timeless);

@@ -596,7 +596,10 @@ impl WindowCheck {
                 "it does not open in the next {SEARCH_DAYS} days; ask the PIM administrators"
             ),
         };
-        let message = match interval.requested_start.filter(|_| interval.is_back_dated()) {
+        let message = match interval
+            .requested_start
+            .filter(|_| interval.is_back_dated())
+        {
             Some(requested) => format!(
                 "window `{}` is closed now ({}), when the activation would begin: a start in the \
                  past ({}) runs from the decision; {when}",
@@ -1265,7 +1268,10 @@ mod tests {
              it next opens Thu 2026-11-26 18:00 CET; request a start then"
         );
         assert_eq!(outcome.holds_at, Some(now));
-        assert_eq!(outcome.evidence["effective_start"], "2026-11-25T02:00:00+01:00");
+        assert_eq!(
+            outcome.evidence["effective_start"],
+            "2026-11-25T02:00:00+01:00"
+        );
     }
 
     #[test]

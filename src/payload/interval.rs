@@ -252,7 +252,11 @@ mod tests {
             Some("2026-11-24T20:00:00Z"),
         );
         let interval = ActivationInterval::of(&passed, at(NOW));
-        assert!(interval.length().is_some_and(|length| length <= Duration::zero()));
+        assert!(
+            interval
+                .length()
+                .is_some_and(|length| length <= Duration::zero())
+        );
         assert_eq!(interval.evidence()["end_kind"], "at");
         assert_eq!(interval.evidence()["start"], "2026-11-25T01:00:00Z");
     }

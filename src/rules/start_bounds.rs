@@ -26,7 +26,7 @@ pub(super) fn warn_unbounded_starts(
                 *file,
                 &check_key,
                 format!(
-                    "policy `{}` judges {kinds} at the activation's start, but no `start` check bounds how far ahead that start may be",
+                    "policy `{}` has checks that judge the activation's time ({kinds}), but no `start` check bounds how far ahead the activation may start",
                     policy.name
                 ),
                 FIX.to_string(),
@@ -61,7 +61,11 @@ fn unbounded(policy: &Policy, key: &str) -> Option<(String, String)> {
     if bounded {
         return None;
     }
-    let mut kinds: Vec<&str> = in_require.iter().chain(&in_auto).map(|(_, kind)| *kind).collect();
+    let mut kinds: Vec<&str> = in_require
+        .iter()
+        .chain(&in_auto)
+        .map(|(_, kind)| *kind)
+        .collect();
     kinds.dedup();
     let kinds = kinds
         .iter()
@@ -98,7 +102,13 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].key, "policies[0].require[1].window");
         assert_eq!(found[0].line, Some(5));
-        assert!(found[0].message.contains("policy `p` judges `window`"));
+        assert!(
+            found[0]
+                .message
+                .contains("policy `p` has checks that judge the activation's time (`window`)"),
+            "{}",
+            found[0].message
+        );
         assert!(found[0].fix.contains("max_future: P1D"), "{}", found[0].fix);
     }
 
@@ -126,7 +136,11 @@ mod tests {
         );
         let found = warnings(&window_required);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].message.contains("`window`, `oncall`"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("`window`, `oncall`"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]
@@ -136,6 +150,10 @@ mod tests {
         let timed = "policies:\n  - name: p\n    require:\n      - itsm: { system: servicenow, covers_activation: true }\n      - hr: { source: file, not_leaving_within: P14D }\n";
         let found = warnings(timed);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].message.contains("`itsm`, `hr`"), "{}", found[0].message);
+        assert!(
+            found[0].message.contains("`itsm`, `hr`"),
+            "{}",
+            found[0].message
+        );
     }
 }
