@@ -120,7 +120,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 
 use crate::checks::{CheckContext, NamedCheck};
-use crate::payload::{ActivationRequest, EvaluationKey, Stage};
+use crate::payload::{ActivationInterval, ActivationRequest, EvaluationKey, Stage};
 use crate::rules::{
     FailureMode, Guard, GuardMatch, Policy, PolicyMode, RuleSet, Selection, ShadowMatch,
 };
@@ -164,11 +164,7 @@ pub async fn evaluate_at_stage(
         evaluated_at: now,
         duration_ms: 0.0,
     };
-    let context = CheckContext {
-        request,
-        now,
-        deadline: tokio::time::Instant::now() + budget,
-    };
+    let context = CheckContext::new(request, now, tokio::time::Instant::now() + budget);
     let guards = rules.applicable_guards(request, now);
     match rules.select(request, now) {
         Selection::NoMatch { skipped, shadows } => {
@@ -288,7 +284,7 @@ async fn apply_policy(policy: &Policy, context: &CheckContext<'_>, budget: Durat
         );
     let runs = staged.map(|(stage, check)| run_check(stage, check, context, budget));
     let checks = join_all(runs).await;
-    let (outcome, reasons) = judge(policy, &checks);
+    let (outcome, reasons) = judge(policy, &checks, &context.interval);
     Verdict {
         outcome,
         reasons,
@@ -296,8 +292,44 @@ async fn apply_policy(policy: &Policy, context: &CheckContext<'_>, budget: Durat
     }
 }
 
-/// The outcome and reasons a policy's check reports add up to.
-fn judge(policy: &Policy, checks: &[CheckReport]) -> (Outcome, Vec<String>) {
+/// Evidence established this close to the activation's effective start counts as holding at it:
+/// the clock skew between PIM and pimgate, the same allowance the `duration` check gives.
+const EVIDENCE_TIME_TOLERANCE: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Whether a passing check's evidence holds at the effective start: timeless evidence always does;
+/// evidence established for an instant does when that instant is the start, within the tolerance.
+fn holds_at_start(report: &CheckReport, interval: &ActivationInterval) -> bool {
+    report
+        .outcome
+        .holds_at
+        .is_none_or(|at| (at - interval.start).abs() <= EVIDENCE_TIME_TOLERANCE)
+}
+
+/// Why a check's evidence does not support skipping the human: it was established for another
+/// instant (in practice: now) than the one the activation starts at.
+fn untimely_reason(report: &CheckReport, interval: &ActivationInterval) -> String {
+    let stamp = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
+    let at = report.outcome.holds_at.unwrap_or(interval.now);
+    let when = if (at - interval.now).abs() <= EVIDENCE_TIME_TOLERANCE {
+        format!("now ({})", stamp(at))
+    } else {
+        format!("at {}", stamp(at))
+    };
+    format!(
+        "Not auto-approved: {}: {}; this holds {when}, not at the requested start ({}); a human approver decides.",
+        report.kind,
+        report.outcome.message,
+        stamp(interval.start)
+    )
+}
+
+/// The outcome and reasons a policy's check reports add up to. `AutoApproved` also needs every
+/// passing check it rests on (`require` and `auto_approve`) to hold at the effective start.
+fn judge(
+    policy: &Policy,
+    checks: &[CheckReport],
+    interval: &ActivationInterval,
+) -> (Outcome, Vec<String>) {
     let required: Vec<&CheckReport> = checks
         .iter()
         .filter(|report| report.stage == CheckStage::Require)
@@ -345,7 +377,11 @@ fn judge(policy: &Policy, checks: &[CheckReport]) -> (Outcome, Vec<String>) {
         && auto
             .iter()
             .all(|report| report.status() == CheckStatus::Pass);
-    if auto_ok {
+    let untimely: Vec<&CheckReport> = checks
+        .iter()
+        .filter(|report| report.status() == CheckStatus::Pass && !holds_at_start(report, interval))
+        .collect();
+    if auto_ok && untimely.is_empty() {
         let evidence: Vec<String> = auto
             .iter()
             .map(|r| format!("{}: {}", r.kind, r.outcome.message))
@@ -374,6 +410,13 @@ fn judge(policy: &Policy, checks: &[CheckReport]) -> (Outcome, Vec<String>) {
             "Not auto-approved: {}: {}",
             report.kind, report.outcome.message
         ));
+    }
+    if auto_ok {
+        reasons.extend(
+            untimely
+                .iter()
+                .map(|report| untimely_reason(report, interval)),
+        );
     }
     (Outcome::Approved, reasons)
 }

@@ -164,11 +164,11 @@ async fn evaluate_within(
 ) -> CheckOutcome {
     let request = request(principal);
     check
-        .evaluate(&CheckContext {
-            request: &request,
-            now: now(),
-            deadline: tokio::time::Instant::now() + budget,
-        })
+        .evaluate(&CheckContext::new(
+            &request,
+            now(),
+            tokio::time::Instant::now() + budget,
+        ))
         .await
 }
 

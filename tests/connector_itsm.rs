@@ -217,11 +217,7 @@ async fn run_within(
 ) -> CheckOutcome {
     let deadline = tokio::time::Instant::now() + budget;
     check
-        .evaluate(&CheckContext {
-            request,
-            now: now(),
-            deadline,
-        })
+        .evaluate(&CheckContext::new(request, now(), deadline))
         .await
 }
 

@@ -159,13 +159,28 @@ async fn evaluate(check: &dyn Check) -> CheckOutcome {
 }
 
 async fn evaluate_within(check: &dyn Check, budget: Duration) -> CheckOutcome {
-    let request = request();
-    let context = CheckContext {
-        request: &request,
-        now: now(),
-        deadline: tokio::time::Instant::now() + budget,
-    };
+    evaluate_request(check, &request(), budget).await
+}
+
+async fn evaluate_request(
+    check: &dyn Check,
+    request: &ActivationRequest,
+    budget: Duration,
+) -> CheckOutcome {
+    let context = CheckContext::new(request, now(), tokio::time::Instant::now() + budget);
     check.evaluate(&context).await
+}
+
+/// Three days after [`now`]: Friday 2026-11-27 12:00 UTC.
+fn in_three_days() -> DateTime<Utc> {
+    "2026-11-27T12:00:00Z".parse().unwrap()
+}
+
+/// The on-call question for an activation that starts at `start` (decided at [`now`]).
+async fn evaluate_starting(check: &dyn Check, start: DateTime<Utc>) -> CheckOutcome {
+    let mut request = request();
+    request.schedule.start = Some(start);
+    evaluate_request(check, &request, Duration::from_secs(3)).await
 }
 
 fn upstream(outcome: &CheckOutcome) -> Vec<Value> {
@@ -204,6 +219,8 @@ async fn pagerduty_on_call_at_level_one_passes_with_the_shift_end() {
         .and(query_param("schedule_ids[]", "P1ABCDE"))
         .and(query_param("time_zone", "UTC"))
         .and(query_param("offset", "0"))
+        .and(query_param("since", "2026-11-24T12:00:00Z"))
+        .and(query_param("until", "2026-11-24T12:01:00Z"))
         .and(header("authorization", "Token token=pd-test-token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(oncalls_with(1)))
         .expect(1)
@@ -230,6 +247,70 @@ async fn pagerduty_on_call_at_level_one_passes_with_the_shift_end() {
     assert_eq!(operations, ["GET /users", "GET /oncalls"]);
     assert!(calls.iter().all(|call| call["connector"] == "pagerduty"));
     assert!(calls.iter().all(|call| call["outcome"] == "ok"));
+}
+
+#[tokio::test]
+async fn pagerduty_on_call_now_but_not_at_a_start_in_three_days_fails() {
+    let server = MockServer::start().await;
+    mount_users(&server, 1).await;
+    let mut empty = json_fixture("pagerduty_oncalls.json");
+    empty["oncalls"] = Value::Array(Vec::new());
+    Mock::given(method("GET"))
+        .and(path("/oncalls"))
+        .and(query_param("user_ids[]", "PXPGF42"))
+        .and(query_param("schedule_ids[]", "P1ABCDE"))
+        .and(query_param("since", "2026-11-27T12:00:00Z"))
+        .and(query_param("until", "2026-11-27T12:01:00Z"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(empty))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Asked about the present (no range, or today's), PagerDuty would say Alice is on call.
+    Mock::given(method("GET"))
+        .and(path("/oncalls"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(oncalls_with(1)))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let connectors = pagerduty_connectors(&server, 2000);
+    let check = build(PD_SPEC, &connectors, directory(Arc::default()));
+
+    let outcome = evaluate_starting(check.as_ref(), in_three_days()).await;
+
+    assert_eq!(outcome.status, CheckStatus::Fail, "{}", outcome.message);
+    assert_eq!(
+        outcome.message,
+        "you are not on call for P1ABCDE at the activation's start (2026-11-27 12:00 UTC)"
+    );
+    assert_eq!(outcome.holds_at, Some(in_three_days()));
+}
+
+#[tokio::test]
+async fn pagerduty_on_call_at_a_later_start_passes_and_says_when() {
+    let server = MockServer::start().await;
+    mount_users(&server, 1).await;
+    let mut later = oncalls_with(1);
+    later["oncalls"][0]["start"] = "2026-11-27T08:00:00Z".into();
+    later["oncalls"][0]["end"] = "2026-11-27T20:00:00Z".into();
+    Mock::given(method("GET"))
+        .and(path("/oncalls"))
+        .and(query_param("since", "2026-11-27T12:00:00Z"))
+        .and(query_param("until", "2026-11-27T12:01:00Z"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(later))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let connectors = pagerduty_connectors(&server, 2000);
+    let check = build(PD_SPEC, &connectors, directory(Arc::default()));
+
+    let outcome = evaluate_starting(check.as_ref(), in_three_days()).await;
+
+    assert_eq!(outcome.status, CheckStatus::Pass, "{}", outcome.message);
+    assert_eq!(
+        outcome.message,
+        "you are on call for P1ABCDE (level 1) at the activation's start (2026-11-27 12:00 UTC), until 20:00 UTC"
+    );
+    assert_eq!(outcome.holds_at, Some(in_three_days()));
 }
 
 #[tokio::test]
@@ -523,6 +604,63 @@ async fn opsgenie_flat_recipients_including_the_requester_pass() {
 }
 
 #[tokio::test]
+async fn opsgenie_is_asked_about_the_start_and_on_call_now_is_not_on_call_in_three_days() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/schedules/platform-primary/on-calls"))
+        .and(query_param("scheduleIdentifierType", "name"))
+        .and(query_param("flat", "true"))
+        .and(query_param("date", "2026-11-24T12:00:00+00:00"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json_fixture("opsgenie_oncalls_flat.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut bob_only = json_fixture("opsgenie_oncalls_flat.json");
+    bob_only["data"]["onCallRecipients"] = serde_json::json!(["bob@contoso.com"]);
+    Mock::given(method("GET"))
+        .and(path("/v2/schedules/platform-primary/on-calls"))
+        .and(query_param("date", "2026-11-27T12:00:00+00:00"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(bob_only))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let connectors = opsgenie_connectors(&server);
+    let check = build(
+        "{ source: opsgenie, schedules: [platform-primary] }",
+        &connectors,
+        directory(Arc::default()),
+    );
+
+    let starting_now = evaluate(check.as_ref()).await;
+    let starting_later = evaluate_starting(check.as_ref(), in_three_days()).await;
+
+    assert_eq!(
+        starting_now.status,
+        CheckStatus::Pass,
+        "{}",
+        starting_now.message
+    );
+    assert_eq!(starting_now.holds_at, Some(now()));
+    assert_eq!(
+        starting_later.status,
+        CheckStatus::Fail,
+        "{}",
+        starting_later.message
+    );
+    assert_eq!(
+        starting_later.message,
+        "you are not on call for platform-primary at the activation's start (2026-11-27 12:00 UTC)"
+    );
+    assert_eq!(
+        upstream(&starting_later)[0]["cached"],
+        false,
+        "the answer about now is not reused for another instant"
+    );
+}
+
+#[tokio::test]
 async fn opsgenie_recipients_without_the_requester_fail_and_ids_are_sent_as_ids() {
     let server = MockServer::start().await;
     let schedule = "d875a1b4-9b4e-4219-a1b3-0c26936d18de";
@@ -625,6 +763,50 @@ async fn a_roster_shift_naming_the_address_matches_case_insensitively_and_levels
     );
     let outcome = evaluate(primary_only.as_ref()).await;
     assert_eq!(outcome.status, CheckStatus::Fail);
+}
+
+#[tokio::test]
+async fn a_roster_shift_covering_now_but_not_a_start_in_three_days_fails() {
+    let (_dir, roster) = roster_copy();
+    let connectors = file_connectors(&roster);
+    let check = build(
+        "{ source: file, schedules: [platform-primary] }",
+        &connectors,
+        directory(Arc::default()),
+    );
+
+    let outcome = evaluate_starting(check.as_ref(), in_three_days()).await;
+
+    assert_eq!(outcome.status, CheckStatus::Fail, "{}", outcome.message);
+    assert_eq!(
+        outcome.message,
+        "you are not on call for platform-primary at the activation's start (2026-11-27 12:00 UTC)"
+    );
+}
+
+#[tokio::test]
+async fn a_back_dated_start_is_judged_on_the_roster_at_the_decision_time() {
+    let (_dir, roster) = roster_copy();
+    let connectors = file_connectors(&roster);
+    let check = build(
+        "{ source: file, schedules: [platform-primary] }",
+        &connectors,
+        directory(Arc::default()),
+    );
+
+    // The shift ran 08:00–18:00 on Nov 24; a start named at 09:00 that day, decided the next
+    // morning, runs from the decision, when the shift is over.
+    let mut request = request();
+    request.schedule.start = Some("2026-11-24T09:00:00Z".parse().unwrap());
+    let late = CheckContext::new(
+        &request,
+        "2026-11-25T09:00:00Z".parse().unwrap(),
+        tokio::time::Instant::now() + Duration::from_secs(3),
+    );
+    let outcome = check.evaluate(&late).await;
+
+    assert_eq!(outcome.status, CheckStatus::Fail, "{}", outcome.message);
+    assert_eq!(outcome.message, "you are not on call for platform-primary");
 }
 
 #[tokio::test]

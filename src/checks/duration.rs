@@ -1,4 +1,9 @@
 //! `duration`: caps how long an activation may last, and whether it may have no end at all.
+//!
+//! The cap applies to the length the request asks for (its duration, or end − requested start), so
+//! back-dating a start never shortens what is measured. An end date that is not after the effective
+//! start (`payload::ActivationInterval`: now, for a back-dated start) fails: that activation would
+//! already be over.
 
 use std::sync::Arc;
 
@@ -69,6 +74,17 @@ impl Check for DurationCheck {
             .with_evidence("requested_seconds", requested.num_seconds())
             .with_evidence("max", max.as_str());
         }
+        if let (Some(end), Some(length)) =
+            (context.interval.end_instant(), context.interval.length())
+            && length <= Duration::zero()
+        {
+            return CheckOutcome::fail(format!(
+                "the requested end {} has already passed; request an end after now",
+                end.format("%Y-%m-%d %H:%M UTC")
+            ))
+            .with_evidence("requested_seconds", requested.num_seconds())
+            .with_evidence("max", max.as_str());
+        }
         let measured_from_our_clock =
             schedule.duration.is_none() && schedule.start.is_none() && schedule.end.is_some();
         let limit = if measured_from_our_clock {
@@ -127,7 +143,7 @@ mod tests {
     #[test]
     fn requested_durations_are_compared_with_the_maximum() {
         type Setup = fn(&mut crate::payload::ActivationRequest);
-        let cases: [(&str, Setup, bool, CheckStatus); 9] = [
+        let cases: [(&str, Setup, bool, CheckStatus); 10] = [
             (
                 "one hour under a two hour cap",
                 |_| {},
@@ -190,6 +206,17 @@ mod tests {
                 |r| {
                     r.schedule.expiration_kind = ExpirationKind::NotSpecified;
                     r.schedule.duration = None;
+                },
+                false,
+                CheckStatus::Fail,
+            ),
+            (
+                "a back-dated start with an end date that has passed",
+                |r| {
+                    r.schedule.expiration_kind = ExpirationKind::AfterDateTime;
+                    r.schedule.duration = None;
+                    r.schedule.start = Some(at("2026-11-24T17:00:00Z"));
+                    r.schedule.end = Some(at("2026-11-24T18:00:00Z"));
                 },
                 false,
                 CheckStatus::Fail,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::registry::{BuildEnv, SpecProblem};
 use super::util::duration_value;
-use super::{Check, CheckContext, CheckOutcome};
+use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::http::Fetched;
 use crate::connectors::identity::ProfileSource;
 use crate::connectors::{Connectors, UserProfile};
@@ -28,7 +28,8 @@ pub struct HrSpec {
     /// account.
     #[serde(default)]
     pub account_enabled: Option<bool>,
-    /// ISO-8601 duration: a leave date before now + this fails the check. Unset: not checked.
+    /// ISO-8601 duration: a leave date before the activation's end + this fails the check (any
+    /// leave date, when the activation has no end). Unset: not checked.
     #[serde(default)]
     pub not_leaving_within: Option<String>,
     /// Allowed `employeeType` values, case-insensitive; empty: any.
@@ -178,9 +179,22 @@ impl HrCheck {
                     "your account's leave date {date} in {where_from} has passed; this role is not available after leaving"
                 )));
             }
-            if leaves <= context.now + window {
+            // Judged against the effective interval's end: an activation must end `window` before
+            // the leave date; one without an end never does.
+            let interval = &context.interval;
+            let Some(end) = interval.end_instant() else {
                 return Ok(Some(format!(
-                    "your account leaves on {date}, within the {} this role requires; if the date is wrong, ask HR to correct it",
+                    "your account leaves on {date}, but the activation has {}; request an end at least {} before that date",
+                    interval.end_label(),
+                    human(window)
+                )));
+            };
+            if end
+                .checked_add_signed(window)
+                .is_none_or(|limit| leaves <= limit)
+            {
+                return Ok(Some(format!(
+                    "your account leaves on {date}, within the {} this role requires after the activation ends; if the date is wrong, ask HR to correct it",
                     human(window)
                 )));
             }
@@ -267,6 +281,15 @@ impl Check for HrCheck {
         outcome
             .with_evidence("source", source)
             .with_evidence("upstream", upstream)
+    }
+
+    /// The leave date is judged against the effective interval's end.
+    fn time_role(&self) -> TimeRole {
+        if self.not_leaving_within.is_some() {
+            TimeRole::JudgesInterval
+        } else {
+            TimeRole::Timeless
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::registry::{BuildEnv, SpecProblem};
 use super::util::ticket_tokens;
-use super::{Check, CheckContext, CheckOutcome};
+use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::http::{Fetched, UpstreamCall, UpstreamError};
 use crate::connectors::ticket::{ItsmTicket, TicketPerson};
 use crate::connectors::{Connectors, UserProfile, jira, servicenow};
@@ -466,16 +466,18 @@ impl ItsmCheck {
                 "`{number}` has no planned start and end date, so it cannot cover the activation; fill in the planned dates"
             ));
         };
-        let schedule = &context.request.schedule;
-        let start = schedule.effective_start(context.now);
-        let Some(duration) = schedule.requested_duration(context.now) else {
+        // The effective interval: a back-dated start runs from now, and without a known end
+        // (no expiration, or none given) no planned window can cover the activation.
+        let interval = &context.interval;
+        let start = interval.start;
+        let Some(end) = interval.end_instant() else {
             return Some(format!(
-                "the activation has no end, so it cannot fit `{number}`'s planned window ({} – {})",
+                "the activation has {}, so it cannot fit `{number}`'s planned window ({} – {})",
+                interval.end_label(),
                 time(window.start),
                 time(window.end)
             ));
         };
-        let end = start + duration;
         if start < window.start || end > window.end {
             return Some(format!(
                 "the activation ({} – {}) is outside `{number}`'s planned window ({} – {}); activate inside the window or reschedule the change",
@@ -624,7 +626,8 @@ impl Check for ItsmCheck {
         } else if let Some(problem) = unknown {
             CheckOutcome::error(problem)
         } else {
-            CheckOutcome::pass(passed.join(", "))
+            // The state and assignment are what the ITSM system says now, whatever the start.
+            CheckOutcome::pass(passed.join(", ")).holding_at(context.now)
         };
         let assignee = self
             .requester_roles
@@ -643,5 +646,14 @@ impl Check for ItsmCheck {
             .with_evidence("assignee", assignee)
             .with_evidence("requester_role", matched_role)
             .with_evidence("window", window)
+    }
+
+    /// With `covers_activation` the planned window is judged against the effective interval.
+    fn time_role(&self) -> TimeRole {
+        if self.covers_activation {
+            TimeRole::JudgesInterval
+        } else {
+            TimeRole::Timeless
+        }
     }
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::payload::ActivationRequest;
+use crate::payload::{ActivationInterval, ActivationRequest};
 
 /// What a check found. `Error` means "could not be evaluated" (upstream down, timeout, bad data):
 /// it is never read as a pass.
@@ -30,6 +30,12 @@ pub struct CheckOutcome {
     pub message: String,
     /// Machine-readable facts behind the message, for the audit record and `evaluate`.
     pub evidence: serde_json::Map<String, serde_json::Value>,
+    /// The instant the evidence was established for: the effective start for a check that judges
+    /// the activation interval, the decision time for one that can only see the present (a ticket's
+    /// state), `None` for a timeless check (a justification's text). `decision` auto-approves only on
+    /// evidence that holds at the activation's effective start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holds_at: Option<DateTime<Utc>>,
 }
 
 impl CheckOutcome {
@@ -38,6 +44,7 @@ impl CheckOutcome {
             status: CheckStatus::Pass,
             message: message.into(),
             evidence: Default::default(),
+            holds_at: None,
         }
     }
 
@@ -46,6 +53,7 @@ impl CheckOutcome {
             status: CheckStatus::Fail,
             message: message.into(),
             evidence: Default::default(),
+            holds_at: None,
         }
     }
 
@@ -54,11 +62,18 @@ impl CheckOutcome {
             status: CheckStatus::Error,
             message: message.into(),
             evidence: Default::default(),
+            holds_at: None,
         }
     }
 
     pub fn with_evidence(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
         self.evidence.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Says for which instant the evidence was established (see [`CheckOutcome::holds_at`]).
+    pub fn holding_at(mut self, at: DateTime<Utc>) -> Self {
+        self.holds_at = Some(at);
         self
     }
 }
@@ -68,14 +83,50 @@ impl CheckOutcome {
 pub struct CheckContext<'a> {
     pub request: &'a ActivationRequest,
     pub now: DateTime<Utc>,
+    /// When the activation would run, computed once from the request and `now`: every
+    /// time-sensitive check judges this span, never `now` or the raw requested start.
+    pub interval: ActivationInterval,
     /// When the decision must be made; upstream calls (and their retries) stop before it.
     pub deadline: tokio::time::Instant,
+}
+
+impl<'a> CheckContext<'a> {
+    /// The context of one decision: the effective interval is computed here, once.
+    pub fn new(
+        request: &'a ActivationRequest,
+        now: DateTime<Utc>,
+        deadline: tokio::time::Instant,
+    ) -> Self {
+        Self {
+            request,
+            now,
+            interval: ActivationInterval::of(&request.schedule, now),
+            deadline,
+        }
+    }
+}
+
+/// How a configured check relates to the activation's time, for the load-time lint that warns about
+/// policies judging an unbounded start (`rules::start_bounds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeRole {
+    /// The verdict does not depend on when the activation runs.
+    Timeless,
+    /// The verdict judges the effective interval (a window, a roster, a planned change, a leave date).
+    JudgesInterval,
+    /// The check refuses starts too far ahead (a `start` check with `max_future`).
+    BoundsLeadTime,
 }
 
 /// One configured check, ready to run. Built once when rules load; shared by all requests.
 #[async_trait]
 pub trait Check: Send + Sync + fmt::Debug {
     async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome;
+
+    /// How this check relates to time; most kinds are timeless.
+    fn time_role(&self) -> TimeRole {
+        TimeRole::Timeless
+    }
 }
 
 /// A built check with the name operators gave it in the rules (`duration`, `ticket`, ...).

@@ -2,11 +2,14 @@
 //! one of the named schedules or escalation policies, according to PagerDuty, Opsgenie or a roster
 //! file.
 //!
-//! "On call" means at the decision time (`CheckContext::now`), not at the activation's requested
-//! start: the check vouches for an emergency happening now, and a future shift can still be
-//! overridden before it begins. Upstream answers are cached briefly (see the connectors), and
-//! every entry's own start/end is checked against the decision time, so a shift that ended while
-//! its answer sat in the cache does not count.
+//! "On call" means at the activation's effective start (`CheckContext::interval`): now for a
+//! request starting now or back-dated, the requested start for one starting later. Each source is
+//! asked about that instant (PagerDuty `since`/`until`, Opsgenie `date`, the roster's shifts), so
+//! someone on call today is not vouched for an activation that begins after their shift. The
+//! outcome says so (`holds_at`), and a future shift is still only a plan: `rules validate` warns
+//! when no `start` check bounds how far ahead it may be. Upstream answers are cached briefly (see
+//! the connectors), and every entry's own start/end is checked against that instant, so a shift
+//! that ended while its answer sat in the cache does not count.
 //!
 //! Sources:
 //! - `pagerduty`: the requester's e-mail (from the directory) → PagerDuty user id → `GET /oncalls`
@@ -25,7 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::registry::{BuildEnv, SpecProblem};
-use super::{Check, CheckContext, CheckOutcome};
+use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::http::{Fetched, UpstreamCall};
 use crate::connectors::oncall_file::OncallFile;
 use crate::connectors::opsgenie::Opsgenie;
@@ -185,7 +188,7 @@ struct OncallCheck {
     identity: Identity,
 }
 
-/// One way the requester is on call right now.
+/// One way the requester is on call at the activation's effective start.
 #[derive(Debug, Clone)]
 struct Duty {
     /// The schedule or escalation policy from the rule that this duty is for.
@@ -221,6 +224,10 @@ impl Check for OncallCheck {
             Source::Opsgenie(connector) => self.opsgenie(connector.as_deref(), context).await,
             Source::File(connector) => self.file(connector.as_deref(), context).await,
         }
+    }
+
+    fn time_role(&self) -> TimeRole {
+        TimeRole::JudgesInterval
     }
 }
 
@@ -276,7 +283,8 @@ impl OncallCheck {
                 self.policies.clone()
             },
         };
-        let (result, calls) = pagerduty.oncalls(&query, context.deadline).await;
+        let at = context.interval.start;
+        let (result, calls) = pagerduty.oncalls(&query, at, context.deadline).await;
         run.calls.extend(calls);
         let entries = match result {
             Ok(entries) => entries,
@@ -284,7 +292,7 @@ impl OncallCheck {
         };
         let duties = entries
             .iter()
-            .filter(|entry| entry.user.id == user_id && entry.covers(context.now))
+            .filter(|entry| entry.user.id == user_id && entry.covers(at))
             .filter_map(|entry| {
                 let schedule = entry
                     .schedule
@@ -300,7 +308,7 @@ impl OncallCheck {
                 })
             })
             .collect();
-        run.finish(self.judge(duties, context.now))
+        run.finish(self.judge(duties, context))
     }
 
     async fn opsgenie(
@@ -323,7 +331,7 @@ impl OncallCheck {
             (
                 schedule,
                 opsgenie
-                    .on_call_recipients(schedule, context.deadline)
+                    .on_call_recipients(schedule, context.interval.start, context.deadline)
                     .await,
             )
         }))
@@ -357,7 +365,7 @@ impl OncallCheck {
         // A confirmed duty on one schedule is enough even if another schedule could not be asked.
         match failure {
             Some(message) if duties.is_empty() => run.error(message),
-            _ => run.finish(self.judge(duties, context.now)),
+            _ => run.finish(self.judge(duties, context)),
         }
     }
 
@@ -383,7 +391,7 @@ impl OncallCheck {
         };
         let relevant: Vec<_> = shifts
             .iter()
-            .filter(|shift| shift.covers(context.now))
+            .filter(|shift| shift.covers(context.interval.start))
             .filter_map(|shift| {
                 let target = Some(shift.schedule.as_str())
                     .filter(|id| self.schedules.iter().any(|wanted| wanted == id))
@@ -421,7 +429,7 @@ impl OncallCheck {
                 end: Some(shift.to),
             })
             .collect();
-        run.finish(self.judge(duties, context.now))
+        run.finish(self.judge(duties, context))
     }
 
     /// The requester's lower-cased addresses; `Err` carries the sentence for an error outcome.
@@ -462,8 +470,24 @@ impl OncallCheck {
     }
 
     /// Pass on the lowest-level duty within the limit (the longest, among equals); fail otherwise,
-    /// saying whether the requester is on call at too high a level or not at all.
-    fn judge(&self, mut duties: Vec<Duty>, now: DateTime<Utc>) -> CheckOutcome {
+    /// saying whether the requester is on call at too high a level or not at all. Either way the
+    /// evidence is for the effective start, and a start later than now is named in the message.
+    fn judge(&self, duties: Vec<Duty>, context: &CheckContext<'_>) -> CheckOutcome {
+        let at = context.interval.start;
+        let when = if context.interval.starts_later() {
+            format!(
+                " at the activation's start ({})",
+                at.format("%Y-%m-%d %H:%M UTC")
+            )
+        } else {
+            String::new()
+        };
+        self.judge_at(duties, at, &when)
+            .with_evidence("at", at.to_rfc3339())
+            .holding_at(at)
+    }
+
+    fn judge_at(&self, mut duties: Vec<Duty>, at: DateTime<Utc>, when: &str) -> CheckOutcome {
         duties.sort_by(|a, b| {
             a.level.cmp(&b.level).then_with(|| {
                 b.end
@@ -473,11 +497,12 @@ impl OncallCheck {
         });
         let allowed = |duty: &&Duty| self.max_level.is_none_or(|max| duty.level <= max);
         if let Some(duty) = duties.iter().find(allowed) {
+            let separator = if when.is_empty() { "" } else { "," };
             let message = format!(
-                "you are on call for {} (level {}) {}",
+                "you are on call for {} (level {}){when}{separator} {}",
                 duty.target,
                 duty.level,
-                until(duty.end, now)
+                until(duty.end, at)
             );
             return CheckOutcome::pass(message)
                 .with_evidence("schedule", duty.target.clone())
@@ -491,12 +516,15 @@ impl OncallCheck {
         }
         match (duties.first(), self.max_level) {
             (Some(duty), Some(max)) => CheckOutcome::fail(format!(
-                "you are on call for {} only at level {}, but level {max} or lower is required",
+                "you are on call for {}{when} only at level {}, but level {max} or lower is required",
                 duty.target, duty.level
             ))
             .with_evidence("schedule", duty.target.clone())
             .with_evidence("level", duty.level),
-            _ => CheckOutcome::fail(format!("you are not on call for {}", self.targets())),
+            _ => CheckOutcome::fail(format!(
+                "you are not on call for {}{when}",
+                self.targets()
+            )),
         }
     }
 
@@ -511,10 +539,11 @@ impl OncallCheck {
     }
 }
 
-fn until(end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+/// "until 18:00 UTC" on the day of `at`, with the date otherwise.
+fn until(end: Option<DateTime<Utc>>, at: DateTime<Utc>) -> String {
     match end {
         None => "with no end".to_string(),
-        Some(end) if end.date_naive() == now.date_naive() => {
+        Some(end) if end.date_naive() == at.date_naive() => {
             format!("until {} UTC", end.format("%H:%M"))
         }
         Some(end) => format!("until {} UTC", end.format("%Y-%m-%d %H:%M")),

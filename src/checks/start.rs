@@ -1,4 +1,11 @@
 //! `start`: the activation may not be back-dated or scheduled too far ahead.
+//!
+//! `max_past` bounds the *requested* start: a back-dated activation runs from the decision (its
+//! effective start is now, see `payload::ActivationInterval`), so back-dating gains nothing, but a
+//! start far in the past is the mark of a stale or replayed request. `max_future` bounds the
+//! *effective* start, which for a start after now is the requested one: it is the lead time over
+//! which every time-sensitive check (window, on-call, change window, leave date) judges a future
+//! that may still change, so `rules validate` warns about policies with such checks and no bound.
 
 use std::sync::Arc;
 
@@ -8,11 +15,12 @@ use serde::Deserialize;
 
 use super::registry::{BuildEnv, SpecProblem};
 use super::util::duration_value;
-use super::{Check, CheckContext, CheckOutcome};
+use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::payload::format_iso8601_duration;
 
-/// `start: { max_past: PT5M, max_future: P7D }`: bounds on the requested start time. An omitted
-/// bound is not checked; a missing start means "now" and always passes.
+/// `start: { max_past: PT5M, max_future: P7D }`: how far back the requested start may lie, and how
+/// far ahead the activation may start. An omitted bound is not checked; a missing start means
+/// "now" and always passes.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct StartSpec {
@@ -66,13 +74,16 @@ fn timestamp(value: DateTime<Utc>) -> String {
 impl Check for StartCheck {
     async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome {
         let now = context.now;
-        let Some(start) = context.request.schedule.start else {
+        let effective = context.interval.start;
+        let Some(start) = context.interval.requested_start else {
             return CheckOutcome::pass("the activation starts now")
-                .with_evidence("requested_start", serde_json::Value::Null);
+                .with_evidence("requested_start", serde_json::Value::Null)
+                .with_evidence("effective_start", timestamp(effective));
         };
         let with_facts = |outcome: CheckOutcome| {
             outcome
                 .with_evidence("requested_start", timestamp(start))
+                .with_evidence("effective_start", timestamp(effective))
                 .with_evidence("now", timestamp(now))
                 .with_evidence("max_past", self.max_past.map(format_iso8601_duration))
                 .with_evidence("max_future", self.max_future.map(format_iso8601_duration))
@@ -92,13 +103,13 @@ impl Check for StartCheck {
         }
         if let Some(max_future) = self.max_future
             && let Some(latest) = now.checked_add_signed(max_future)
-            && start > latest
+            && effective > latest
         {
             return with_facts(CheckOutcome::fail(format!(
                 "the requested start {} is {} ahead, more than the {} allowed; \
                  request a start no later than {}",
                 timestamp(start),
-                format_iso8601_duration(start - now),
+                format_iso8601_duration(effective - now),
                 format_iso8601_duration(max_future),
                 timestamp(latest)
             )));
@@ -107,6 +118,14 @@ impl Check for StartCheck {
             "the requested start {} is within the allowed range",
             timestamp(start)
         )))
+    }
+
+    fn time_role(&self) -> TimeRole {
+        if self.max_future.is_some() {
+            TimeRole::BoundsLeadTime
+        } else {
+            TimeRole::Timeless
+        }
     }
 }
 
@@ -208,6 +227,28 @@ mod tests {
             let outcome = run(check.as_ref(), &request, now());
             assert_eq!(outcome.status, expected, "{name}: {}", outcome.message);
         }
+    }
+
+    #[test]
+    fn the_past_bound_reads_the_requested_start_and_the_future_bound_the_effective_one() {
+        let env = TestEnv::default();
+        let check = build(&spec(Some("PT5M"), Some("P1D")), &env.env()).unwrap();
+        let mut request = request();
+        request.schedule.start = Some(at("2026-11-24T18:03:00Z"));
+        let outcome = run(check.as_ref(), &request, now());
+        assert_eq!(outcome.status, CheckStatus::Pass, "{}", outcome.message);
+        assert_eq!(outcome.evidence["requested_start"], "2026-11-24T18:03:00Z");
+        assert_eq!(
+            outcome.evidence["effective_start"], "2026-11-24T18:05:00Z",
+            "a back-dated start runs from now"
+        );
+        assert_eq!(
+            outcome.holds_at, None,
+            "the bounds are about the request itself"
+        );
+        assert_eq!(check.time_role(), TimeRole::BoundsLeadTime);
+        let past_only = build(&spec(Some("PT5M"), None), &env.env()).unwrap();
+        assert_eq!(past_only.time_role(), TimeRole::Timeless);
     }
 
     #[test]

@@ -76,9 +76,5 @@ impl TestEnv {
 
 pub fn run(check: &dyn Check, request: &ActivationRequest, now: DateTime<Utc>) -> CheckOutcome {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    futures::executor::block_on(check.evaluate(&CheckContext {
-        request,
-        now,
-        deadline,
-    }))
+    futures::executor::block_on(check.evaluate(&CheckContext::new(request, now, deadline)))
 }

@@ -1,5 +1,6 @@
 //! Named time windows (`windows:` in the rules) and the `window` check that requires activations to
-//! start, or run entirely, inside one.
+//! start, or run entirely, inside one. The check judges the effective activation interval
+//! (`payload::ActivationInterval`): a back-dated start is judged at the decision time.
 //!
 //! Windows are defined on the wall clock of their time zone, so "18:00" stays 18:00 across daylight
 //! saving changes. An instant is inside a window when its local wall-clock time is inside a slot and
@@ -26,8 +27,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::registry::{BuildEnv, SpecProblem};
-use super::{Check, CheckContext, CheckOutcome};
-use crate::payload::format_iso8601_duration;
+use super::{Check, CheckContext, CheckOutcome, TimeRole};
+use crate::payload::{ActivationInterval, format_iso8601_duration};
 
 /// How far ahead `next_opening` and `next_closing` look; a window closed for longer is reported as
 /// not opening at all rather than searched for indefinitely.
@@ -580,8 +581,11 @@ fn unknown_window(
 }
 
 impl WindowCheck {
-    fn closed_at_start(&self, start: DateTime<Utc>) -> CheckOutcome {
+    /// The window is closed when the activation would begin. A back-dated start is said to be
+    /// judged now, so the requester is not told their (open) requested start is closed.
+    fn closed_at_start(&self, interval: &ActivationInterval) -> CheckOutcome {
         let window = &self.window;
+        let start = interval.start;
         let next = window.next_opening(start);
         let when = match next {
             Some(next) => format!(
@@ -592,59 +596,87 @@ impl WindowCheck {
                 "it does not open in the next {SEARCH_DAYS} days; ask the PIM administrators"
             ),
         };
-        CheckOutcome::fail(format!(
-            "window `{}` is closed at the requested start ({}); {when}",
-            window.name,
-            window.local_time(start)
-        ))
-        .with_evidence("next_opening", next.map(|next| window.local_rfc3339(next)))
+        let message = match interval
+            .requested_start
+            .filter(|_| interval.is_back_dated())
+        {
+            Some(requested) => format!(
+                "window `{}` is closed now ({}), when the activation would begin: a start in the \
+                 past ({}) runs from the decision; {when}",
+                window.name,
+                window.local_time(start),
+                window.local_time(requested)
+            ),
+            None => format!(
+                "window `{}` is closed at the requested start ({}); {when}",
+                window.name,
+                window.local_time(start)
+            ),
+        };
+        CheckOutcome::fail(message)
+            .with_evidence("next_opening", next.map(|next| window.local_rfc3339(next)))
     }
 }
 
+/// Judges the effective interval (`CheckContext::interval`): the window must be open at its start,
+/// which is now for a back-dated request; with `cover: whole` it must also stay open until the
+/// known end, so an activation without one (no expiration, or none given) never fits.
 #[async_trait]
 impl Check for WindowCheck {
     async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome {
         let window = &self.window;
-        let schedule = &context.request.schedule;
-        let start = schedule.effective_start(context.now);
+        let interval = &context.interval;
+        let start = interval.start;
         let facts = |outcome: CheckOutcome| {
             outcome
                 .with_evidence("window", window.name.as_str())
                 .with_evidence("timezone", window.timezone.name())
                 .with_evidence("cover", self.cover.as_str())
-                .with_evidence("requested_start", window.local_rfc3339(start))
+                .with_evidence(
+                    "requested_start",
+                    window.local_rfc3339(interval.requested_start.unwrap_or(interval.now)),
+                )
+                .with_evidence("effective_start", window.local_rfc3339(start))
+                .holding_at(start)
         };
         if !window.contains(start) {
-            return facts(self.closed_at_start(start));
+            return facts(self.closed_at_start(interval));
         }
         if self.cover == Cover::Start {
+            let what = if interval.is_back_dated() {
+                "the activation's start (now, "
+            } else {
+                "the requested start ("
+            };
             return facts(CheckOutcome::pass(format!(
-                "the requested start ({}) is inside window `{}`",
+                "{what}{}) is inside window `{}`",
                 window.local_time(start),
                 window.name
             )));
         }
-        let requested = match schedule.expiration_kind {
-            crate::payload::ExpirationKind::NoExpiration => None,
-            _ => schedule.requested_duration(context.now),
-        };
-        let Some(requested) = requested else {
+        let Some(end) = interval.end_instant() else {
             return facts(CheckOutcome::fail(format!(
-                "the activation has no end, so it cannot fit inside window `{}`; request a duration",
+                "the activation has {}, so it cannot fit inside window `{}`; request a duration",
+                interval.end_label(),
                 window.name
             )));
         };
+        if end <= start {
+            return facts(CheckOutcome::fail(format!(
+                "the requested end ({}) is not after the activation's start ({}), so it cannot fit inside window `{}`; request an end after the start",
+                window.local_time(end),
+                window.local_time(start),
+                window.name
+            )));
+        }
         let horizon = start.checked_add_signed(Duration::days(i64::from(SEARCH_DAYS)));
-        let end = start
-            .checked_add_signed(requested)
-            .filter(|end| horizon.is_some_and(|horizon| *end <= horizon));
-        let Some(end) = end else {
+        if horizon.is_none_or(|horizon| end > horizon) {
             return facts(CheckOutcome::fail(format!(
                 "the requested duration {} is too long to check against window `{}`; request a shorter duration",
-                format_iso8601_duration(requested),
+                format_iso8601_duration(end - start),
                 window.name
             )));
-        };
+        }
         let facts = |outcome: CheckOutcome| {
             facts(outcome).with_evidence("requested_end", window.local_rfc3339(end))
         };
@@ -668,6 +700,10 @@ impl Check for WindowCheck {
                 closing.map(|closing| window.local_rfc3339(closing)),
             ),
         }
+    }
+
+    fn time_role(&self) -> TimeRole {
+        TimeRole::JudgesInterval
     }
 }
 
@@ -1132,8 +1168,8 @@ mod tests {
                 "ending exactly at the close, cover whole",
                 "change-windows",
                 Some("whole"),
-                Some("2026-11-24T18:00:00Z"),
-                Some(4),
+                Some("2026-11-24T19:00:00Z"),
+                Some(3),
                 CheckStatus::Pass,
             ),
             (
@@ -1148,7 +1184,7 @@ mod tests {
                 "across two adjacent slots",
                 "office",
                 Some("whole"),
-                Some("2026-11-23T09:00:00Z"),
+                Some("2026-11-30T09:00:00Z"),
                 Some(6),
                 CheckStatus::Pass,
             ),
@@ -1209,6 +1245,90 @@ mod tests {
             outcome.evidence["next_opening"],
             "2026-11-26T18:00:00+01:00"
         );
+    }
+
+    #[test]
+    fn a_back_dated_start_inside_a_closed_window_is_judged_now_and_fails() {
+        // Wed 02:00 CET: the window is closed. The request names Tue 19:00 CET, when it was open.
+        let env = test_env();
+        let check = build(
+            &WindowCheckSpec::Name("change-windows".to_string()),
+            &env.env(),
+        )
+        .unwrap();
+        let mut request = request();
+        request.schedule.start = Some(at("2026-11-24T18:00:00Z"));
+        let now = at("2026-11-25T01:00:00Z");
+        let outcome = run(check.as_ref(), &request, now);
+        assert_eq!(outcome.status, CheckStatus::Fail, "{}", outcome.message);
+        assert_eq!(
+            outcome.message,
+            "window `change-windows` is closed now (Wed 2026-11-25 02:00 CET), when the activation \
+             would begin: a start in the past (Tue 2026-11-24 19:00 CET) runs from the decision; \
+             it next opens Thu 2026-11-26 18:00 CET; request a start then"
+        );
+        assert_eq!(outcome.holds_at, Some(now));
+        assert_eq!(
+            outcome.evidence["effective_start"],
+            "2026-11-25T02:00:00+01:00"
+        );
+    }
+
+    #[test]
+    fn a_back_dated_start_covering_the_whole_window_is_measured_from_now() {
+        // Tue 22:30 CET, open until 23:00. Requested: 19:00 CET for four hours (19:00–23:00, inside);
+        // the activation would really run 22:30–02:30, past the close.
+        let env = test_env();
+        let spec = WindowCheckSpec::Full {
+            name: "change-windows".to_string(),
+            cover: Some("whole".to_string()),
+        };
+        let check = build(&spec, &env.env()).unwrap();
+        let mut request = request();
+        request.schedule.start = Some(at("2026-11-24T18:00:00Z"));
+        request.schedule.duration = Some(Duration::hours(4));
+        let outcome = run(check.as_ref(), &request, at("2026-11-24T21:30:00Z"));
+        assert_eq!(outcome.status, CheckStatus::Fail, "{}", outcome.message);
+        assert!(
+            outcome.message.contains("request PT30M or less"),
+            "{}",
+            outcome.message
+        );
+    }
+
+    #[test]
+    fn a_start_later_than_now_is_judged_at_that_start() {
+        // Wed 02:00 CET (closed) asking for Thu 19:00 CET (open): judged at Thursday.
+        let env = test_env();
+        let check = build(
+            &WindowCheckSpec::Name("change-windows".to_string()),
+            &env.env(),
+        )
+        .unwrap();
+        let mut request = request();
+        let start = at("2026-11-26T18:00:00Z");
+        request.schedule.start = Some(start);
+        let outcome = run(check.as_ref(), &request, at("2026-11-25T01:00:00Z"));
+        assert_eq!(outcome.status, CheckStatus::Pass, "{}", outcome.message);
+        assert_eq!(outcome.holds_at, Some(start));
+    }
+
+    #[test]
+    fn an_end_date_that_has_passed_cannot_fit_a_window() {
+        let env = test_env();
+        let spec = WindowCheckSpec::Full {
+            name: "change-windows".to_string(),
+            cover: Some("whole".to_string()),
+        };
+        let check = build(&spec, &env.env()).unwrap();
+        let mut request = request();
+        request.schedule.start = Some(at("2026-11-24T17:10:00Z"));
+        request.schedule.expiration_kind = crate::payload::ExpirationKind::AfterDateTime;
+        request.schedule.duration = None;
+        request.schedule.end = Some(at("2026-11-24T17:30:00Z"));
+        let outcome = run(check.as_ref(), &request, at("2026-11-24T18:05:00Z"));
+        assert_eq!(outcome.status, CheckStatus::Fail, "{}", outcome.message);
+        assert!(outcome.message.contains("not after"), "{}", outcome.message);
     }
 
     #[test]

@@ -55,8 +55,10 @@ fn first_level() -> u32 {
 }
 
 impl Shift {
-    pub fn covers(&self, now: DateTime<Utc>) -> bool {
-        self.from <= now && now < self.to
+    /// Whether the shift covers the instant `at` (the `oncall` check asks about the activation's
+    /// effective start).
+    pub fn covers(&self, at: DateTime<Utc>) -> bool {
+        self.from <= at && at < self.to
     }
 
     /// Whether `user` names an e-mail address (and so needs the requester's profile to match).

@@ -1,11 +1,13 @@
-//! Opsgenie "Who is on call" API: the current on-call recipients of a schedule, flattened to user
-//! names (Opsgenie user names are e-mail addresses), cached per schedule.
+//! Opsgenie "Who is on call" API: the on-call recipients of a schedule at a given instant (`date`),
+//! flattened to user names (Opsgenie user names are e-mail addresses), cached per schedule and
+//! instant.
 //!
 //! `flat=true` resolves teams, escalations and rotations to the people they page, so membership is
 //! one case-insensitive comparison with the requester's addresses.
 
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -132,17 +134,21 @@ impl Opsgenie {
         }
     }
 
-    /// The lower-cased user names on call now for `schedule` (an id or a name); `NotFound` when
-    /// Opsgenie has no such schedule.
+    /// The lower-cased user names on call for `schedule` (an id or a name) at the instant `at`
+    /// (Opsgenie's `date`, to the second; its default would be the moment it answers); `NotFound`
+    /// when Opsgenie has no such schedule. The answer carries no shift bounds, so it is cached for
+    /// that exact second only, never reused for another instant.
     pub async fn on_call_recipients(
         &self,
         schedule: &str,
+        at: DateTime<Utc>,
         deadline: Instant,
     ) -> (
         Result<Fetched<Vec<String>>, UpstreamError>,
         Vec<UpstreamCall>,
     ) {
         let mut calls = Vec::new();
+        let date = at.to_rfc3339_opts(SecondsFormat::Secs, false);
         let fetch = async {
             let mut url =
                 reqwest::Url::parse(&self.base_url).map_err(|_| UpstreamError::Unreachable {
@@ -156,7 +162,8 @@ impl Opsgenie {
                 .extend(["v2", "schedules", schedule, "on-calls"]);
             url.query_pairs_mut()
                 .append_pair("scheduleIdentifierType", identifier_type(schedule))
-                .append_pair("flat", "true");
+                .append_pair("flat", "true")
+                .append_pair("date", &date);
             let request = self.upstream.client().get(url).header(
                 reqwest::header::AUTHORIZATION,
                 format!("GenieKey {}", self.key.expose()),
@@ -178,7 +185,8 @@ impl Opsgenie {
                 ),
             })
         };
-        let (result, cached) = self.cache.get_or_fetch(schedule, fetch).await;
+        let key = format!("{schedule}|{date}");
+        let (result, cached) = self.cache.get_or_fetch(&key, fetch).await;
         if cached {
             calls.push(cached_call(CONNECTOR, OPERATION, &result));
         }

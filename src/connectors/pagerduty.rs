@@ -1,12 +1,12 @@
-//! PagerDuty REST API v2: who is on call (`GET /oncalls`) and which PagerDuty user an address
-//! belongs to (`GET /users?query=`), both cached.
+//! PagerDuty REST API v2: who is on call at a given instant (`GET /oncalls` with `since`/`until`)
+//! and which PagerDuty user an address belongs to (`GET /users?query=`), both cached.
 //!
 //! PagerDuty knows people by its own user ids, PIM by Entra object ids; the bridge is the e-mail
 //! address from the directory, matched case-insensitively against the PagerDuty user's `email`.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -83,9 +83,9 @@ pub struct PagerDutyOncall {
 }
 
 impl PagerDutyOncall {
-    /// Whether the on-call covers `now` (null bounds are open).
-    pub fn covers(&self, now: DateTime<Utc>) -> bool {
-        self.start.is_none_or(|start| start <= now) && self.end.is_none_or(|end| now < end)
+    /// Whether the on-call covers the instant `at` (null bounds are open).
+    pub fn covers(&self, at: DateTime<Utc>) -> bool {
+        self.start.is_none_or(|start| start <= at) && self.end.is_none_or(|end| at < end)
     }
 }
 
@@ -106,14 +106,29 @@ pub struct OncallQuery {
 }
 
 impl OncallQuery {
-    fn cache_key(&self) -> String {
+    fn cache_key(&self, since: &str) -> String {
         format!(
-            "{}|{}|{}",
+            "{}|{}|{}|{since}",
             self.user_id,
             self.schedule_ids.join(","),
             self.escalation_policy_ids.join(",")
         )
     }
+}
+
+/// The minute containing `at`, as `since`/`until` for `/oncalls`: PagerDuty returns every on-call
+/// that overlaps it (so every one covering `at`), and one answer serves the whole minute from the
+/// cache. Callers keep only the entries that cover `at` itself.
+fn minute_around(at: DateTime<Utc>) -> (String, String) {
+    let since = at
+        .with_second(0)
+        .and_then(|minute| minute.with_nanosecond(0))
+        .unwrap_or(at);
+    let until = since
+        .checked_add_signed(chrono::Duration::minutes(1))
+        .unwrap_or(since);
+    let text = |instant: DateTime<Utc>| instant.to_rfc3339_opts(SecondsFormat::Secs, true);
+    (text(since), text(until))
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,18 +278,20 @@ impl PagerDuty {
         (result, calls)
     }
 
-    /// The on-calls matching `query` at the time PagerDuty answers (no `since`/`until`, so
-    /// PagerDuty's "now"), following pagination up to `max_pages`. Callers still check each
-    /// entry's bounds against their own clock, which also covers the cache's lifetime.
+    /// The on-calls matching `query` that overlap the minute containing `at` (the activation's
+    /// effective start, not PagerDuty's "now"), following pagination up to `max_pages`. Callers
+    /// check each entry's bounds against `at`, which also covers the cache's lifetime.
     pub async fn oncalls(
         &self,
         query: &OncallQuery,
+        at: DateTime<Utc>,
         deadline: Instant,
     ) -> (
         Result<Vec<PagerDutyOncall>, UpstreamError>,
         Vec<UpstreamCall>,
     ) {
         let mut calls = Vec::new();
+        let (since, until) = minute_around(at);
         let fetch = async {
             let mut entries = Vec::new();
             let mut offset: u32 = 0;
@@ -286,6 +303,8 @@ impl PagerDuty {
                     ("time_zone", "UTC"),
                     ("limit", limit.as_str()),
                     ("offset", offset_text.as_str()),
+                    ("since", since.as_str()),
+                    ("until", until.as_str()),
                 ];
                 params.extend(
                     query
@@ -329,7 +348,10 @@ impl PagerDuty {
             );
             Ok(Fetched::Found(entries))
         };
-        let (result, cached) = self.oncalls.get_or_fetch(&query.cache_key(), fetch).await;
+        let (result, cached) = self
+            .oncalls
+            .get_or_fetch(&query.cache_key(&since), fetch)
+            .await;
         if cached {
             calls.push(cached_call(CONNECTOR, "GET /oncalls", &result));
         }
@@ -399,6 +421,20 @@ mod tests {
             ]
         );
         assert!(problems.iter().all(|p| !p.message.contains("Token token=")));
+    }
+
+    #[test]
+    fn the_query_range_is_the_minute_around_the_instant() {
+        let at = DateTime::parse_from_rfc3339("2026-11-27T12:34:56.789Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(
+            minute_around(at),
+            (
+                "2026-11-27T12:34:00Z".to_string(),
+                "2026-11-27T12:35:00Z".to_string()
+            )
+        );
     }
 
     #[test]

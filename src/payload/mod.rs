@@ -5,6 +5,7 @@ mod decode;
 mod duration;
 mod fingerprint;
 mod stage;
+mod interval;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -15,6 +16,7 @@ pub use decode::{
 pub use duration::parse_iso8601_duration;
 pub use fingerprint::{EvaluationKey, FINGERPRINT_FIELDS, fingerprint};
 pub use stage::Stage;
+pub use interval::{ActivationEnd, ActivationInterval};
 
 /// Which PIM surface sent the request (Graph's `resourceType` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -159,6 +161,8 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The start as requested, or `now` when none is named. A back-dated start stays back-dated
+    /// here; what checks judge is [`ActivationInterval`], whose start is never before now.
     pub fn effective_start(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         self.start.unwrap_or(now)
     }

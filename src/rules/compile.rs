@@ -404,6 +404,9 @@ fn compile_sources(
     let guards = compile_guards(sources, &documents, &env, &mut names, &mut report);
 
     global_checks(sources, path, &compiled, &mut report);
+    super::start_bounds::warn_unbounded_starts(&compiled, &mut |file, key, message, fix| {
+        report.push(sources, file, Severity::Warning, key, message, fix)
+    });
 
     let mut problems = report.problems;
     problems.sort_by_key(|(file, problem)| (*file, problem.line.unwrap_or(usize::MAX)));

@@ -12,6 +12,7 @@ mod compile;
 mod index;
 mod locate;
 pub mod matcher;
+mod start_bounds;
 pub mod testing;
 
 use std::path::{Path, PathBuf};

@@ -315,6 +315,7 @@ fn parse_facts(facts: &BTreeMap<String, yaml_serde::Value>) -> Result<Vec<Fact>,
             status,
             message: detail.message.unwrap_or(default),
             evidence: Default::default(),
+            holds_at: None,
         }
         .with_evidence("stubbed", true);
         parsed.push((kind, outcome));
