@@ -97,11 +97,7 @@ pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, V
             continue;
         }
         seen.push(system);
-        if !spec.systems.is_empty()
-            && !spec
-                .systems
-                .iter()
-                .any(|known| same_system(known, system))
+        if !spec.systems.is_empty() && !spec.systems.iter().any(|known| same_system(known, system))
         {
             problems.push(SpecProblem {
                 key: key.clone(),
@@ -599,19 +595,36 @@ mod tests {
      {
         let spec = TicketSpec {
             systems: vec![" ServiceNow ".to_string(), "Jira".to_string()],
-            patterns: BTreeMap::from([(
-                "servicenow".to_string(),
-                "(CHG|INC)[0-9]{7}".to_string(),
-            )]),
+            patterns: BTreeMap::from([("servicenow".to_string(), "(CHG|INC)[0-9]{7}".to_string())]),
             from_justification: true,
         };
         let check = build(&spec, &TestEnv::default().env()).unwrap();
         let cases = [
-            (ticket(Some("CHG0031337"), Some("SERVICENOW")), None, CheckStatus::Pass),
-            (ticket(Some("CHG12"), Some("serviceNow")), None, CheckStatus::Fail),
-            (ticket(Some("whatever-1"), Some("jira")), None, CheckStatus::Pass),
-            (ticket(None, Some("Remedy")), Some("fix CHG0031337 now"), CheckStatus::Fail),
-            (ticket(None, Some("x")), Some("fix CHG0031337 now"), CheckStatus::Fail),
+            (
+                ticket(Some("CHG0031337"), Some("SERVICENOW")),
+                None,
+                CheckStatus::Pass,
+            ),
+            (
+                ticket(Some("CHG12"), Some("serviceNow")),
+                None,
+                CheckStatus::Fail,
+            ),
+            (
+                ticket(Some("whatever-1"), Some("jira")),
+                None,
+                CheckStatus::Pass,
+            ),
+            (
+                ticket(None, Some("Remedy")),
+                Some("fix CHG0031337 now"),
+                CheckStatus::Fail,
+            ),
+            (
+                ticket(None, Some("x")),
+                Some("fix CHG0031337 now"),
+                CheckStatus::Fail,
+            ),
             (None, Some("fix CHG0031337 now"), CheckStatus::Pass),
             (None, Some("fix OPS-12 now"), CheckStatus::Fail),
         ];

@@ -3,6 +3,7 @@
 
 mod decode;
 mod duration;
+mod justification;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -11,6 +12,7 @@ pub use decode::{
     BODY_FIELD, ECHO_LIMIT, MAX_DURATION_DAYS, MAX_JUSTIFICATION_CHARS, PayloadError, decode,
 };
 pub use duration::parse_iso8601_duration;
+pub use justification::normalize_justification;
 
 /// Which PIM surface sent the request (Graph's `resourceType` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -180,7 +182,8 @@ pub struct ActivationRequest {
     pub principal_type: Option<String>,
     pub action: Action,
     pub target: Target,
-    /// Trimmed; `None` when missing, null or blank.
+    /// In the normal form of [`normalize_justification`] (no invisible characters, NFKC, single
+    /// spaces, trimmed); `None` when missing, null or blank.
     pub justification: Option<String>,
     /// `None` when missing or when both fields are null/blank.
     pub ticket: Option<Ticket>,
