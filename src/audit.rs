@@ -105,7 +105,10 @@ impl AuditLog {
         })
     }
 
-    /// Applies the configured masking to a justification before it leaves the process.
+    /// Applies the configured masking to a justification before it leaves the process. This is the
+    /// only field of the record that holds the justification: checks describe it without quoting it
+    /// (`checks::justification`), and CEL errors name it instead of printing it (`rules::cel`), so
+    /// masking this one field masks it in the whole record.
     pub fn mask_justification(&self, justification: Option<&str>) -> Option<String> {
         let text = justification?;
         match self.settings.justification {

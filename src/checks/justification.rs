@@ -1,5 +1,12 @@
 //! `justification`: the requester's stated reason must be specific enough to audit later.
+//!
+//! The text judged here is already in its normal form (`payload::normalize_justification`, applied
+//! when the request is decoded): no invisible characters, NFKC, single spaces. Messages and evidence
+//! describe the text (lengths, counts, which rule) and never quote it: the same messages are the
+//! reasons PIM shows and the audit record keeps, and the audit may be told to omit or hash the
+//! justification.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -7,7 +14,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::registry::{BuildEnv, SpecProblem};
-use super::util::{compile_regex, quote, ticket_tokens};
+use super::util::{compile_regex, ticket_tokens};
 use super::{Check, CheckContext, CheckOutcome};
 
 /// `justification: { min_length: 20, min_words: 3, deny_patterns: [...], must_reference_ticket: true }`
@@ -17,7 +24,9 @@ use super::{Check, CheckContext, CheckOutcome};
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct JustificationSpec {
+    /// Characters of the normalised text.
     pub min_length: Option<usize>,
+    /// Distinct words: a repeated word counts once (see [`count_words`]).
     pub min_words: Option<usize>,
     /// Regexes; a justification matching any of them is rejected as too vague.
     pub deny_patterns: Vec<String>,
@@ -87,11 +96,12 @@ impl Check for JustificationCheck {
             );
         }
         let length = text.chars().count();
-        let words = text.split_whitespace().count();
+        let (words, distinct_words) = count_words(text);
         let mut failures = Vec::new();
         let mut outcome_evidence = serde_json::Map::new();
         outcome_evidence.insert("length".to_string(), length.into());
         outcome_evidence.insert("words".to_string(), words.into());
+        outcome_evidence.insert("distinct_words".to_string(), distinct_words.into());
 
         if let Some(min_length) = self.min_length {
             outcome_evidence.insert("min_length".to_string(), min_length.into());
@@ -104,10 +114,11 @@ impl Check for JustificationCheck {
         }
         if let Some(min_words) = self.min_words {
             outcome_evidence.insert("min_words".to_string(), min_words.into());
-            if words < min_words {
+            if distinct_words < min_words {
                 failures.push(format!(
-                    "the justification has {} but at least {min_words} are required",
-                    plural(words, "word")
+                    "the justification has {} but at least {min_words} are required \
+                     (a repeated word counts once)",
+                    plural(distinct_words, "distinct word")
                 ));
             }
         }
@@ -118,8 +129,9 @@ impl Check for JustificationCheck {
         {
             outcome_evidence.insert("denied_pattern".to_string(), pattern.as_str().into());
             failures.push(format!(
-                "the justification `{}` is too vague; say what you will change and why",
-                quote(text, 60)
+                "the justification is too vague (it matches the deny pattern `{}`); \
+                 say what you will change and why",
+                pattern.as_str()
             ));
         }
         if self.must_reference_ticket {
@@ -166,6 +178,22 @@ impl Check for JustificationCheck {
         outcome.evidence.extend(outcome_evidence);
         outcome
     }
+}
+
+/// How many words `text` has, and how many distinct ones. A word is a run of non-blank characters
+/// with the punctuation at its ends removed that keeps at least one letter or digit (so `-` or `...`
+/// is no word); words are compared ignoring case, so `Fix, fix. FIX!` has one distinct word.
+fn count_words(text: &str) -> (usize, usize) {
+    let mut total = 0;
+    let mut distinct = BTreeSet::new();
+    for word in text.split_whitespace() {
+        let word = word.trim_matches(|c: char| !c.is_alphanumeric());
+        if word.chars().any(char::is_alphanumeric) {
+            total += 1;
+            distinct.insert(word.to_lowercase());
+        }
+    }
+    (total, distinct.len())
 }
 
 fn plural(count: usize, noun: &str) -> String {
@@ -300,6 +328,16 @@ mod tests {
                 CheckStatus::Fail,
             ),
             (
+                "a repeated word counts once",
+                JustificationSpec {
+                    min_words: Some(3),
+                    ..Default::default()
+                },
+                Some("restart restart Restart!"),
+                None,
+                CheckStatus::Fail,
+            ),
+            (
                 "a vague justification",
                 JustificationSpec {
                     deny_patterns: vec![r"(?i)^(need )?admin( access)?\.?$".to_string()],
@@ -342,6 +380,56 @@ mod tests {
     }
 
     #[test]
+    fn words_are_counted_once_each_ignoring_case_and_end_punctuation() {
+        let cases = [
+            ("rotate the federation signing certificate", (5, 5)),
+            ("test test test test", (4, 1)),
+            ("Fix, fix. FIX!", (3, 1)),
+            ("fix - ... --", (1, 1)),
+            ("CHG0031337: fix the fix", (4, 3)),
+            ("re-run the job", (3, 3)),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(count_words(text), expected, "{text}");
+        }
+    }
+
+    /// Whatever passes or fails, and with or without a ticket, what the check says (the reason PIM
+    /// shows, the audit record's message and evidence) describes the justification without quoting it.
+    #[test]
+    fn messages_and_evidence_never_quote_the_justification() {
+        let marker = "QuxMarkerZed";
+        let specs = [
+            spec(),
+            JustificationSpec {
+                deny_patterns: vec!["(?i)marker".to_string(), "(?i)^qux".to_string()],
+                min_words: Some(50),
+                min_length: Some(500),
+                must_reference_ticket: true,
+            },
+            JustificationSpec::default(),
+        ];
+        let texts = [
+            marker.to_string(),
+            format!("{marker} rotate the federation signing certificate CHG0031337"),
+            format!("rotate the federation signing certificate for {marker}"),
+        ];
+        for spec in &specs {
+            let check = build(spec, &TestEnv::default().env()).unwrap();
+            for text in &texts {
+                for ticket_info in [None, ticket(Some("CHG0031337"), None)] {
+                    let mut request = request();
+                    request.justification = Some(text.clone());
+                    request.ticket = ticket_info;
+                    let outcome = run(check.as_ref(), &request, now());
+                    let said = serde_json::to_string(&outcome).unwrap().to_lowercase();
+                    assert!(!said.contains(&marker.to_lowercase()), "{text}: {said}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn all_failed_criteria_are_named_in_one_message() {
         let check = build(&spec(), &TestEnv::default().env()).unwrap();
         let mut request = request();
@@ -351,8 +439,8 @@ mod tests {
         assert_eq!(
             outcome.message,
             "the justification is 5 characters long but at least 20 are required; \
-             the justification has 1 word but at least 3 are required; \
-             the justification `admin` is too vague; say what you will change and why; \
+             the justification has 1 distinct word but at least 3 are required (a repeated word counts once); \
+             the justification is too vague (it matches the deny pattern `(?i)^(need )?admin( access)?\\.?$`); say what you will change and why; \
              the justification does not mention ticket `CHG0031337`; include the ticket number in it"
         );
         assert_eq!(outcome.evidence["length"], 5);

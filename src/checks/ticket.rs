@@ -2,6 +2,13 @@
 //!
 //! This check looks only at what the request says; whether the ticket exists, is approved or is
 //! assigned to the requester is for the connector-backed checks.
+//!
+//! The *known* systems are `systems` when given, else the keys of `patterns`; with neither, any system
+//! and any number pass. A ticket must belong to a known system: by the system it names (trimmed,
+//! compared ignoring case), whose pattern (if it has one) the number must match, or, when it names
+//! none, by a number matching the pattern of at least one known system. A system that is not known
+//! never passes, whatever the number: an unknown system has no pattern, and "no pattern" must not
+//! mean "any number" when the patterns define which systems are accepted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,14 +18,15 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::registry::{BuildEnv, SpecProblem};
-use super::util::{compile_regex, ticket_tokens};
+use super::util::{compile_regex, quote, ticket_tokens};
 use super::{Check, CheckContext, CheckOutcome};
 
 /// `ticket: { systems: [ServiceNow, Jira], patterns: { ServiceNow: "^(CHG|INC)[0-9]{7}$" }, from_justification: true }`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TicketSpec {
-    /// Accepted `ticketSystem` values (case-insensitive); empty = any.
+    /// Accepted `ticketSystem` values (trimmed, case-insensitive); empty = the keys of `patterns`,
+    /// and with no patterns either, any.
     pub systems: Vec<String>,
     /// Per system (case-insensitive key), a regex the whole ticket number must match; it is anchored
     /// for the operator, so `CHG[0-9]{7}` and `^CHG[0-9]{7}$` mean the same.
@@ -36,9 +44,16 @@ struct SystemPattern {
 
 #[derive(Debug)]
 struct TicketCheck {
-    systems: Vec<String>,
+    /// The known systems: `systems` if given, else the pattern keys; empty = any system.
+    known: Vec<String>,
     patterns: Vec<SystemPattern>,
     from_justification: bool,
+}
+
+/// System names as PIM's free-text field and the rules carry them: surrounding blanks and case do not
+/// matter.
+fn same_system(left: &str, right: &str) -> bool {
+    left.trim().to_lowercase() == right.trim().to_lowercase()
 }
 
 pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
@@ -53,18 +68,25 @@ pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, V
                 fix: "write the system as PIM's ticket system field carries it, e.g. `ServiceNow`"
                     .to_string(),
             });
-        } else if !systems
-            .iter()
-            .any(|known| known.eq_ignore_ascii_case(system))
-        {
+        } else if !systems.iter().any(|known| same_system(known, system)) {
             systems.push(system.to_string());
         }
     }
     let mut patterns: Vec<SystemPattern> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    for (system, pattern) in &spec.patterns {
-        let key = format!("patterns.{system}");
-        if seen.iter().any(|known| known.eq_ignore_ascii_case(system)) {
+    for (written_system, pattern) in &spec.patterns {
+        let key = format!("patterns.{written_system}");
+        let system = written_system.trim();
+        if system.is_empty() {
+            problems.push(SpecProblem {
+                key,
+                message: "the ticket system name is empty".to_string(),
+                fix: "key the pattern by the system as PIM's ticket system field carries it, e.g. `ServiceNow`"
+                    .to_string(),
+            });
+            continue;
+        }
+        if seen.iter().any(|known| same_system(known, system)) {
             problems.push(SpecProblem {
                 key: key.clone(),
                 message: format!(
@@ -75,11 +97,7 @@ pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, V
             continue;
         }
         seen.push(system);
-        if !spec.systems.is_empty()
-            && !spec
-                .systems
-                .iter()
-                .any(|known| known.trim().eq_ignore_ascii_case(system))
+        if !spec.systems.is_empty() && !spec.systems.iter().any(|known| same_system(known, system))
         {
             problems.push(SpecProblem {
                 key: key.clone(),
@@ -91,7 +109,7 @@ pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, V
         }
         match compile_regex(&key, pattern, true) {
             Ok(regex) => patterns.push(SystemPattern {
-                system: system.clone(),
+                system: system.to_string(),
                 written: pattern.clone(),
                 regex,
             }),
@@ -101,8 +119,16 @@ pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, V
     if !problems.is_empty() {
         return Err(problems);
     }
+    let known = if systems.is_empty() {
+        patterns
+            .iter()
+            .map(|pattern| pattern.system.clone())
+            .collect()
+    } else {
+        systems
+    };
     Ok(Arc::new(TicketCheck {
-        systems,
+        known,
         patterns,
         from_justification: spec.from_justification,
     }))
@@ -112,7 +138,16 @@ impl TicketCheck {
     fn pattern_for(&self, system: &str) -> Option<&SystemPattern> {
         self.patterns
             .iter()
-            .find(|pattern| pattern.system.eq_ignore_ascii_case(system))
+            .find(|pattern| same_system(&pattern.system, system))
+    }
+
+    /// The known system `system` names, as the rules spell it; `None` when it is not known. Only
+    /// meaningful when some systems are known.
+    fn known_system(&self, system: &str) -> Option<&str> {
+        self.known
+            .iter()
+            .find(|known| same_system(known, system))
+            .map(String::as_str)
     }
 
     /// The first token of the justification that is a plausible ticket for this configuration: one
@@ -136,13 +171,18 @@ impl TicketCheck {
             .map(str::to_string)
     }
 
-    fn listed_systems(&self) -> String {
+    /// The known systems for a reason: "`ServiceNow`" or "one of `Jira`, `ServiceNow`".
+    fn accepted_systems(&self) -> String {
         let names: Vec<String> = self
-            .systems
+            .known
             .iter()
             .map(|system| format!("`{system}`"))
             .collect();
-        names.join(", ")
+        if names.len() == 1 {
+            names.join("")
+        } else {
+            format!("one of {}", names.join(", "))
+        }
     }
 }
 
@@ -191,18 +231,20 @@ impl Check for TicketCheck {
         };
 
         if let Some(system) = system {
-            if !self.systems.is_empty()
-                && !self
-                    .systems
-                    .iter()
-                    .any(|known| known.eq_ignore_ascii_case(system))
-            {
-                return evidence(CheckOutcome::fail(format!(
-                    "ticket system `{system}` is not accepted for this role; use {} in PIM's ticket system field",
-                    one_of(&self.listed_systems(), self.systems.len())
+            if self.known.is_empty() {
+                return evidence(CheckOutcome::pass(format!(
+                    "ticket `{number}` from `{}` is given",
+                    quote(system, 40)
                 )));
             }
-            if let Some(pattern) = self.pattern_for(system)
+            let Some(known) = self.known_system(system) else {
+                return evidence(CheckOutcome::fail(format!(
+                    "ticket system `{}` is not accepted for this role; use {} in PIM's ticket system field",
+                    quote(system, 40),
+                    self.accepted_systems()
+                )));
+            };
+            if let Some(pattern) = self.pattern_for(known)
                 && !pattern.regex.is_match(&number)
             {
                 return evidence(CheckOutcome::fail(format!(
@@ -213,44 +255,51 @@ impl Check for TicketCheck {
                 .with_evidence("pattern", pattern.written.as_str());
             }
             return evidence(CheckOutcome::pass(format!(
-                "ticket `{number}` from `{system}` is given"
-            )));
+                "ticket `{number}` from `{known}` is given"
+            )))
+            .with_evidence("matched_system", known);
         }
 
-        if self.patterns.is_empty() {
+        if self.known.is_empty() {
             return evidence(CheckOutcome::pass(format!("ticket `{number}` is given")));
         }
-        match self
+        // No system named: the number must show which known system it belongs to.
+        if let Some(pattern) = self
             .patterns
             .iter()
             .find(|pattern| pattern.regex.is_match(&number))
         {
-            Some(pattern) => evidence(CheckOutcome::pass(format!(
+            return evidence(CheckOutcome::pass(format!(
                 "ticket `{number}` is given and looks like a `{}` number",
                 pattern.system
             )))
-            .with_evidence("matched_system", pattern.system.as_str()),
-            None => {
-                let names: Vec<String> = self
-                    .patterns
-                    .iter()
-                    .map(|pattern| format!("`{}`", pattern.system))
-                    .collect();
-                evidence(CheckOutcome::fail(format!(
-                    "ticket number `{number}` does not look like a ticket from {}; \
-                     check the number in PIM's ticket field",
-                    names.join(" or ")
-                )))
-            }
+            .with_evidence("matched_system", pattern.system.as_str());
         }
-    }
-}
-
-fn one_of(listed: &str, count: usize) -> String {
-    if count == 1 {
-        listed.to_string()
-    } else {
-        format!("one of {listed}")
+        if self.patterns.is_empty() {
+            return evidence(CheckOutcome::fail(format!(
+                "the ticket has no system; give {} in PIM's ticket system field",
+                self.accepted_systems()
+            )));
+        }
+        let names: Vec<String> = self
+            .patterns
+            .iter()
+            .map(|pattern| format!("`{}`", pattern.system))
+            .collect();
+        let some_without_pattern = self.known.len() > self.patterns.len();
+        let or_name_it = if some_without_pattern {
+            format!(
+                ", or give its system ({}) in PIM's ticket system field",
+                self.accepted_systems()
+            )
+        } else {
+            String::new()
+        };
+        evidence(CheckOutcome::fail(format!(
+            "ticket number `{number}` does not look like a ticket from {}; \
+             check the number in PIM's ticket field{or_name_it}",
+            names.join(" or ")
+        )))
     }
 }
 
@@ -280,6 +329,7 @@ mod tests {
                 ("ServiceNow".to_string(), "(CHG".to_string()),
                 ("servicenow".to_string(), "CHG[0-9]+".to_string()),
                 ("Jira".to_string(), "OPS-[0-9]+".to_string()),
+                (" ".to_string(), "[0-9]+".to_string()),
             ]),
             from_justification: false,
         };
@@ -292,6 +342,7 @@ mod tests {
             keys,
             [
                 "systems[1]",
+                "patterns. ",
                 "patterns.Jira",
                 "patterns.ServiceNow",
                 "patterns.servicenow"
@@ -466,6 +517,159 @@ mod tests {
             let outcome = run(check.as_ref(), &request, now());
             assert_eq!(outcome.message, expected);
         }
+    }
+
+    /// Every combination of (systems empty/set) × (patterns empty/set) × (ticket system known,
+    /// unknown, absent) × (number matching the pattern or not). "Known" systems are `systems` when
+    /// given, else the keys of `patterns`; with neither, every system is accepted.
+    #[test]
+    fn known_systems_come_from_systems_else_pattern_keys_and_unknown_ones_never_pass() {
+        use CheckStatus::{Fail, Pass};
+        let systems = |set: bool| -> Vec<String> {
+            if set {
+                vec!["ServiceNow".to_string(), "Jira".to_string()]
+            } else {
+                Vec::new()
+            }
+        };
+        let patterns = |set: bool| -> BTreeMap<String, String> {
+            if set {
+                BTreeMap::from([("ServiceNow".to_string(), "(CHG|INC)[0-9]{7}".to_string())])
+            } else {
+                BTreeMap::new()
+            }
+        };
+        // (systems set, patterns set, ticket system, number matches, expected)
+        let table: [(bool, bool, Option<&str>, bool, CheckStatus); 24] = [
+            // Nothing configured: any system, any number.
+            (false, false, Some("ServiceNow"), true, Pass),
+            (false, false, Some("ServiceNow"), false, Pass),
+            (false, false, Some("x"), true, Pass),
+            (false, false, Some("x"), false, Pass),
+            (false, false, None, true, Pass),
+            (false, false, None, false, Pass),
+            // Patterns only: their keys are the known systems.
+            (false, true, Some("ServiceNow"), true, Pass),
+            (false, true, Some("ServiceNow"), false, Fail),
+            (false, true, Some("x"), true, Fail),
+            (false, true, Some("x"), false, Fail),
+            (false, true, None, true, Pass),
+            (false, true, None, false, Fail),
+            // Systems only: a ticket must name one of them, numbers are free.
+            (true, false, Some("ServiceNow"), true, Pass),
+            (true, false, Some("ServiceNow"), false, Pass),
+            (true, false, Some("x"), true, Fail),
+            (true, false, Some("x"), false, Fail),
+            (true, false, None, true, Fail),
+            (true, false, None, false, Fail),
+            // Both: the system must be listed and, where it has a pattern, the number match it.
+            (true, true, Some("ServiceNow"), true, Pass),
+            (true, true, Some("ServiceNow"), false, Fail),
+            (true, true, Some("x"), true, Fail),
+            (true, true, Some("x"), false, Fail),
+            (true, true, None, true, Pass),
+            (true, true, None, false, Fail),
+        ];
+        for (systems_set, patterns_set, system, matching, expected) in table {
+            let spec = TicketSpec {
+                systems: systems(systems_set),
+                patterns: patterns(patterns_set),
+                from_justification: false,
+            };
+            let check = build(&spec, &TestEnv::default().env()).unwrap();
+            let number = if matching { "CHG0031337" } else { "12345" };
+            let mut request = request();
+            request.ticket = ticket(Some(number), system);
+            let outcome = run(check.as_ref(), &request, now());
+            assert_eq!(
+                outcome.status, expected,
+                "systems set: {systems_set}, patterns set: {patterns_set}, system: {system:?}, \
+                 number: {number}: {}",
+                outcome.message
+            );
+        }
+    }
+
+    #[test]
+    fn system_names_are_trimmed_and_compared_ignoring_case_and_a_listed_system_without_pattern_takes_any_number()
+     {
+        let spec = TicketSpec {
+            systems: vec![" ServiceNow ".to_string(), "Jira".to_string()],
+            patterns: BTreeMap::from([("servicenow".to_string(), "(CHG|INC)[0-9]{7}".to_string())]),
+            from_justification: true,
+        };
+        let check = build(&spec, &TestEnv::default().env()).unwrap();
+        let cases = [
+            (
+                ticket(Some("CHG0031337"), Some("SERVICENOW")),
+                None,
+                CheckStatus::Pass,
+            ),
+            (
+                ticket(Some("CHG12"), Some("serviceNow")),
+                None,
+                CheckStatus::Fail,
+            ),
+            (
+                ticket(Some("whatever-1"), Some("jira")),
+                None,
+                CheckStatus::Pass,
+            ),
+            (
+                ticket(None, Some("Remedy")),
+                Some("fix CHG0031337 now"),
+                CheckStatus::Fail,
+            ),
+            (
+                ticket(None, Some("x")),
+                Some("fix CHG0031337 now"),
+                CheckStatus::Fail,
+            ),
+            (None, Some("fix CHG0031337 now"), CheckStatus::Pass),
+            (None, Some("fix OPS-12 now"), CheckStatus::Fail),
+        ];
+        for (ticket_info, justification, expected) in cases {
+            let mut request = request();
+            request.ticket = ticket_info.clone();
+            request.justification = justification.map(str::to_string);
+            let outcome = run(check.as_ref(), &request, now());
+            assert_eq!(
+                outcome.status, expected,
+                "{ticket_info:?} {justification:?}: {}",
+                outcome.message
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_system_fails_with_a_reason_naming_the_accepted_ones() {
+        let spec = TicketSpec {
+            patterns: BTreeMap::from([
+                ("ServiceNow".to_string(), "(CHG|INC)[0-9]{7}".to_string()),
+                ("Jira".to_string(), "OPS-[0-9]+".to_string()),
+            ]),
+            ..Default::default()
+        };
+        let check = build(&spec, &TestEnv::default().env()).unwrap();
+        let mut request = request();
+        request.ticket = ticket(Some("anything"), Some("x"));
+        let outcome = run(check.as_ref(), &request, now());
+        assert_eq!(outcome.status, CheckStatus::Fail);
+        assert_eq!(
+            outcome.message,
+            "ticket system `x` is not accepted for this role; use one of `Jira`, `ServiceNow` in PIM's ticket system field"
+        );
+        let spec = TicketSpec {
+            systems: vec!["ServiceNow".to_string()],
+            ..Default::default()
+        };
+        let check = build(&spec, &TestEnv::default().env()).unwrap();
+        request.ticket = ticket(Some("anything"), None);
+        let outcome = run(check.as_ref(), &request, now());
+        assert_eq!(
+            outcome.message,
+            "the ticket has no system; give `ServiceNow` in PIM's ticket system field"
+        );
     }
 
     #[test]

@@ -79,7 +79,9 @@ pub fn is_guid(text: &str) -> bool {
     text.len() == 36 && uuid::Uuid::try_parse(text).is_ok()
 }
 
-/// Shortens user text quoted back in a message so one long justification cannot flood the reason.
+/// Shortens a short user value (a ticket number or system) quoted back in a message, so one long
+/// value cannot flood the reason. Never for the justification: messages describe it without quoting
+/// it, because they are kept in the audit record even when `audit.justification` omits or hashes it.
 pub fn quote(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
         return text.to_string();

@@ -276,19 +276,30 @@ fn scope_path(path: &str, scope: &str) -> Result<String, PayloadError> {
         .join("/"))
 }
 
+/// The justification in its normal form ([`super::normalize_justification`]), decided here once so
+/// every consumer (checks, CEL `when`, the audit record) sees the same text; blank or invisible-only
+/// counts as absent.
 fn justification(object: &Object<'_>) -> Result<Option<String>, PayloadError> {
     let Some((path, text)) = optional_str(object, "justification")? else {
         return Ok(None);
     };
-    let text = text.trim();
+    // The limit applies to the text as sent, before normalising (it bounds that work), and to the
+    // text the rules judge (NFKC lengthens a few compatibility characters, e.g. U+FDFA).
+    too_long(&path, text.trim(), "")?;
+    let normalized = super::normalize_justification(text);
+    too_long(&path, &normalized, " once normalised")?;
+    Ok((!normalized.is_empty()).then_some(normalized))
+}
+
+fn too_long(path: &str, text: &str, as_what: &str) -> Result<(), PayloadError> {
     let length = text.chars().count();
     if length > MAX_JUSTIFICATION_CHARS {
         return Err(PayloadError::at(
             path,
-            format!("is longer than {MAX_JUSTIFICATION_CHARS} characters ({length})"),
+            format!("is longer than {MAX_JUSTIFICATION_CHARS} characters{as_what} ({length})"),
         ));
     }
-    Ok((!text.is_empty()).then(|| text.to_string()))
+    Ok(())
 }
 
 fn ticket(object: &Object<'_>) -> Result<Option<Ticket>, PayloadError> {

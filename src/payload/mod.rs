@@ -6,6 +6,7 @@ mod duration;
 mod fingerprint;
 mod stage;
 mod interval;
+mod justification;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -17,6 +18,7 @@ pub use duration::parse_iso8601_duration;
 pub use fingerprint::{EvaluationKey, FINGERPRINT_FIELDS, fingerprint};
 pub use stage::Stage;
 pub use interval::{ActivationEnd, ActivationInterval};
+pub use justification::normalize_justification;
 
 /// Which PIM surface sent the request (Graph's `resourceType` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -188,7 +190,8 @@ pub struct ActivationRequest {
     pub principal_type: Option<String>,
     pub action: Action,
     pub target: Target,
-    /// Trimmed; `None` when missing, null or blank.
+    /// In the normal form of [`normalize_justification`] (no invisible characters, NFKC, single
+    /// spaces, trimmed); `None` when missing, null or blank.
     pub justification: Option<String>,
     /// `None` when missing or when both fields are null/blank.
     pub ticket: Option<Ticket>,

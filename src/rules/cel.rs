@@ -110,9 +110,41 @@ impl Condition {
                 "`when` must yield a bool, it yielded a {}",
                 other.type_of()
             )),
-            Err(error) => Err(one_line(&error.to_string())),
+            Err(error) => Err(one_line(&without_request_text(&error.to_string(), request))),
         }
     }
+}
+
+/// CEL's runtime errors print the values involved (`String("…")`, a missing key, a bad time zone):
+/// request text such as the justification must not ride along into the reason and the audit record,
+/// which may be told to omit or hash it. Every printed string or bytes value becomes `String(…)` /
+/// `Bytes(…)`, and the justification, wherever else it appears, `request.justification`.
+fn without_request_text(message: &str, request: &ActivationRequest) -> String {
+    static PRINTED_VALUE: OnceLock<Option<regex::Regex>> = OnceLock::new();
+    let printed = PRINTED_VALUE.get_or_init(|| {
+        regex::Regex::new(r#"String\("(?:[^"\\]|\\.)*"\)|Bytes\(\[[^\]]*\]\)"#).ok()
+    });
+    let mut message = match printed {
+        Some(regex) => regex
+            .replace_all(message, |found: &regex::Captures<'_>| {
+                if found[0].starts_with("String") {
+                    "String(…)"
+                } else {
+                    "Bytes(…)"
+                }
+            })
+            .into_owned(),
+        // The pattern is a constant; without it nothing of the message can be trusted.
+        None => return "the expression failed on this request".to_string(),
+    };
+    if let Some(text) = request
+        .justification
+        .as_deref()
+        .filter(|text| !text.is_empty())
+    {
+        message = message.replace(text, "request.justification");
+    }
+    message
 }
 
 fn one_line(text: &str) -> String {
@@ -242,6 +274,28 @@ mod tests {
         assert!(Condition::compile(&long).is_err_and(|p| p.message.contains("limit is 2048")));
         let deep = format!("{}true{}", "(".repeat(40), ")".repeat(40));
         assert!(Condition::compile(&deep).is_err_and(|p| p.message.contains("nests 40 levels")));
+    }
+
+    #[test]
+    fn runtime_errors_never_carry_the_justification() {
+        let mut request = crate::checks::test_support::request();
+        request.justification = Some("Secret \"customer\" 4711 name".to_string());
+        for source in [
+            "request.justification + 1 == 2",
+            "[request.justification] + 1 == 2",
+            "{'a': 1}[request.justification] == 1",
+            "bytes(request.justification) + 1 == 2",
+            "now.getHours(request.justification) == 1",
+        ] {
+            let condition = Condition::compile(source).unwrap();
+            let message = condition
+                .evaluate(&request, chrono::Utc::now())
+                .unwrap_err();
+            assert!(
+                !message.contains("customer") && !message.contains("4711"),
+                "{source}: {message}"
+            );
+        }
     }
 
     #[test]

@@ -622,8 +622,8 @@ fn shorthand_request(short: &ShorthandRequest) -> Result<ActivationRequest, Case
         target,
         justification: short
             .justification
-            .as_ref()
-            .map(|text| text.trim().to_string())
+            .as_deref()
+            .map(crate::payload::normalize_justification)
             .filter(|text| !text.is_empty()),
         ticket,
         schedule: Schedule {
