@@ -24,6 +24,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub tracing: TracingSettings,
     pub connectors: crate::connectors::ConnectorsSettings,
+    pub admin: AdminSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -81,6 +82,34 @@ pub struct ServerSettings {
     /// `net.core.somaxconn`). They wait here while `max_connections` is reached; 1024 (actix's
     /// default) absorbs a burst without refusing PIM.
     pub backlog: u32,
+}
+
+/// The operator listener: `/healthz`, `/readyz` and `/metrics` live here, not on `server.listen`, so
+/// what PIM (and anyone who can reach PIM's endpoint) sees is only the decision endpoints.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AdminSettings {
+    /// Defaults to `127.0.0.1:9090`: a config holding only the keys of `shared/spec/interface.md`
+    /// never puts operator surfaces on the public port, and reaching them from elsewhere is an
+    /// explicit choice (`0.0.0.0:9090` in a pod, kept internal by the Service and NetworkPolicy).
+    /// The empty string turns the second listener off and serves every route on `server.listen`
+    /// (the old single-listener layout; only for a listener that is itself private).
+    pub listen: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+impl AdminSettings {
+    /// False when the second listener is turned off (`listen = ""`).
+    pub fn enabled(&self) -> bool {
+        !self.listen.trim().is_empty()
+    }
 }
 
 /// PEM files for HTTPS. Read once at start-up; a renewed certificate needs a restart.
@@ -481,8 +510,8 @@ impl Settings {
                 fix: fix.into(),
             })
         };
-        let listen = self.server.listen.parse::<SocketAddr>();
-        if listen.is_err() {
+        let listen = self.server.listen.parse::<SocketAddr>().ok();
+        if listen.is_none() {
             problem(
                 "server.listen",
                 format!("`{}` is not an IP address and port", self.server.listen),
@@ -615,7 +644,7 @@ impl Settings {
                 "use 60",
             );
         }
-        if let (true, Ok(address)) = (self.auth.dev_mode, listen)
+        if let (true, Some(address)) = (self.auth.dev_mode, listen)
             && !address.ip().is_loopback()
         {
             problem(
@@ -625,6 +654,28 @@ impl Settings {
                 ),
                 "listen on 127.0.0.1 in development, or set auth.dev_mode = false",
             );
+        }
+        if self.admin.enabled() {
+            match self.admin.listen.parse::<SocketAddr>() {
+                Err(_) => problem(
+                    "admin.listen",
+                    format!("`{}` is not an IP address and port", self.admin.listen),
+                    "write it as `127.0.0.1:9090` (`0.0.0.0:9090` in a pod, kept internal), or \"\" to serve every route on server.listen",
+                ),
+                Ok(admin) => {
+                    if let Some(public) = listen
+                        && same_socket(public, admin)
+                    {
+                        problem(
+                            "admin.listen",
+                            format!(
+                                "`{admin}` is the same port as `server.listen` (`{public}`), so the operator endpoints cannot be kept off the public listener"
+                            ),
+                            "give the admin listener its own port, e.g. `127.0.0.1:9090`",
+                        );
+                    }
+                }
+            }
         }
         if !self.rules.path.exists() {
             problem(
@@ -683,6 +734,25 @@ impl Settings {
         problems
     }
 
+    /// The admin listener's address, `None` when `admin.listen = ""` (single listener).
+    pub fn admin_address(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        if !self.admin.enabled() {
+            return Ok(None);
+        }
+        self.admin
+            .listen
+            .parse()
+            .map(Some)
+            .map_err(|_| SettingsError {
+                origin: "admin.listen".into(),
+                problems: vec![SettingsProblem {
+                    key: "admin.listen".into(),
+                    message: format!("`{}` is not an IP address and port", self.admin.listen),
+                    fix: "write it as `127.0.0.1:9090`".into(),
+                }],
+            })
+    }
+
     pub fn listen_address(&self) -> Result<SocketAddr, SettingsError> {
         self.server.listen.parse().map_err(|_| SettingsError {
             origin: "server.listen".into(),
@@ -693,6 +763,14 @@ impl Settings {
             }],
         })
     }
+}
+
+/// Whether two listen addresses would claim the same port: same port (0 is an ephemeral port, never
+/// a clash) and the same IP, or either on every interface.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// Plain `http://` is refused except on loopback: signing keys fetched in clear text could be swapped.

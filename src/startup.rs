@@ -1,6 +1,11 @@
 //! Wires settings, rules, token verification, audit and routes into a running server, and owns its
 //! lifecycle: optional TLS on the listener and the graceful shutdown.
 //!
+//! Two listeners: `server.listen` serves only what PIM calls, `admin.listen` the operator endpoints
+//! (`/healthz`, `/readyz`, `/metrics`) on its own small server (one worker, its own connection cap),
+//! so PIM traffic, or a flood on the public port, cannot starve the probes. `admin.listen = ""` puts
+//! every route on `server.listen` instead.
+//!
 //! Shutdown is ours, not actix's (`disable_signals`): actix would close the listener the instant
 //! SIGTERM arrives, before any load balancer has noticed. On the first SIGTERM/SIGINT (or
 //! [`ShutdownHandle::shutdown`]) `/readyz` turns 503, the listener stays open for
@@ -34,6 +39,7 @@ use crate::settings::{Settings, TlsSettings};
 pub struct Application {
     port: u16,
     server: Server,
+    admin: Option<AdminServer>,
     state: web::Data<AppState>,
     refresher: tokio::task::JoinHandle<()>,
     shutdown: ShutdownHandle,
@@ -48,6 +54,7 @@ pub struct Application {
 pub struct ShutdownHandle {
     state: web::Data<AppState>,
     server: ServerHandle,
+    admin: Option<ServerHandle>,
     delay: Duration,
     grace: Duration,
     force: Arc<tokio::sync::Notify>,
@@ -70,7 +77,12 @@ impl ShutdownHandle {
             tokio::time::sleep(self.delay).await;
         }
         tracing::info!("no longer accepting connections; finishing the requests in flight");
+        // Public first: while its requests finish, the admin listener still answers `/healthz` 200
+        // (and `/readyz` 503), so the orchestrator does not kill a pod that is draining properly.
         self.server.stop(true).await;
+        if let Some(admin) = &self.admin {
+            admin.stop(true).await;
+        }
     }
 
     /// Ends `run_until_stopped` now, abandoning requests still in flight (a second signal).
@@ -139,6 +151,7 @@ impl Application {
         let audit = AuditLog::new(&settings.audit)?;
         let tls = settings.server.tls.as_ref().map(tls_config).transpose()?;
         let listen = settings.listen_address()?;
+        let admin_listen = settings.admin_address()?;
         let workers = settings.server.workers;
         let limits = settings.server.clone();
         let max_body = settings.server.max_body_bytes;
@@ -159,13 +172,18 @@ impl Application {
         let signals = Signals::register();
 
         let app_state = state.clone();
+        let separate_admin = admin_listen.is_some();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(middleware::from_fn(close_connections_when_draining))
                 .wrap(middleware::from_fn(crate::http::request_id::middleware))
-                .configure(crate::http::routes)
+                .configure(if separate_admin {
+                    crate::http::decision_routes
+                } else {
+                    crate::http::routes
+                })
         })
         .disable_signals()
         .shutdown_timeout(grace.as_secs())
@@ -193,10 +211,15 @@ impl Application {
             .first()
             .map(std::net::SocketAddr::port)
             .with_context(|| format!("no listener bound on {listen}"))?;
+        // Bound before the public listener starts, so a taken admin port stops the start-up.
+        let admin = admin_listen
+            .map(|address| AdminServer::start(address, state.clone(), &limits, grace))
+            .transpose()?;
         let server = server.run();
         let shutdown = ShutdownHandle {
             state: state.clone(),
             server: server.handle(),
+            admin: admin.as_ref().map(|admin| admin.server.handle()),
             delay,
             grace,
             force: Arc::new(tokio::sync::Notify::new()),
@@ -205,6 +228,7 @@ impl Application {
         Ok(Application {
             port,
             server,
+            admin,
             state,
             refresher,
             shutdown,
@@ -228,6 +252,12 @@ impl Application {
         self.port
     }
 
+    /// The admin listener's port (the one bound, when `admin.listen` asked for port 0); `None` when
+    /// `admin.listen = ""`.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin.as_ref().map(|admin| admin.port)
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
@@ -237,6 +267,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Application {
             server,
+            admin,
             state,
             refresher,
             shutdown,
@@ -248,10 +279,26 @@ impl Application {
         let watcher = (!reload_interval.is_zero()).then(|| reloader.spawn_watcher(reload_interval));
         let signals = tokio::spawn(listen_for_signals(signals, shutdown.clone(), reloader));
         let upkeep = tokio::spawn(crate::http::health::metrics_upkeep());
+        let admin_handle = admin.as_ref().map(|admin| admin.server.handle());
+        let servers = async move {
+            let public = server.await;
+            // The public server only stops through a shutdown, which stops the admin one too; stop it
+            // here as well so `run_until_stopped` never returns with a listener left open.
+            match admin {
+                Some(admin) => {
+                    admin.server.handle().stop(true).await;
+                    public.and(admin.server.await)
+                }
+                None => public,
+            }
+        };
         let result = tokio::select! {
-            result = server => result,
+            result = servers => result,
             () = shutdown.force.notified() => {
                 tracing::warn!("stopping at once; requests still in flight are abandoned");
+                if let Some(admin) = admin_handle {
+                    admin.stop(false).await;
+                }
                 Ok(())
             }
         };
@@ -266,6 +313,55 @@ impl Application {
         }
         tracing::info!("pimgate stopped");
         result
+    }
+}
+
+/// The operator listener's own server. One worker and a small connection cap of its own: probes
+/// and scrapes are a handful of requests a minute, and sharing nothing with the public server means
+/// connections held open on `server.listen` never delay a probe.
+struct AdminServer {
+    port: u16,
+    server: Server,
+}
+
+/// Connections the admin listener holds open at once (its single worker); probes, a scraper and an
+/// operator's port-forward need a few.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+impl AdminServer {
+    fn start(
+        address: std::net::SocketAddr,
+        state: web::Data<AppState>,
+        limits: &crate::settings::ServerSettings,
+        grace: Duration,
+    ) -> anyhow::Result<AdminServer> {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(middleware::from_fn(close_connections_when_draining))
+                .wrap(middleware::from_fn(crate::http::request_id::middleware))
+                .configure(crate::http::operator_routes)
+        })
+        .disable_signals()
+        .workers(1)
+        .shutdown_timeout(grace.as_secs())
+        .client_request_timeout(Duration::from_millis(limits.client_request_timeout_ms))
+        .client_disconnect_timeout(Duration::from_millis(limits.client_disconnect_timeout_ms))
+        .keep_alive(keep_alive(limits.keep_alive_seconds))
+        .max_connections(ADMIN_MAX_CONNECTIONS)
+        .backlog(ADMIN_MAX_CONNECTIONS as u32)
+        .bind(address)
+        .with_context(|| format!("cannot listen on {address} (`admin.listen`)"))?;
+        let port = server
+            .addrs()
+            .first()
+            .map(std::net::SocketAddr::port)
+            .with_context(|| format!("no admin listener bound on {address}"))?;
+        tracing::info!(admin_listen = %address, admin_port = port, "operator endpoints (/healthz, /readyz, /metrics) served on the admin listener");
+        Ok(AdminServer {
+            port,
+            server: server.run(),
+        })
     }
 }
 

@@ -287,7 +287,104 @@ fn assert_production_shape(documents: &[Value]) {
         policy["spec"]["policyTypes"],
         serde_json::json!(["Ingress", "Egress"])
     );
-    the(documents, "Service");
+    assert_operator_surfaces_stay_internal(documents);
+}
+
+/// The port of `[admin] listen` in a config file: the operator listener the probes must use.
+fn admin_port(config: &str) -> u64 {
+    let mut in_admin = false;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_admin = line == "[admin]";
+        } else if in_admin && let Some(value) = line.strip_prefix("listen") {
+            let address = value.trim_start_matches([' ', '=']).trim_matches('"');
+            let address = address.split('"').next().unwrap();
+            return address.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    }
+    panic!("the config has no [admin] listen: operator routes would default to loopback")
+}
+
+/// Probes and the scrape use the admin port (from the rendered config's `[admin] listen`), on every
+/// interface so the kubelet reaches it; the Service, and so the Ingress, publish only the public
+/// port, and the NetworkPolicy lets only the monitoring namespace in on the admin port.
+fn assert_operator_surfaces_stay_internal(documents: &[Value]) {
+    let config = config_map(documents, "pimgate-config")["data"]["config.toml"]
+        .as_str()
+        .unwrap();
+    let admin = admin_port(config);
+    assert!(
+        config.contains(&format!("listen = \"0.0.0.0:{admin}\"")),
+        "the admin listener must be reachable on the pod IP for the kubelet"
+    );
+    let deployment = the(documents, "Deployment");
+    let template = &deployment["spec"]["template"];
+    let container = &template["spec"]["containers"][0];
+    let ports = container["ports"].as_array().unwrap();
+    let port_number = |port: &Value| -> u64 {
+        match port {
+            Value::Number(number) => number.as_u64().unwrap(),
+            Value::String(name) => ports
+                .iter()
+                .find(|p| p["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("no container port named {name}"))["containerPort"]
+                .as_u64()
+                .unwrap(),
+            other => panic!("port {other}"),
+        }
+    };
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            port_number(&container[probe]["httpGet"]["port"]),
+            admin,
+            "{probe} must use the admin port"
+        );
+    }
+    let annotations = &template["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(
+        annotations["prometheus.io/port"].as_str().unwrap(),
+        admin.to_string(),
+        "Prometheus scrapes the admin port"
+    );
+
+    let service = the(documents, "Service");
+    let service_ports = service["spec"]["ports"].as_array().unwrap();
+    assert_eq!(service_ports.len(), 1, "the Service publishes one port");
+    assert_eq!(port_number(&service_ports[0]["targetPort"]), 8080);
+    let ingress = the(documents, "Ingress");
+    for path in ingress["spec"]["rules"][0]["http"]["paths"].as_array().unwrap() {
+        let backend = &path["backend"]["service"];
+        assert_eq!(backend["name"], service["metadata"]["name"]);
+        let port = &backend["port"];
+        assert!(
+            port["name"] == service_ports[0]["name"] || port["number"] == service_ports[0]["port"],
+            "the Ingress routes to the public port only: {port}"
+        );
+    }
+
+    let policy = the(documents, "NetworkPolicy");
+    for rule in policy["spec"]["ingress"].as_array().unwrap() {
+        let from: Vec<&str> = rule["from"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|peer| {
+                peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        for port in rule["ports"].as_array().unwrap() {
+            let port = port["port"].as_u64().unwrap();
+            if port == admin {
+                assert_eq!(from, ["monitoring"], "only the scraper reaches the admin port");
+            } else {
+                assert_eq!(port, 8080, "only the public and admin ports are open");
+                assert_eq!(from, ["ingress-nginx"], "only the ingress reaches the public port");
+            }
+        }
+    }
 }
 
 /// Writes the rendered config, env and rules to a folder and asks the real binary to load them, as the
@@ -688,6 +785,26 @@ fn container_apps_app_is_complete_and_its_config_loads() {
     };
     assert_eq!(probe("Liveness"), "/healthz");
     assert_eq!(probe("Readiness"), "/readyz");
+    // Probes use the admin listener of the config the app mounts; the ingress only the public one.
+    let admin = admin_port(&read("deploy/containerapps/config.toml"));
+    assert_ne!(admin, 8080);
+    for probe in container["probes"].as_array().unwrap() {
+        assert_eq!(
+            probe["httpGet"]["port"].as_u64().unwrap(),
+            admin,
+            "{} probe on the admin port",
+            probe["type"]
+        );
+    }
+    assert!(
+        ingress["additionalPortMappings"].is_null()
+            || ingress["additionalPortMappings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|mapping| mapping["external"] == false),
+        "the admin port is never mapped to the external ingress"
+    );
     let scale = &template["scale"];
     assert!(
         scale["minReplicas"].as_u64().unwrap() >= 1,

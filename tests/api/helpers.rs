@@ -27,7 +27,11 @@ policies:
 "#;
 
 pub struct TestApp {
+    /// The public listener (`server.listen`): what PIM calls.
     pub address: String,
+    /// The admin listener (`admin.listen`): health, readiness, metrics. Equal to `address` when a
+    /// test turns the admin listener off (`admin.listen = ""`).
+    pub admin_address: String,
     pub client: reqwest::Client,
     pub idp: TestIdp,
     pub audit_path: PathBuf,
@@ -68,6 +72,7 @@ pub async fn spawn_app_for(idp: TestIdp, options: AppOptions) -> TestApp {
     let audit_path = dir.path().join("audit.jsonl");
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".into();
+    settings.admin.listen = "127.0.0.1:0".into();
     settings.server.workers = 2;
     settings.auth = idp.settings();
     settings.rules.path = rules_path.clone();
@@ -86,9 +91,14 @@ pub async fn spawn_app_for(idp: TestIdp, options: AppOptions) -> TestApp {
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", application.port());
+    let admin_address = format!(
+        "http://127.0.0.1:{}",
+        application.admin_port().unwrap_or(application.port())
+    );
     tokio::spawn(application.run_until_stopped());
     let app = TestApp {
         address,
+        admin_address,
         client: reqwest::Client::new(),
         idp,
         audit_path,
@@ -106,7 +116,7 @@ impl TestApp {
         for _ in 0..100 {
             if let Ok(response) = self
                 .client
-                .get(format!("{}/readyz", self.address))
+                .get(format!("{}/readyz", self.admin_address))
                 .send()
                 .await
                 && response.status() == 200

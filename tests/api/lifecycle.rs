@@ -31,6 +31,7 @@ async fn build(tweak: impl FnOnce(&mut Settings, &Path)) -> anyhow::Result<Built
     std::fs::write(dir.path().join("rules.yaml"), TEST_RULES).unwrap();
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".into();
+    settings.admin.listen = "127.0.0.1:0".into();
     settings.server.workers = 1;
     settings.auth = idp.settings();
     settings.rules.path = dir.path().join("rules.yaml");
@@ -102,6 +103,8 @@ async fn readiness_turns_503_when_a_shutdown_begins_and_the_audit_is_complete_wh
         .unwrap();
     let port = built.application.port();
     let base = format!("http://127.0.0.1:{port}");
+    let admin_port = built.application.admin_port().unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
     let handle = built.application.handle();
     let token = built.idp.sign(&built.idp.v2_claims());
     let audit_path = built.audit_path();
@@ -112,7 +115,7 @@ async fn readiness_turns_503_when_a_shutdown_begins_and_the_audit_is_complete_wh
         .unwrap();
     let mut ready = false;
     for _ in 0..100 {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+        if let Ok(response) = client.get(format!("{admin}/readyz")).send().await
             && response.status() == 200
         {
             ready = true;
@@ -129,14 +132,14 @@ async fn readiness_turns_503_when_a_shutdown_begins_and_the_audit_is_complete_wh
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(handle.is_shutting_down());
-    let readiness = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let readiness = client.get(format!("{admin}/readyz")).send().await.unwrap();
     assert_eq!(readiness.status(), 503);
     let body: Value = readiness.json().await.unwrap();
     assert_eq!(body["status"], "shutting down", "{body}");
     assert_eq!(body["signingKeys"], true, "{body}");
     assert_eq!(
         client
-            .get(format!("{base}/healthz"))
+            .get(format!("{admin}/healthz"))
             .send()
             .await
             .unwrap()
@@ -170,6 +173,10 @@ async fn readiness_turns_503_when_a_shutdown_begins_and_the_audit_is_complete_wh
         .expect("a graceful stop is not an error");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(connection_refused(port), "the listener is closed");
+    assert!(
+        connection_refused(admin_port),
+        "the admin listener is closed too"
+    );
 
     let audit = std::fs::read_to_string(&audit_path).unwrap();
     let records: Vec<Value> = audit
@@ -192,6 +199,8 @@ async fn readiness_turns_503_when_a_shutdown_begins_and_the_audit_is_complete_wh
 #[tokio::test]
 async fn https_serves_with_the_configured_certificate_and_plain_http_to_it_fails() {
     let built = build(|settings, dir| {
+        // Every route on the TLS listener, so `/healthz` shows the handshake.
+        settings.admin.listen = String::new();
         let (cert_file, key_file) = self_signed(dir, "server");
         settings.server.tls = Some(TlsSettings {
             cert_file,

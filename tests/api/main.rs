@@ -10,6 +10,7 @@ mod connectors;
 mod evaluate;
 mod helpers;
 mod lifecycle;
+mod listeners;
 mod observability;
 mod reload;
 mod replay_keys;

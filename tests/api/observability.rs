@@ -87,7 +87,7 @@ async fn evaluate_with_traceparents(app: &TestApp, id: &str, traceparents: &[&st
 async fn scrape(app: &TestApp) -> String {
     let response = app
         .client
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}/metrics", app.admin_address))
         .send()
         .await
         .unwrap();

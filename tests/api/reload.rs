@@ -90,7 +90,7 @@ async fn decide(app: &TestApp) -> (u16, String, String) {
 async fn readyz(app: &TestApp) -> (u16, Value) {
     let response = app
         .client
-        .get(format!("{}/readyz", app.address))
+        .get(format!("{}/readyz", app.admin_address))
         .send()
         .await
         .unwrap();
@@ -118,7 +118,7 @@ async fn readyz_until(app: &TestApp, what: &str, done: impl Fn(&Value) -> bool) 
 async fn reload_errors(app: &TestApp) -> f64 {
     let text = app
         .client
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}/metrics", app.admin_address))
         .send()
         .await
         .unwrap()

@@ -26,14 +26,14 @@ async fn readiness_waits_for_the_signing_keys_and_evaluate_answers_503_until_the
 
     let health = app
         .client
-        .get(format!("{}/healthz", app.address))
+        .get(format!("{}/healthz", app.admin_address))
         .send()
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "alive even when not ready");
     let ready = app
         .client
-        .get(format!("{}/readyz", app.address))
+        .get(format!("{}/readyz", app.admin_address))
         .send()
         .await
         .unwrap();
@@ -49,7 +49,7 @@ async fn readiness_reports_the_rules_revision_once_ready() {
     let app = spawn_app().await;
     let ready: Value = app
         .client
-        .get(format!("{}/readyz", app.address))
+        .get(format!("{}/readyz", app.admin_address))
         .send()
         .await
         .unwrap()
@@ -68,7 +68,7 @@ async fn metrics_count_decisions_by_outcome_and_policy() {
         .await;
     let text = app
         .client
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}/metrics", app.admin_address))
         .send()
         .await
         .unwrap()
@@ -90,7 +90,7 @@ async fn request_ids_are_echoed_or_generated() {
     let app = spawn_app().await;
     let echoed = app
         .client
-        .get(format!("{}/healthz", app.address))
+        .get(format!("{}/healthz", app.admin_address))
         .header("x-request-id", "abc-123")
         .send()
         .await
@@ -98,7 +98,7 @@ async fn request_ids_are_echoed_or_generated() {
     assert_eq!(echoed.headers()["x-request-id"], "abc-123");
     let generated = app
         .client
-        .get(format!("{}/healthz", app.address))
+        .get(format!("{}/healthz", app.admin_address))
         .header("x-request-id", "bad id\twith spaces")
         .send()
         .await

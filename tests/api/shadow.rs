@@ -43,7 +43,7 @@ async fn answer(app: &TestApp, body: &Value) -> Value {
 async fn scrape(app: &TestApp) -> String {
     let response = app
         .client
-        .get(format!("{}/metrics", app.address))
+        .get(format!("{}/metrics", app.admin_address))
         .send()
         .await
         .unwrap();
