@@ -51,5 +51,7 @@ COPY rules/ /etc/pimgate/rules/
 ENV PIMGATE__RULES__PATH=/etc/pimgate/rules
 USER 65532:65532
 EXPOSE 8080
+# admin.listen (config/production.toml): /healthz, /readyz, /metrics; never published to PIM
+EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/pimgate"]
 CMD ["serve", "--config", "/etc/pimgate/config.toml"]

@@ -280,16 +280,22 @@ impl Application {
         let signals = tokio::spawn(listen_for_signals(signals, shutdown.clone(), reloader));
         let upkeep = tokio::spawn(crate::http::health::metrics_upkeep());
         let admin_handle = admin.as_ref().map(|admin| admin.server.handle());
+        // Both servers are polled together: an actix `Server` only serves while it is polled.
         let servers = async move {
-            let public = server.await;
-            // The public server only stops through a shutdown, which stops the admin one too; stop it
-            // here as well so `run_until_stopped` never returns with a listener left open.
             match admin {
                 Some(admin) => {
-                    admin.server.handle().stop(true).await;
-                    public.and(admin.server.await)
+                    let admin_handle = admin.server.handle();
+                    // The public server only stops through a shutdown, which stops the admin one
+                    // too; stop it here as well so no listener outlives `run_until_stopped`.
+                    let public = async move {
+                        let result = server.await;
+                        admin_handle.stop(true).await;
+                        result
+                    };
+                    let (public, admin) = tokio::join!(public, admin.server);
+                    public.and(admin)
                 }
-                None => public,
+                None => server.await,
             }
         };
         let result = tokio::select! {
