@@ -353,7 +353,10 @@ fn assert_operator_surfaces_stay_internal(documents: &[Value]) {
     assert_eq!(service_ports.len(), 1, "the Service publishes one port");
     assert_eq!(port_number(&service_ports[0]["targetPort"]), 8080);
     let ingress = the(documents, "Ingress");
-    for path in ingress["spec"]["rules"][0]["http"]["paths"].as_array().unwrap() {
+    for path in ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap()
+    {
         let backend = &path["backend"]["service"];
         assert_eq!(backend["name"], service["metadata"]["name"]);
         let port = &backend["port"];
@@ -384,12 +387,19 @@ fn assert_operator_surfaces_stay_internal(documents: &[Value]) {
         }
     }
     open.sort();
-    assert_eq!(open.len(), 2, "the public and the admin port only: {open:?}");
+    assert_eq!(
+        open.len(),
+        2,
+        "the public and the admin port only: {open:?}"
+    );
     assert_eq!(open[0].0, 8080);
     assert_eq!(open[1].0, admin);
     assert_eq!(open[0].1.len(), 1, "only the ingress controller: {open:?}");
     assert_eq!(open[1].1.len(), 1, "only the scraper: {open:?}");
-    assert_ne!(open[0].1, open[1].1, "the ingress controller never reaches the admin port");
+    assert_ne!(
+        open[0].1, open[1].1,
+        "the ingress controller never reaches the admin port"
+    );
 }
 
 /// Writes the rendered config, env and rules to a folder and asks the real binary to load them, as the

@@ -47,7 +47,9 @@ async fn each_route_answers_on_its_own_listener_and_404_on_the_other() {
         };
         let status = request.send().await.unwrap().status().as_u16();
         if status != expected {
-            wrong.push(format!("{method} {path} on {listener:?}: {status}, expected {expected}"));
+            wrong.push(format!(
+                "{method} {path} on {listener:?}: {status}, expected {expected}"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
@@ -176,7 +178,10 @@ async fn probes_on_the_admin_listener_answer_while_the_public_connection_cap_is_
         .unwrap();
     let mut ready = false;
     for _ in 0..100 {
-        if let Ok(response) = client.get(format!("{}/readyz", app.admin_address)).send().await
+        if let Ok(response) = client
+            .get(format!("{}/readyz", app.admin_address))
+            .send()
+            .await
             && response.status() == 200
         {
             ready = true;
@@ -184,5 +189,8 @@ async fn probes_on_the_admin_listener_answer_while_the_public_connection_cap_is_
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ready, "the admin listener answers while the public one is full");
+    assert!(
+        ready,
+        "the admin listener answers while the public one is full"
+    );
 }
