@@ -253,7 +253,7 @@ async fn a_change_in_implement_assigned_to_the_requester_passes() {
         .and(query_param("sysparm_query", "number=CHG0031337"))
         .and(query_param(
             "sysparm_fields",
-            "number,state,assigned_to.email,assigned_to.user_name,requested_by.email,requested_by.user_name,opened_by.email,opened_by.user_name,start_date,end_date,work_start,work_end",
+            "number,state,assigned_to,assigned_to.email,assigned_to.user_name,requested_by,requested_by.email,requested_by.user_name,opened_by,opened_by.email,opened_by.user_name,start_date,end_date,work_start,work_end",
         ))
         .and(query_param("sysparm_limit", "1"))
         .and(query_param("sysparm_display_value", "false"))
@@ -374,7 +374,7 @@ async fn incident_states_are_read_by_name_and_by_code() {
             .and(query_param("sysparm_query", "number=INC0012345"))
             .and(query_param(
                 "sysparm_fields",
-                "number,state,assigned_to.email,assigned_to.user_name,caller_id.email,caller_id.user_name,opened_by.email,opened_by.user_name",
+                "number,state,assigned_to,assigned_to.email,assigned_to.user_name,caller_id,caller_id.email,caller_id.user_name,opened_by,opened_by.email,opened_by.user_name",
             ))
             .respond_with(ResponseTemplate::new(200).set_body_json(body))
             .expect(1)
@@ -591,13 +591,18 @@ async fn the_oauth_token_is_fetched_once_and_reused() {
         .as_str()
         .unwrap()
         .to_string();
-    Mock::given(method("GET"))
-        .and(path(table("change_request")))
-        .and(header("authorization", format!("Bearer {token}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("servicenow-change.json")))
-        .expect(2)
-        .mount(&server)
-        .await;
+    for number in ["CHG0031337", "CHG0031338"] {
+        Mock::given(method("GET"))
+            .and(path(table("change_request")))
+            .and(query_param("sysparm_query", format!("number={number}").as_str()))
+            .and(header("authorization", format!("Bearer {token}").as_str()))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(change_with(&[("number", number)])),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
     let upstreams = servicenow_oauth(&server.uri());
     let check = check(CHANGE_RULE, &upstreams.connectors, Some(ada()));
 

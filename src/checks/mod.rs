@@ -76,6 +76,12 @@ pub struct CheckContext<'a> {
 #[async_trait]
 pub trait Check: Send + Sync + fmt::Debug {
     async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome;
+
+    /// Upstream permissions this check relies on (e.g. a Graph application permission), so `/readyz`,
+    /// the start-up log and `rules validate` can name one pimgate lacks. Most checks need none.
+    fn upstream_permissions(&self) -> Vec<crate::connectors::PermissionNeed> {
+        Vec::new()
+    }
 }
 
 /// A built check with the name operators gave it in the rules (`duration`, `ticket`, ...).
