@@ -300,20 +300,26 @@ async fn log_graph_permissions(
         return;
     }
     let report = crate::http::health::PermissionReport::new(connectors, needs);
+    for sentence in report.degraded() {
+        tracing::warn!(connector = "graph", "{sentence}");
+    }
     let missing = report.missing();
-    if missing.is_empty() {
+    let verifiable = matches!(
+        report.graph_grants,
+        Some(crate::connectors::graph::Grants::Roles(_))
+    );
+    if missing.is_empty() && verifiable {
         tracing::info!(
             connector = "graph",
             needed = %needs.iter().map(|need| need.permission.name).collect::<Vec<_>>().join(", "),
             "the Microsoft Graph token carries the permissions the rules need"
         );
     }
-    for (permission, needed_for) in missing {
+    for (permission, _) in missing {
         tracing::warn!(
             connector = "graph",
             permission,
-            needed_for = %needed_for.join(" and "),
-            "the Microsoft Graph token lacks an application permission the rules need: grant `{permission}` to pimgate's app registration (API permissions > Microsoft Graph > Application) with admin consent; until then those checks are not evaluated and `on_error` decides"
+            "grant `{permission}` to pimgate's app registration: API permissions > Add a permission > Microsoft Graph > Application permissions, then Grant admin consent"
         );
     }
 }

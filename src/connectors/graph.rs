@@ -1025,6 +1025,85 @@ mod tests {
         );
     }
 
+    fn token_with(payload: serde_json::Value) -> String {
+        format!(
+            "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        )
+    }
+
+    #[test]
+    fn grants_are_the_roles_claim_and_an_unreadable_token_grants_nothing() {
+        let both = Grants::from_access_token(&token_with(serde_json::json!({
+            "roles": ["Directory.Read.All", "User-LifeCycleInfo.ReadWrite.All"]
+        })));
+        assert!(both.allow(&USER_READ_ALL) && both.allow(&LIFECYCLE_READ_ALL));
+        let none = Grants::from_access_token(&token_with(serde_json::json!({ "idtyp": "app" })));
+        assert_eq!(none, Grants::Roles(BTreeSet::new()));
+        assert!(!none.allow(&USER_READ_ALL));
+        for opaque in ["opaque", "a.b", "a.!!!.c", "a.e30.c.d"] {
+            assert_eq!(Grants::from_access_token(opaque), Grants::Unverifiable, "{opaque}");
+        }
+    }
+
+    #[test]
+    fn a_null_is_none_only_with_the_permission_and_a_value_is_a_value_regardless() {
+        let granted = Grants::Roles(BTreeSet::from(["User-LifeCycleInfo.Read.All".to_string()]));
+        let denied = Grants::Roles(BTreeSet::new());
+        let read = |value: &serde_json::Value| value.as_str().map(str::to_string);
+        let null = || Some(serde_json::Value::Null);
+        assert_eq!(
+            attribute(null(), &LIFECYCLE_READ_ALL, &granted, read),
+            Attribute::Empty
+        );
+        assert_eq!(
+            attribute(null(), &LIFECYCLE_READ_ALL, &denied, read),
+            Attribute::Unknown(Unknown::Unreadable {
+                permission: "User-LifeCycleInfo.Read.All"
+            })
+        );
+        assert_eq!(
+            attribute(None, &LIFECYCLE_READ_ALL, &granted, read),
+            Attribute::Unknown(Unknown::Absent)
+        );
+        assert_eq!(
+            attribute(Some(serde_json::json!("x")), &LIFECYCLE_READ_ALL, &denied, read),
+            Attribute::Known("x".to_string())
+        );
+        assert_eq!(
+            attribute(Some(serde_json::json!(7)), &LIFECYCLE_READ_ALL, &granted, read),
+            Attribute::Unknown(Unknown::Unparsable)
+        );
+    }
+
+    #[test]
+    fn a_token_lacking_a_permission_is_counted_by_the_gauge() {
+        let handle = crate::http::health::handle().unwrap();
+        // PATH is set in every environment: a client secret that resolves; no token is fetched here.
+        let settings = GraphSettings {
+            client_id: Some("44444444-4444-4444-8444-444444444444".to_string()),
+            client_secret: Some(SecretRef {
+                env: Some("PATH".to_string()),
+                file: None,
+            }),
+            ..GraphSettings::default()
+        };
+        let context = BuildContext {
+            http: reqwest::Client::new(),
+            tenant_id: "contoso.onmicrosoft.com".to_string(),
+        };
+        let graph = Graph::new(&settings, &context).unwrap();
+        graph.record_grants(&Grants::Roles(BTreeSet::from(["User.Read.All".to_string()])));
+        let text = handle.render();
+        assert!(
+            text.lines().any(|line| line.starts_with("pimgate_upstream_permission_missing")
+                && line.contains("permission=\"User-LifeCycleInfo.Read.All\"")
+                && line.ends_with(" 1")),
+            "{text}"
+        );
+        assert!(matches!(graph.grants(), Some(Grants::Roles(_))));
+    }
+
     #[test]
     fn token_errors_name_the_entra_code_but_not_the_description() {
         let body = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}"#;

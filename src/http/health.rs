@@ -145,7 +145,8 @@ impl PermissionReport {
 
     /// One sentence per missing permission, naming it and what to do.
     pub fn degraded(&self) -> Vec<String> {
-        self.missing()
+        let mut sentences: Vec<String> = self
+            .missing()
             .into_iter()
             .map(|(name, needed_for)| {
                 format!(
@@ -153,7 +154,14 @@ impl PermissionReport {
                     needed_for.join(" and ")
                 )
             })
-            .collect()
+            .collect();
+        let needs_any = self.graph.as_ref().is_some_and(|report| !report.is_empty());
+        if needs_any && self.graph_grants == Some(Grants::Unverifiable) {
+            sentences.push(
+                "Microsoft Graph: pimgate cannot read which permissions its token carries, so properties Graph answers as empty count as unknown and the checks that need them are not evaluated".to_string(),
+            );
+        }
+        sentences
     }
 
     fn graph_json(&self) -> Option<Value> {
