@@ -37,7 +37,8 @@ pub struct UpstreamCall {
     pub connector: &'static str,
     /// e.g. `GET /api/now/table/change_request`; never a secret or a full query string.
     pub operation: String,
-    /// `ok`, `not_found`, `http_503`, `timeout`, `rate_limited`, `unreachable`, `malformed`, `circuit_open`
+    /// `ok`, `not_found`, `http_503`, `timeout`, `rate_limited`, `unreachable`, `malformed`, `circuit_open`,
+    /// `auth_failed`, `unavailable`, `wrong_record`
     pub outcome: String,
     pub latency_ms: f64,
     pub cached: bool,
