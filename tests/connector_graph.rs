@@ -391,11 +391,18 @@ async fn a_freshly_fetched_token_that_graph_refuses_is_an_error_whose_evidence_n
 
     assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
     assert!(
-        outcome.message.starts_with("HR data could not be checked: ") && outcome.message.contains("graph"),
+        outcome
+            .message
+            .starts_with("HR data could not be checked: ")
+            && outcome.message.contains("graph"),
         "{}",
         outcome.message
     );
-    assert!(!outcome.message.contains("User.Read.All"), "{}", outcome.message);
+    assert!(
+        !outcome.message.contains("User.Read.All"),
+        "{}",
+        outcome.message
+    );
     assert!(
         outcome.evidence["error_detail"]
             .as_str()
@@ -550,7 +557,11 @@ async fn a_user_lookup_is_cached_so_a_second_evaluation_makes_no_graph_call() {
 #[tokio::test]
 async fn graph_failures_are_errors_naming_graph_within_the_deadline() {
     let cases = [
-        ("503", ResponseTemplate::new(503), "graph answered with an error"),
+        (
+            "503",
+            ResponseTemplate::new(503),
+            "graph answered with an error",
+        ),
         (
             "garbage",
             ResponseTemplate::new(200).set_body_string("<html>gateway</html>"),
@@ -627,7 +638,8 @@ async fn a_hanging_token_endpoint_is_an_error_within_the_deadline() {
 }
 
 #[tokio::test]
-async fn a_refused_client_secret_keeps_the_entra_code_out_of_the_reason_and_in_the_evidence_and_log() {
+async fn a_refused_client_secret_keeps_the_entra_code_out_of_the_reason_and_in_the_evidence_and_log()
+ {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     Mock::given(method("POST"))
@@ -659,7 +671,9 @@ async fn a_refused_client_secret_keeps_the_entra_code_out_of_the_reason_and_in_t
         );
     }
     assert!(outcome.message.contains("graph"), "{}", outcome.message);
-    let detail = outcome.evidence["error_detail"].as_str().unwrap_or_default();
+    let detail = outcome.evidence["error_detail"]
+        .as_str()
+        .unwrap_or_default();
     assert!(detail.contains("AADSTS7000215"), "{outcome:?}");
     assert!(logs.text().contains("AADSTS7000215"), "{}", logs.text());
     assert!(!format!("{outcome:?}").contains(SECRET));
@@ -1043,7 +1057,9 @@ async fn a_leaver_whose_leave_date_the_token_may_not_read_is_not_evaluated_and_n
         "the requester cannot grant permissions: {}",
         outcome.message
     );
-    let detail = outcome.evidence["error_detail"].as_str().unwrap_or_default();
+    let detail = outcome.evidence["error_detail"]
+        .as_str()
+        .unwrap_or_default();
     assert!(detail.contains(LEAVE_PERMISSION), "{outcome:?}");
     assert!(logs.text().contains(LEAVE_PERMISSION), "{}", logs.text());
 }
@@ -1138,7 +1154,12 @@ async fn an_hr_file_that_disappears_is_not_evaluated_and_its_path_stays_out_of_t
 
     assert_eq!(after.status, CheckStatus::Error, "{after:?}");
     let folder = dir.path().display().to_string();
-    for leaked in ["people-export-7f3a", folder.as_str(), "No such file", "os error"] {
+    for leaked in [
+        "people-export-7f3a",
+        folder.as_str(),
+        "No such file",
+        "os error",
+    ] {
         assert!(
             !after.message.contains(leaked),
             "the reason shows `{leaked}`: {}",
@@ -1147,7 +1168,11 @@ async fn an_hr_file_that_disappears_is_not_evaluated_and_its_path_stays_out_of_t
     }
     let detail = after.evidence["error_detail"].as_str().unwrap_or_default();
     assert!(detail.contains("people-export-7f3a.csv"), "{after:?}");
-    assert!(logs.text().contains("people-export-7f3a.csv"), "{}", logs.text());
+    assert!(
+        logs.text().contains("people-export-7f3a.csv"),
+        "{}",
+        logs.text()
+    );
 }
 
 #[tokio::test]
@@ -1207,15 +1232,17 @@ fn rules_validate_names_the_graph_permissions_the_loaded_rules_need() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("graph-secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml"),
-    )
-    .unwrap()
-    .replace("config/hr.example.csv", &format!("{}/config/hr.example.csv", env!("CARGO_MANIFEST_DIR")))
-    .replace(
-        "config/oncall.example.yaml",
-        &format!("{}/config/oncall.example.yaml", env!("CARGO_MANIFEST_DIR")),
-    );
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml"))
+            .unwrap()
+            .replace(
+                "config/hr.example.csv",
+                &format!("{}/config/hr.example.csv", env!("CARGO_MANIFEST_DIR")),
+            )
+            .replace(
+                "config/oncall.example.yaml",
+                &format!("{}/config/oncall.example.yaml", env!("CARGO_MANIFEST_DIR")),
+            );
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,

@@ -594,7 +594,10 @@ async fn the_oauth_token_is_fetched_once_and_reused() {
     for number in ["CHG0031337", "CHG0031338"] {
         Mock::given(method("GET"))
             .and(path(table("change_request")))
-            .and(query_param("sysparm_query", format!("number={number}").as_str()))
+            .and(query_param(
+                "sysparm_query",
+                format!("number={number}").as_str(),
+            ))
             .and(header("authorization", format!("Bearer {token}").as_str()))
             .respond_with(
                 ResponseTemplate::new(200).set_body_json(change_with(&[("number", number)])),
@@ -1148,7 +1151,12 @@ async fn servicenow_answering(body: Value, rule: &str) -> CheckOutcome {
 fn assert_not_evaluated_without_blame(outcome: &CheckOutcome, system: &str) {
     assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
     assert!(outcome.message.contains(system), "{}", outcome.message);
-    for blame in ["assign it", "assign the ticket", "not to the requester", "fill in"] {
+    for blame in [
+        "assign it",
+        "assign the ticket",
+        "not to the requester",
+        "fill in",
+    ] {
         assert!(
             !outcome.message.contains(blame),
             "the requester is blamed (`{blame}`): {}",
@@ -1163,7 +1171,8 @@ fn assert_not_evaluated_without_blame(outcome: &CheckOutcome, system: &str) {
 async fn a_change_whose_assignee_servicenow_cannot_read_is_not_evaluated() {
     let body = change_with(&[("assigned_to.email", ""), ("assigned_to.user_name", "")]);
 
-    let outcome = servicenow_answering(body, "{ system: servicenow, assigned_to_requester: true }").await;
+    let outcome =
+        servicenow_answering(body, "{ system: servicenow, assigned_to_requester: true }").await;
 
     assert_not_evaluated_without_blame(&outcome, "ServiceNow");
 }
@@ -1172,7 +1181,8 @@ async fn a_change_whose_assignee_servicenow_cannot_read_is_not_evaluated() {
 async fn a_change_without_the_requester_role_fields_is_not_evaluated() {
     let body = change_without(&["assigned_to", "assigned_to.email", "assigned_to.user_name"]);
 
-    let outcome = servicenow_answering(body, "{ system: servicenow, assigned_to_requester: true }").await;
+    let outcome =
+        servicenow_answering(body, "{ system: servicenow, assigned_to_requester: true }").await;
 
     assert_not_evaluated_without_blame(&outcome, "ServiceNow");
 }
@@ -1197,7 +1207,8 @@ async fn a_readable_match_on_another_listed_role_still_passes_when_one_role_is_u
 #[tokio::test]
 async fn a_change_without_a_readable_state_is_not_evaluated() {
     for body in [change_without(&["state"]), change_with(&[("state", "")])] {
-        let outcome = servicenow_answering(body, "{ system: servicenow, states: [Implement] }").await;
+        let outcome =
+            servicenow_answering(body, "{ system: servicenow, states: [Implement] }").await;
 
         assert_not_evaluated_without_blame(&outcome, "ServiceNow");
     }
@@ -1214,8 +1225,13 @@ async fn a_change_whose_planned_dates_are_absent_or_unreadable_is_not_evaluated(
 
         assert_not_evaluated_without_blame(&outcome, "ServiceNow");
     }
-    let empty = servicenow_answering(change_with(&[("start_date", ""), ("end_date", "")]), rule).await;
-    assert_eq!(empty.status, CheckStatus::Fail, "empty dates are the ticket's: {empty:?}");
+    let empty =
+        servicenow_answering(change_with(&[("start_date", ""), ("end_date", "")]), rule).await;
+    assert_eq!(
+        empty.status,
+        CheckStatus::Fail,
+        "empty dates are the ticket's: {empty:?}"
+    );
 }
 
 #[tokio::test]
@@ -1227,7 +1243,9 @@ async fn servicenow_answering_another_number_is_not_evaluated_and_logged() {
 
     assert_not_evaluated_without_blame(&outcome, "servicenow");
     assert!(logs.text().contains("CHG0099999"), "{}", logs.text());
-    let detail = outcome.evidence["error_detail"].as_str().unwrap_or_default();
+    let detail = outcome.evidence["error_detail"]
+        .as_str()
+        .unwrap_or_default();
     assert!(detail.contains("CHG0099999"), "{outcome:?}");
 }
 
@@ -1248,7 +1266,8 @@ async fn jira_answering_another_key_is_not_evaluated() {
     let mut body = fixture("jira-cloud-issue.json");
     body["key"] = Value::String("SEC-4".to_string());
 
-    let outcome = jira_answering(body, "{ system: jira, status_categories: [indeterminate] }").await;
+    let outcome =
+        jira_answering(body, "{ system: jira, status_categories: [indeterminate] }").await;
 
     assert_not_evaluated_without_blame(&outcome, "jira");
 }
@@ -1268,7 +1287,11 @@ async fn a_jira_issue_without_the_assignee_field_is_not_evaluated_but_an_unassig
 
     assert_not_evaluated_without_blame(&not_shown, "Jira");
     assert_eq!(nobody.status, CheckStatus::Fail, "{nobody:?}");
-    assert!(nobody.message.contains("has no `assignee`"), "{}", nobody.message);
+    assert!(
+        nobody.message.contains("has no `assignee`"),
+        "{}",
+        nobody.message
+    );
 }
 
 #[tokio::test]
@@ -1282,7 +1305,8 @@ async fn a_jira_issue_without_a_status_is_not_evaluated() {
 }
 
 #[tokio::test]
-async fn an_html_error_page_and_its_status_code_stay_out_of_the_reason_and_go_to_the_evidence_and_log() {
+async fn an_html_error_page_and_its_status_code_stay_out_of_the_reason_and_go_to_the_evidence_and_log()
+ {
     let page = "<html><head><title>Error</title></head><body>Node sn-app-07 failed: see \
                 https://sn-node-07.corp.internal:16001/stats.do?trace=8f2e</body></html>";
     let server = MockServer::start().await;
@@ -1304,8 +1328,18 @@ async fn an_html_error_page_and_its_status_code_stay_out_of_the_reason_and_go_to
             outcome.message
         );
     }
-    assert!(outcome.message.contains("servicenow"), "{}", outcome.message);
-    let detail = outcome.evidence["error_detail"].as_str().unwrap_or_default();
+    assert!(
+        outcome.message.contains("servicenow"),
+        "{}",
+        outcome.message
+    );
+    let detail = outcome.evidence["error_detail"]
+        .as_str()
+        .unwrap_or_default();
     assert!(detail.contains("HTTP 500"), "{outcome:?}");
-    assert!(logs.text().contains("sn-node-07.corp.internal"), "{}", logs.text());
+    assert!(
+        logs.text().contains("sn-node-07.corp.internal"),
+        "{}",
+        logs.text()
+    );
 }

@@ -249,17 +249,16 @@ impl HrCheck {
                 }
             }
         }
-        let employee_leave_date_time = match (&profile.employee_leave_date_time, self.not_leaving_within) {
-            (Attribute::Known(leaves), _) => Some(*leaves),
-            (Attribute::Unknown(why), Some(_)) => {
-                unknown.get_or_insert(self.not_evaluated(Field::LeaveDate, *why));
-                None
-            }
-            _ => None,
-        };
-        if let (Some(window), Some(leaves)) =
-            (self.not_leaving_within, employee_leave_date_time)
-        {
+        let employee_leave_date_time =
+            match (&profile.employee_leave_date_time, self.not_leaving_within) {
+                (Attribute::Known(leaves), _) => Some(*leaves),
+                (Attribute::Unknown(why), Some(_)) => {
+                    unknown.get_or_insert(self.not_evaluated(Field::LeaveDate, *why));
+                    None
+                }
+                _ => None,
+            };
+        if let (Some(window), Some(leaves)) = (self.not_leaving_within, employee_leave_date_time) {
             let date = leaves.format("%Y-%m-%d");
             if leaves <= context.now {
                 return Ok(Some(format!(
@@ -276,7 +275,8 @@ impl HrCheck {
         if !self.employee_types.is_empty() {
             let allowed = listed(&self.employee_types);
             match &profile.employee_type {
-                Attribute::Known(kind) if self.employee_types.contains(&kind.trim().to_lowercase()) => {}
+                Attribute::Known(kind)
+                    if self.employee_types.contains(&kind.trim().to_lowercase()) => {}
                 Attribute::Known(kind) => {
                     return Ok(Some(format!(
                         "your employee type `{}` is not one this role allows ({allowed})",

@@ -584,7 +584,10 @@ impl Graph {
             let generation = slot.generation;
             let margin = (lifetime / 10).min(Duration::from_secs(300));
             let mut refresh_in = lifetime.saturating_sub(margin);
-            if !PERMISSIONS.iter().all(|permission| grants.allow(permission)) {
+            if !PERMISSIONS
+                .iter()
+                .all(|permission| grants.allow(permission))
+            {
                 refresh_in = refresh_in.min(GRANT_RECHECK);
             }
             slot.current = Some(CachedToken {
@@ -1042,7 +1045,11 @@ mod tests {
         assert_eq!(none, Grants::Roles(BTreeSet::new()));
         assert!(!none.allow(&USER_READ_ALL));
         for opaque in ["opaque", "a.b", "a.!!!.c", "a.e30.c.d"] {
-            assert_eq!(Grants::from_access_token(opaque), Grants::Unverifiable, "{opaque}");
+            assert_eq!(
+                Grants::from_access_token(opaque),
+                Grants::Unverifiable,
+                "{opaque}"
+            );
         }
     }
 
@@ -1067,11 +1074,21 @@ mod tests {
             Attribute::Unknown(Unknown::Absent)
         );
         assert_eq!(
-            attribute(Some(serde_json::json!("x")), &LIFECYCLE_READ_ALL, &denied, read),
+            attribute(
+                Some(serde_json::json!("x")),
+                &LIFECYCLE_READ_ALL,
+                &denied,
+                read
+            ),
             Attribute::Known("x".to_string())
         );
         assert_eq!(
-            attribute(Some(serde_json::json!(7)), &LIFECYCLE_READ_ALL, &granted, read),
+            attribute(
+                Some(serde_json::json!(7)),
+                &LIFECYCLE_READ_ALL,
+                &granted,
+                read
+            ),
             Attribute::Unknown(Unknown::Unparsable)
         );
     }
@@ -1093,12 +1110,16 @@ mod tests {
             tenant_id: "contoso.onmicrosoft.com".to_string(),
         };
         let graph = Graph::new(&settings, &context).unwrap();
-        graph.record_grants(&Grants::Roles(BTreeSet::from(["User.Read.All".to_string()])));
+        graph.record_grants(&Grants::Roles(BTreeSet::from(
+            ["User.Read.All".to_string()],
+        )));
         let text = handle.render();
         assert!(
-            text.lines().any(|line| line.starts_with("pimgate_upstream_permission_missing")
-                && line.contains("permission=\"User-LifeCycleInfo.Read.All\"")
-                && line.ends_with(" 1")),
+            text.lines().any(
+                |line| line.starts_with("pimgate_upstream_permission_missing")
+                    && line.contains("permission=\"User-LifeCycleInfo.Read.All\"")
+                    && line.ends_with(" 1")
+            ),
             "{text}"
         );
         assert!(matches!(graph.grants(), Some(Grants::Roles(_))));

@@ -320,7 +320,11 @@ fn profile(row: Row) -> Result<(UserProfile, Vec<String>), String> {
         "employee_leave_date_time",
         row.employee_leave_date_time,
         &mut problems,
-        |value| value.as_str().and_then(|text| parse_leave(text.trim()).ok()),
+        |value| {
+            value
+                .as_str()
+                .and_then(|text| parse_leave(text.trim()).ok())
+        },
     );
     let text = |value: &serde_json::Value| match value {
         serde_json::Value::String(text) => Some(text.trim().to_string()),
@@ -359,7 +363,9 @@ fn cell<T>(
         Some(value) => match read(&value) {
             Some(value) => Attribute::Known(value),
             None => {
-                problems.push(format!("`{column}` is `{value}`, which pimgate cannot read"));
+                problems.push(format!(
+                    "`{column}` is `{value}`, which pimgate cannot read"
+                ));
                 Attribute::Unknown(Unknown::Unparsable)
             }
         },

@@ -362,8 +362,7 @@ fn person(role: &str, value: Option<&serde_json::Value>) -> PersonField {
                     login: non_empty(user.name.as_deref()),
                     account_id: non_empty(user.account_id.as_deref()),
                 };
-                if person.email.is_none() && person.login.is_none() && person.account_id.is_none()
-                {
+                if person.email.is_none() && person.login.is_none() && person.account_id.is_none() {
                     PersonField::Unreadable
                 } else {
                     PersonField::Person(person)
@@ -457,7 +456,8 @@ mod tests {
 
     #[test]
     fn a_null_assignee_is_nobody_and_a_missing_one_is_unreadable() {
-        let status = serde_json::json!({ "name": "Open", "id": "1", "statusCategory": { "key": "new" } });
+        let status =
+            serde_json::json!({ "name": "Open", "id": "1", "statusCategory": { "key": "new" } });
         let unassigned = issue(serde_json::json!({
             "key": "OPS-1", "fields": { "status": status, "assignee": null, "reporter": null }
         }));
@@ -475,7 +475,10 @@ mod tests {
         let moved = issue(serde_json::json!({ "key": "SEC-4", "fields": {} }));
         assert!(matches!(
             ticket_from_issue("OPS-12", moved, "GET"),
-            Err(UpstreamError::WrongRecord { answered: Some(_), .. })
+            Err(UpstreamError::WrongRecord {
+                answered: Some(_),
+                ..
+            })
         ));
         let unnamed = issue(serde_json::json!({ "fields": {} }));
         assert!(ticket_from_issue("OPS-12", unnamed, "GET").is_err());

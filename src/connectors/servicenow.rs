@@ -696,7 +696,10 @@ mod tests {
         let other = record(serde_json::json!({ "number": "CHG2", "state": "-1" }));
         assert!(matches!(
             ticket_from_record("change_request", "CHG1", &other, "GET"),
-            Err(UpstreamError::WrongRecord { answered: Some(_), .. })
+            Err(UpstreamError::WrongRecord {
+                answered: Some(_),
+                ..
+            })
         ));
         let unnamed = record(serde_json::json!({ "state": "-1" }));
         assert!(matches!(

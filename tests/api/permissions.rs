@@ -118,7 +118,10 @@ async fn a_leaver_is_not_approved_when_the_app_may_not_read_the_leave_date() {
 
     assert_eq!(answer["evaluationOutcome"], "Denied", "{answer}");
     let reasons = answer["reason"].to_string();
-    assert!(reasons.contains("HR data could not be checked"), "{reasons}");
+    assert!(
+        reasons.contains("HR data could not be checked"),
+        "{reasons}"
+    );
     assert!(!reasons.contains(LEAVE_PERMISSION), "{reasons}");
     let record = app.audit_records().pop().unwrap();
     assert!(record.to_string().contains(LEAVE_PERMISSION), "{record}");
