@@ -727,7 +727,16 @@ impl Check for ItsmCheck {
         } else if let Some(not_evaluated) = unknown {
             let outcome = CheckOutcome::error(not_evaluated.message);
             match not_evaluated.detail {
-                Some(detail) => outcome.with_evidence("error_detail", detail),
+                Some(detail) => {
+                    tracing::warn!(
+                        check = "itsm",
+                        system = system.name(),
+                        ticket = %ticket.number,
+                        detail = %detail,
+                        "itsm check not evaluated"
+                    );
+                    outcome.with_evidence("error_detail", detail)
+                }
                 None => outcome,
             }
         } else {
