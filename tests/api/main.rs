@@ -11,6 +11,7 @@ mod evaluate;
 mod helpers;
 mod lifecycle;
 mod observability;
+mod permissions;
 mod reload;
 mod replay_keys;
 mod service;
