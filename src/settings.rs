@@ -188,6 +188,12 @@ pub struct AuthSettings {
     pub token_cache_capacity: u64,
 }
 
+/// Least time between refreshes triggered by an unknown `kid`. Anyone can send a token with a made-up
+/// `kid`; below this a caller could make us fetch Entra's keys several times a second (and be throttled
+/// by Entra, which would then delay a genuine rotation). Entra publishes a new key days before it signs
+/// with it, so the periodic refresh normally finds it first and 10 s costs a real rotation nothing.
+pub const MIN_JWKS_REFRESH_FLOOR_SECONDS: u64 = 10;
+
 /// Far above any real tenant's distinct tokens per hour; keeps a typo from reserving gigabytes.
 const MAX_TOKEN_CACHE_CAPACITY: u64 = 1_000_000;
 
@@ -593,6 +599,16 @@ impl Settings {
                 "auth.jwks_refresh_seconds",
                 format!("{} is outside 1..=86400", self.auth.jwks_refresh_seconds),
                 "Entra rotates keys: refresh at least daily, e.g. 3600",
+            );
+        }
+        if self.auth.jwks_min_refresh_interval_seconds < MIN_JWKS_REFRESH_FLOOR_SECONDS {
+            problem(
+                "auth.jwks_min_refresh_interval_seconds",
+                format!(
+                    "{} seconds lets every token with an unknown `kid` fetch the signing keys again",
+                    self.auth.jwks_min_refresh_interval_seconds
+                ),
+                "use 30 (at least 10): Entra publishes a new key well before signing with it",
             );
         }
         if self.auth.token_cache_capacity > MAX_TOKEN_CACHE_CAPACITY {
