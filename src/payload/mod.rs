@@ -4,9 +4,9 @@
 mod decode;
 mod duration;
 mod fingerprint;
+mod stage;
 mod interval;
 mod justification;
-mod stage;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -16,9 +16,9 @@ pub use decode::{
 };
 pub use duration::parse_iso8601_duration;
 pub use fingerprint::{EvaluationKey, FINGERPRINT_FIELDS, fingerprint};
+pub use stage::Stage;
 pub use interval::{ActivationEnd, ActivationInterval};
 pub use justification::normalize_justification;
-pub use stage::Stage;
 
 /// Which PIM surface sent the request (Graph's `resourceType` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
