@@ -179,7 +179,8 @@ pub struct AuthSettings {
     pub dev_mode: bool,
     /// Periodic JWKS refresh; Entra rotates keys, so at least daily.
     pub jwks_refresh_seconds: u64,
-    /// Floor between refreshes triggered by an unknown `kid`, so forged kids cannot make us hammer Entra.
+    /// Floor between refreshes triggered by an unknown `kid`, so forged kids cannot make us hammer Entra;
+    /// at least [`MIN_JWKS_REFRESH_FLOOR_SECONDS`].
     pub jwks_min_refresh_interval_seconds: u64,
     /// Timeout of one discovery or JWKS fetch.
     pub fetch_timeout_ms: u64,

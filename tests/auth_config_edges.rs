@@ -155,8 +155,10 @@ fn a_development_authenticator_cannot_be_built_for_a_public_listener() {
 
 #[tokio::test]
 async fn an_application_built_in_code_with_development_mode_on_a_public_address_fails() {
-    let mut settings = Settings::default();
-    settings.auth = dev_settings();
+    let mut settings = Settings {
+        auth: dev_settings(),
+        ..Settings::default()
+    };
     settings.server.listen = "0.0.0.0:0".into();
     settings.rules.path = "rules".into();
     let Err(error) = pimgate::startup::Application::build(settings).await else {
