@@ -141,11 +141,13 @@ impl Application {
                 "development mode is on: tokens from the built-in development issuer are trusted (loopback only)"
             );
         }
-        let authenticator = Authenticator::new(&settings.auth, http)
+        let listen = settings.listen_address()?;
+        // The authenticator is told the address it will be served on: development mode is refused
+        // there for a non-loopback one, whatever `Settings::validate` saw.
+        let authenticator = Authenticator::new(&settings.auth, http, &[listen])
             .map_err(|error| anyhow::anyhow!("auth settings are unusable: {error}"))?;
         let audit = AuditLog::new(&settings.audit)?;
         let tls = settings.server.tls.as_ref().map(tls_config).transpose()?;
-        let listen = settings.listen_address()?;
         let workers = settings.server.workers;
         let limits = settings.server.clone();
         let max_body = settings.server.max_body_bytes;
