@@ -25,6 +25,12 @@ use pimgate::auth::Authenticator;
 use serde_json::json;
 use tokio::runtime::Runtime;
 
+/// The address every authenticator here is served on, as far as it knows.
+const LOOPBACK: [std::net::SocketAddr; 1] = [std::net::SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    8080,
+)];
+
 /// Times `iterations` calls of `verify_header` inside one `block_on`, so the runtime's entry cost is
 /// not counted per call.
 fn time_verify(
@@ -49,7 +55,8 @@ fn authenticator(runtime: &Runtime, idp: &TestIdp, cache_capacity: u64) -> Arc<A
     let mut settings = idp.settings();
     settings.token_cache_capacity = cache_capacity;
     runtime.block_on(async {
-        let authenticator = Authenticator::new(&settings, reqwest::Client::new()).unwrap();
+        let authenticator =
+            Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK).unwrap();
         authenticator.refresh_keys().await.unwrap();
         authenticator
     })

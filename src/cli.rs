@@ -279,6 +279,33 @@ fn build_connectors(
     })
 }
 
+/// With Graph configured, the application permissions the loaded rules need, so an operator can
+/// compare them with the app registration. Offline on purpose: `validate` runs in CI with dummy
+/// secrets, and what Entra actually granted is checked by the running service (start-up log,
+/// `/readyz`, `pimgate_upstream_permission_missing`).
+fn print_permissions_needed(rules: &rules::RuleSet, connectors: &crate::connectors::Connectors) {
+    if connectors.graph.is_none() {
+        return;
+    }
+    let report = crate::http::health::PermissionReport::new(
+        connectors,
+        &crate::http::health::permissions_needed(rules),
+    );
+    let needed = report.graph.unwrap_or_default();
+    if needed.is_empty() {
+        println!(
+            "connectors.graph: the rules need no Microsoft Graph application permission (the ITSM and on-call checks' requester e-mail lookup needs `User.Read.All`)"
+        );
+        return;
+    }
+    println!(
+        "connectors.graph: the rules need these Microsoft Graph application permissions (grant them to the app registration with admin consent; the running service reports what Entra granted in /readyz):"
+    );
+    for (permission, (needed_for, _)) in needed {
+        println!("  {permission}: {}", needed_for.join("; "));
+    }
+}
+
 /// Exit 0 after a shutdown by signal (graceful, or forced by a second signal): the orchestrator asked
 /// for it, so it is not a failure. 1 if the service cannot start or the server fails, 2 on bad settings.
 async fn serve(config: Option<&Path>) -> ExitCode {
@@ -319,6 +346,7 @@ fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connecto
                 rules.revision,
                 rules.warnings.len()
             );
+            print_permissions_needed(&rules, connectors);
             ExitCode::SUCCESS
         }
         Err(problems) => {

@@ -84,7 +84,8 @@ pub enum OnboardError {
         code: String,
         message: String,
     },
-    #[error("{step}: {source}")]
+    /// An operator's command: the upstream's full detail (status, Entra code) is what they need.
+    #[error("{step}: {}", .source.detail())]
     Upstream { step: String, source: UpstreamError },
     #[error("{step}: Microsoft Graph's answer is not what was expected: {what}")]
     Unexpected { step: String, what: String },

@@ -208,7 +208,8 @@ pub struct AuthSettings {
     pub dev_mode: bool,
     /// Periodic JWKS refresh; Entra rotates keys, so at least daily.
     pub jwks_refresh_seconds: u64,
-    /// Floor between refreshes triggered by an unknown `kid`, so forged kids cannot make us hammer Entra.
+    /// Floor between refreshes triggered by an unknown `kid`, so forged kids cannot make us hammer Entra;
+    /// at least [`MIN_JWKS_REFRESH_FLOOR_SECONDS`].
     pub jwks_min_refresh_interval_seconds: u64,
     /// Timeout of one discovery or JWKS fetch.
     pub fetch_timeout_ms: u64,
@@ -216,6 +217,12 @@ pub struct AuthSettings {
     /// (~25 µs); 0 verifies every request.
     pub token_cache_capacity: u64,
 }
+
+/// Least time between refreshes triggered by an unknown `kid`. Anyone can send a token with a made-up
+/// `kid`; below this a caller could make us fetch Entra's keys several times a second (and be throttled
+/// by Entra, which would then delay a genuine rotation). Entra publishes a new key days before it signs
+/// with it, so the periodic refresh normally finds it first and 10 s costs a real rotation nothing.
+pub const MIN_JWKS_REFRESH_FLOOR_SECONDS: u64 = 10;
 
 /// Far above any real tenant's distinct tokens per hour; keeps a typo from reserving gigabytes.
 const MAX_TOKEN_CACHE_CAPACITY: u64 = 1_000_000;
@@ -622,6 +629,16 @@ impl Settings {
                 "auth.jwks_refresh_seconds",
                 format!("{} is outside 1..=86400", self.auth.jwks_refresh_seconds),
                 "Entra rotates keys: refresh at least daily, e.g. 3600",
+            );
+        }
+        if self.auth.jwks_min_refresh_interval_seconds < MIN_JWKS_REFRESH_FLOOR_SECONDS {
+            problem(
+                "auth.jwks_min_refresh_interval_seconds",
+                format!(
+                    "{} seconds lets every token with an unknown `kid` fetch the signing keys again",
+                    self.auth.jwks_min_refresh_interval_seconds
+                ),
+                "use 30 (at least 10): Entra publishes a new key well before signing with it",
             );
         }
         if self.auth.token_cache_capacity > MAX_TOKEN_CACHE_CAPACITY {

@@ -141,16 +141,25 @@ impl Application {
             "rules loaded"
         );
         rules::record_metrics(&rules);
+        if let Some(graph) = connectors.graph.clone() {
+            let needs = crate::http::health::permissions_needed(&rules);
+            let probe_connectors = Arc::clone(&connectors);
+            tokio::spawn(async move {
+                log_graph_permissions(&graph, &probe_connectors, &needs).await;
+            });
+        }
         if settings.auth.dev_mode {
             tracing::warn!(
                 "development mode is on: tokens from the built-in development issuer are trusted (loopback only)"
             );
         }
-        let authenticator = Authenticator::new(&settings.auth, http)
+        let listen = settings.listen_address()?;
+        // The authenticator is told the address it will be served on: development mode is refused
+        // there for a non-loopback one, whatever `Settings::validate` saw.
+        let authenticator = Authenticator::new(&settings.auth, http, &[listen])
             .map_err(|error| anyhow::anyhow!("auth settings are unusable: {error}"))?;
         let audit = AuditLog::new(&settings.audit)?;
         let tls = settings.server.tls.as_ref().map(tls_config).transpose()?;
-        let listen = settings.listen_address()?;
         let admin_listen = settings.admin_address()?;
         let workers = settings.server.workers;
         let limits = settings.server.clone();
@@ -168,6 +177,8 @@ impl Application {
         ));
         let refresher = authenticator.spawn_refresher();
         crate::http::health::handle();
+        // `/readyz` reports the permissions the connectors' credentials lack.
+        let connectors_data = web::Data::from(Arc::clone(&connectors));
         let reloader = Reloader::new(state.clone(), connectors, rules_path);
         let signals = Signals::register();
 
@@ -176,6 +187,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(connectors_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(middleware::from_fn(close_connections_when_draining))
                 .wrap(middleware::from_fn(crate::http::request_id::middleware))
@@ -368,6 +380,51 @@ impl AdminServer {
             port,
             server: server.run(),
         })
+    }
+}
+
+/// How long the start-up check of Graph's grants may take; it runs beside serving, never before.
+const GRAPH_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Fetches a Graph token once at start-up and logs what the loaded rules need that it was not
+/// granted, naming the permission to grant, so the operator hears it before a requester is told
+/// "HR data could not be checked". The result also feeds `/readyz`.
+async fn log_graph_permissions(
+    graph: &crate::connectors::graph::Graph,
+    connectors: &Connectors,
+    needs: &[crate::connectors::PermissionNeed],
+) {
+    let deadline = tokio::time::Instant::now() + GRAPH_PROBE_TIMEOUT;
+    if let Err(error) = graph.check_grants(deadline).await {
+        tracing::warn!(
+            connector = "graph",
+            detail = %error.detail(),
+            "cannot fetch a Microsoft Graph token at start-up to check its permissions; checks that need Graph are not evaluated until it works"
+        );
+        return;
+    }
+    let report = crate::http::health::PermissionReport::new(connectors, needs);
+    for sentence in report.degraded() {
+        tracing::warn!(connector = "graph", "{sentence}");
+    }
+    let missing = report.missing();
+    let verifiable = matches!(
+        report.graph_grants,
+        Some(crate::connectors::graph::Grants::Roles(_))
+    );
+    if missing.is_empty() && verifiable {
+        tracing::info!(
+            connector = "graph",
+            needed = %needs.iter().map(|need| need.permission.name).collect::<Vec<_>>().join(", "),
+            "the Microsoft Graph token carries the permissions the rules need"
+        );
+    }
+    for (permission, _) in missing {
+        tracing::warn!(
+            connector = "graph",
+            permission,
+            "grant `{permission}` to pimgate's app registration: API permissions > Add a permission > Microsoft Graph > Application permissions, then Grant admin consent"
+        );
     }
 }
 

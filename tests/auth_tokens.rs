@@ -20,9 +20,15 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// The address every authenticator here is served on, as far as it knows.
+const LOOPBACK: [std::net::SocketAddr; 1] = [std::net::SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    8080,
+)];
+
 async fn ready_authenticator(settings: &AuthSettings) -> Arc<Authenticator> {
     let authenticator =
-        Authenticator::new(settings, reqwest::Client::new()).expect("valid settings");
+        Authenticator::new(settings, reqwest::Client::new(), &LOOPBACK).expect("valid settings");
     authenticator.refresh_keys().await.expect("keys fetched");
     authenticator
 }
@@ -500,7 +506,7 @@ async fn flood_of_unknown_kids_causes_a_single_jwks_fetch() {
     let mut settings = idp.settings();
     settings.jwks_min_refresh_interval_seconds = 30;
     let authenticator =
-        Authenticator::new(&settings, reqwest::Client::new()).expect("valid settings");
+        Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK).expect("valid settings");
     let claims = idp.v2_claims();
 
     let tasks: Vec<_> = (0..50)
@@ -608,8 +614,8 @@ async fn odd_keys_in_the_jwks_do_not_break_the_set() {
         "not even an object",
         good,
     ]})));
-    let authenticator =
-        Authenticator::new(&idp.settings(), reqwest::Client::new()).expect("valid settings");
+    let authenticator = Authenticator::new(&idp.settings(), reqwest::Client::new(), &LOOPBACK)
+        .expect("valid settings");
 
     assert_eq!(authenticator.refresh_keys().await.expect("refresh"), 1);
     assert!(
@@ -624,8 +630,8 @@ async fn odd_keys_in_the_jwks_do_not_break_the_set() {
 async fn is_ready_turns_true_after_the_first_fetch_and_tokens_wait_for_it() {
     let idp = TestIdp::start().await;
     idp.set_jwks(JwksBehaviour::Status(503));
-    let authenticator =
-        Authenticator::new(&idp.settings(), reqwest::Client::new()).expect("valid settings");
+    let authenticator = Authenticator::new(&idp.settings(), reqwest::Client::new(), &LOOPBACK)
+        .expect("valid settings");
     let token = idp.bearer(&idp.v2_claims());
 
     assert!(!authenticator.is_ready());
@@ -646,8 +652,8 @@ async fn is_ready_turns_true_after_the_first_fetch_and_tokens_wait_for_it() {
 async fn background_refresher_retries_until_the_first_fetch_succeeds() {
     let idp = TestIdp::start().await;
     idp.set_jwks(JwksBehaviour::Status(500));
-    let authenticator =
-        Authenticator::new(&idp.settings(), reqwest::Client::new()).expect("valid settings");
+    let authenticator = Authenticator::new(&idp.settings(), reqwest::Client::new(), &LOOPBACK)
+        .expect("valid settings");
     let refresher = authenticator.spawn_refresher();
 
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -674,7 +680,7 @@ async fn plain_http_metadata_to_a_non_loopback_host_is_refused() {
         ..AuthSettings::default()
     };
 
-    let error = Authenticator::new(&settings, reqwest::Client::new())
+    let error = Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK)
         .err()
         .expect("refused");
 
@@ -705,7 +711,7 @@ async fn plain_http_jwks_uri_to_a_non_loopback_host_is_refused() {
         ..AuthSettings::default()
     };
     let authenticator =
-        Authenticator::new(&settings, reqwest::Client::new()).expect("valid settings");
+        Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK).expect("valid settings");
 
     let error = authenticator.refresh_keys().await.expect_err("refused");
 
@@ -723,7 +729,7 @@ async fn new_reports_every_configuration_problem_at_once() {
         ..AuthSettings::default()
     };
 
-    let error = Authenticator::new(&settings, reqwest::Client::new())
+    let error = Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK)
         .err()
         .expect("refused");
 
@@ -746,7 +752,7 @@ async fn tenant_given_as_a_domain_name_is_refused() {
         ..AuthSettings::default()
     };
 
-    let error = Authenticator::new(&settings, reqwest::Client::new())
+    let error = Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK)
         .err()
         .expect("refused");
 
@@ -765,7 +771,7 @@ fn dev_settings() -> AuthSettings {
 async fn dev_token_is_accepted_when_dev_mode_is_on() {
     let settings = dev_settings();
     let authenticator =
-        Authenticator::new(&settings, reqwest::Client::new()).expect("valid settings");
+        Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK).expect("valid settings");
     let options = DevTokenOptions {
         subject: Some("alice@contoso.com".into()),
         ..DevTokenOptions::default()
@@ -807,7 +813,7 @@ async fn dev_token_is_rejected_when_dev_mode_is_off() {
 async fn dev_token_for_an_unconfigured_audience_is_rejected() {
     let settings = dev_settings();
     let authenticator =
-        Authenticator::new(&settings, reqwest::Client::new()).expect("valid settings");
+        Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK).expect("valid settings");
     let options = DevTokenOptions {
         audience: Some("api://someone-else".into()),
         ..DevTokenOptions::default()
@@ -825,7 +831,7 @@ async fn dev_token_for_an_unconfigured_audience_is_rejected() {
 async fn dev_tokens_from_an_unlisted_caller_or_already_expired_are_rejected() {
     let settings = dev_settings();
     let authenticator =
-        Authenticator::new(&settings, reqwest::Client::new()).expect("valid settings");
+        Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK).expect("valid settings");
     let stranger = DevTokenOptions {
         caller: Some(OTHER_TENANT_ID.into()),
         ..DevTokenOptions::default()
@@ -871,7 +877,7 @@ async fn dev_key_never_vouches_for_an_entra_issuer() {
 async fn dev_only_mode_needs_no_tenant_and_fetches_nothing() {
     let settings = dev_settings();
     let authenticator =
-        Authenticator::new(&settings, reqwest::Client::new()).expect("valid settings");
+        Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK).expect("valid settings");
 
     let refresher = authenticator.spawn_refresher();
 
@@ -1105,7 +1111,7 @@ async fn token_cache_never_holds_more_than_its_capacity() {
 async fn dev_tokens_are_cached_too() {
     let settings = dev_settings();
     let authenticator =
-        Authenticator::new(&settings, reqwest::Client::new()).expect("valid settings");
+        Authenticator::new(&settings, reqwest::Client::new(), &LOOPBACK).expect("valid settings");
     let token = issue_token(&settings, &DevTokenOptions::default()).expect("dev token");
 
     for _ in 0..2 {

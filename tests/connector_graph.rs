@@ -2,9 +2,12 @@
 //! loopback that answers Entra's token endpoint and Graph's `user` resource in their real shapes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common_auth;
+mod common_logs;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -25,6 +28,44 @@ const CLIENT_ID: &str = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee";
 const ALICE: &str = "5b2a9c1e-2222-4d3e-8f40-1a2b3c4d5e6f";
 const BOB: &str = "6c3b0d2f-3333-4e4f-9a51-2b3c4d5e6f70";
 const SECRET: &str = "Zx8Q~not-a-real-client-secret";
+
+/// What Entra grants pimgate's app in these tests unless a test says otherwise: everything the `hr`
+/// check reads.
+const FULL_ROLES: &[&str] = &["User.Read.All", "User-LifeCycleInfo.Read.All"];
+const LEAVE_PERMISSION: &str = "User-LifeCycleInfo.Read.All";
+
+/// The key the Entra stand-in signs app-only tokens with (one per test binary).
+static ENTRA_KEY: LazyLock<common_auth::TestKey> =
+    LazyLock::new(|| common_auth::TestKey::generate("entra-graph-key"));
+
+/// An app-only access token for Microsoft Graph as Entra issues it for the client-credentials grant,
+/// really signed, granting `roles`. `label` makes tokens told apart in header matchers; the claims are
+/// fixed, so the same label gives the same token.
+fn app_token_with_roles(label: &str, roles: &[&str]) -> String {
+    let claims = json!({
+        "aud": "https://graph.microsoft.com",
+        "iss": format!("https://sts.windows.net/{TENANT}/"),
+        "iat": 1_795_000_000_i64,
+        "nbf": 1_795_000_000_i64,
+        "exp": 4_102_444_800_i64,
+        "app_displayname": "pimgate",
+        "appid": CLIENT_ID,
+        "appidacr": "1",
+        "idp": format!("https://sts.windows.net/{TENANT}/"),
+        "idtyp": "app",
+        "oid": "9d3c7f5e-0000-4000-8000-00000000a991",
+        "roles": roles,
+        "sub": "9d3c7f5e-0000-4000-8000-00000000a991",
+        "tid": TENANT,
+        "uti": label,
+        "ver": "1.0",
+    });
+    jsonwebtoken::encode(&ENTRA_KEY.header(), &claims, &ENTRA_KEY.encoding_key).unwrap()
+}
+
+fn app_token(label: &str) -> String {
+    app_token_with_roles(label, FULL_ROLES)
+}
 
 fn token_path() -> String {
     format!("/{TENANT}/oauth2/v2.0/token")
@@ -201,10 +242,13 @@ async fn token_requests(server: &MockServer) -> Vec<BTreeMap<String, String>> {
 async fn a_client_secret_token_is_requested_with_the_documented_form_and_an_active_user_passes() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_token(&server, "eyJ0eXAiOiJKV1QifQ.graph-token", 1).await;
+    mount_token(&server, &app_token("eyJ0eXAiOiJKV1QifQ.graph-token"), 1).await;
     Mock::given(method("GET"))
         .and(path(user_path(ALICE)))
-        .and(header("authorization", "Bearer eyJ0eXAiOiJKV1QifQ.graph-token"))
+        .and(header(
+            "authorization",
+            format!("Bearer {}", app_token("eyJ0eXAiOiJKV1QifQ.graph-token")).as_str(),
+        ))
         .and(query_param(
             "$select",
             "id,userPrincipalName,mail,displayName,accountEnabled,employeeLeaveDateTime,employeeType,department",
@@ -245,14 +289,14 @@ async fn a_client_secret_token_is_requested_with_the_documented_form_and_an_acti
             .all(|call| call["connector"] == "graph" && call["outcome"] == "ok")
     );
     assert_eq!(outcome.evidence["user"]["employee_type"], "Employee");
-    assert!(!format!("{outcome:?}").contains("graph-token"));
+    assert!(!format!("{outcome:?}").contains(&app_token("eyJ0eXAiOiJKV1QifQ.graph-token")));
 }
 
 #[tokio::test]
 async fn the_token_is_fetched_once_and_reused_across_lookups() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_token(&server, "token-1", 1).await;
+    mount_token(&server, &app_token("token-1"), 1).await;
     mount_user(&server, ALICE, json!({}), 1).await;
     mount_user(&server, BOB, json!({ "id": BOB }), 1).await;
     let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
@@ -270,21 +314,24 @@ async fn a_401_from_graph_drops_the_cached_token_and_the_lookup_retries_with_a_n
     let dir = tempfile::tempdir().unwrap();
     Mock::given(method("POST"))
         .and(path(token_path()))
-        .respond_with(token_answer("old-token", 3599))
+        .respond_with(token_answer(&app_token("old-token"), 3599))
         .up_to_n_times(1)
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(token_path()))
-        .respond_with(token_answer("new-token", 3599))
+        .respond_with(token_answer(&app_token("new-token"), 3599))
         .expect(1)
         .mount(&server)
         .await;
     mount_user(&server, ALICE, json!({}), 1).await;
     Mock::given(method("GET"))
         .and(path(user_path(BOB)))
-        .and(header("authorization", "Bearer old-token"))
+        .and(header(
+            "authorization",
+            format!("Bearer {}", app_token("old-token")).as_str(),
+        ))
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({
             "error": { "code": "InvalidAuthenticationToken", "message": "Access token has expired or is not yet valid." }
         })))
@@ -293,7 +340,10 @@ async fn a_401_from_graph_drops_the_cached_token_and_the_lookup_retries_with_a_n
         .await;
     Mock::given(method("GET"))
         .and(path(user_path(BOB)))
-        .and(header("authorization", "Bearer new-token"))
+        .and(header(
+            "authorization",
+            format!("Bearer {}", app_token("new-token")).as_str(),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(graph_user(BOB, json!({}))))
         .expect(1)
         .mount(&server)
@@ -321,10 +371,11 @@ async fn a_401_from_graph_drops_the_cached_token_and_the_lookup_retries_with_a_n
 }
 
 #[tokio::test]
-async fn a_freshly_fetched_token_that_graph_refuses_is_an_error_naming_the_missing_permission() {
+async fn a_freshly_fetched_token_that_graph_refuses_is_an_error_whose_evidence_names_the_missing_permission()
+ {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_token(&server, "token", 1).await;
+    mount_token(&server, &app_token("token"), 1).await;
     Mock::given(method("GET"))
         .and(path(user_path(ALICE)))
         .respond_with(ResponseTemplate::new(403).set_body_json(json!({
@@ -340,9 +391,23 @@ async fn a_freshly_fetched_token_that_graph_refuses_is_an_error_naming_the_missi
 
     assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
     assert!(
-        outcome.message.contains("User.Read.All"),
+        outcome
+            .message
+            .starts_with("HR data could not be checked: ")
+            && outcome.message.contains("graph"),
         "{}",
         outcome.message
+    );
+    assert!(
+        !outcome.message.contains("User.Read.All"),
+        "{}",
+        outcome.message
+    );
+    assert!(
+        outcome.evidence["error_detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("User.Read.All")),
+        "{outcome:?}"
     );
 }
 
@@ -395,7 +460,7 @@ async fn profiles_that_break_a_condition_fail_with_a_reason_the_requester_can_ac
     for (name, changes, rule, expected) in cases {
         let server = MockServer::start().await;
         let dir = tempfile::tempdir().unwrap();
-        mount_token(&server, "token", 1).await;
+        mount_token(&server, &app_token("token"), 1).await;
         mount_user(&server, ALICE, changes, 1).await;
         let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
         let check = build_hr(&connectors, rule);
@@ -415,7 +480,7 @@ async fn profiles_that_break_a_condition_fail_with_a_reason_the_requester_can_ac
 async fn a_leave_date_beyond_the_window_and_account_enabled_false_pass() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_token(&server, "token", 1).await;
+    mount_token(&server, &app_token("token"), 1).await;
     mount_user(
         &server,
         ALICE,
@@ -438,7 +503,7 @@ async fn a_leave_date_beyond_the_window_and_account_enabled_false_pass() {
 async fn an_unknown_user_fails_as_not_found_and_the_answer_is_cached() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_token(&server, "token", 1).await;
+    mount_token(&server, &app_token("token"), 1).await;
     Mock::given(method("GET"))
         .and(path(user_path(ALICE)))
         .respond_with(ResponseTemplate::new(404).set_body_json(json!({
@@ -473,7 +538,7 @@ async fn an_unknown_user_fails_as_not_found_and_the_answer_is_cached() {
 async fn a_user_lookup_is_cached_so_a_second_evaluation_makes_no_graph_call() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    mount_token(&server, "token", 1).await;
+    mount_token(&server, &app_token("token"), 1).await;
     mount_user(&server, ALICE, json!({}), 1).await;
     let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
     let check = build_hr(&connectors, "{ source: graph }");
@@ -492,7 +557,11 @@ async fn a_user_lookup_is_cached_so_a_second_evaluation_makes_no_graph_call() {
 #[tokio::test]
 async fn graph_failures_are_errors_naming_graph_within_the_deadline() {
     let cases = [
-        ("503", ResponseTemplate::new(503), "graph answered HTTP 503"),
+        (
+            "503",
+            ResponseTemplate::new(503),
+            "graph answered with an error",
+        ),
         (
             "garbage",
             ResponseTemplate::new(200).set_body_string("<html>gateway</html>"),
@@ -509,7 +578,7 @@ async fn graph_failures_are_errors_naming_graph_within_the_deadline() {
     for (name, answer, expected) in cases {
         let server = MockServer::start().await;
         let dir = tempfile::tempdir().unwrap();
-        mount_token(&server, "token", 1).await;
+        mount_token(&server, &app_token("token"), 1).await;
         Mock::given(method("GET"))
             .and(path(user_path(ALICE)))
             .respond_with(answer)
@@ -546,7 +615,7 @@ async fn a_hanging_token_endpoint_is_an_error_within_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     Mock::given(method("POST"))
         .and(path(token_path()))
-        .respond_with(token_answer("token", 3599).set_delay(Duration::from_secs(10)))
+        .respond_with(token_answer(&app_token("token"), 3599).set_delay(Duration::from_secs(10)))
         .mount(&server)
         .await;
     let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
@@ -569,7 +638,8 @@ async fn a_hanging_token_endpoint_is_an_error_within_the_deadline() {
 }
 
 #[tokio::test]
-async fn a_refused_client_secret_is_an_error_with_the_entra_code_and_without_the_secret() {
+async fn a_refused_client_secret_keeps_the_entra_code_out_of_the_reason_and_in_the_evidence_and_log()
+ {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     Mock::given(method("POST"))
@@ -588,16 +658,26 @@ async fn a_refused_client_secret_is_an_error_with_the_entra_code_and_without_the
         .await;
     let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
     let check = build_hr(&connectors, "{ source: graph }");
+    let (logs, _guard) = common_logs::CapturedLogs::start();
 
     let outcome = evaluate(&check, ALICE).await;
 
     assert_eq!(outcome.status, CheckStatus::Error);
-    assert!(
-        outcome.message.contains("AADSTS7000215"),
-        "{}",
-        outcome.message
-    );
+    for leaked in ["AADSTS", "7000215", "invalid_client", "401", &server.uri()] {
+        assert!(
+            !outcome.message.contains(leaked),
+            "the reason shows `{leaked}`: {}",
+            outcome.message
+        );
+    }
+    assert!(outcome.message.contains("graph"), "{}", outcome.message);
+    let detail = outcome.evidence["error_detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(detail.contains("AADSTS7000215"), "{outcome:?}");
+    assert!(logs.text().contains("AADSTS7000215"), "{}", logs.text());
     assert!(!format!("{outcome:?}").contains(SECRET));
+    assert!(!logs.text().contains(SECRET));
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -609,7 +689,7 @@ fn fixture(name: &str) -> PathBuf {
 #[tokio::test]
 async fn a_certificate_credential_sends_a_client_assertion_signed_with_the_configured_key() {
     let server = MockServer::start().await;
-    mount_token(&server, "token", 1).await;
+    mount_token(&server, &app_token("token"), 1).await;
     mount_user(&server, ALICE, json!({}), 1).await;
     let settings = GraphSettings {
         client_id: Some(CLIENT_ID.to_string()),
@@ -670,7 +750,7 @@ async fn the_federated_token_file_is_sent_as_the_client_assertion_and_reread_on_
     // A lifetime of zero makes every lookup fetch a new token, as after an expiry.
     Mock::given(method("POST"))
         .and(path(token_path()))
-        .respond_with(token_answer("token", 0))
+        .respond_with(token_answer(&app_token("token"), 0))
         .expect(2)
         .mount(&server)
         .await;
@@ -841,7 +921,9 @@ async fn the_hr_file_source_passes_fails_and_follows_changes_to_the_file() {
 
     std::fs::write(
         &file,
-        format!("id,account_enabled,employee_type\n{ALICE},false,Employee\n{BOB},true,Employee\n"),
+        format!(
+            "id,account_enabled,employee_type,employee_leave_date_time\n{ALICE},false,Employee,\n{BOB},true,Employee,\n"
+        ),
     )
     .unwrap();
     let alice = evaluate(&check, ALICE).await;
@@ -913,7 +995,7 @@ async fn identity_uses_graph_when_configured_else_the_hr_file_else_says_not_conf
     assert_eq!(calls.len(), 1);
 
     let server = MockServer::start().await;
-    mount_token(&server, "token", 1).await;
+    mount_token(&server, &app_token("token"), 1).await;
     mount_user(&server, ALICE, json!({}), 1).await;
     let mut both = Connectors {
         hr_file: Some(Arc::new(
@@ -944,4 +1026,255 @@ async fn identity_uses_graph_when_configured_else_the_hr_file_else_says_not_conf
         Err(UpstreamError::NotConfigured { connector: "graph" })
     );
     assert!(calls.is_empty());
+}
+
+// ---- Missing or unreadable upstream data is "not evaluated", never a pass or the requester's fault ----
+
+/// Graph answers `employeeLeaveDateTime: null` both for "no leave date" and for "your app may not read
+/// it"; only the token's `roles` tell the two apart.
+#[tokio::test]
+async fn a_leaver_whose_leave_date_the_token_may_not_read_is_not_evaluated_and_never_passes() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = app_token_with_roles("without-lifecycle", &["User.Read.All"]);
+    mount_token(&server, &token, 1).await;
+    // What Graph answers for a leaver when the app lacks User-LifeCycleInfo.Read.All.
+    mount_user(&server, ALICE, json!({ "employeeLeaveDateTime": null }), 1).await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph, not_leaving_within: P14D }");
+    let (logs, _guard) = common_logs::CapturedLogs::start();
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+    assert!(
+        outcome.message.starts_with("HR data could not be checked"),
+        "{}",
+        outcome.message
+    );
+    assert!(
+        !outcome.message.contains(LEAVE_PERMISSION),
+        "the requester cannot grant permissions: {}",
+        outcome.message
+    );
+    let detail = outcome.evidence["error_detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(detail.contains(LEAVE_PERMISSION), "{outcome:?}");
+    assert!(logs.text().contains(LEAVE_PERMISSION), "{}", logs.text());
+}
+
+#[tokio::test]
+async fn with_the_lifecycle_permission_granted_a_null_leave_date_means_no_leave_date() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, &app_token("full"), 1).await;
+    mount_user(&server, ALICE, json!({ "employeeLeaveDateTime": null }), 1).await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph, not_leaving_within: P14D }");
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Pass, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_token_whose_grants_cannot_be_read_proves_no_permission() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, "opaque-token-without-claims", 1).await;
+    mount_user(&server, ALICE, json!({ "employeeLeaveDateTime": null }), 1).await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph, not_leaving_within: P14D }");
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_graph_user_without_account_enabled_is_not_evaluated() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, &app_token("full"), 1).await;
+    let mut user = graph_user(ALICE, json!({}));
+    user.as_object_mut().unwrap().remove("accountEnabled");
+    Mock::given(method("GET"))
+        .and(path(user_path(ALICE)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(user))
+        .mount(&server)
+        .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+    assert!(!outcome.message.contains("your account is disabled"));
+}
+
+#[tokio::test]
+async fn graph_answering_for_another_user_is_not_evaluated_and_logged() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    mount_token(&server, &app_token("full"), 1).await;
+    Mock::given(method("GET"))
+        .and(path(user_path(ALICE)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(graph_user(BOB, json!({}))))
+        .mount(&server)
+        .await;
+    let connectors = connectors_with_graph(&secret_settings(&server, dir.path()));
+    let check = build_hr(&connectors, "{ source: graph }");
+    let (logs, _guard) = common_logs::CapturedLogs::start();
+
+    let outcome = evaluate(&check, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+    assert!(outcome.message.contains("graph"), "{}", outcome.message);
+    assert!(logs.text().contains(BOB), "{}", logs.text());
+}
+
+#[tokio::test]
+async fn an_hr_file_that_disappears_is_not_evaluated_and_its_path_stays_out_of_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people-export-7f3a.csv");
+    std::fs::write(
+        &file,
+        format!("id,account_enabled,employee_leave_date_time\n{ALICE},true,\n"),
+    )
+    .unwrap();
+    let connectors = hr_file_connectors(&file);
+    let check = build_hr(&connectors, "{ source: file, not_leaving_within: P14D }");
+    let before = evaluate(&check, ALICE).await;
+    assert_eq!(before.status, CheckStatus::Pass, "{before:?}");
+    std::fs::remove_file(&file).unwrap();
+    let (logs, _guard) = common_logs::CapturedLogs::start();
+
+    let after = evaluate(&check, ALICE).await;
+
+    assert_eq!(after.status, CheckStatus::Error, "{after:?}");
+    let folder = dir.path().display().to_string();
+    for leaked in [
+        "people-export-7f3a",
+        folder.as_str(),
+        "No such file",
+        "os error",
+    ] {
+        assert!(
+            !after.message.contains(leaked),
+            "the reason shows `{leaked}`: {}",
+            after.message
+        );
+    }
+    let detail = after.evidence["error_detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("people-export-7f3a.csv"), "{after:?}");
+    assert!(
+        logs.text().contains("people-export-7f3a.csv"),
+        "{}",
+        logs.text()
+    );
+}
+
+#[tokio::test]
+async fn an_unparsable_hr_cell_makes_only_that_person_not_evaluated() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hr.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "id,account_enabled,employee_leave_date_time\n\
+             {ALICE},maybe,\n\
+             {BOB},true,01/12/2026\n\
+             00000000-0000-4000-8000-000000000001,true,\n"
+        ),
+    )
+    .unwrap();
+    let connectors = hr_file_connectors(&file);
+    let check = build_hr(&connectors, "{ source: file, not_leaving_within: P14D }");
+
+    let alice = evaluate(&check, ALICE).await;
+    let bob = evaluate(&check, BOB).await;
+    let carol = evaluate(&check, "00000000-0000-4000-8000-000000000001").await;
+
+    assert_eq!(alice.status, CheckStatus::Error, "{alice:?}");
+    assert_eq!(bob.status, CheckStatus::Error, "{bob:?}");
+    assert_eq!(carol.status, CheckStatus::Pass, "{carol:?}");
+    for outcome in [&alice, &bob] {
+        assert!(
+            outcome.message.starts_with("HR data could not be checked"),
+            "{}",
+            outcome.message
+        );
+        assert!(!outcome.message.contains("maybe") && !outcome.message.contains("01/12/2026"));
+    }
+}
+
+#[tokio::test]
+async fn an_hr_file_without_a_leave_date_column_cannot_clear_anyone_of_leaving() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hr.csv");
+    std::fs::write(&file, format!("id,account_enabled\n{ALICE},true\n")).unwrap();
+    let connectors = hr_file_connectors(&file);
+    let leaving = build_hr(&connectors, "{ source: file, not_leaving_within: P14D }");
+    let enabled_only = build_hr(&connectors, "{ source: file }");
+
+    let outcome = evaluate(&leaving, ALICE).await;
+    let unaffected = evaluate(&enabled_only, ALICE).await;
+
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+    assert_eq!(unaffected.status, CheckStatus::Pass, "{unaffected:?}");
+}
+
+/// `pimgate rules validate --config` with Graph configured names the application permissions the
+/// loaded rules need, so an operator can compare them with the app registration before deploying.
+#[test]
+fn rules_validate_names_the_graph_permissions_the_loaded_rules_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("graph-secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml"))
+            .unwrap()
+            .replace(
+                "config/hr.example.csv",
+                &format!("{}/config/hr.example.csv", env!("CARGO_MANIFEST_DIR")),
+            )
+            .replace(
+                "config/oncall.example.yaml",
+                &format!("{}/config/oncall.example.yaml", env!("CARGO_MANIFEST_DIR")),
+            );
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{example}\n[connectors.graph]\nclient_id = \"{CLIENT_ID}\"\nclient_secret = {{ file = \"{}\" }}\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let validate = |rules: &str| {
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(&path, rules).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_pimgate"))
+            .args(["rules", "validate", "--config"])
+            .arg(&config)
+            .env_remove("PIMGATE_CONFIG")
+            .env("PIMGATE__RULES__PATH", &path)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+
+    let leavers = validate(
+        "policies:\n  - name: staff-only\n    match: {}\n    require:\n      - hr: { source: graph, not_leaving_within: P14D }\n",
+    );
+    let enabled_only = validate(
+        "policies:\n  - name: staff-only\n    match: {}\n    require:\n      - hr: { source: graph }\n",
+    );
+
+    assert!(leavers.contains(LEAVE_PERMISSION), "{leavers}");
+    assert!(leavers.contains("User.Read.All"), "{leavers}");
+    assert!(enabled_only.contains("User.Read.All"), "{enabled_only}");
+    assert!(!enabled_only.contains(LEAVE_PERMISSION), "{enabled_only}");
 }

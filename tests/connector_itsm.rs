@@ -2,6 +2,8 @@
 //! loopback, answering the vendors' JSON shapes from tests/fixtures/itsm/).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common_logs;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -247,7 +249,7 @@ async fn a_change_in_implement_assigned_to_the_requester_passes() {
         .and(query_param("sysparm_query", "number=CHG0031337"))
         .and(query_param(
             "sysparm_fields",
-            "number,state,assigned_to.email,assigned_to.user_name,requested_by.email,requested_by.user_name,opened_by.email,opened_by.user_name,start_date,end_date,work_start,work_end",
+            "number,state,assigned_to,assigned_to.email,assigned_to.user_name,requested_by,requested_by.email,requested_by.user_name,opened_by,opened_by.email,opened_by.user_name,start_date,end_date,work_start,work_end",
         ))
         .and(query_param("sysparm_limit", "1"))
         .and(query_param("sysparm_display_value", "false"))
@@ -368,7 +370,7 @@ async fn incident_states_are_read_by_name_and_by_code() {
             .and(query_param("sysparm_query", "number=INC0012345"))
             .and(query_param(
                 "sysparm_fields",
-                "number,state,assigned_to.email,assigned_to.user_name,caller_id.email,caller_id.user_name,opened_by.email,opened_by.user_name",
+                "number,state,assigned_to,assigned_to.email,assigned_to.user_name,caller_id,caller_id.email,caller_id.user_name,opened_by,opened_by.email,opened_by.user_name",
             ))
             .respond_with(ResponseTemplate::new(200).set_body_json(body))
             .expect(1)
@@ -448,7 +450,11 @@ async fn a_change_assigned_to_someone_else_or_nobody_fails() {
             "`CHG0031337` is assigned to `mallory@contoso.com` (assigned_to), not to the requester (`ada.lovelace@contoso.com`, `ada@contoso.onmicrosoft.com`); assign the ticket to yourself or ask its assignee to activate",
         ),
         (
-            change_with(&[("assigned_to.email", ""), ("assigned_to.user_name", "")]),
+            change_with(&[
+                ("assigned_to", ""),
+                ("assigned_to.email", ""),
+                ("assigned_to.user_name", ""),
+            ]),
             "`CHG0031337` has no `assigned_to`; assign it to the requester",
         ),
     ];
@@ -581,13 +587,21 @@ async fn the_oauth_token_is_fetched_once_and_reused() {
         .as_str()
         .unwrap()
         .to_string();
-    Mock::given(method("GET"))
-        .and(path(table("change_request")))
-        .and(header("authorization", format!("Bearer {token}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("servicenow-change.json")))
-        .expect(2)
-        .mount(&server)
-        .await;
+    for number in ["CHG0031337", "CHG0031338"] {
+        Mock::given(method("GET"))
+            .and(path(table("change_request")))
+            .and(query_param(
+                "sysparm_query",
+                format!("number={number}").as_str(),
+            ))
+            .and(header("authorization", format!("Bearer {token}").as_str()))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(change_with(&[("number", number)])),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
     let upstreams = servicenow_oauth(&server.uri());
     let check = check(CHANGE_RULE, &upstreams.connectors, Some(ada()));
 
@@ -609,7 +623,7 @@ async fn the_oauth_token_is_fetched_once_and_reused() {
 }
 
 #[tokio::test]
-async fn a_rejected_oauth_client_is_an_error_naming_the_credentials() {
+async fn a_rejected_oauth_client_is_an_error_whose_evidence_names_the_credentials() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/oauth_token.do"))
@@ -622,14 +636,17 @@ async fn a_rejected_oauth_client_is_an_error_naming_the_credentials() {
     let check = check(CHANGE_RULE, &upstreams.connectors, Some(ada()));
     let outcome = run(&check, &request(Some("CHG0031337"))).await;
     assert_eq!(outcome.status, CheckStatus::Error);
-    assert!(
-        outcome
-            .message
-            .contains("check client_id and client_secret"),
-        "{}",
-        outcome.message
+    assert_eq!(
+        outcome.message,
+        "pimgate could not authenticate to servicenow, so ticket `CHG0031337` could not be checked"
     );
-    assert!(!outcome.message.contains("client-s3cret"));
+    assert!(
+        outcome.evidence["error_detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("check client_id and client_secret")),
+        "{outcome:?}"
+    );
+    assert!(!format!("{outcome:?}").contains("client-s3cret"));
     assert_eq!(upstream(&outcome)[0]["outcome"], "auth_failed");
 }
 
@@ -639,7 +656,7 @@ async fn upstream_failures_are_errors_answered_inside_the_deadline() {
         (
             "a 500",
             ResponseTemplate::new(500),
-            "servicenow answered HTTP 500",
+            "servicenow answered with an error",
         ),
         (
             "a 429",
@@ -1098,7 +1115,227 @@ async fn a_token_servicenow_rejects_is_replaced_on_the_next_lookup() {
     assert_eq!(first.status, CheckStatus::Error);
     assert_eq!(
         first.message,
-        "pimgate could not authenticate to servicenow: HTTP 401, so ticket `CHG0031337` could not be checked"
+        "pimgate could not authenticate to servicenow, so ticket `CHG0031337` could not be checked"
     );
     assert_eq!(second.status, CheckStatus::Pass, "{}", second.message);
+}
+
+// ---- Missing or unreadable upstream data is "not evaluated", never a pass or the requester's fault ----
+
+/// A change record with `fields` removed.
+fn change_without(fields: &[&str]) -> Value {
+    let mut body = fixture("servicenow-change.json");
+    let record = body["result"][0].as_object_mut().unwrap();
+    for field in fields {
+        record.remove(*field);
+    }
+    body
+}
+
+async fn servicenow_answering(body: Value, rule: &str) -> CheckOutcome {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(table("change_request")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let upstreams = servicenow(&server.uri());
+    let check = check(rule, &upstreams.connectors, Some(ada()));
+    run(&check, &request(Some("CHG0031337"))).await
+}
+
+fn assert_not_evaluated_without_blame(outcome: &CheckOutcome, system: &str) {
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+    assert!(outcome.message.contains(system), "{}", outcome.message);
+    for blame in [
+        "assign it",
+        "assign the ticket",
+        "not to the requester",
+        "fill in",
+    ] {
+        assert!(
+            !outcome.message.contains(blame),
+            "the requester is blamed (`{blame}`): {}",
+            outcome.message
+        );
+    }
+}
+
+/// The integration user cannot read `sys_user`: the change names an assignee (the reference is set)
+/// but the dot-walked email and login come back empty.
+#[tokio::test]
+async fn a_change_whose_assignee_servicenow_cannot_read_is_not_evaluated() {
+    let body = change_with(&[("assigned_to.email", ""), ("assigned_to.user_name", "")]);
+
+    let outcome =
+        servicenow_answering(body, "{ system: servicenow, assigned_to_requester: true }").await;
+
+    assert_not_evaluated_without_blame(&outcome, "ServiceNow");
+}
+
+#[tokio::test]
+async fn a_change_without_the_requester_role_fields_is_not_evaluated() {
+    let body = change_without(&["assigned_to", "assigned_to.email", "assigned_to.user_name"]);
+
+    let outcome =
+        servicenow_answering(body, "{ system: servicenow, assigned_to_requester: true }").await;
+
+    assert_not_evaluated_without_blame(&outcome, "ServiceNow");
+}
+
+#[tokio::test]
+async fn a_readable_match_on_another_listed_role_still_passes_when_one_role_is_unreadable() {
+    let body = change_with(&[
+        ("assigned_to.email", ""),
+        ("assigned_to.user_name", ""),
+        ("requested_by.email", "ada.lovelace@contoso.com"),
+    ]);
+
+    let outcome = servicenow_answering(
+        body,
+        "{ system: servicenow, assigned_to_requester: true, requester_roles: [assigned_to, requested_by] }",
+    )
+    .await;
+
+    assert_eq!(outcome.status, CheckStatus::Pass, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_change_without_a_readable_state_is_not_evaluated() {
+    for body in [change_without(&["state"]), change_with(&[("state", "")])] {
+        let outcome =
+            servicenow_answering(body, "{ system: servicenow, states: [Implement] }").await;
+
+        assert_not_evaluated_without_blame(&outcome, "ServiceNow");
+    }
+}
+
+#[tokio::test]
+async fn a_change_whose_planned_dates_are_absent_or_unreadable_is_not_evaluated() {
+    let rule = "{ system: servicenow, covers_activation: true }";
+    for body in [
+        change_without(&["start_date", "end_date"]),
+        change_with(&[("start_date", "24.11.2026 17:00")]),
+    ] {
+        let outcome = servicenow_answering(body, rule).await;
+
+        assert_not_evaluated_without_blame(&outcome, "ServiceNow");
+    }
+    let empty =
+        servicenow_answering(change_with(&[("start_date", ""), ("end_date", "")]), rule).await;
+    assert_eq!(
+        empty.status,
+        CheckStatus::Fail,
+        "empty dates are the ticket's: {empty:?}"
+    );
+}
+
+#[tokio::test]
+async fn servicenow_answering_another_number_is_not_evaluated_and_logged() {
+    let (logs, _guard) = common_logs::CapturedLogs::start();
+    let body = change_with(&[("number", "CHG0099999")]);
+
+    let outcome = servicenow_answering(body, CHANGE_RULE).await;
+
+    assert_not_evaluated_without_blame(&outcome, "servicenow");
+    assert!(logs.text().contains("CHG0099999"), "{}", logs.text());
+    let detail = outcome.evidence["error_detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(detail.contains("CHG0099999"), "{outcome:?}");
+}
+
+async fn jira_answering(body: Value, rule: &str) -> CheckOutcome {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/issue/OPS-12"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let upstreams = jira(&server.uri(), JiraFlavor::Cloud);
+    let check = check(rule, &upstreams.connectors, Some(ada()));
+    run(&check, &request(Some("OPS-12"))).await
+}
+
+#[tokio::test]
+async fn jira_answering_another_key_is_not_evaluated() {
+    let mut body = fixture("jira-cloud-issue.json");
+    body["key"] = Value::String("SEC-4".to_string());
+
+    let outcome =
+        jira_answering(body, "{ system: jira, status_categories: [indeterminate] }").await;
+
+    assert_not_evaluated_without_blame(&outcome, "jira");
+}
+
+/// `assignee: null` is Jira saying "unassigned", a finding; no `assignee` field at all means pimgate was
+/// not shown it.
+#[tokio::test]
+async fn a_jira_issue_without_the_assignee_field_is_not_evaluated_but_an_unassigned_one_fails() {
+    let rule = "{ system: jira, assigned_to_requester: true }";
+    let mut absent = fixture("jira-cloud-issue.json");
+    absent["fields"].as_object_mut().unwrap().remove("assignee");
+    let mut unassigned = fixture("jira-cloud-issue.json");
+    unassigned["fields"]["assignee"] = Value::Null;
+
+    let not_shown = jira_answering(absent, rule).await;
+    let nobody = jira_answering(unassigned, rule).await;
+
+    assert_not_evaluated_without_blame(&not_shown, "Jira");
+    assert_eq!(nobody.status, CheckStatus::Fail, "{nobody:?}");
+    assert!(
+        nobody.message.contains("has no `assignee`"),
+        "{}",
+        nobody.message
+    );
+}
+
+#[tokio::test]
+async fn a_jira_issue_without_a_status_is_not_evaluated() {
+    let mut body = fixture("jira-cloud-issue.json");
+    body["fields"].as_object_mut().unwrap().remove("status");
+
+    let outcome = jira_answering(body, "{ system: jira, states: [In Progress] }").await;
+
+    assert_not_evaluated_without_blame(&outcome, "Jira");
+}
+
+#[tokio::test]
+async fn an_html_error_page_and_its_status_code_stay_out_of_the_reason_and_go_to_the_evidence_and_log()
+ {
+    let page = "<html><head><title>Error</title></head><body>Node sn-app-07 failed: see \
+                https://sn-node-07.corp.internal:16001/stats.do?trace=8f2e</body></html>";
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw(page, "text/html"))
+        .mount(&server)
+        .await;
+    let upstreams = servicenow(&server.uri());
+    let check = check(CHANGE_RULE, &upstreams.connectors, Some(ada()));
+    let (logs, _guard) = common_logs::CapturedLogs::start();
+
+    let outcome = run(&check, &request(Some("CHG0031337"))).await;
+
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+    for leaked in ["corp.internal", "<html", "500", "sn-app-07", &server.uri()] {
+        assert!(
+            !outcome.message.contains(leaked),
+            "the reason shows `{leaked}`: {}",
+            outcome.message
+        );
+    }
+    assert!(
+        outcome.message.contains("servicenow"),
+        "{}",
+        outcome.message
+    );
+    let detail = outcome.evidence["error_detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(detail.contains("HTTP 500"), "{outcome:?}");
+    assert!(
+        logs.text().contains("sn-node-07.corp.internal"),
+        "{}",
+        logs.text()
+    );
 }

@@ -19,7 +19,7 @@ use pimgate::connectors::secrets::SecretRef;
 use pimgate::connectors::{BuildContext, Connectors, UserProfile};
 use pimgate::payload::{Action, ActivationRequest, ExpirationKind, ResourceType, Schedule, Target};
 use serde_json::Value;
-use wiremock::matchers::{header, method, path, query_param};
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const PRINCIPAL: &str = "5b2a9c1e-2222-4d3e-8f40-1a2b3c4d5e6f";
@@ -219,8 +219,8 @@ async fn pagerduty_on_call_at_level_one_passes_with_the_shift_end() {
         .and(query_param("schedule_ids[]", "P1ABCDE"))
         .and(query_param("time_zone", "UTC"))
         .and(query_param("offset", "0"))
-        .and(query_param("since", "2026-11-24T12:00:00Z"))
-        .and(query_param("until", "2026-11-24T12:01:00Z"))
+        .and(query_param_is_missing("since"))
+        .and(query_param_is_missing("until"))
         .and(header("authorization", "Token token=pd-test-token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(oncalls_with(1)))
         .expect(1)
@@ -265,7 +265,7 @@ async fn pagerduty_on_call_now_but_not_at_a_start_in_three_days_fails() {
         .expect(1)
         .mount(&server)
         .await;
-    // Asked about the present (no range, or today's), PagerDuty would say Alice is on call.
+    // Asked about the present (no range), PagerDuty would say Alice is on call.
     Mock::given(method("GET"))
         .and(path("/oncalls"))
         .respond_with(ResponseTemplate::new(200).set_body_json(oncalls_with(1)))
@@ -610,7 +610,7 @@ async fn opsgenie_is_asked_about_the_start_and_on_call_now_is_not_on_call_in_thr
         .and(path("/v2/schedules/platform-primary/on-calls"))
         .and(query_param("scheduleIdentifierType", "name"))
         .and(query_param("flat", "true"))
-        .and(query_param("date", "2026-11-24T12:00:00+00:00"))
+        .and(query_param_is_missing("date"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json_fixture("opsgenie_oncalls_flat.json")),
         )

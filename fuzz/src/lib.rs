@@ -86,7 +86,9 @@ static AUTHENTICATOR: LazyLock<Arc<Authenticator>> = LazyLock::new(|| {
         audiences: vec![EXAMPLE_AUDIENCE.to_string()],
         ..AuthSettings::default()
     };
-    match Authenticator::new(&settings, reqwest::Client::new()) {
+    // Served on loopback as far as the authenticator knows: development mode requires it.
+    let loopback = [std::net::SocketAddr::from(([127, 0, 0, 1], 8080))];
+    match Authenticator::new(&settings, reqwest::Client::new(), &loopback) {
         Ok(authenticator) => authenticator,
         Err(error) => panic!("the fuzz authenticator settings are invalid: {error}"),
     }

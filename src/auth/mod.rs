@@ -12,6 +12,7 @@ mod error;
 mod jwks;
 mod token;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -37,6 +38,8 @@ const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(60);
 /// Shared behind an `Arc` by every worker; the key set is swapped whole, so a request sees either
 /// the old keys or the new ones, never a mix.
 pub struct Authenticator {
+    /// Lets a kid-triggered refresh run as its own task, which needs an owned handle.
+    me: Weak<Self>,
     http: reqwest::Client,
     /// `None` when only the development issuer is trusted (`dev_mode` without a tenant).
     metadata_url: Option<Url>,
@@ -63,8 +66,29 @@ struct RefreshState {
 
 impl Authenticator {
     /// Checks `[auth]` and reports every problem at once.
-    pub fn new(settings: &AuthSettings, http: reqwest::Client) -> Result<Arc<Self>, AuthError> {
+    ///
+    /// `listeners` are the addresses the service answers on. Development mode trusts a key anyone
+    /// can read, so it is refused here, where the trust is created, unless every listener is a
+    /// loopback address (and there is at least one): a `Settings` built in code or changed after
+    /// `Settings::validate` cannot put development tokens on a public listener.
+    pub fn new(
+        settings: &AuthSettings,
+        http: reqwest::Client,
+        listeners: &[SocketAddr],
+    ) -> Result<Arc<Self>, AuthError> {
         let mut problems = Vec::new();
+        if settings.dev_mode {
+            if let Some(public) = listeners.iter().find(|address| !address.ip().is_loopback()) {
+                problems.push(format!(
+                    "`auth.dev_mode` trusts a public test key and the service listens on `{public}`, not a loopback address: listen on 127.0.0.1 or turn development mode off"
+                ));
+            } else if listeners.is_empty() {
+                problems.push(
+                    "`auth.dev_mode` needs the listener addresses to prove they are loopback only"
+                        .to_string(),
+                );
+            }
+        }
         let tenant_id = settings.tenant_id.trim();
         let entra_enabled = !(settings.dev_mode && tenant_id.is_empty());
         let mut normalized_tenant = String::new();
@@ -146,7 +170,8 @@ impl Authenticator {
                 .collect(),
             clock_skew_seconds: i64::try_from(settings.clock_skew_seconds).unwrap_or(i64::MAX),
         };
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             http,
             metadata_url,
             rules,
@@ -338,17 +363,24 @@ impl Authenticator {
         if self.metadata_url.is_none() {
             return Err(AuthError::UnknownKeyId);
         }
+        let Some(this) = self.me.upgrade() else {
+            return Err(AuthError::UnknownKeyId);
+        };
         let finished_before = self.fetches_finished.load(Ordering::Acquire);
-        {
-            let mut state = self.refresh.lock().await;
+        // Detached: the request may be dropped (client gone, deadline) while the fetch is under way;
+        // the fetch carries on, installs its keys and keeps its place in the rate limit, and a later
+        // request waits for it on the lock instead of starting another. Dropping the handle does not
+        // abort the task.
+        let refresh = tokio::spawn(async move {
+            let mut state = this.refresh.lock().await;
             let someone_refreshed =
-                self.fetches_finished.load(Ordering::Acquire) != finished_before;
+                this.fetches_finished.load(Ordering::Acquire) != finished_before;
             let allowed = state
                 .last_attempt
-                .is_none_or(|last| last.elapsed() >= self.min_refresh_interval);
+                .is_none_or(|last| last.elapsed() >= this.min_refresh_interval);
             if !someone_refreshed
                 && allowed
-                && let Err(error) = self.refresh_locked(&mut state, "unknown_kid").await
+                && let Err(error) = this.refresh_locked(&mut state, "unknown_kid").await
             {
                 tracing::warn!(
                     reason = error.reason_code(),
@@ -356,7 +388,9 @@ impl Authenticator {
                     "signing key refresh for an unknown key id failed; keeping the previous keys"
                 );
             }
-        }
+        });
+        // A panicked refresh changed nothing; the key lookup below decides either way.
+        let _ = refresh.await;
         let keys = self.current_keys();
         if keys.get(kid).is_some() {
             Ok(keys)

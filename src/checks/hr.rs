@@ -1,6 +1,12 @@
 //! `hr`: the requester must still be a current member of staff of the kind the role is for, as the
 //! directory (Microsoft Graph) or the HR file says: account enabled, not leaving soon, allowed employee
 //! type and department.
+//!
+//! Each attribute is known, empty or unknown (`connectors::Attribute`). Empty is the source's answer
+//! ("no leave date", "no department") and is judged; unknown (left out, unparsable, or unreadable
+//! with the permissions pimgate has) makes the check not evaluated, naming the source, with the
+//! operator's detail (which permission, which column) in the evidence only. A condition the profile
+//! definitely breaks still fails, whatever else is unknown.
 
 use std::sync::Arc;
 
@@ -13,7 +19,7 @@ use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::http::Fetched;
 use crate::connectors::identity::ProfileSource;
-use crate::connectors::{Connectors, UserProfile};
+use crate::connectors::{Attribute, Connectors, PermissionNeed, Unknown, UserProfile, graph};
 use crate::payload::format_iso8601_duration;
 
 /// `hr: { source: graph, account_enabled: true, not_leaving_within: P14D, employee_types: [Employee] }`
@@ -145,34 +151,115 @@ fn listed(values: &[String]) -> String {
         .join(", ")
 }
 
+/// The hr check could not be evaluated: the requester's sentence and the operator's detail.
+#[derive(Debug)]
+struct NotEvaluated {
+    message: String,
+    detail: String,
+}
+
+/// The attributes the check reads, as requesters and each source name them.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    AccountEnabled,
+    LeaveDate,
+    EmployeeType,
+    Department,
+}
+
+impl Field {
+    fn phrase(self) -> &'static str {
+        match self {
+            Field::AccountEnabled => "whether your account is enabled",
+            Field::LeaveDate => "your leave date",
+            Field::EmployeeType => "your employee type",
+            Field::Department => "your department",
+        }
+    }
+
+    fn name_in(self, source: ProfileSource) -> &'static str {
+        match (source, self) {
+            (ProfileSource::Graph, Field::AccountEnabled) => "accountEnabled",
+            (ProfileSource::Graph, Field::LeaveDate) => "employeeLeaveDateTime",
+            (ProfileSource::Graph, Field::EmployeeType) => "employeeType",
+            (ProfileSource::Graph, Field::Department) => "department",
+            (ProfileSource::HrFile, Field::AccountEnabled) => "account_enabled",
+            (ProfileSource::HrFile, Field::LeaveDate) => "employee_leave_date_time",
+            (ProfileSource::HrFile, Field::EmployeeType) => "employee_type",
+            (ProfileSource::HrFile, Field::Department) => "department",
+        }
+    }
+}
+
 impl HrCheck {
-    /// The first condition the profile breaks, as a sentence for the requester; `Err` when the data
-    /// needed to decide is missing.
+    fn not_evaluated(&self, field: Field, why: Unknown) -> NotEvaluated {
+        let where_from = self.source.label();
+        let name = field.name_in(self.source);
+        let detail = match why {
+            Unknown::Absent => match self.source {
+                ProfileSource::Graph => format!("Microsoft Graph's answer has no `{name}`"),
+                ProfileSource::HrFile => format!("the HR file has no `{name}` column"),
+            },
+            Unknown::Unparsable => format!(
+                "the requester's `{name}` in {where_from} is not a value pimgate can read (the log names the entry)"
+            ),
+            Unknown::Unreadable { permission } => format!(
+                "the Microsoft Graph token lacks the application permission `{permission}`, so `{name}` reads as empty; grant it to pimgate's app registration with admin consent"
+            ),
+        };
+        NotEvaluated {
+            message: format!(
+                "HR data could not be checked: {where_from} did not give pimgate {}",
+                field.phrase()
+            ),
+            detail,
+        }
+    }
+
+    /// The first condition the profile breaks, as a sentence for the requester; `Err` when none is
+    /// broken but one could not be decided for want of data.
     fn judge(
         &self,
         profile: &UserProfile,
         context: &CheckContext<'_>,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, NotEvaluated> {
         let where_from = self.source.label();
+        let mut unknown: Option<NotEvaluated> = None;
         if self.require_enabled {
-            match profile.account_enabled {
-                Some(true) => {}
-                Some(false) => {
+            match &profile.account_enabled {
+                Attribute::Known(true) => {}
+                Attribute::Known(false) => {
                     return Ok(Some(format!(
                         "your account is disabled in {where_from}; this role needs an enabled account"
                     )));
                 }
-                None => {
-                    return Err(format!(
-                        "{where_from} does not say whether the account is enabled; \
-                         the hr check could not be evaluated (set `account_enabled: false` in the rule if the source has no such field)"
-                    ));
+                // An account is enabled or not: "no value" says neither.
+                Attribute::Empty | Attribute::Unknown(_) => {
+                    let why = match &profile.account_enabled {
+                        Attribute::Unknown(why) => *why,
+                        _ => Unknown::Absent,
+                    };
+                    let mut not_evaluated = self.not_evaluated(Field::AccountEnabled, why);
+                    not_evaluated.message = format!(
+                        "HR data could not be checked: {where_from} does not say whether the account is enabled"
+                    );
+                    not_evaluated.detail.push_str(
+                        "; if the source has no such field, set `account_enabled: false` in the rule",
+                    );
+                    unknown.get_or_insert(not_evaluated);
                 }
             }
         }
-        if let (Some(window), Some(leaves)) =
-            (self.not_leaving_within, profile.employee_leave_date_time)
-        {
+        let employee_leave_date_time =
+            match (&profile.employee_leave_date_time, self.not_leaving_within) {
+                (Attribute::Known(leaves), _) => Some(*leaves),
+                (Attribute::Unknown(why), Some(_)) => {
+                    unknown.get_or_insert(self.not_evaluated(Field::LeaveDate, *why));
+                    None
+                }
+                _ => None,
+            };
+        if let (Some(window), Some(leaves)) = (self.not_leaving_within, employee_leave_date_time) {
             let date = leaves.format("%Y-%m-%d");
             if leaves <= context.now {
                 return Ok(Some(format!(
@@ -201,37 +288,50 @@ impl HrCheck {
         }
         if !self.employee_types.is_empty() {
             let allowed = listed(&self.employee_types);
-            match profile.employee_type.as_deref().map(str::trim) {
-                Some(kind) if self.employee_types.contains(&kind.to_lowercase()) => {}
-                Some(kind) => {
+            match &profile.employee_type {
+                Attribute::Known(kind)
+                    if self.employee_types.contains(&kind.trim().to_lowercase()) => {}
+                Attribute::Known(kind) => {
                     return Ok(Some(format!(
-                        "your employee type `{kind}` is not one this role allows ({allowed})"
+                        "your employee type `{}` is not one this role allows ({allowed})",
+                        kind.trim()
                     )));
                 }
-                None => {
+                Attribute::Empty => {
                     return Ok(Some(format!(
                         "{where_from} has no employee type for you; this role requires one of {allowed}"
                     )));
+                }
+                Attribute::Unknown(why) => {
+                    unknown.get_or_insert(self.not_evaluated(Field::EmployeeType, *why));
                 }
             }
         }
         if !self.departments.is_empty() {
             let allowed = listed(&self.departments);
-            match profile.department.as_deref().map(str::trim) {
-                Some(department) if self.departments.contains(&department.to_lowercase()) => {}
-                Some(department) => {
+            match &profile.department {
+                Attribute::Known(department)
+                    if self.departments.contains(&department.trim().to_lowercase()) => {}
+                Attribute::Known(department) => {
                     return Ok(Some(format!(
-                        "your department `{department}` is not one this role allows ({allowed})"
+                        "your department `{}` is not one this role allows ({allowed})",
+                        department.trim()
                     )));
                 }
-                None => {
+                Attribute::Empty => {
                     return Ok(Some(format!(
                         "{where_from} has no department for you; this role requires one of {allowed}"
                     )));
                 }
+                Attribute::Unknown(why) => {
+                    unknown.get_or_insert(self.not_evaluated(Field::Department, *why));
+                }
             }
         }
-        Ok(None)
+        match unknown {
+            Some(not_evaluated) => Err(not_evaluated),
+            None => Ok(None),
+        }
     }
 }
 
@@ -249,9 +349,8 @@ impl Check for HrCheck {
             ProfileSource::HrFile => "file",
         };
         let outcome = match result {
-            Err(error) => {
-                CheckOutcome::error(format!("the hr check could not be evaluated: {error}"))
-            }
+            Err(error) => CheckOutcome::error(format!("HR data could not be checked: {error}"))
+                .with_evidence("error_detail", error.detail()),
             Ok(Fetched::NotFound) => CheckOutcome::fail(format!(
                 "your account `{principal}` was not found in {}",
                 self.source.label()
@@ -259,7 +358,16 @@ impl Check for HrCheck {
             Ok(Fetched::Found(profile)) => {
                 let judged = self.judge(&profile, context);
                 let outcome = match judged {
-                    Err(message) => CheckOutcome::error(message),
+                    Err(not_evaluated) => {
+                        tracing::warn!(
+                            check = "hr",
+                            source,
+                            detail = %not_evaluated.detail,
+                            "hr check not evaluated: the source did not give an attribute the rule needs"
+                        );
+                        CheckOutcome::error(not_evaluated.message)
+                            .with_evidence("error_detail", not_evaluated.detail)
+                    }
                     Ok(Some(message)) => CheckOutcome::fail(message),
                     Ok(None) => CheckOutcome::pass(format!(
                         "{} shows a current account this role allows",
@@ -271,7 +379,7 @@ impl Check for HrCheck {
                     serde_json::json!({
                         "id": profile.id,
                         "account_enabled": profile.account_enabled,
-                        "employee_leave_date_time": profile.employee_leave_date_time.map(|moment| moment.to_rfc3339()),
+                        "employee_leave_date_time": profile.employee_leave_date_time,
                         "employee_type": profile.employee_type,
                         "department": profile.department,
                     }),
@@ -290,6 +398,23 @@ impl Check for HrCheck {
         } else {
             TimeRole::Timeless
         }
+    }
+
+    fn upstream_permissions(&self) -> Vec<PermissionNeed> {
+        if self.source != ProfileSource::Graph {
+            return Vec::new();
+        }
+        let mut needs = vec![PermissionNeed {
+            permission: &graph::USER_READ_ALL,
+            needed_for: "`hr` checks with `source: graph` (accountEnabled, employeeType, department)",
+        }];
+        if self.not_leaving_within.is_some() {
+            needs.push(PermissionNeed {
+                permission: &graph::LIFECYCLE_READ_ALL,
+                needed_for: "`hr` checks with `not_leaving_within` (employeeLeaveDateTime)",
+            });
+        }
+        needs
     }
 }
 

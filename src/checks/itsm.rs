@@ -3,6 +3,10 @@
 //!
 //! The requester is known to PIM by object id and to the ITSM system by email or login; the bridge
 //! is a [`RequesterDirectory`], in production `Connectors::user_profile` (Graph or the HR file).
+//!
+//! A field the ticket system did not let pimgate read (`ItsmTicket::unreadable`) never fails the
+//! requester: a condition that needs it is not evaluated, naming the system, and `on_error` decides.
+//! A condition the ticket definitely breaks still fails, as the stricter answer.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use super::util::ticket_tokens;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::http::{Fetched, UpstreamCall, UpstreamError};
 use crate::connectors::ticket::{ItsmTicket, TicketPerson};
-use crate::connectors::{Connectors, UserProfile, jira, servicenow};
+use crate::connectors::{Connectors, PermissionNeed, UserProfile, graph, jira, servicenow};
 
 /// `itsm: { system: servicenow, tables: [change_request], states: [Implement], assigned_to_requester: true, covers_activation: true }`
 #[derive(Debug, Clone, Deserialize)]
@@ -310,7 +314,36 @@ fn time(value: DateTime<Utc>) -> String {
 enum Assignment {
     Matched(String),
     Mismatch(String),
-    Unknown(String),
+    Unknown(NotEvaluated),
+}
+
+/// A condition that could not be evaluated: the requester's sentence, and the operator's detail for
+/// the audit evidence (never shown to the requester).
+struct NotEvaluated {
+    message: String,
+    detail: Option<String>,
+}
+
+impl NotEvaluated {
+    fn upstream(message: String, error: &UpstreamError) -> Self {
+        Self {
+            message,
+            detail: Some(error.detail()),
+        }
+    }
+}
+
+/// What the operator should look at when a ticket field could not be read.
+fn unreadable_detail(system: System, fields: &[&str]) -> String {
+    let fields = quoted(fields);
+    match system {
+        System::ServiceNow => format!(
+            "ServiceNow's answer left {fields} out or empty although set; give the integration user read access to those fields and, for people, to `sys_user` (`email`, `user_name`)"
+        ),
+        System::Jira => format!(
+            "Jira's answer did not show {fields}; give pimgate's account *Browse projects* on the project and check the field is on the issue"
+        ),
+    }
 }
 
 impl ItsmCheck {
@@ -332,6 +365,26 @@ impl ItsmCheck {
             .into_iter()
             .find(|token| token.contains('-') == (self.system == System::Jira))
             .map(|token| (token.to_ascii_uppercase(), "justification"))
+    }
+
+    /// The state conditions this ticket leaves undecidable: the fields they need were not readable.
+    fn state_unknown(&self, ticket: &ItsmTicket) -> Option<NotEvaluated> {
+        let (field, needed) = match self.system {
+            System::ServiceNow => ("state", !self.states.is_empty()),
+            System::Jira if !self.states.is_empty() && ticket.is_unreadable("status") => {
+                ("status", true)
+            }
+            System::Jira => ("status_category", !self.status_categories.is_empty()),
+        };
+        (needed && ticket.is_unreadable(field)).then(|| NotEvaluated {
+            message: format!(
+                "{} did not let pimgate read the {} of `{}`, so it could not be checked",
+                self.system.display(),
+                field.replace('_', " "),
+                ticket.number
+            ),
+            detail: Some(unreadable_detail(self.system, &[field])),
+        })
     }
 
     fn state_problem(&self, ticket: &ItsmTicket) -> Option<String> {
@@ -381,7 +434,28 @@ impl ItsmCheck {
             .iter()
             .filter_map(|role| ticket.person(role))
             .collect();
+        // A role pimgate could not read might be the requester's: without a readable match, the
+        // assignment is unknown, not wrong.
+        let unreadable: Vec<&str> = self
+            .requester_roles
+            .iter()
+            .filter(|role| ticket.is_unreadable(role))
+            .map(String::as_str)
+            .collect();
+        let cannot_tell = || {
+            Assignment::Unknown(NotEvaluated {
+                message: format!(
+                    "{} did not let pimgate read the {} of `{number}`, so the assignment could not be checked",
+                    self.system.display(),
+                    either(&unreadable)
+                ),
+                detail: Some(unreadable_detail(self.system, &unreadable)),
+            })
+        };
         if people.is_empty() {
+            if !unreadable.is_empty() {
+                return cannot_tell();
+            }
             return Assignment::Mismatch(format!(
                 "`{number}` has no {}; assign it to the requester",
                 either(&self.requester_roles)
@@ -393,20 +467,27 @@ impl ItsmCheck {
         let addresses = match profile {
             Ok(Fetched::Found(profile)) => profile.addresses(),
             Ok(Fetched::NotFound) => {
-                return Assignment::Unknown(format!(
-                    "cannot map the requester to an ITSM user: the directory does not know `{principal}`"
-                ));
+                return Assignment::Unknown(NotEvaluated {
+                    message: format!(
+                        "cannot map the requester to an ITSM user: the directory does not know `{principal}`"
+                    ),
+                    detail: None,
+                });
             }
             Err(error) => {
-                return Assignment::Unknown(format!(
-                    "cannot map the requester to an ITSM user: {error}"
+                return Assignment::Unknown(NotEvaluated::upstream(
+                    format!("cannot map the requester to an ITSM user: {error}"),
+                    &error,
                 ));
             }
         };
         if addresses.is_empty() {
-            return Assignment::Unknown(format!(
-                "cannot map the requester to an ITSM user: `{principal}` has no mail or user principal name"
-            ));
+            return Assignment::Unknown(NotEvaluated {
+                message: format!(
+                    "cannot map the requester to an ITSM user: `{principal}` has no mail or user principal name"
+                ),
+                detail: None,
+            });
         }
         for person in &people {
             if person
@@ -443,10 +524,14 @@ impl ItsmCheck {
                 }
             }
             if let Some(error) = failure {
-                return Assignment::Unknown(format!(
-                    "cannot map the requester to an ITSM user: {error}"
+                return Assignment::Unknown(NotEvaluated::upstream(
+                    format!("cannot map the requester to an ITSM user: {error}"),
+                    &error,
                 ));
             }
+        }
+        if !unreadable.is_empty() {
+            return cannot_tell();
         }
         let named: Vec<String> = people
             .iter()
@@ -578,7 +663,8 @@ impl Check for ItsmCheck {
                 return base(
                     CheckOutcome::error(format!(
                         "{error}, so ticket `{number}` could not be checked"
-                    )),
+                    ))
+                    .with_evidence("error_detail", error.detail()),
                     &calls,
                 );
             }
@@ -595,12 +681,14 @@ impl Check for ItsmCheck {
         };
 
         let mut failures = Vec::new();
-        let mut unknown = None;
+        let mut unknown: Option<NotEvaluated> = None;
         let mut passed = vec![format!(
             "`{}` is in state `{}`",
             ticket.number, ticket.state
         )];
-        if let Some(problem) = self.state_problem(&ticket) {
+        if let Some(not_evaluated) = self.state_unknown(&ticket) {
+            unknown = Some(not_evaluated);
+        } else if let Some(problem) = self.state_problem(&ticket) {
             failures.push(problem);
         }
         let mut matched_role = None;
@@ -611,10 +699,25 @@ impl Check for ItsmCheck {
                     matched_role = Some(role);
                 }
                 Assignment::Mismatch(problem) => failures.push(problem),
-                Assignment::Unknown(problem) => unknown = Some(problem),
+                Assignment::Unknown(not_evaluated) => {
+                    unknown.get_or_insert(not_evaluated);
+                }
             }
         }
-        if self.covers_activation {
+        let dates: Vec<&str> = ["start_date", "end_date"]
+            .into_iter()
+            .filter(|field| ticket.is_unreadable(field))
+            .collect();
+        if self.covers_activation && !dates.is_empty() {
+            unknown.get_or_insert(NotEvaluated {
+                message: format!(
+                    "{} did not let pimgate read the planned dates of `{}`, so the window could not be checked",
+                    system.display(),
+                    ticket.number
+                ),
+                detail: Some(unreadable_detail(system, &dates)),
+            });
+        } else if self.covers_activation {
             match self.window_problem(&ticket, context) {
                 Some(problem) => failures.push(problem),
                 None => passed.push("its planned window covers the activation".to_string()),
@@ -623,8 +726,21 @@ impl Check for ItsmCheck {
 
         let outcome = if !failures.is_empty() {
             CheckOutcome::fail(failures.join("; "))
-        } else if let Some(problem) = unknown {
-            CheckOutcome::error(problem)
+        } else if let Some(not_evaluated) = unknown {
+            let outcome = CheckOutcome::error(not_evaluated.message);
+            match not_evaluated.detail {
+                Some(detail) => {
+                    tracing::warn!(
+                        check = "itsm",
+                        system = system.name(),
+                        ticket = %ticket.number,
+                        detail = %detail,
+                        "itsm check not evaluated"
+                    );
+                    outcome.with_evidence("error_detail", detail)
+                }
+                None => outcome,
+            }
         } else {
             // The state and assignment are what the ITSM system says now, whatever the start.
             CheckOutcome::pass(passed.join(", ")).holding_at(context.now)
@@ -646,6 +762,19 @@ impl Check for ItsmCheck {
             .with_evidence("assignee", assignee)
             .with_evidence("requester_role", matched_role)
             .with_evidence("window", window)
+            .with_evidence("unreadable", ticket.unreadable.clone())
+    }
+
+    fn upstream_permissions(&self) -> Vec<PermissionNeed> {
+        // The requester's mail comes from Graph when it is configured (else from the HR file).
+        if self.assigned_to_requester && self.connectors.graph.is_some() {
+            vec![PermissionNeed {
+                permission: &graph::USER_READ_ALL,
+                needed_for: "`itsm` checks with `assigned_to_requester` (the requester's mail)",
+            }]
+        } else {
+            Vec::new()
+        }
     }
 
     /// With `covers_activation` the planned window is judged against the effective interval.

@@ -127,6 +127,12 @@ pub trait Check: Send + Sync + fmt::Debug {
     fn time_role(&self) -> TimeRole {
         TimeRole::Timeless
     }
+
+    /// Upstream permissions this check relies on (e.g. a Graph application permission), so `/readyz`,
+    /// the start-up log and `rules validate` can name one pimgate lacks. Most checks need none.
+    fn upstream_permissions(&self) -> Vec<crate::connectors::PermissionNeed> {
+        Vec::new()
+    }
 }
 
 /// A built check with the name operators gave it in the rules (`duration`, `ticket`, ...).

@@ -4,7 +4,8 @@
 //!
 //! "On call" means at the activation's effective start (`CheckContext::interval`): now for a
 //! request starting now or back-dated, the requested start for one starting later. Each source is
-//! asked about that instant (PagerDuty `since`/`until`, Opsgenie `date`, the roster's shifts), so
+//! asked about that instant (for a later start PagerDuty `since`/`until` and Opsgenie `date`, for
+//! now their present; the roster's shifts either way), so
 //! someone on call today is not vouched for an activation that begins after their shift. The
 //! outcome says so (`holds_at`), and a future shift is still only a plan: `rules validate` warns
 //! when no `start` check bounds how far ahead it may be. Upstream answers are cached briefly (see
@@ -284,7 +285,9 @@ impl OncallCheck {
             },
         };
         let at = context.interval.start;
-        let (result, calls) = pagerduty.oncalls(&query, at, context.deadline).await;
+        let (result, calls) = pagerduty
+            .oncalls(&query, later_start(context), context.deadline)
+            .await;
         run.calls.extend(calls);
         let entries = match result {
             Ok(entries) => entries,
@@ -331,7 +334,7 @@ impl OncallCheck {
             (
                 schedule,
                 opsgenie
-                    .on_call_recipients(schedule, context.interval.start, context.deadline)
+                    .on_call_recipients(schedule, later_start(context), context.deadline)
                     .await,
             )
         }))
@@ -537,6 +540,15 @@ impl OncallCheck {
             .collect();
         names.join(" or ")
     }
+}
+
+/// The instant to ask an on-call service about: `None` when the activation starts now (the
+/// service's present, which its cache may serve), the effective start when it starts later.
+fn later_start(context: &CheckContext<'_>) -> Option<DateTime<Utc>> {
+    context
+        .interval
+        .starts_later()
+        .then_some(context.interval.start)
 }
 
 /// "until 18:00 UTC" on the day of `at`, with the date otherwise.

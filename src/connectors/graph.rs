@@ -4,7 +4,14 @@
 //! The token is fetched once and shared until shortly before it expires; only one fetch runs at a
 //! time so a burst of decisions after start-up does not stampede the token endpoint. It is never
 //! logged and never part of an error.
+//!
+//! Graph answers `null` both for "this user has no leave date" and for "your app may not read leave
+//! dates". The application permissions Entra granted are in the token's `roles` claim, so each token
+//! is read for them ([`Grants`]) and a `null` counts as "none" only when the token proves the
+//! permission that makes the property readable; otherwise the attribute is unknown and the check
+//! that needs it is not evaluated.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +29,7 @@ use super::http::{
     UpstreamError,
 };
 use super::secrets::{Secret, SecretRef};
-use super::{BuildContext, UserProfile};
+use super::{Attribute, BuildContext, Permission, Unknown, UserProfile};
 use crate::settings::{SettingsProblem, check_fetch_url};
 
 /// The name in upstream call records and error sentences.
@@ -31,6 +38,38 @@ pub const CONNECTOR: &str = "graph";
 /// What pimgate reads about a user; nothing more, so the app needs only `User.Read.All` (plus
 /// `User-LifeCycleInfo.Read.All` for the leave date).
 const USER_SELECT: &str = "id,userPrincipalName,mail,displayName,accountEnabled,employeeLeaveDateTime,employeeType,department";
+
+/// Application permission for users' full profiles (`accountEnabled`, `employeeType`, `department`,
+/// `mail`); `User.ReadBasic.All` does not include those properties.
+pub const USER_READ_ALL: Permission = Permission {
+    connector: CONNECTOR,
+    name: "User.Read.All",
+    satisfied_by: &[
+        "User.Read.All",
+        "User.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    ],
+    reads: "users' profiles: mail, accountEnabled, employeeType, department",
+};
+
+/// Application permission without which Graph returns `employeeLeaveDateTime` as `null`.
+pub const LIFECYCLE_READ_ALL: Permission = Permission {
+    connector: CONNECTOR,
+    name: "User-LifeCycleInfo.Read.All",
+    satisfied_by: &[
+        "User-LifeCycleInfo.Read.All",
+        "User-LifeCycleInfo.ReadWrite.All",
+    ],
+    reads: "employeeLeaveDateTime",
+};
+
+/// Every permission pimgate may use, for the metric and the start-up log.
+pub const PERMISSIONS: [&Permission; 2] = [&USER_READ_ALL, &LIFECYCLE_READ_ALL];
+
+/// A token missing one of [`PERMISSIONS`] is replaced this soon, so an admin consent given now is
+/// picked up within minutes rather than at the end of the token's hour.
+const GRANT_RECHECK: Duration = Duration::from_secs(300);
 
 const USER_OPERATION: &str = "GET /v1.0/users/{id}";
 const TOKEN_OPERATION: &str = "POST /oauth2/v2.0/token";
@@ -106,6 +145,54 @@ struct CachedToken {
     refresh_at: Instant,
     /// Lets a caller that saw this token rejected drop exactly it, not a newer one.
     generation: u64,
+    grants: Grants,
+}
+
+/// The application permissions an app-only token carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grants {
+    /// The `roles` claim (absent means none granted).
+    Roles(BTreeSet<String>),
+    /// The token is not a JWT whose payload pimgate can read: nothing is proven granted.
+    Unverifiable,
+}
+
+impl Grants {
+    /// Reads the `roles` claim of an access token Entra issued to pimgate.
+    ///
+    /// The signature is not verified, on purpose: the token came straight from the tenant's token
+    /// endpoint over TLS in answer to pimgate's own credential, and it is read only to learn what
+    /// pimgate was granted, never to authorise anyone (Graph itself enforces the grants). Whoever
+    /// could forge it could as well forge Graph's answers, so verifying it would protect nothing.
+    pub fn from_access_token(token: &str) -> Grants {
+        #[derive(Deserialize)]
+        struct Claims {
+            #[serde(default)]
+            roles: Vec<String>,
+        }
+        let parts: Vec<&str> = token.split('.').collect();
+        let [_, payload, _] = parts.as_slice() else {
+            return Grants::Unverifiable;
+        };
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')) else {
+            return Grants::Unverifiable;
+        };
+        match serde_json::from_slice::<Claims>(&bytes) {
+            Ok(claims) => Grants::Roles(claims.roles.into_iter().collect()),
+            Err(_) => Grants::Unverifiable,
+        }
+    }
+
+    /// Whether the token proves `permission` (or one that includes it).
+    pub fn allow(&self, permission: &Permission) -> bool {
+        match self {
+            Grants::Roles(roles) => permission
+                .satisfied_by
+                .iter()
+                .any(|name| roles.contains(*name)),
+            Grants::Unverifiable => false,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -120,6 +207,7 @@ struct Lease {
     generation: u64,
     /// Fetched for this call: a rejection then means missing permissions, not a stale token.
     fresh: bool,
+    grants: Grants,
 }
 
 pub struct Graph {
@@ -133,6 +221,8 @@ pub struct Graph {
     timeout: Duration,
     token: Mutex<TokenSlot>,
     users: TtlCache<UserProfile>,
+    /// What the last token fetched was granted; `None` before the first. For `/readyz`.
+    last_grants: std::sync::Mutex<Option<Grants>>,
 }
 
 impl fmt::Debug for Graph {
@@ -256,6 +346,7 @@ impl Graph {
             timeout,
             token: Mutex::new(TokenSlot::default()),
             users: TtlCache::with_name("graph_users", settings.cache),
+            last_grants: std::sync::Mutex::new(None),
         })
     }
 
@@ -320,13 +411,13 @@ impl Graph {
                 .get(url.clone())
                 .bearer_auth(lease.value.expose())
                 .header(reqwest::header::ACCEPT, "application/json");
-            let (result, call) = self
+            let (result, mut call) = self
                 .upstream
-                .get_json::<UserProfile>(request, USER_OPERATION, deadline)
+                .get_json::<GraphUser>(request, USER_OPERATION, deadline)
                 .await;
-            calls.push(call);
             match result {
                 Err(UpstreamError::Auth { .. }) => {
+                    calls.push(call);
                     self.drop_token(lease.generation).await;
                     // A cached token may have been revoked or outlived its permissions: one retry
                     // with a fresh token. A fresh token refused means missing permissions.
@@ -334,7 +425,28 @@ impl Graph {
                         return Err(refused);
                     }
                 }
-                other => return other,
+                Ok(Fetched::Found(user)) if !user.is(id) => {
+                    call.outcome = "wrong_record".to_string();
+                    calls.push(call);
+                    return Err(UpstreamError::wrong_record(
+                        CONNECTOR,
+                        USER_OPERATION,
+                        id,
+                        Some(&user.id),
+                    ));
+                }
+                Ok(Fetched::Found(user)) => {
+                    calls.push(call);
+                    return Ok(Fetched::Found(user.profile(&lease.grants)));
+                }
+                Ok(Fetched::NotFound) => {
+                    calls.push(call);
+                    return Ok(Fetched::NotFound);
+                }
+                Err(error) => {
+                    calls.push(call);
+                    return Err(error);
+                }
             }
         }
         Err(refused)
@@ -347,6 +459,63 @@ impl Graph {
         self.lease(deadline, &mut calls)
             .await
             .map(|lease| lease.value)
+    }
+
+    /// What the last token Entra issued was granted; `None` until a token has been fetched.
+    pub fn grants(&self) -> Option<Grants> {
+        self.last_grants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Fetches a token (or reuses the cached one) to learn what pimgate is granted: the start-up
+    /// check, so `/readyz` and the log name a missing permission before the first request needs it.
+    pub async fn check_grants(&self, deadline: Instant) -> Result<Grants, UpstreamError> {
+        let mut calls = Vec::new();
+        self.lease(deadline, &mut calls)
+            .await
+            .map(|lease| lease.grants)
+    }
+
+    /// Remembers, counts and logs what a new token was granted.
+    fn record_grants(&self, grants: &Grants) {
+        *self
+            .last_grants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(grants.clone());
+        match grants {
+            Grants::Roles(roles) => {
+                let mut missing = Vec::new();
+                for permission in PERMISSIONS {
+                    let granted = grants.allow(permission);
+                    metrics::gauge!(
+                        "pimgate_upstream_permission_missing",
+                        "connector" => CONNECTOR,
+                        "permission" => permission.name
+                    )
+                    .set(if granted { 0.0 } else { 1.0 });
+                    if !granted {
+                        missing.push(permission.name);
+                    }
+                }
+                if missing.is_empty() {
+                    tracing::debug!(connector = CONNECTOR, granted = ?roles, "Microsoft Graph token carries every permission pimgate uses");
+                } else {
+                    tracing::warn!(
+                        connector = CONNECTOR,
+                        client_id = %self.client_id,
+                        missing = %missing.join(", "),
+                        granted = ?roles,
+                        "the Microsoft Graph token lacks application permission(s); what they let pimgate read counts as unknown and the checks that need it are not evaluated; grant them to the app registration with admin consent"
+                    );
+                }
+            }
+            Grants::Unverifiable => tracing::warn!(
+                connector = CONNECTOR,
+                "the Microsoft Graph token is not a JWT pimgate can read, so its permissions are unknown; attributes that need a permission count as unknown"
+            ),
+        }
     }
 
     /// Graph's base URL (no trailing slash), so other callers address the same cloud.
@@ -387,6 +556,7 @@ impl Graph {
                     value: token.value.clone(),
                     generation: token.generation,
                     fresh: false,
+                    grants: token.grants.clone(),
                 });
             }
             slot.current = None;
@@ -404,19 +574,33 @@ impl Graph {
                 cached: false,
                 attempts: 1,
             });
+            if let Err(error) = &result {
+                tracing::warn!(connector = CONNECTOR, operation = TOKEN_OPERATION, detail = %error.detail(), "Microsoft Graph token request failed");
+            }
             let (value, lifetime) = result?;
+            let grants = Grants::from_access_token(value.expose());
+            self.record_grants(&grants);
             slot.generation += 1;
             let generation = slot.generation;
             let margin = (lifetime / 10).min(Duration::from_secs(300));
+            let mut refresh_in = lifetime.saturating_sub(margin);
+            if !PERMISSIONS
+                .iter()
+                .all(|permission| grants.allow(permission))
+            {
+                refresh_in = refresh_in.min(GRANT_RECHECK);
+            }
             slot.current = Some(CachedToken {
                 value: value.clone(),
-                refresh_at: Instant::now() + lifetime.saturating_sub(margin),
+                refresh_at: Instant::now() + refresh_in,
                 generation,
+                grants: grants.clone(),
             });
             Ok(Lease {
                 value,
                 generation,
                 fresh: true,
+                grants,
             })
         };
         match tokio::time::timeout_at(until, work).await {
@@ -572,6 +756,100 @@ impl Graph {
             connector: CONNECTOR,
             detail: "the certificate's private key could not sign a client assertion".to_string(),
         })
+    }
+}
+
+/// `GET /v1.0/users/{id}?$select=…` as Graph sends it; the profile attributes keep "null" apart
+/// from "left out" until [`GraphUser::profile`] weighs them against the token's grants.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphUser {
+    id: String,
+    user_principal_name: Option<String>,
+    mail: Option<String>,
+    display_name: Option<String>,
+    #[serde(default, deserialize_with = "super::present")]
+    account_enabled: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "super::present")]
+    employee_leave_date_time: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "super::present")]
+    employee_type: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "super::present")]
+    department: Option<serde_json::Value>,
+}
+
+impl GraphUser {
+    /// Whether this is the user asked for: by object id, or by UPN when the caller asked by UPN.
+    fn is(&self, asked: &str) -> bool {
+        if asked.contains('@') {
+            self.user_principal_name
+                .as_deref()
+                .is_some_and(|upn| upn.eq_ignore_ascii_case(asked))
+        } else {
+            self.id.eq_ignore_ascii_case(asked)
+        }
+    }
+
+    fn profile(self, grants: &Grants) -> UserProfile {
+        let text = |value: &serde_json::Value| value.as_str().map(|text| text.trim().to_string());
+        UserProfile {
+            id: self.id,
+            user_principal_name: self.user_principal_name,
+            mail: self.mail,
+            display_name: self.display_name,
+            account_enabled: attribute(self.account_enabled, &USER_READ_ALL, grants, |value| {
+                value.as_bool()
+            }),
+            employee_leave_date_time: attribute(
+                self.employee_leave_date_time,
+                &LIFECYCLE_READ_ALL,
+                grants,
+                |value| {
+                    value
+                        .as_str()
+                        .and_then(|text| chrono::DateTime::parse_from_rfc3339(text.trim()).ok())
+                        .map(|moment| moment.with_timezone(&chrono::Utc))
+                },
+            ),
+            employee_type: attribute(self.employee_type, &USER_READ_ALL, grants, text),
+            department: attribute(self.department, &USER_READ_ALL, grants, text),
+        }
+    }
+}
+
+/// One Graph property as an [`Attribute`]: a value is a value whatever the grants (Graph showed
+/// it); `null`, `""` or a missing property count as "none" only when the token proves `permission`.
+fn attribute<T>(
+    raw: Option<serde_json::Value>,
+    permission: &'static Permission,
+    grants: &Grants,
+    read: impl Fn(&serde_json::Value) -> Option<T>,
+) -> Attribute<T> {
+    let allowed = grants.allow(permission);
+    let unreadable = Attribute::Unknown(Unknown::Unreadable {
+        permission: permission.name,
+    });
+    match raw {
+        Some(serde_json::Value::Null) => {
+            if allowed {
+                Attribute::Empty
+            } else {
+                unreadable
+            }
+        }
+        Some(serde_json::Value::String(text)) if text.trim().is_empty() => {
+            if allowed {
+                Attribute::Empty
+            } else {
+                unreadable
+            }
+        }
+        Some(value) => match read(&value) {
+            Some(value) => Attribute::Known(value),
+            None => Attribute::Unknown(Unknown::Unparsable),
+        },
+        None if allowed => Attribute::Unknown(Unknown::Absent),
+        None => unreadable,
     }
 }
 
@@ -748,6 +1026,103 @@ mod tests {
                 ("CERTIFICATE".to_string(), "CCCC".to_string()),
             ]
         );
+    }
+
+    fn token_with(payload: serde_json::Value) -> String {
+        format!(
+            "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.{}.c2lnbmF0dXJl",
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        )
+    }
+
+    #[test]
+    fn grants_are_the_roles_claim_and_an_unreadable_token_grants_nothing() {
+        let both = Grants::from_access_token(&token_with(serde_json::json!({
+            "roles": ["Directory.Read.All", "User-LifeCycleInfo.ReadWrite.All"]
+        })));
+        assert!(both.allow(&USER_READ_ALL) && both.allow(&LIFECYCLE_READ_ALL));
+        let none = Grants::from_access_token(&token_with(serde_json::json!({ "idtyp": "app" })));
+        assert_eq!(none, Grants::Roles(BTreeSet::new()));
+        assert!(!none.allow(&USER_READ_ALL));
+        for opaque in ["opaque", "a.b", "a.!!!.c", "a.e30.c.d"] {
+            assert_eq!(
+                Grants::from_access_token(opaque),
+                Grants::Unverifiable,
+                "{opaque}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_null_is_none_only_with_the_permission_and_a_value_is_a_value_regardless() {
+        let granted = Grants::Roles(BTreeSet::from(["User-LifeCycleInfo.Read.All".to_string()]));
+        let denied = Grants::Roles(BTreeSet::new());
+        let read = |value: &serde_json::Value| value.as_str().map(str::to_string);
+        let null = || Some(serde_json::Value::Null);
+        assert_eq!(
+            attribute(null(), &LIFECYCLE_READ_ALL, &granted, read),
+            Attribute::Empty
+        );
+        assert_eq!(
+            attribute(null(), &LIFECYCLE_READ_ALL, &denied, read),
+            Attribute::Unknown(Unknown::Unreadable {
+                permission: "User-LifeCycleInfo.Read.All"
+            })
+        );
+        assert_eq!(
+            attribute(None, &LIFECYCLE_READ_ALL, &granted, read),
+            Attribute::Unknown(Unknown::Absent)
+        );
+        assert_eq!(
+            attribute(
+                Some(serde_json::json!("x")),
+                &LIFECYCLE_READ_ALL,
+                &denied,
+                read
+            ),
+            Attribute::Known("x".to_string())
+        );
+        assert_eq!(
+            attribute(
+                Some(serde_json::json!(7)),
+                &LIFECYCLE_READ_ALL,
+                &granted,
+                read
+            ),
+            Attribute::Unknown(Unknown::Unparsable)
+        );
+    }
+
+    #[test]
+    fn a_token_lacking_a_permission_is_counted_by_the_gauge() {
+        let handle = crate::http::health::handle().unwrap();
+        // PATH is set in every environment: a client secret that resolves; no token is fetched here.
+        let settings = GraphSettings {
+            client_id: Some("44444444-4444-4444-8444-444444444444".to_string()),
+            client_secret: Some(SecretRef {
+                env: Some("PATH".to_string()),
+                file: None,
+            }),
+            ..GraphSettings::default()
+        };
+        let context = BuildContext {
+            http: reqwest::Client::new(),
+            tenant_id: "contoso.onmicrosoft.com".to_string(),
+        };
+        let graph = Graph::new(&settings, &context).unwrap();
+        graph.record_grants(&Grants::Roles(BTreeSet::from(
+            ["User.Read.All".to_string()],
+        )));
+        let text = handle.render();
+        assert!(
+            text.lines().any(
+                |line| line.starts_with("pimgate_upstream_permission_missing")
+                    && line.contains("permission=\"User-LifeCycleInfo.Read.All\"")
+                    && line.ends_with(" 1")
+            ),
+            "{text}"
+        );
+        assert!(matches!(graph.grants(), Some(Grants::Roles(_))));
     }
 
     #[test]

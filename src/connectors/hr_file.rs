@@ -3,7 +3,13 @@
 //!
 //! The file is reloaded when it changes (its modification time and size are looked at, at most every
 //! `check_interval_seconds`, on access). A file that no longer parses keeps the previous data and
-//! logs a warning: a half-written export must not make every requester "unknown".
+//! logs a warning: a half-written export must not make every requester "unknown". A file that is
+//! gone or unreadable is different: its old data may be arbitrarily stale, so lookups fail (the check
+//! is not evaluated) until it is back.
+//!
+//! One bad cell does not spoil the file: an `account_enabled` of `maybe` or a leave date in another
+//! format makes that person's attribute unknown (logged with the row), the rest of the file serves.
+//! An empty cell is "none" (no leave date, no department); a column the file lacks is unknown.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +21,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Fetched, UpstreamCall, UpstreamError};
-use super::{BuildContext, UserProfile};
+use super::{Attribute, BuildContext, Unknown, UserProfile};
 use crate::settings::SettingsProblem;
 
 pub const CONNECTOR: &str = "hr_file";
@@ -48,6 +54,8 @@ struct State {
     users: Arc<HashMap<String, UserProfile>>,
     stamp: Stamp,
     checked: std::time::Instant,
+    /// Why the file cannot be read right now (operator detail, with the path); lookups fail while set.
+    unavailable: Option<String>,
 }
 
 pub struct HrFile {
@@ -68,16 +76,22 @@ impl fmt::Debug for HrFile {
 }
 
 /// One row or object of the export. Columns beyond these are ignored so an export can carry more.
+/// The attributes stay `serde_json::Value`s so that a missing column (`None`), an empty cell or
+/// `null` (`Some("")`, `Some(null)`) and a value remain three different things.
 #[derive(Debug, Default, Deserialize)]
 struct Row {
     id: Option<String>,
     mail: Option<String>,
     upn: Option<String>,
     display_name: Option<String>,
+    #[serde(default, deserialize_with = "super::present")]
     account_enabled: Option<serde_json::Value>,
-    employee_leave_date_time: Option<String>,
-    employee_type: Option<String>,
-    department: Option<String>,
+    #[serde(default, deserialize_with = "super::present")]
+    employee_leave_date_time: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "super::present")]
+    employee_type: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "super::present")]
+    department: Option<serde_json::Value>,
 }
 
 impl HrFile {
@@ -117,13 +131,14 @@ impl HrFile {
                 "give the path of the HR export pimgate can read",
             )]
         })?;
-        let users = load(&path, format).map_err(|message| {
+        let (users, cell_problems) = load(&path, format).map_err(|message| {
             vec![problem(
                 "path",
                 message,
                 "fix the file: columns `id`, `mail`, `upn`, `account_enabled`, `employee_leave_date_time`, `employee_type`, `department`",
             )]
         })?;
+        log_cell_problems(&path, &cell_problems);
         Ok(HrFile {
             path,
             format,
@@ -132,6 +147,7 @@ impl HrFile {
                 users: Arc::new(users),
                 stamp,
                 checked: std::time::Instant::now(),
+                unavailable: None,
             }),
         })
     }
@@ -139,17 +155,19 @@ impl HrFile {
     /// The person with this object id (case-insensitive), after reloading the file if it changed.
     pub fn user(&self, id: &str) -> (Result<Fetched<UserProfile>, UpstreamError>, UpstreamCall) {
         let started = std::time::Instant::now();
-        let users = self.current();
-        let result = match users.get(&id.trim().to_ascii_lowercase()) {
-            Some(profile) => Ok(Fetched::Found(profile.clone())),
-            None => Ok(Fetched::NotFound),
-        };
+        let result = self
+            .current()
+            .map(|users| match users.get(&id.trim().to_ascii_lowercase()) {
+                Some(profile) => Fetched::Found(profile.clone()),
+                None => Fetched::NotFound,
+            });
         let call = UpstreamCall {
             connector: CONNECTOR,
             operation: OPERATION.to_string(),
             outcome: match &result {
                 Ok(Fetched::Found(_)) => "ok",
-                _ => "not_found",
+                Ok(Fetched::NotFound) => "not_found",
+                Err(error) => error.outcome(),
             }
             .to_string(),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -167,38 +185,59 @@ impl HrFile {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn current(&self) -> Arc<HashMap<String, UserProfile>> {
+    /// The current data; an error while the file is gone or unreadable.
+    fn current(&self) -> Result<Arc<HashMap<String, UserProfile>>, UpstreamError> {
+        let unavailable = |detail: String| UpstreamError::Unavailable {
+            connector: CONNECTOR,
+            detail,
+        };
         let (users, known) = {
             let mut state = self.lock();
             if state.checked.elapsed() < self.check_interval {
-                return state.users.clone();
+                return match &state.unavailable {
+                    Some(detail) => Err(unavailable(detail.clone())),
+                    None => Ok(state.users.clone()),
+                };
             }
             state.checked = std::time::Instant::now();
             (state.users.clone(), state.stamp)
         };
         // Read and parse outside the lock so lookups never wait on the disk.
-        let Ok(now) = stamp(&self.path) else {
-            tracing::warn!(path = %self.path.display(), "hr file cannot be read; keeping the previous data");
-            return users;
+        let now = match stamp(&self.path) {
+            Ok(now) => now,
+            Err(detail) => {
+                tracing::warn!(path = %self.path.display(), %detail, "hr file cannot be read; hr lookups are not evaluated until it is back");
+                self.lock().unavailable = Some(detail.clone());
+                return Err(unavailable(detail));
+            }
         };
-        if now == known {
-            return users;
+        let was_unavailable = self.lock().unavailable.take().is_some();
+        if now == known && !was_unavailable {
+            return Ok(users);
         }
         match load(&self.path, self.format) {
-            Ok(loaded) => {
+            Ok((loaded, cell_problems)) => {
+                log_cell_problems(&self.path, &cell_problems);
                 let loaded = Arc::new(loaded);
                 tracing::info!(path = %self.path.display(), users = loaded.len(), "hr file reloaded");
                 let mut state = self.lock();
                 state.users = loaded.clone();
                 state.stamp = now;
-                loaded
+                Ok(loaded)
             }
             Err(problem) => {
                 tracing::warn!(path = %self.path.display(), %problem, "hr file changed but does not parse; keeping the previous data");
                 self.lock().stamp = now;
-                users
+                Ok(users)
             }
         }
+    }
+}
+
+/// Cells that could not be read make one person's attribute unknown; the operator hears which.
+fn log_cell_problems(path: &Path, problems: &[String]) {
+    for problem in problems {
+        tracing::warn!(path = %path.display(), %problem, "hr file cell cannot be read; that attribute of that person counts as unknown");
     }
 }
 
@@ -214,7 +253,12 @@ fn stamp(path: &Path) -> Result<Stamp, String> {
     })
 }
 
-fn load(path: &Path, format: Format) -> Result<HashMap<String, UserProfile>, String> {
+/// The people in the file by lower-cased id, and the cells that could not be read. Structural
+/// problems (no `id`, an id twice, a broken CSV) refuse the whole file.
+fn load(
+    path: &Path,
+    format: Format,
+) -> Result<(HashMap<String, UserProfile>, Vec<String>), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
     let rows = match format {
@@ -227,10 +271,16 @@ fn load(path: &Path, format: Format) -> Result<HashMap<String, UserProfile>, Str
         Format::Csv => csv_rows(&text).map_err(|error| format!("`{}`: {error}", path.display()))?,
     };
     let mut users = HashMap::new();
+    let mut cell_problems = Vec::new();
     for (index, row) in rows.into_iter().enumerate() {
         let line = index + 1;
-        let profile =
+        let (profile, problems) =
             profile(row).map_err(|error| format!("`{}` entry {line}: {error}", path.display()))?;
+        cell_problems.extend(
+            problems
+                .into_iter()
+                .map(|problem| format!("entry {line}: {problem}")),
+        );
         let key = profile.id.to_ascii_lowercase();
         if users.insert(key, profile).is_some() {
             return Err(format!(
@@ -239,7 +289,7 @@ fn load(path: &Path, format: Format) -> Result<HashMap<String, UserProfile>, Str
             ));
         }
     }
-    Ok(users)
+    Ok((users, cell_problems))
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -248,33 +298,78 @@ fn non_empty(value: Option<String>) -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
-fn profile(row: Row) -> Result<UserProfile, String> {
+/// One row as a profile, and what in it could not be read (for the log). Only a missing `id` fails.
+fn profile(row: Row) -> Result<(UserProfile, Vec<String>), String> {
     let id = non_empty(row.id).ok_or("`id` (the Entra object id) is missing")?;
-    let account_enabled = match row.account_enabled {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Bool(value)) => Some(value),
-        Some(serde_json::Value::String(text)) => match text.trim().to_ascii_lowercase().as_str() {
-            "" => None,
-            "true" | "yes" | "1" => Some(true),
-            "false" | "no" | "0" => Some(false),
-            other => return Err(format!("`account_enabled` is `{other}`, not true or false")),
+    let mut problems = Vec::new();
+    let account_enabled = cell(
+        "account_enabled",
+        row.account_enabled,
+        &mut problems,
+        |value| match value {
+            serde_json::Value::Bool(value) => Some(*value),
+            serde_json::Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => Some(true),
+                "false" | "no" | "0" => Some(false),
+                _ => None,
+            },
+            _ => None,
         },
-        Some(other) => return Err(format!("`account_enabled` is `{other}`, not true or false")),
+    );
+    let employee_leave_date_time = cell(
+        "employee_leave_date_time",
+        row.employee_leave_date_time,
+        &mut problems,
+        |value| {
+            value
+                .as_str()
+                .and_then(|text| parse_leave(text.trim()).ok())
+        },
+    );
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => Some(text.trim().to_string()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        _ => None,
     };
-    let employee_leave_date_time = match non_empty(row.employee_leave_date_time) {
-        None => None,
-        Some(text) => Some(parse_leave(&text)?),
-    };
-    Ok(UserProfile {
-        id,
-        user_principal_name: non_empty(row.upn),
-        mail: non_empty(row.mail),
-        display_name: non_empty(row.display_name),
-        account_enabled,
-        employee_leave_date_time,
-        employee_type: non_empty(row.employee_type),
-        department: non_empty(row.department),
-    })
+    let employee_type = cell("employee_type", row.employee_type, &mut problems, text);
+    let department = cell("department", row.department, &mut problems, text);
+    Ok((
+        UserProfile {
+            id,
+            user_principal_name: non_empty(row.upn),
+            mail: non_empty(row.mail),
+            display_name: non_empty(row.display_name),
+            account_enabled,
+            employee_leave_date_time,
+            employee_type,
+            department,
+        },
+        problems,
+    ))
+}
+
+/// A column absent from the file is unknown; an empty cell or `null` is "none"; a value `read`
+/// cannot make sense of is unknown and noted in `problems`.
+fn cell<T>(
+    column: &str,
+    raw: Option<serde_json::Value>,
+    problems: &mut Vec<String>,
+    read: impl Fn(&serde_json::Value) -> Option<T>,
+) -> Attribute<T> {
+    match raw {
+        None => Attribute::Unknown(Unknown::Absent),
+        Some(serde_json::Value::Null) => Attribute::Empty,
+        Some(serde_json::Value::String(text)) if text.trim().is_empty() => Attribute::Empty,
+        Some(value) => match read(&value) {
+            Some(value) => Attribute::Known(value),
+            None => {
+                problems.push(format!(
+                    "`{column}` is `{value}`, which pimgate cannot read"
+                ));
+                Attribute::Unknown(Unknown::Unparsable)
+            }
+        },
+    }
 }
 
 /// RFC 3339, or a plain date meaning the start of that day in UTC (the earliest reading, so a
@@ -328,9 +423,11 @@ fn csv_rows(text: &str) -> Result<Vec<Row>, String> {
                 "upn" | "user_principal_name" => row.upn = Some(value),
                 "display_name" => row.display_name = Some(value),
                 "account_enabled" => row.account_enabled = Some(serde_json::Value::String(value)),
-                "employee_leave_date_time" => row.employee_leave_date_time = Some(value),
-                "employee_type" => row.employee_type = Some(value),
-                "department" => row.department = Some(value),
+                "employee_leave_date_time" => {
+                    row.employee_leave_date_time = Some(serde_json::Value::String(value))
+                }
+                "employee_type" => row.employee_type = Some(serde_json::Value::String(value)),
+                "department" => row.department = Some(serde_json::Value::String(value)),
                 _ => {}
             }
         }
@@ -454,28 +551,47 @@ mod tests {
     }
 
     #[test]
-    fn account_enabled_accepts_booleans_and_their_spellings_only() {
+    fn account_enabled_reads_booleans_and_their_spellings_and_nothing_else() {
         let row = |value: serde_json::Value| Row {
             id: Some("a".into()),
             account_enabled: Some(value),
             ..Row::default()
         };
+        let enabled = |value| profile(row(value)).unwrap().0.account_enabled;
+        assert_eq!(enabled(serde_json::json!(false)), Attribute::Known(false));
+        assert_eq!(enabled(serde_json::json!("TRUE")), Attribute::Known(true));
+        assert_eq!(enabled(serde_json::json!("")), Attribute::Empty);
+        let (unreadable, problems) = profile(row(serde_json::json!("maybe"))).unwrap();
         assert_eq!(
-            profile(row(serde_json::json!(false)))
-                .unwrap()
-                .account_enabled,
-            Some(false)
+            unreadable.account_enabled,
+            Attribute::Unknown(Unknown::Unparsable)
+        );
+        assert!(problems[0].contains("account_enabled"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_missing_column_is_unknown_and_an_empty_cell_is_none() {
+        let rows = csv_rows("id,employee_type\na,\nb,Contractor\n").unwrap();
+        let profiles: Vec<UserProfile> = rows
+            .into_iter()
+            .map(|row| profile(row).unwrap().0)
+            .collect();
+        assert_eq!(profiles[0].employee_type, Attribute::Empty);
+        assert_eq!(
+            profiles[1].employee_type,
+            Attribute::Known("Contractor".to_string())
         );
         assert_eq!(
-            profile(row(serde_json::json!("TRUE")))
-                .unwrap()
-                .account_enabled,
-            Some(true)
+            profiles[0].employee_leave_date_time,
+            Attribute::Unknown(Unknown::Absent)
         );
-        assert_eq!(
-            profile(row(serde_json::json!(""))).unwrap().account_enabled,
-            None
-        );
-        assert!(profile(row(serde_json::json!("maybe"))).is_err());
+        let json: Vec<Row> =
+            serde_json::from_str(r#"[{"id": "a", "department": null}, {"id": "b"}]"#).unwrap();
+        let profiles: Vec<UserProfile> = json
+            .into_iter()
+            .map(|row| profile(row).unwrap().0)
+            .collect();
+        assert_eq!(profiles[0].department, Attribute::Empty);
+        assert_eq!(profiles[1].department, Attribute::Unknown(Unknown::Absent));
     }
 }

@@ -37,7 +37,8 @@ pub struct UpstreamCall {
     pub connector: &'static str,
     /// e.g. `GET /api/now/table/change_request`; never a secret or a full query string.
     pub operation: String,
-    /// `ok`, `not_found`, `http_503`, `timeout`, `rate_limited`, `unreachable`, `malformed`, `circuit_open`
+    /// `ok`, `not_found`, `http_503`, `timeout`, `rate_limited`, `unreachable`, `malformed`, `circuit_open`,
+    /// `auth_failed`, `unavailable`, `wrong_record`
     pub outcome: String,
     pub latency_ms: f64,
     pub cached: bool,
@@ -45,14 +46,20 @@ pub struct UpstreamCall {
     pub attempts: u32,
 }
 
-/// Why an upstream answer could not be had. Messages are lower-case sentences a requester may see.
+/// Why an upstream answer could not be had.
+///
+/// Two audiences, kept apart so that no connector can leak by accident: `Display` is the sentence a
+/// requester may see (it names the system and what went wrong, never a status code, an upstream
+/// error code such as `AADSTS…`, a URL, a file path or a body), and [`UpstreamError::detail`] is the
+/// operator's (all of that), for the log and the audit record's evidence. Anything that formats an
+/// `UpstreamError` into a reason therefore shows only the safe sentence.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum UpstreamError {
     #[error("{connector} did not answer in time")]
     Timeout { connector: &'static str },
     #[error("{connector} could not be reached")]
     Unreachable { connector: &'static str },
-    #[error("{connector} answered HTTP {status}")]
+    #[error("{connector} answered with an error")]
     Status {
         connector: &'static str,
         status: u16,
@@ -63,13 +70,28 @@ pub enum UpstreamError {
     Malformed { connector: &'static str },
     #[error("{connector} is failing; pimgate is not calling it for a while")]
     CircuitOpen { connector: &'static str },
-    #[error("pimgate could not authenticate to {connector}: {detail}")]
+    /// `detail` is for the operator only (Entra codes, which secret to check).
+    #[error("pimgate could not authenticate to {connector}")]
     Auth {
         connector: &'static str,
         detail: String,
     },
     #[error("the {connector} connector is not configured")]
     NotConfigured { connector: &'static str },
+    /// A source pimgate reads locally (the HR file) is gone or unreadable; `detail` names the path.
+    #[error("{connector} could not be read")]
+    Unavailable {
+        connector: &'static str,
+        detail: String,
+    },
+    /// The upstream answered about another record than the one asked for (another ticket number,
+    /// issue key or user id), or did not say which record it answered about.
+    #[error("{connector} answered with a different record than the one asked for")]
+    WrongRecord {
+        connector: &'static str,
+        asked: String,
+        answered: Option<String>,
+    },
 }
 
 impl UpstreamError {
@@ -83,6 +105,76 @@ impl UpstreamError {
             UpstreamError::CircuitOpen { .. } => "circuit_open",
             UpstreamError::Auth { .. } => "auth_failed",
             UpstreamError::NotConfigured { .. } => "not_configured",
+            UpstreamError::Unavailable { .. } => "unavailable",
+            UpstreamError::WrongRecord { .. } => "wrong_record",
+        }
+    }
+
+    /// The system that failed, as rules and metrics name it.
+    pub fn connector(&self) -> &'static str {
+        match self {
+            UpstreamError::Timeout { connector }
+            | UpstreamError::Unreachable { connector }
+            | UpstreamError::Status { connector, .. }
+            | UpstreamError::RateLimited { connector }
+            | UpstreamError::Malformed { connector }
+            | UpstreamError::CircuitOpen { connector }
+            | UpstreamError::Auth { connector, .. }
+            | UpstreamError::NotConfigured { connector }
+            | UpstreamError::Unavailable { connector, .. }
+            | UpstreamError::WrongRecord { connector, .. } => connector,
+        }
+    }
+
+    /// The operator's account of the failure: what the requester's sentence leaves out (status
+    /// codes, Entra error codes, paths, the record numbers involved). For logs and audit evidence
+    /// only, never for a reason PIM shows. Never holds a secret: no variant carries one.
+    pub fn detail(&self) -> String {
+        match self {
+            UpstreamError::Status { connector, status } => {
+                format!("{connector} answered HTTP {status}")
+            }
+            UpstreamError::Auth { connector, detail } => {
+                format!("pimgate could not authenticate to {connector}: {detail}")
+            }
+            UpstreamError::Unavailable { connector, detail } => {
+                format!("{connector} could not be read: {detail}")
+            }
+            UpstreamError::WrongRecord {
+                connector,
+                asked,
+                answered: Some(answered),
+            } => format!("{connector} answered about `{answered}` when asked for `{asked}`"),
+            UpstreamError::WrongRecord {
+                connector,
+                asked,
+                answered: None,
+            } => format!(
+                "{connector} answered without saying which record it is, when asked for `{asked}`"
+            ),
+            other => other.to_string(),
+        }
+    }
+
+    /// A [`UpstreamError::WrongRecord`], logged: an upstream answering about someone or something
+    /// else is a bug or a misconfiguration (a proxy, a rewrite rule) the operator must hear about.
+    pub fn wrong_record(
+        connector: &'static str,
+        operation: &str,
+        asked: &str,
+        answered: Option<&str>,
+    ) -> UpstreamError {
+        tracing::warn!(
+            connector,
+            operation,
+            asked,
+            answered = answered.unwrap_or("(none)"),
+            "upstream answered about another record than the one asked for; not using it"
+        );
+        UpstreamError::WrongRecord {
+            connector,
+            asked: asked.to_string(),
+            answered: answered.map(str::to_string),
         }
     }
 }
@@ -209,6 +301,15 @@ impl Upstream {
             Err(error) => error.outcome().to_string(),
         };
         let elapsed = started.elapsed();
+        if let Err(error) = &result {
+            tracing::warn!(
+                connector = name,
+                operation,
+                attempts,
+                detail = %error.detail(),
+                "upstream call failed"
+            );
+        }
         metrics::counter!("pimgate_upstream_requests_total", "connector" => name, "outcome" => outcome.clone())
             .increment(1);
         metrics::histogram!("pimgate_upstream_request_duration_seconds", "connector" => name)
@@ -349,6 +450,12 @@ impl Upstream {
                 }
             };
             let status = response.status().as_u16();
+            if status != 404 && !(200..=299).contains(&status) {
+                // The body of an error answer (an HTML error page, Graph's error object) is what an
+                // operator needs; it goes to the log only, never into a reason.
+                let body = body_snippet(&mut response).await;
+                tracing::warn!(connector = name, status, body = %body, "upstream answered an error status");
+            }
             match status {
                 404 => return (Attempt::Done(Ok(Fetched::NotFound)), Verdict::Healthy),
                 429 => {
@@ -423,7 +530,16 @@ impl Upstream {
             }
             match serde_json::from_slice(&body) {
                 Ok(value) => (Attempt::Done(Ok(Fetched::Found(value))), Verdict::Healthy),
-                Err(_) => malformed(),
+                Err(error) => {
+                    let start = &body[..body.len().min(SNIPPET_BYTES)];
+                    tracing::warn!(
+                        connector = name,
+                        %error,
+                        body = %printable(start),
+                        "upstream answer is not the JSON pimgate expects"
+                    );
+                    malformed()
+                }
             }
         };
         match tokio::time::timeout(budget, exchange).await {
@@ -434,6 +550,33 @@ impl Upstream {
             ),
         }
     }
+}
+
+/// How much of an unexpected body the log shows: enough to recognise an error page, not a dump.
+const SNIPPET_BYTES: usize = 512;
+
+/// The start of an error answer's body, for the log. Reading stops at [`SNIPPET_BYTES`]; a body
+/// that fails to arrive yields what came.
+async fn body_snippet(response: &mut reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < SNIPPET_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(SNIPPET_BYTES);
+    printable(&body)
+}
+
+/// Bytes as one log-safe line: invalid UTF-8 replaced, control characters (newlines) as spaces.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 /// Sets `traceparent` to a new span of the request's trace (if one is being served), so the

@@ -1,6 +1,11 @@
 //! Jira's REST API, Cloud (`/rest/api/3`, Basic `email:api_token`) or Data Center (`/rest/api/2`,
 //! a personal access token as Bearer): an issue's status, status category and assignee, and — because
 //! Jira Cloud may hide email addresses — the account ids an email address belongs to.
+//!
+//! `"assignee": null` is Jira saying the issue is unassigned; an issue without an `assignee` field
+//! at all (hidden from pimgate's account, or not on the issue type) is an assignee pimgate does not
+//! know. The answer must be the issue asked for: a different `key` (a moved issue answers under its
+//! new key) is not used.
 
 use std::time::Duration;
 
@@ -199,15 +204,23 @@ impl Jira {
             url.query_pairs_mut()
                 .append_pair("fields", "status,assignee,reporter,duedate");
             let request = self.authorized(self.upstream.client().get(url));
-            let (result, call) = self
+            let (result, mut call) = self
                 .upstream
                 .get_json::<IssueResponse>(request, &operation, deadline)
                 .await;
+            let answer = match result {
+                Ok(Fetched::Found(issue)) => {
+                    let ticket = ticket_from_issue(&key, issue, &operation);
+                    if ticket.is_err() {
+                        call.outcome = "wrong_record".to_string();
+                    }
+                    ticket.map(Fetched::Found)
+                }
+                Ok(Fetched::NotFound) => Ok(Fetched::NotFound),
+                Err(error) => Err(error),
+            };
             calls.push(call);
-            Ok(match result? {
-                Fetched::NotFound => Fetched::NotFound,
-                Fetched::Found(issue) => Fetched::Found(ticket_from_issue(&key, issue)),
-            })
+            answer
         };
         let (answer, cached) = self.issues.get_or_fetch(&key, fetch).await;
         if cached {
@@ -300,15 +313,9 @@ fn matching_users(email: &str, found: Vec<UserResponse>) -> Vec<JiraUser> {
 #[derive(Debug, Deserialize)]
 struct IssueResponse {
     key: Option<String>,
+    /// Kept as JSON: whether a field is there (`null` or not) is part of the answer.
     #[serde(default)]
-    fields: IssueFields,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct IssueFields {
-    status: Option<Status>,
-    assignee: Option<UserResponse>,
-    reporter: Option<UserResponse>,
+    fields: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,46 +341,99 @@ struct UserResponse {
     active: Option<bool>,
 }
 
-fn person(role: &str, user: Option<UserResponse>) -> Option<TicketPerson> {
-    let user = user?;
-    Some(TicketPerson {
-        role: role.to_string(),
-        email: non_empty(user.email_address.as_deref()),
-        login: non_empty(user.name.as_deref()),
-        account_id: non_empty(user.account_id.as_deref()),
-    })
+/// What an issue's person field says about `role`.
+enum PersonField {
+    Person(TicketPerson),
+    /// `null`: nobody.
+    Nobody,
+    /// Left out, or a user with no identifier pimgate could compare.
+    Unreadable,
 }
 
-fn ticket_from_issue(key: &str, issue: IssueResponse) -> ItsmTicket {
+fn person(role: &str, value: Option<&serde_json::Value>) -> PersonField {
+    match value {
+        Some(serde_json::Value::Null) => PersonField::Nobody,
+        None => PersonField::Unreadable,
+        Some(value) => match serde_json::from_value::<UserResponse>(value.clone()) {
+            Ok(user) => {
+                let person = TicketPerson {
+                    role: role.to_string(),
+                    email: non_empty(user.email_address.as_deref()),
+                    login: non_empty(user.name.as_deref()),
+                    account_id: non_empty(user.account_id.as_deref()),
+                };
+                if person.email.is_none() && person.login.is_none() && person.account_id.is_none() {
+                    PersonField::Unreadable
+                } else {
+                    PersonField::Person(person)
+                }
+            }
+            Err(_) => PersonField::Unreadable,
+        },
+    }
+}
+
+/// The ticket an issue describes; [`UpstreamError::WrongRecord`] when it is not `key`.
+fn ticket_from_issue(
+    key: &str,
+    issue: IssueResponse,
+    operation: &str,
+) -> Result<ItsmTicket, UpstreamError> {
+    let answered = non_empty(issue.key.as_deref());
+    if !answered
+        .as_deref()
+        .is_some_and(|answered| answered.eq_ignore_ascii_case(key))
+    {
+        return Err(UpstreamError::wrong_record(
+            NAME,
+            operation,
+            key,
+            answered.as_deref(),
+        ));
+    }
     let fields = issue.fields;
-    let status = fields.status;
-    let state = status
+    let mut unreadable = Vec::new();
+    let status = fields
+        .get("status")
+        .and_then(|value| serde_json::from_value::<Status>(value.clone()).ok());
+    let state = match status
         .as_ref()
         .and_then(|status| non_empty(status.name.as_deref()))
-        .unwrap_or_else(|| "(none)".to_string());
+    {
+        Some(name) => name,
+        None => {
+            unreadable.push("status".to_string());
+            "(unknown)".to_string()
+        }
+    };
     let state_code = status
         .as_ref()
         .and_then(|status| non_empty(status.id.as_deref()));
     let status_category = status
         .and_then(|status| status.status_category)
         .and_then(|category| non_empty(category.key.as_deref()));
-    let people = [
-        person("assignee", fields.assignee),
-        person("reporter", fields.reporter),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    ItsmTicket {
+    if status_category.is_none() {
+        unreadable.push("status_category".to_string());
+    }
+    let mut people = Vec::new();
+    for role in PERSON_ROLES {
+        match person(role, fields.get(*role)) {
+            PersonField::Person(person) => people.push(person),
+            PersonField::Nobody => {}
+            PersonField::Unreadable => unreadable.push(role.to_string()),
+        }
+    }
+    Ok(ItsmTicket {
         system: NAME,
-        number: issue.key.unwrap_or_else(|| key.to_string()),
+        number: answered.unwrap_or_else(|| key.to_string()),
         table: None,
         state,
         state_code,
         status_category,
         people,
         window: None,
-    }
+        unreadable,
+    })
 }
 
 #[cfg(test)]
@@ -388,6 +448,40 @@ mod tests {
         assert!(!is_valid_key("ops-12"));
         assert!(!is_valid_key("OPS-"));
         assert!(!is_valid_key("12-OPS"));
+    }
+
+    fn issue(json: serde_json::Value) -> IssueResponse {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_null_assignee_is_nobody_and_a_missing_one_is_unreadable() {
+        let status =
+            serde_json::json!({ "name": "Open", "id": "1", "statusCategory": { "key": "new" } });
+        let unassigned = issue(serde_json::json!({
+            "key": "OPS-1", "fields": { "status": status, "assignee": null, "reporter": null }
+        }));
+        let ticket = ticket_from_issue("OPS-1", unassigned, "GET").unwrap();
+        assert!(ticket.unreadable.is_empty() && ticket.people.is_empty());
+        let hidden = issue(serde_json::json!({
+            "key": "OPS-1", "fields": { "status": status, "reporter": { "displayName": "Someone" } }
+        }));
+        let ticket = ticket_from_issue("OPS-1", hidden, "GET").unwrap();
+        assert_eq!(ticket.unreadable, ["assignee", "reporter"]);
+    }
+
+    #[test]
+    fn an_issue_under_another_key_or_none_is_refused() {
+        let moved = issue(serde_json::json!({ "key": "SEC-4", "fields": {} }));
+        assert!(matches!(
+            ticket_from_issue("OPS-12", moved, "GET"),
+            Err(UpstreamError::WrongRecord {
+                answered: Some(_),
+                ..
+            })
+        ));
+        let unnamed = issue(serde_json::json!({ "fields": {} }));
+        assert!(ticket_from_issue("OPS-12", unnamed, "GET").is_err());
     }
 
     #[test]

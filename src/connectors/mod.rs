@@ -49,17 +49,92 @@ pub struct BuildContext {
 
 /// The requester as the directory (Graph) or the HR file knows them. Upstream systems know people by
 /// email or login, PIM by object id: this is the bridge.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// The attributes the `hr` check judges are [`Attribute`]s, so "the directory says there is none" and
+/// "pimgate does not know" cannot be confused: the first may be held against the requester, the
+/// second makes the check not evaluated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserProfile {
     pub id: String,
     pub user_principal_name: Option<String>,
     pub mail: Option<String>,
     pub display_name: Option<String>,
-    pub account_enabled: Option<bool>,
-    pub employee_leave_date_time: Option<DateTime<Utc>>,
-    pub employee_type: Option<String>,
-    pub department: Option<String>,
+    pub account_enabled: Attribute<bool>,
+    pub employee_leave_date_time: Attribute<DateTime<Utc>>,
+    pub employee_type: Attribute<String>,
+    pub department: Attribute<String>,
+}
+
+/// One attribute of an upstream record, as far as pimgate can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribute<T> {
+    /// The record gives this value.
+    Known(T),
+    /// The record says there is none (`null`, an empty cell in a column the source has): an answer.
+    Empty,
+    /// pimgate cannot tell: never an answer, and never read as "none".
+    Unknown(Unknown),
+}
+
+/// Why an [`Attribute`] is unknown; the operator's half of a "not evaluated" reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "unknown")]
+pub enum Unknown {
+    /// The record does not carry it: a field the upstream left out, a column the file lacks.
+    Absent,
+    /// It is there but is not a value pimgate can read (`maybe` for a boolean, a date in another
+    /// format).
+    Unparsable,
+    /// pimgate's credential is not shown to be allowed to read it, so an empty value may only mean
+    /// "not allowed": the token Entra issued lacks this application permission.
+    Unreadable { permission: &'static str },
+}
+
+/// Fail-closed: an attribute nobody filled in is unknown, not empty.
+impl<T> Default for Attribute<T> {
+    fn default() -> Self {
+        Attribute::Unknown(Unknown::Absent)
+    }
+}
+
+impl<T> Attribute<T> {
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Attribute::Known(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// Known values as themselves, empty as `null`, unknown as `{"unknown": "absent"}` (and the
+/// permission when one is missing): the audit record shows which of the three pimgate saw.
+impl<T: Serialize> Serialize for Attribute<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Attribute::Known(value) => value.serialize(serializer),
+            Attribute::Empty => serializer.serialize_none(),
+            Attribute::Unknown(why) => why.serialize(serializer),
+        }
+    }
+}
+
+/// An upstream permission a check relies on: the one to grant (`name`), and every grant that
+/// includes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Permission {
+    pub connector: &'static str,
+    pub name: &'static str,
+    pub satisfied_by: &'static [&'static str],
+    /// What it lets pimgate read, for operators.
+    pub reads: &'static str,
+}
+
+/// A permission and what in the rules needs it, e.g. "`hr` checks with `not_leaving_within`".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PermissionNeed {
+    pub permission: &'static Permission,
+    pub needed_for: &'static str,
 }
 
 impl UserProfile {
@@ -171,6 +246,15 @@ impl Connectors {
             _ => false,
         }
     }
+}
+
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<serde_json::Value>`: a field
+/// that is there, even as `null`, is `Some`; only a missing field is `None`. Plain `Option` would
+/// read both as `None` and lose the difference between "none" and "not said".
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 /// The one shape of a connector settings problem: the key is `connectors.<connector>.<key>`.

@@ -1,6 +1,6 @@
-//! Opsgenie "Who is on call" API: the on-call recipients of a schedule at a given instant (`date`),
-//! flattened to user names (Opsgenie user names are e-mail addresses), cached per schedule and
-//! instant.
+//! Opsgenie "Who is on call" API: the on-call recipients of a schedule now or at a later instant
+//! (`date`), flattened to user names (Opsgenie user names are e-mail addresses), cached per schedule
+//! and instant.
 //!
 //! `flat=true` resolves teams, escalations and rotations to the people they page, so membership is
 //! one case-insensitive comparison with the requester's addresses.
@@ -134,21 +134,22 @@ impl Opsgenie {
         }
     }
 
-    /// The lower-cased user names on call for `schedule` (an id or a name) at the instant `at`
-    /// (Opsgenie's `date`, to the second; its default would be the moment it answers); `NotFound`
-    /// when Opsgenie has no such schedule. The answer carries no shift bounds, so it is cached for
-    /// that exact second only, never reused for another instant.
+    /// The lower-cased user names on call for `schedule` (an id or a name) at the instant `at`:
+    /// `None` for "now" (no `date`: Opsgenie answers for the moment it receives the request, cached
+    /// briefly as before), `Some` for a later activation start (`date`, to the second); `NotFound`
+    /// when Opsgenie has no such schedule. The answer carries no shift bounds, so an answer about
+    /// one instant is never reused for another.
     pub async fn on_call_recipients(
         &self,
         schedule: &str,
-        at: DateTime<Utc>,
+        at: Option<DateTime<Utc>>,
         deadline: Instant,
     ) -> (
         Result<Fetched<Vec<String>>, UpstreamError>,
         Vec<UpstreamCall>,
     ) {
         let mut calls = Vec::new();
-        let date = at.to_rfc3339_opts(SecondsFormat::Secs, false);
+        let date = at.map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, false));
         let fetch = async {
             let mut url =
                 reqwest::Url::parse(&self.base_url).map_err(|_| UpstreamError::Unreachable {
@@ -162,8 +163,10 @@ impl Opsgenie {
                 .extend(["v2", "schedules", schedule, "on-calls"]);
             url.query_pairs_mut()
                 .append_pair("scheduleIdentifierType", identifier_type(schedule))
-                .append_pair("flat", "true")
-                .append_pair("date", &date);
+                .append_pair("flat", "true");
+            if let Some(date) = &date {
+                url.query_pairs_mut().append_pair("date", date);
+            }
             let request = self.upstream.client().get(url).header(
                 reqwest::header::AUTHORIZATION,
                 format!("GenieKey {}", self.key.expose()),
@@ -185,7 +188,7 @@ impl Opsgenie {
                 ),
             })
         };
-        let key = format!("{schedule}|{date}");
+        let key = format!("{schedule}|{}", date.as_deref().unwrap_or("now"));
         let (result, cached) = self.cache.get_or_fetch(&key, fetch).await;
         if cached {
             calls.push(cached_call(CONNECTOR, OPERATION, &result));

@@ -1,5 +1,6 @@
-//! PagerDuty REST API v2: who is on call at a given instant (`GET /oncalls` with `since`/`until`)
-//! and which PagerDuty user an address belongs to (`GET /users?query=`), both cached.
+//! PagerDuty REST API v2: who is on call now or at a later instant (`GET /oncalls`, with
+//! `since`/`until` for the latter) and which PagerDuty user an address belongs to
+//! (`GET /users?query=`), both cached.
 //!
 //! PagerDuty knows people by its own user ids, PIM by Entra object ids; the bridge is the e-mail
 //! address from the directory, matched case-insensitively against the PagerDuty user's `email`.
@@ -106,12 +107,13 @@ pub struct OncallQuery {
 }
 
 impl OncallQuery {
-    fn cache_key(&self, since: &str) -> String {
+    fn cache_key(&self, range: Option<&(String, String)>) -> String {
         format!(
-            "{}|{}|{}|{since}",
+            "{}|{}|{}|{}",
             self.user_id,
             self.schedule_ids.join(","),
-            self.escalation_policy_ids.join(",")
+            self.escalation_policy_ids.join(","),
+            range.map_or("now", |(since, _)| since.as_str())
         )
     }
 }
@@ -278,20 +280,21 @@ impl PagerDuty {
         (result, calls)
     }
 
-    /// The on-calls matching `query` that overlap the minute containing `at` (the activation's
-    /// effective start, not PagerDuty's "now"), following pagination up to `max_pages`. Callers
-    /// check each entry's bounds against `at`, which also covers the cache's lifetime.
+    /// The on-calls matching `query` at the instant `at`: `None` for "now" (no `since`/`until`, so
+    /// PagerDuty's present, cached as before), `Some` for a later activation start (the minute
+    /// around it as `since`/`until`), following pagination up to `max_pages`. Callers check each
+    /// entry's bounds against the instant they mean, which also covers the cache's lifetime.
     pub async fn oncalls(
         &self,
         query: &OncallQuery,
-        at: DateTime<Utc>,
+        at: Option<DateTime<Utc>>,
         deadline: Instant,
     ) -> (
         Result<Vec<PagerDutyOncall>, UpstreamError>,
         Vec<UpstreamCall>,
     ) {
         let mut calls = Vec::new();
-        let (since, until) = minute_around(at);
+        let range = at.map(minute_around);
         let fetch = async {
             let mut entries = Vec::new();
             let mut offset: u32 = 0;
@@ -303,9 +306,10 @@ impl PagerDuty {
                     ("time_zone", "UTC"),
                     ("limit", limit.as_str()),
                     ("offset", offset_text.as_str()),
-                    ("since", since.as_str()),
-                    ("until", until.as_str()),
                 ];
+                if let Some((since, until)) = &range {
+                    params.extend([("since", since.as_str()), ("until", until.as_str())]);
+                }
                 params.extend(
                     query
                         .schedule_ids
@@ -350,7 +354,7 @@ impl PagerDuty {
         };
         let (result, cached) = self
             .oncalls
-            .get_or_fetch(&query.cache_key(&since), fetch)
+            .get_or_fetch(&query.cache_key(range.as_ref()), fetch)
             .await;
         if cached {
             calls.push(cached_call(CONNECTOR, "GET /oncalls", &result));

@@ -4,6 +4,11 @@
 //! One GET per lookup: `/api/now/table/{table}?sysparm_query=number=…&sysparm_fields=…&sysparm_limit=1`
 //! with raw values (`sysparm_display_value=false`) so states are the stable numeric codes and dates
 //! are UTC, whatever the integration user's locale and time zone.
+//!
+//! Each person field is asked twice: the reference itself (`assigned_to`, a sys_id) and, dot-walked,
+//! the person's `email` and `user_name`. An integration user that may not read `sys_user` gets the
+//! dot-walked values empty; the reference then still shows someone is assigned, so "unreadable" and
+//! "nobody" stay apart. A field the answer leaves out is unreadable too, never "none".
 
 use std::time::Duration;
 
@@ -244,18 +249,32 @@ impl ServiceNow {
                 request.bearer_auth(token.expose())
             }
         };
+        let operation = format!("GET /api/now/table/{table}");
         let (result, mut call) = self
             .upstream
-            .get_json::<TableResponse>(request, &format!("GET /api/now/table/{table}"), deadline)
+            .get_json::<TableResponse>(request, &operation, deadline)
             .await;
         // The Table API answers an unknown number with 200 and an empty list: record it as what
         // it means.
-        if matches!(&result, Ok(Fetched::Found(response)) if response.result.is_empty()) {
-            call.outcome = "not_found".to_string();
-        }
+        let answer = match result {
+            Ok(Fetched::Found(response)) => match response.result.into_iter().next() {
+                None => {
+                    call.outcome = "not_found".to_string();
+                    Ok(Fetched::NotFound)
+                }
+                Some(record) => {
+                    let ticket = ticket_from_record(table, number, &record, &operation);
+                    if ticket.is_err() {
+                        call.outcome = "wrong_record".to_string();
+                    }
+                    ticket.map(Fetched::Found)
+                }
+            },
+            other => other.map(|_| Fetched::NotFound),
+        };
         calls.push(call);
         if let (Err(UpstreamError::Auth { .. }), Credentials::OAuth { .. }) =
-            (&result, &self.credentials)
+            (&answer, &self.credentials)
         {
             // A revoked or shortened token: fetch a fresh one next time instead of failing until it
             // would have expired. `try_lock`: if another lookup is fetching a token right now, that
@@ -264,13 +283,7 @@ impl ServiceNow {
                 *slot = None;
             }
         }
-        Ok(match result? {
-            Fetched::NotFound => Fetched::NotFound,
-            Fetched::Found(response) => match response.result.first() {
-                None => Fetched::NotFound,
-                Some(record) => Fetched::Found(ticket_from_record(table, number, record)),
-            },
-        })
+        answer
     }
 
     async fn bearer(
@@ -300,6 +313,9 @@ impl ServiceNow {
             cached: false,
             attempts: 1,
         });
+        if let Err(error) = &result {
+            tracing::warn!(connector = NAME, operation = "POST /oauth_token.do", detail = %error.detail(), "ServiceNow token request failed");
+        }
         let (value, lifetime) = result?;
         let refresh_in = lifetime
             .saturating_sub(TOKEN_REFRESH_MARGIN)
@@ -475,6 +491,7 @@ pub const PERSON_ROLES: &[&str] = &[
 fn fields_for(table: &str) -> Vec<String> {
     let mut fields = vec!["number".to_string(), "state".to_string()];
     for role in person_roles(table) {
+        fields.push(role.to_string());
         fields.push(format!("{role}.email"));
         fields.push(format!("{role}.user_name"));
     }
@@ -519,48 +536,109 @@ pub fn state_name(table: &str, code: &str) -> Option<&'static str> {
         .map(|(_, name)| *name)
 }
 
+/// The ticket a Table API record describes; [`UpstreamError::WrongRecord`] when the record is not
+/// `number` (or does not say which it is).
 fn ticket_from_record(
     table: &str,
     number: &str,
     record: &serde_json::Map<String, serde_json::Value>,
-) -> ItsmTicket {
+    operation: &str,
+) -> Result<ItsmTicket, UpstreamError> {
     let field = |name: &str| match record.get(name) {
         Some(serde_json::Value::String(text)) => non_empty(Some(text)),
         Some(serde_json::Value::Number(value)) => Some(value.to_string()),
         _ => None,
     };
+    let answered = field("number");
+    if !answered
+        .as_deref()
+        .is_some_and(|answered| answered.eq_ignore_ascii_case(number))
+    {
+        return Err(UpstreamError::wrong_record(
+            NAME,
+            operation,
+            number,
+            answered.as_deref(),
+        ));
+    }
+    let mut unreadable = Vec::new();
+    // Every task has a state; an empty or missing one is a state pimgate was not shown.
     let code = field("state");
     let state = match &code {
         Some(code) => state_name(table, code).unwrap_or(code).to_string(),
-        None => "(none)".to_string(),
+        None => {
+            unreadable.push("state".to_string());
+            "(unknown)".to_string()
+        }
     };
-    let people = person_roles(table)
-        .iter()
-        .filter_map(|role| {
-            let email = field(&format!("{role}.email"));
-            let login = field(&format!("{role}.user_name"));
-            (email.is_some() || login.is_some()).then(|| TicketPerson {
+    let mut people = Vec::new();
+    for role in person_roles(table) {
+        let email = field(&format!("{role}.email"));
+        let login = field(&format!("{role}.user_name"));
+        if email.is_some() || login.is_some() {
+            people.push(TicketPerson {
                 role: role.to_string(),
                 email,
                 login,
                 account_id: None,
-            })
-        })
-        .collect();
-    let time = |name: &str| field(name).and_then(|value| parse_servicenow_time(&value));
-    let window = match (time("start_date"), time("end_date")) {
-        (Some(start), Some(end)) => Some(TicketWindow { start, end }),
-        _ => None,
+            });
+            continue;
+        }
+        // Nobody readable: an empty reference is "nobody"; a set one (sys_user not readable) or a
+        // missing one (the field not shown) is unknown.
+        match record.get(*role) {
+            Some(serde_json::Value::String(reference)) if reference.trim().is_empty() => {}
+            _ => unreadable.push(role.to_string()),
+        }
+    }
+    let window = if table == "change_request" {
+        planned_window(record, &mut unreadable)
+    } else {
+        None
     };
-    ItsmTicket {
+    Ok(ItsmTicket {
         system: NAME,
-        number: field("number").unwrap_or_else(|| number.to_string()),
+        number: answered.unwrap_or_else(|| number.to_string()),
         table: Some(table.to_string()),
         state,
         state_code: code,
         status_category: None,
         people,
         window,
+        unreadable,
+    })
+}
+
+/// A change's planned `start_date`–`end_date`. Both empty (or one of them) is a change with no plan,
+/// which the ticket's owner can fix; a date left out of the answer, or one that does not parse, is
+/// unknown.
+fn planned_window(
+    record: &serde_json::Map<String, serde_json::Value>,
+    unreadable: &mut Vec<String>,
+) -> Option<TicketWindow> {
+    let mut ends = Vec::new();
+    for name in ["start_date", "end_date"] {
+        match record.get(name) {
+            Some(serde_json::Value::String(text)) if text.trim().is_empty() => ends.push(None),
+            Some(serde_json::Value::String(text)) => match parse_servicenow_time(text) {
+                Some(time) => ends.push(Some(time)),
+                None => {
+                    unreadable.push(name.to_string());
+                    return None;
+                }
+            },
+            _ => {
+                unreadable.push(name.to_string());
+                return None;
+            }
+        }
+    }
+    match ends.as_slice() {
+        [Some(start), Some(end)] => Some(TicketWindow {
+            start: *start,
+            end: *end,
+        }),
+        _ => None,
     }
 }
 
@@ -593,6 +671,41 @@ mod tests {
         assert!(!is_valid_number("CHG0031337^ORnumber=CHG1"));
         assert!(!is_valid_number("CHG 1"));
         assert!(!is_valid_number(""));
+    }
+
+    fn record(json: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        json.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn an_assignee_pimgate_may_not_read_is_unreadable_and_an_empty_one_is_nobody() {
+        let hidden = record(serde_json::json!({
+            "number": "CHG1", "state": "-1",
+            "assigned_to": "681ccaf9c0a8016400b98a06818d57c7", "assigned_to.email": "", "assigned_to.user_name": "",
+            "requested_by": "", "requested_by.email": "", "requested_by.user_name": "",
+            "start_date": "", "end_date": ""
+        }));
+        let ticket = ticket_from_record("change_request", "CHG1", &hidden, "GET").unwrap();
+        assert_eq!(ticket.unreadable, ["assigned_to", "opened_by"]);
+        assert!(ticket.people.is_empty());
+        assert_eq!(ticket.window, None);
+    }
+
+    #[test]
+    fn a_record_for_another_number_or_none_is_refused() {
+        let other = record(serde_json::json!({ "number": "CHG2", "state": "-1" }));
+        assert!(matches!(
+            ticket_from_record("change_request", "CHG1", &other, "GET"),
+            Err(UpstreamError::WrongRecord {
+                answered: Some(_),
+                ..
+            })
+        ));
+        let unnamed = record(serde_json::json!({ "state": "-1" }));
+        assert!(matches!(
+            ticket_from_record("incident", "INC1", &unnamed, "GET"),
+            Err(UpstreamError::WrongRecord { answered: None, .. })
+        ));
     }
 
     #[test]

@@ -25,12 +25,21 @@ pub struct ItsmTicket {
     pub people: Vec<TicketPerson>,
     /// The planned window (ServiceNow `start_date`/`end_date`), when the ticket has both ends.
     pub window: Option<TicketWindow>,
+    /// Fields the system did not let pimgate read: left out of the answer, a person the integration
+    /// user may not see (`assigned_to` set, its email and login empty), a value that does not parse.
+    /// Names as rules use them (`state`, `assigned_to`, `start_date`, …). A field listed here has no
+    /// value above that means anything: it is unknown, never "none".
+    pub unreadable: Vec<String>,
 }
 
 impl ItsmTicket {
     /// The person in `role`, if the ticket names one.
     pub fn person(&self, role: &str) -> Option<&TicketPerson> {
         self.people.iter().find(|person| person.role == role)
+    }
+
+    pub fn is_unreadable(&self, field: &str) -> bool {
+        self.unreadable.iter().any(|name| name == field)
     }
 }
 

@@ -3,11 +3,16 @@
 
 use std::sync::OnceLock;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use actix_web::{HttpResponse, web};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::state::AppState;
+use crate::connectors::graph::Grants;
+use crate::connectors::{Connectors, PermissionNeed};
+use crate::rules::RuleSet;
 
 /// Cheap on purpose: it proves the process answers, nothing more.
 pub async fn healthz() -> HttpResponse {
@@ -20,7 +25,16 @@ pub async fn healthz() -> HttpResponse {
 /// A failed rules reload does not make it 503: the previous rules keep deciding, and pulling every
 /// replica out over one bad edit would turn a typo into an outage. It shows under
 /// `rules.lastReload` (`result`, `at`, `problems`, first `error`) for monitoring to alert on.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+///
+/// An upstream permission the rules need and pimgate lacks does not make it 503 either: PIM must
+/// still get answers (the checks that need it are "not evaluated" and `on_error` decides), and every
+/// replica shares the credential, so 503 would only add an outage. It shows under
+/// `connectors.graph` (`missingPermissions`) and in `degraded`, and in the
+/// `pimgate_upstream_permission_missing` gauge.
+pub async fn readyz(
+    state: web::Data<AppState>,
+    connectors: Option<web::Data<Connectors>>,
+) -> HttpResponse {
     let rules = state.rules();
     let keys = state.authenticator.is_ready();
     let stopping = state.is_shutting_down();
@@ -31,7 +45,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         "not ready"
     };
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "rules": {
             "loaded": true,
@@ -41,10 +55,136 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         },
         "signingKeys": keys,
     });
+    if let Some(connectors) = connectors {
+        let report = PermissionReport::new(&connectors, &permissions_needed(&rules));
+        if let Some(graph) = report.graph_json() {
+            body["connectors"] = json!({ "graph": graph });
+        }
+        let degraded = report.degraded();
+        if !degraded.is_empty() {
+            body["degraded"] = json!(degraded);
+        }
+    }
     if keys && !stopping {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Every upstream permission the loaded rules rely on, each once, with what needs it.
+pub fn permissions_needed(rules: &RuleSet) -> Vec<PermissionNeed> {
+    let needs: BTreeSet<PermissionNeed> = rules
+        .policies
+        .iter()
+        .flat_map(|policy| policy.require.iter().chain(&policy.auto_approve))
+        .flat_map(|named| named.check.upstream_permissions())
+        .collect();
+    needs.into_iter().collect()
+}
+
+/// Whether a permission the rules need is granted, as far as pimgate knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionState {
+    Granted,
+    Missing,
+    /// No token fetched yet, or its grants cannot be read.
+    Unknown,
+}
+
+/// The rules' upstream permissions against what the credentials were granted: for `/readyz`, the
+/// start-up log and `rules validate`.
+#[derive(Debug, Clone)]
+pub struct PermissionReport {
+    /// Permission name → (what needs it, state); Graph's only, the one upstream whose grants
+    /// pimgate can read.
+    pub graph: Option<BTreeMap<&'static str, (Vec<&'static str>, PermissionState)>>,
+    /// Whether the Graph token's grants are known (`None`: no token yet).
+    pub graph_grants: Option<Grants>,
+}
+
+impl PermissionReport {
+    pub fn new(connectors: &Connectors, needs: &[PermissionNeed]) -> PermissionReport {
+        let Some(graph) = connectors.graph.as_ref() else {
+            return PermissionReport {
+                graph: None,
+                graph_grants: None,
+            };
+        };
+        let grants = graph.grants();
+        let mut report: BTreeMap<&'static str, (Vec<&'static str>, PermissionState)> =
+            BTreeMap::new();
+        for need in needs
+            .iter()
+            .filter(|need| need.permission.connector == crate::connectors::graph::CONNECTOR)
+        {
+            let state = match &grants {
+                None | Some(Grants::Unverifiable) => PermissionState::Unknown,
+                Some(grants) if grants.allow(need.permission) => PermissionState::Granted,
+                Some(_) => PermissionState::Missing,
+            };
+            let entry = report
+                .entry(need.permission.name)
+                .or_insert_with(|| (Vec::new(), state));
+            entry.0.push(need.needed_for);
+        }
+        PermissionReport {
+            graph: Some(report),
+            graph_grants: grants,
+        }
+    }
+
+    pub fn missing(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        self.graph
+            .iter()
+            .flatten()
+            .filter(|(_, (_, state))| *state == PermissionState::Missing)
+            .map(|(name, (needed_for, _))| (*name, needed_for.clone()))
+            .collect()
+    }
+
+    /// One sentence per missing permission, naming it and what to do.
+    pub fn degraded(&self) -> Vec<String> {
+        let mut sentences: Vec<String> = self
+            .missing()
+            .into_iter()
+            .map(|(name, needed_for)| {
+                format!(
+                    "Microsoft Graph: pimgate's app lacks the application permission `{name}`, needed for {}; those checks are not evaluated until it is granted with admin consent",
+                    needed_for.join(" and ")
+                )
+            })
+            .collect();
+        let needs_any = self.graph.as_ref().is_some_and(|report| !report.is_empty());
+        if needs_any && self.graph_grants == Some(Grants::Unverifiable) {
+            sentences.push(
+                "Microsoft Graph: pimgate cannot read which permissions its token carries, so properties Graph answers as empty count as unknown and the checks that need them are not evaluated".to_string(),
+            );
+        }
+        sentences
+    }
+
+    fn graph_json(&self) -> Option<Value> {
+        let report = self.graph.as_ref()?;
+        let names = |wanted: PermissionState| -> Vec<&str> {
+            report
+                .iter()
+                .filter(|(_, (_, state))| *state == wanted)
+                .map(|(name, _)| *name)
+                .collect()
+        };
+        let missing = names(PermissionState::Missing);
+        let permissions = match &self.graph_grants {
+            None => "unchecked",
+            Some(Grants::Unverifiable) => "unverifiable",
+            Some(_) if missing.is_empty() => "granted",
+            Some(_) => "missing",
+        };
+        Some(json!({
+            "permissions": permissions,
+            "neededPermissions": report.keys().collect::<Vec<_>>(),
+            "missingPermissions": missing,
+        }))
     }
 }
 
@@ -168,6 +308,11 @@ pub fn describe_metrics() {
         "pimgate_upstream_retries_total",
         Unit::Count,
         "Upstream attempts retried, by connector"
+    );
+    // {connector, permission}
+    describe_gauge!(
+        "pimgate_upstream_permission_missing",
+        "1 when the connector's last token lacks this permission pimgate uses (what it reads counts as unknown), 0 when granted; /readyz says whether the loaded rules need it"
     );
     describe_counter!(
         "pimgate_upstream_circuit_open_total",

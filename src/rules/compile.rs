@@ -4,7 +4,7 @@
 //! deserialization that stops at the first mistake), so one run names every unknown key, bad value
 //! and semantic problem in every file, each with its key path and a best-effort line.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::checks::registry::{BuildEnv, CheckSpec};
 use crate::checks::window::{self, CompiledWindow, WindowSpec};
 use crate::decision::Outcome;
 use crate::payload::{Action, GroupAccess, ResourceType};
-use crate::rules::catalog;
+use crate::rules::catalog::{self, Tier};
 use crate::rules::cel::Condition;
 use crate::rules::index::PolicyIndex;
 use crate::rules::locate::locate;
@@ -26,7 +26,9 @@ use crate::rules::{
     FailureMode, FixedDecision, Guard, Policy, PolicyMode, RuleProblem, RuleSet, Severity,
 };
 
-const TOP_KEYS: &[&str] = &["policies", "guards", "windows", "lists"];
+const TOP_KEYS: &[&str] = &["policies", "guards", "windows", "lists", "groups"];
+/// Keys of one entry under the top-level `groups:` (declared privileged groups).
+const GROUP_DECLARATION_KEYS: &[&str] = &["tier", "holds"];
 const POLICY_KEYS: &[&str] = &[
     "name",
     "description",
@@ -344,6 +346,12 @@ fn compile_sources(
 
     let lists = collect_lists(sources, &documents, &mut report);
     let windows = collect_windows(sources, &documents, &mut report);
+    let group_tiers = collect_group_tiers(sources, &documents, &lists, &mut report);
+    let critical_groups: BTreeSet<String> = group_tiers
+        .iter()
+        .filter(|(_, tier)| **tier == Tier::Critical)
+        .map(|(group, _)| group.clone())
+        .collect();
     let env = BuildEnv {
         lists: &lists,
         windows: &windows,
@@ -395,13 +403,20 @@ fn compile_sources(
                     }
                 }
             }
-            if let Some(policy) = compile_policy(&mut ctx, &key, item, &env) {
+            if let Some(policy) = compile_policy(&mut ctx, &key, item, &env, &critical_groups) {
                 compiled.push((policy, *file, key));
             }
         }
     }
 
-    let guards = compile_guards(sources, &documents, &env, &mut names, &mut report);
+    let mut guards = compile_guards(sources, &documents, &env, &mut names, &mut report);
+    // `tiers` also select the groups declared under `groups:` with one of those tiers.
+    for (policy, _, _) in &mut compiled {
+        policy.matcher.attach_group_tiers(&group_tiers);
+    }
+    for guard in &mut guards {
+        guard.matcher.attach_group_tiers(&group_tiers);
+    }
 
     global_checks(sources, path, &compiled, &mut report);
     super::start_bounds::warn_unbounded_starts(&compiled, &mut |file, key, message, fix| {
@@ -615,6 +630,117 @@ fn collect_lists(
     lists
 }
 
+/// The more severe of two tiers (`Tier` is declared most severe first but has no order).
+fn most_severe(a: Tier, b: Tier) -> Tier {
+    let rank = |tier: Tier| match tier {
+        Tier::Critical => 0,
+        Tier::High => 1,
+        Tier::Medium => 2,
+        Tier::Low => 3,
+    };
+    if rank(b) < rank(a) { b } else { a }
+}
+
+/// The top-level `groups:` of every file: which PIM for Groups groups are privileged. A role-assignable
+/// group can hold Global Administrator, and PIM for Groups activation then hands that role out, so
+/// the Critical-tier rule must know such groups. Keys are group ids or list names (every member);
+/// an entry gives a `tier`, the roles it `holds`, or both; the group's tier is the highest of them.
+/// Returns group id (lower case) to tier.
+fn collect_group_tiers(
+    sources: &[Source],
+    documents: &[(usize, Mapping)],
+    lists: &BTreeMap<String, Vec<String>>,
+    report: &mut Report,
+) -> BTreeMap<String, Tier> {
+    let mut tiers: BTreeMap<String, Tier> = BTreeMap::new();
+    for (file, document) in documents {
+        let Some(value) = document.get("groups") else {
+            continue;
+        };
+        let mut ctx = FileCtx {
+            sources,
+            file: *file,
+            report,
+        };
+        let Some(mapping) = ctx.mapping("groups", value, "groups") else {
+            continue;
+        };
+        for (name, entry) in mapping.iter() {
+            let name = key_text(name);
+            let key = format!("groups.{name}");
+            let members = match parse_guid(&name) {
+                Some(id) => vec![id],
+                None => match lists.get(name.trim()) {
+                    Some(members) => members.clone(),
+                    None => {
+                        ctx.error(
+                            &key,
+                            format!("`{name}` is neither a group id (GUID) nor a list name"),
+                            "use the group's object id, or define the list under `lists:`",
+                        );
+                        continue;
+                    }
+                },
+            };
+            let Some(declaration) = ctx.mapping(&key, entry, "a group declaration") else {
+                continue;
+            };
+            ctx.check_keys(&key, declaration, GROUP_DECLARATION_KEYS);
+            let mut tier: Option<Tier> = None;
+            let mut raise = |found: Tier| {
+                tier = Some(tier.map_or(found, |current| most_severe(current, found)));
+            };
+            if let Some(value) = declaration.get("tier").filter(|value| !value.is_null()) {
+                match ctx
+                    .typed::<String>(&format!("{key}.tier"), value, "write `tier: Critical`")
+                    .as_deref()
+                    .map(parse_tier)
+                {
+                    Some(Some(found)) => raise(found),
+                    Some(None) => ctx.error(
+                        &format!("{key}.tier"),
+                        "not a tier",
+                        "use one of Critical, High, Medium, Low",
+                    ),
+                    None => {}
+                }
+            }
+            if let Some(value) = declaration.get("holds").filter(|value| !value.is_null()) {
+                let holds = ctx
+                    .typed::<Vec<String>>(
+                        &format!("{key}.holds"),
+                        value,
+                        "write `holds: [Global Administrator]`",
+                    )
+                    .unwrap_or_default();
+                for (index, role) in holds.iter().enumerate() {
+                    match resolve_role(role).and_then(|id| catalog::by_id(&id)) {
+                        Some(role) => raise(role.tier),
+                        None => ctx.error(
+                            &format!("{key}.holds[{index}]"),
+                            format!("`{role}` is not a built-in Entra role"),
+                            "name the built-in Entra roles the group is assigned, e.g. `Global Administrator`; for other privileges give `tier:`",
+                        ),
+                    }
+                }
+            }
+            let Some(tier) = tier else {
+                ctx.error(
+                    &key,
+                    "the declaration gives neither `tier` nor `holds`",
+                    "add `tier: Critical` or `holds: [Global Administrator]`",
+                );
+                continue;
+            };
+            for member in members {
+                let entry = tiers.entry(member).or_insert(tier);
+                *entry = most_severe(*entry, tier);
+            }
+        }
+    }
+    tiers
+}
+
 fn collect_windows(
     sources: &[Source],
     documents: &[(usize, Mapping)],
@@ -684,6 +810,7 @@ fn compile_policy(
     key: &str,
     value: &Value,
     env: &BuildEnv<'_>,
+    critical_groups: &BTreeSet<String>,
 ) -> Option<Policy> {
     let errors_before = ctx.report.errors();
     let mapping = ctx.mapping(key, value, "a policy")?;
@@ -811,17 +938,32 @@ fn compile_policy(
             .is_some_and(|checks| !checks.is_empty());
     // Applies to `mode: audit` too: an audit policy is a rehearsal of one that will be enforced, and
     // switching it to `enforce` must not be the moment it turns out to be illegal.
+    let at = if decide == Some(Outcome::AutoApproved) {
+        path("decide")
+    } else {
+        path("auto_approve")
+    };
     if auto_approves && !allow_critical && matcher.as_ref().is_some_and(Matcher::can_match_critical)
     {
-        let at = if decide == Some(Outcome::AutoApproved) {
-            path("decide")
-        } else {
-            path("auto_approve")
-        };
         ctx.error(
             &at,
             "this policy can auto-approve a Critical-tier role: its `match` names a Critical role, includes tier Critical, or does not restrict roles or tiers",
             "restrict `match` (e.g. `tiers: [High, Medium, Low]` or named non-Critical roles), or set `allow_auto_approve_on_critical: true` if skipping human approval for Critical roles is intended",
+        );
+    }
+
+    if auto_approves
+        && !allow_critical
+        && let Some(group) = matcher
+            .as_ref()
+            .and_then(|matcher| matcher.critical_group_it_can_match(critical_groups))
+    {
+        ctx.error(
+            &at,
+            format!(
+                "this policy can auto-approve group `{group}`, declared Critical under `groups:`: its `match` names the group or does not restrict groups"
+            ),
+            "restrict `match` to other groups (`groups: [...]`) or to roles (`resource_types: [entraRoles, azureResources]`), or set `allow_auto_approve_on_critical: true` if skipping human approval for that group is intended",
         );
     }
 

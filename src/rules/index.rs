@@ -68,7 +68,11 @@ fn filed_under(matcher: &Matcher) -> Filed<'_> {
         Filed::Scopes(scopes)
     } else if let Some(principals) = &matcher.principals {
         Filed::Principals(principals)
-    } else if let Some(tiers) = &matcher.tiers {
+    } else if let Some(tiers) = matcher
+        .tiers
+        .as_ref()
+        .filter(|_| matcher.tiered_groups.is_empty())
+    {
         Filed::Tiers(tiers)
     } else {
         Filed::Unkeyed

@@ -56,6 +56,9 @@ pub struct Matcher {
     pub actions: Vec<String>,
     /// Lower-case principal object ids, list names already expanded.
     pub principals: Option<Vec<String>>,
+    /// Lower-case ids of the groups declared (top-level `groups:`) with one of `tiers`: `tiers`
+    /// match them as well as Entra built-in roles. Empty without `tiers` or declarations.
+    pub tiered_groups: Vec<String>,
 }
 
 impl Default for Matcher {
@@ -69,6 +72,7 @@ impl Default for Matcher {
             scopes: None,
             actions: vec!["selfactivate".to_string()],
             principals: None,
+            tiered_groups: Vec::new(),
         }
     }
 }
@@ -159,6 +163,7 @@ impl Matcher {
         }
         if let Some(tiers) = &self.tiers
             && !target_tier(request).is_some_and(|tier| tiers.contains(&tier))
+            && !self.is_tiered_group(request)
         {
             return Some("tier does not match");
         }
@@ -215,6 +220,61 @@ impl Matcher {
         roles_can && tiers_can && type_can && self.groups.is_none() && self.access.is_none()
     }
 
+    /// Fills `tiered_groups` from the declared group tiers (group id to tier); a match without
+    /// `tiers` is left alone.
+    pub fn attach_group_tiers(&mut self, group_tiers: &std::collections::BTreeMap<String, Tier>) {
+        if let Some(tiers) = &self.tiers {
+            self.tiered_groups = group_tiers
+                .iter()
+                .filter(|(_, tier)| tiers.contains(tier))
+                .map(|(group, _)| group.clone())
+                .collect();
+        }
+    }
+
+    fn is_tiered_group(&self, request: &ActivationRequest) -> bool {
+        match &request.target {
+            Target::Group { group_id, .. } => {
+                let group = group_id.to_ascii_lowercase();
+                self.tiered_groups.contains(&group)
+            }
+            _ => false,
+        }
+    }
+
+    /// A group declared Critical (top-level `groups:` of the rule files) that this match could
+    /// select, judged from the criteria alone; `None` when it provably cannot. A match that leaves
+    /// groups unrestricted (no `groups`, no `roles`/`tiers`, `resource_types` allowing
+    /// `entraGroups`) can select every group, declared ones included, so it cannot be proven safe
+    /// once any Critical group is declared. `tiers` with Critical select the declared Critical
+    /// groups; `roles` and other `tiers` select no Critical group; and
+    /// `access`/`scopes`/`principals` never exclude a group, so they do not make it safe.
+    pub fn critical_group_it_can_match<'g>(
+        &self,
+        critical_groups: &'g std::collections::BTreeSet<String>,
+    ) -> Option<&'g str> {
+        let groups_possible = self.roles.is_none()
+            && self
+                .tiers
+                .as_ref()
+                .is_none_or(|tiers| tiers.contains(&Tier::Critical))
+            && self
+                .resource_types
+                .as_ref()
+                .is_none_or(|types| types.contains(&ResourceType::EntraGroups));
+        if !groups_possible {
+            return None;
+        }
+        critical_groups
+            .iter()
+            .find(|group| {
+                self.groups
+                    .as_ref()
+                    .is_none_or(|named| named.contains(*group))
+            })
+            .map(String::as_str)
+    }
+
     /// True when only `actions` restricts the match: every request for those actions matches.
     /// Whether every request `other` matches is also matched by `self`, judged criterion by criterion
     /// (sound, not complete: roles vs tiers, scope patterns vs exact scopes are not compared across).
@@ -246,7 +306,9 @@ impl Matcher {
     /// scope `/`; tiers exist only for Entra built-in roles.
     pub fn contradiction(&self) -> Option<String> {
         let group_only = self.groups.is_some() || self.access.is_some();
-        let role_only = self.roles.is_some() || self.tiers.is_some();
+        // `tiers` select declared groups too (`tiered_groups`); then they are not role-only.
+        let tiers_role_only = self.tiers.is_some() && self.tiered_groups.is_empty();
+        let role_only = self.roles.is_some() || tiers_role_only;
         let allows = |kind: ResourceType| {
             self.resource_types
                 .as_ref()
@@ -262,7 +324,7 @@ impl Matcher {
                 "`groups`/`access` match only `entraGroups` requests, which `resource_types` excludes".to_string(),
             );
         }
-        if self.tiers.is_some() && !allows(ResourceType::EntraRoles) {
+        if tiers_role_only && !allows(ResourceType::EntraRoles) {
             return Some(
                 "`tiers` match only Entra built-in roles (`entraRoles`), which `resource_types` excludes".to_string(),
             );

@@ -37,10 +37,20 @@ struct Upstreams {
 /// Four upstreams, each answering its main lookup after `delay`.
 async fn upstreams(delay: Duration, servicenow_status: u16) -> Upstreams {
     let graph = MockServer::start().await;
+    // Entra's app-only token carries the granted application permissions in `roles`; pimgate reads a
+    // null leave date as "none" only when User-LifeCycleInfo.Read.All is among them.
+    let key = crate::common_auth::TestKey::generate("graph");
+    let token = jsonwebtoken::encode(
+        &key.header(),
+        &json!({ "aud": "https://graph.microsoft.com", "idtyp": "app", "exp": 4_102_444_800_i64,
+                 "roles": ["User.Read.All", "User-LifeCycleInfo.Read.All"] }),
+        &key.encoding_key,
+    )
+    .unwrap();
     Mock::given(method("POST"))
         .and(path_regex(r"/oauth2/v2\.0/token$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "graph-access-token"
+            "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token
         })))
         .mount(&graph)
         .await;

@@ -75,6 +75,8 @@ pub async fn spawn_app_for(idp: TestIdp, options: AppOptions) -> TestApp {
     settings.admin.listen = "127.0.0.1:0".into();
     settings.server.workers = 2;
     settings.auth = idp.settings();
+    // The service refuses a floor under 10 s between unknown-`kid` refreshes.
+    settings.auth.jwks_min_refresh_interval_seconds = 10;
     settings.rules.path = rules_path.clone();
     settings.audit = AuditSettings {
         sink: AuditSink::File,

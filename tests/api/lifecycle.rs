@@ -34,6 +34,8 @@ async fn build(tweak: impl FnOnce(&mut Settings, &Path)) -> anyhow::Result<Built
     settings.admin.listen = "127.0.0.1:0".into();
     settings.server.workers = 1;
     settings.auth = idp.settings();
+    // The service refuses a floor under 10 s between unknown-`kid` refreshes.
+    settings.auth.jwks_min_refresh_interval_seconds = 10;
     settings.rules.path = dir.path().join("rules.yaml");
     settings.audit = AuditSettings {
         sink: AuditSink::File,

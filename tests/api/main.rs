@@ -12,6 +12,7 @@ mod helpers;
 mod lifecycle;
 mod listeners;
 mod observability;
+mod permissions;
 mod reload;
 mod replay_keys;
 mod service;

@@ -5,7 +5,7 @@
 //! common_auth;` from a nested test module). Typical use:
 //! ```ignore
 //! let idp = TestIdp::start().await;
-//! let authenticator = Authenticator::new(&idp.settings(), reqwest::Client::new())?;
+//! let authenticator = Authenticator::new(&idp.settings(), reqwest::Client::new(), &[loopback])?;
 //! authenticator.refresh_keys().await?;
 //! let header = idp.bearer(&idp.v2_claims());
 //! ```
