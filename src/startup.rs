@@ -183,6 +183,7 @@ impl Application {
         let signals = Signals::register();
 
         let app_state = state.clone();
+        let admin_connectors = connectors_data.clone();
         let separate_admin = admin_listen.is_some();
         let server = HttpServer::new(move || {
             App::new()
@@ -225,7 +226,15 @@ impl Application {
             .with_context(|| format!("no listener bound on {listen}"))?;
         // Bound before the public listener starts, so a taken admin port stops the start-up.
         let admin = admin_listen
-            .map(|address| AdminServer::start(address, state.clone(), &limits, grace))
+            .map(|address| {
+                AdminServer::start(
+                    address,
+                    state.clone(),
+                    admin_connectors.clone(),
+                    &limits,
+                    grace,
+                )
+            })
             .transpose()?;
         let server = server.run();
         let shutdown = ShutdownHandle {
@@ -350,12 +359,14 @@ impl AdminServer {
     fn start(
         address: std::net::SocketAddr,
         state: web::Data<AppState>,
+        connectors: web::Data<Connectors>,
         limits: &crate::settings::ServerSettings,
         grace: Duration,
     ) -> anyhow::Result<AdminServer> {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(connectors.clone())
                 .wrap(middleware::from_fn(close_connections_when_draining))
                 .wrap(middleware::from_fn(crate::http::request_id::middleware))
                 .configure(crate::http::operator_routes)

@@ -30,10 +30,11 @@ fn version_prints_the_crate_version() {
 async fn the_example_config_serves_a_sample_request_with_a_dev_token_and_audits_it() {
     let served = serve(Path::new("config/example.toml"), &[]);
     let base = format!("http://127.0.0.1:{}", served.port);
+    let admin = served.admin();
     let client = reqwest::Client::new();
     assert_eq!(
         client
-            .get(format!("{base}/healthz"))
+            .get(format!("{admin}/healthz"))
             .send()
             .await
             .expect("healthz")
@@ -42,7 +43,7 @@ async fn the_example_config_serves_a_sample_request_with_a_dev_token_and_audits_
     );
     assert_eq!(
         client
-            .get(format!("{base}/readyz"))
+            .get(format!("{admin}/readyz"))
             .send()
             .await
             .expect("readyz")

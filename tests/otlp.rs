@@ -107,7 +107,11 @@ async fn spans_are_posted_as_otlp_protobuf_in_the_callers_trace_and_flushed_on_s
     let base = format!("http://127.0.0.1:{}", served.port);
     let client = reqwest::Client::new();
 
-    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    let health = client
+        .get(format!("{}/healthz", served.admin()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     let body = std::fs::read("tests/fixtures/requests/entra-role-activation.json").unwrap();
     let response = client

@@ -94,7 +94,7 @@ async fn sighup_reloads_the_rules_and_the_server_keeps_running() {
     let mut served = serve(dir.path());
     let base = format!("http://127.0.0.1:{}", served.port);
     let token = dev_token();
-    let first = readyz(&base).await["rules"]["revision"].clone();
+    let first = readyz(&served.admin()).await["rules"]["revision"].clone();
     assert_eq!(outcome(&base, &token).await, "Approved");
 
     std::fs::write(&rules, DENY).unwrap();
@@ -106,7 +106,7 @@ async fn sighup_reloads_the_rules_and_the_server_keeps_running() {
     );
 
     hangup(&served);
-    readyz_until(&base, "the SIGHUP reload", |body| {
+    readyz_until(&served.admin(), "the SIGHUP reload", |body| {
         body["rules"]["revision"] != first && body["rules"]["lastReload"]["trigger"] == "SIGHUP"
     })
     .await;
@@ -114,7 +114,7 @@ async fn sighup_reloads_the_rules_and_the_server_keeps_running() {
 
     std::fs::write(&rules, "policies: [").unwrap();
     hangup(&served);
-    let body = readyz_until(&base, "the refused SIGHUP reload", |body| {
+    let body = readyz_until(&served.admin(), "the refused SIGHUP reload", |body| {
         body["rules"]["lastReload"]["result"] == "error"
     })
     .await;

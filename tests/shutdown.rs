@@ -191,7 +191,7 @@ async fn sigterm_turns_readiness_off_finishes_requests_in_flight_audits_them_and
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    wait_until_ready(&probe, &base).await;
+    wait_until_ready(&probe, &served.admin()).await;
 
     let ids = [
         "7a000000-0000-4000-8000-000000000001",
@@ -208,7 +208,7 @@ async fn sigterm_turns_readiness_off_finishes_requests_in_flight_audits_them_and
     served.signal("TERM");
     let mut readiness = None;
     while signalled.elapsed() < Duration::from_secs(2) {
-        if let Ok(response) = probe.get(format!("{base}/readyz")).send().await
+        if let Ok(response) = probe.get(format!("{}/readyz", served.admin())).send().await
             && response.status() == 503
         {
             readiness = Some(response.json::<Value>().await.unwrap());
@@ -280,7 +280,7 @@ async fn a_request_slower_than_the_grace_period_does_not_keep_the_process_alive(
         &[("PIMGATE__SERVER__SHUTDOWN_GRACE_SECONDS", "1")],
     );
     let base = served.base();
-    wait_until_ready(&reqwest::Client::new(), &base).await;
+    wait_until_ready(&reqwest::Client::new(), &served.admin()).await;
     let slow = start_evaluation(&base, &token, "7b000000-0000-4000-8000-000000000001");
     wait_for_upstream_calls(&upstream, 1).await;
 
@@ -311,7 +311,7 @@ async fn sigint_stops_an_idle_server_and_a_second_signal_does_not_wait_for_reque
     let upstream = servicenow(Duration::from_secs(15)).await;
     let setup = Setup::new(&upstream.uri());
     let mut idle = serve(&setup.config(), &[]);
-    wait_until_ready(&reqwest::Client::new(), &idle.base()).await;
+    wait_until_ready(&reqwest::Client::new(), &idle.admin()).await;
     idle.signal("INT");
     let status = idle
         .wait_for_exit(Duration::from_secs(5))
@@ -324,7 +324,7 @@ async fn sigint_stops_an_idle_server_and_a_second_signal_does_not_wait_for_reque
         &setup.config(),
         &[("PIMGATE__SERVER__SHUTDOWN_GRACE_SECONDS", "30")],
     );
-    wait_until_ready(&reqwest::Client::new(), &busy.base()).await;
+    wait_until_ready(&reqwest::Client::new(), &busy.admin()).await;
     let _slow = start_evaluation(&busy.base(), &token, "7c000000-0000-4000-8000-000000000001");
     wait_for_upstream_calls(&upstream, 1).await;
     busy.signal("TERM");
@@ -454,7 +454,7 @@ async fn sigterm_under_load(shutdown_delay_ms: u64) -> usize {
             .pool_max_idle_per_host(0)
             .build()
             .unwrap(),
-        &served.base(),
+        &served.admin(),
     )
     .await;
 

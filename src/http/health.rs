@@ -33,7 +33,9 @@ pub async fn healthz() -> HttpResponse {
 /// `pimgate_upstream_permission_missing` gauge.
 pub async fn readyz(
     state: web::Data<AppState>,
-    connectors: Option<web::Data<Connectors>>,
+    // Required, not optional: a server that forgot to register the connectors answers 500 in every
+    // test instead of silently leaving the permission report out.
+    connectors: web::Data<Connectors>,
 ) -> HttpResponse {
     let rules = state.rules();
     let keys = state.authenticator.is_ready();
@@ -55,15 +57,13 @@ pub async fn readyz(
         },
         "signingKeys": keys,
     });
-    if let Some(connectors) = connectors {
-        let report = PermissionReport::new(&connectors, &permissions_needed(&rules));
-        if let Some(graph) = report.graph_json() {
-            body["connectors"] = json!({ "graph": graph });
-        }
-        let degraded = report.degraded();
-        if !degraded.is_empty() {
-            body["degraded"] = json!(degraded);
-        }
+    let report = PermissionReport::new(&connectors, &permissions_needed(&rules));
+    if let Some(graph) = report.graph_json() {
+        body["connectors"] = json!({ "graph": graph });
+    }
+    let degraded = report.degraded();
+    if !degraded.is_empty() {
+        body["degraded"] = json!(degraded);
     }
     if keys && !stopping {
         HttpResponse::Ok().json(body)

@@ -75,7 +75,7 @@ async fn app(graph: &MockServer, secrets: &tempfile::TempDir) -> TestApp {
 async fn readiness(app: &TestApp) -> (u16, Value) {
     let response = app
         .client
-        .get(format!("{}/readyz", app.address))
+        .get(format!("{}/readyz", app.admin_address))
         .send()
         .await
         .unwrap();

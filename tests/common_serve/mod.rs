@@ -16,6 +16,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pimgate");
 pub struct Served {
     pub child: Child,
     pub port: u16,
+    /// The admin listener's port (`/healthz`, `/readyz`, `/metrics`); equal to `port` when the test
+    /// set `admin.listen` to `""` (one listener serves everything).
+    pub admin_port: u16,
     /// stdout and stderr lines, read on their own threads so the child never blocks on a full pipe.
     pub stdout: mpsc::Receiver<String>,
     pub stderr: mpsc::Receiver<String>,
@@ -40,8 +43,9 @@ fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> 
     receiver
 }
 
-/// `pimgate serve --config CONFIG` on `127.0.0.1:0` with one worker; `env` is applied last, so it can
-/// override those. Returns once the service has logged the port it listens on.
+/// `pimgate serve --config CONFIG` on `127.0.0.1:0` with one worker, its admin listener on another
+/// ephemeral loopback port; `env` is applied last, so it can override those. Returns once the service
+/// has logged the ports it listens on.
 pub fn serve(config: &Path, env: &[(&str, &str)]) -> Served {
     let mut command = Command::new(BIN);
     command
@@ -51,12 +55,16 @@ pub fn serve(config: &Path, env: &[(&str, &str)]) -> Served {
         .env_remove("RUST_LOG")
         .env("PIMGATE__SERVER__LISTEN", "127.0.0.1:0")
         .env("PIMGATE__SERVER__WORKERS", "1")
+        .env("PIMGATE__ADMIN__LISTEN", "127.0.0.1:0")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (key, value) in env {
         command.env(key, value);
     }
+    let single_listener = env
+        .iter()
+        .any(|(key, value)| *key == "PIMGATE__ADMIN__LISTEN" && value.is_empty());
     let mut child = command.spawn().expect("spawn pimgate serve");
     let stdout = lines(child.stdout.take().expect("stdout"));
     let stderr = lines(child.stderr.take().expect("stderr"));
@@ -64,30 +72,45 @@ pub fn serve(config: &Path, env: &[(&str, &str)]) -> Served {
     let mut served = Served {
         child,
         port: 0,
+        admin_port: 0,
         stdout,
         stderr,
     };
     // JSON (`"port":8080`) and pretty (`port=8080`) log lines alike.
-    let port_pattern = regex::Regex::new(r#"port["=:]+\s*(\d+)"#).expect("regex");
+    let port_pattern = regex::Regex::new(r#"(?:^|[^_])port["=:]+\s*(\d+)"#).expect("regex");
+    let admin_pattern = regex::Regex::new(r#"admin_port["=:]+\s*(\d+)"#).expect("regex");
     let mut seen = Vec::new();
-    loop {
+    while served.port == 0 || (served.admin_port == 0 && !single_listener) {
         let line = served
             .stderr
             .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("no port logged: {seen:#?}"));
-        if line.contains("listening")
+            .unwrap_or_else(|_| panic!("no ports logged: {seen:#?}"));
+        if let Some(port) = admin_pattern
+            .captures(&line)
+            .and_then(|c| c[1].parse().ok())
+        {
+            served.admin_port = port;
+        } else if line.contains("listening")
             && let Some(port) = port_pattern.captures(&line).and_then(|c| c[1].parse().ok())
         {
             served.port = port;
-            return served;
         }
         seen.push(line);
     }
+    if single_listener {
+        served.admin_port = served.port;
+    }
+    served
 }
 
 impl Served {
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The admin listener's base URL, for `/healthz`, `/readyz` and `/metrics`.
+    pub fn admin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     /// `kill -NAME PID`, e.g. `signal("TERM")`.
