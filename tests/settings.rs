@@ -197,3 +197,46 @@ fn plain_http_metadata_is_accepted_for_loopback_only() {
     assert!(pimgate::settings::check_fetch_url("http://localhost.evil.com/x").is_err());
     assert!(pimgate::settings::check_fetch_url("ftp://127.0.0.1/x").is_err());
 }
+
+#[test]
+fn the_admin_listener_defaults_to_loopback_port_9090_so_operator_routes_are_never_public_by_default()
+ {
+    let file = toml_file(MINIMAL);
+    let settings = Settings::load_with_env(Some(file.path()), env(&[])).expect("minimal loads");
+    assert_eq!(settings.admin.listen, "127.0.0.1:9090");
+    let address = settings
+        .admin_address()
+        .unwrap()
+        .expect("admin listener on");
+    assert!(address.ip().is_loopback());
+}
+
+#[test]
+fn an_admin_listener_that_is_not_an_address_or_shares_the_public_port_is_reported_with_a_fix() {
+    let file = toml_file(MINIMAL);
+    for (value, says) in [
+        ("localhost:nine", "is not an IP address and port"),
+        ("0.0.0.0:8080", "same port as `server.listen`"),
+        ("127.0.0.1:8080", "same port as `server.listen`"),
+    ] {
+        let error =
+            Settings::load_with_env(Some(file.path()), env(&[("PIMGATE__ADMIN__LISTEN", value)]))
+                .expect_err(value);
+        let problem = error
+            .problems
+            .iter()
+            .find(|problem| problem.key == "admin.listen")
+            .unwrap_or_else(|| panic!("admin.listen not reported for {value}: {error}"));
+        assert!(problem.message.contains(says), "{value}: {problem:?}");
+        assert!(!problem.fix.is_empty());
+    }
+}
+
+#[test]
+fn an_empty_admin_listener_serves_every_route_on_the_public_listener() {
+    let file = toml_file(MINIMAL);
+    let settings =
+        Settings::load_with_env(Some(file.path()), env(&[("PIMGATE__ADMIN__LISTEN", "")]))
+            .expect("empty admin.listen is valid");
+    assert_eq!(settings.admin_address().unwrap(), None);
+}
