@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-20}"
-targets="${FUZZ_TARGETS:-payload_decode token_parse rules_load}"
+targets="${FUZZ_TARGETS:-payload_decode token_parse rules_load connector_responses}"
 cargo_fuzz_version="0.13.2"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

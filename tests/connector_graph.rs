@@ -747,14 +747,22 @@ async fn the_federated_token_file_is_sent_as_the_client_assertion_and_reread_on_
         "eyJhbGciOiJSUzI1NiJ9.first-projected-token.sig\n",
     )
     .unwrap();
-    // A lifetime of zero makes every lookup fetch a new token, as after an expiry.
+    // Graph refuses the first token once (as after a revocation), so the second lookup fetches a
+    // new token. (A lifetime of zero no longer does: `expires_in` is raised to a 60 s floor.)
     Mock::given(method("POST"))
         .and(path(token_path()))
-        .respond_with(token_answer(&app_token("token"), 0))
+        .respond_with(token_answer(&app_token("token"), 3599))
         .expect(2)
         .mount(&server)
         .await;
     mount_user(&server, ALICE, json!({}), 1).await;
+    Mock::given(method("GET"))
+        .and(path(user_path(BOB)))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
     mount_user(&server, BOB, json!({ "id": BOB }), 1).await;
     let settings = GraphSettings {
         client_id: Some(CLIENT_ID.to_string()),

@@ -118,3 +118,9 @@ fn rule_seeds_and_corpus_compile_or_report_problems() {
     let classes = replay("rules_load", harness::rules_load);
     assert_seed_classes(&classes, &["shipped-"], &["rule-tests-"]);
 }
+
+#[test]
+fn connector_response_seeds_and_corpus_are_read_within_the_caps_or_refused() {
+    let classes = replay("connector_responses", harness::connector_responses);
+    assert_seed_classes(&classes, &["ok-"], &["bad-"]);
+}

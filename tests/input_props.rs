@@ -1,5 +1,5 @@
 //! Property tests over untrusted inputs, run by every `cargo test` (the fuzz targets need a fuzzing
-//! toolchain; these do not): arbitrary and mutated request bodies, bearer tokens and rule files keep
+//! toolchain; these do not): arbitrary and mutated request bodies, bearer tokens, rule files and upstream answers keep
 //! the properties the fuzz harness checks, plus the class each kind of input must land in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -185,5 +185,33 @@ proptest! {
             }
         }
         harness::rules_load(lines.join("\n").as_bytes());
+    }
+
+    #[test]
+    fn arbitrary_upstream_answers_are_read_within_the_caps_or_refused(
+        kind in prop::sample::select(vec![
+            "graph-token", "graph-user", "servicenow-token", "servicenow-ticket", "jira-issue",
+            "jira-users", "pagerduty-oncalls", "opsgenie-oncall", "retry-after",
+        ]),
+        status in 100u16..600,
+        retry_after in "[0-9]{0,25}|[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4,6} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+        reset in "[0-9]{0,25}",
+        expires_in in prop_oneof![
+            any::<i64>().prop_map(|number| number.to_string()),
+            any::<f64>().prop_map(|number| format!("{number:?}")),
+            "\"[0-9.e+-]{0,30}\"",
+        ],
+        token_shaped in prop::bool::ANY,
+        noise in ".{0,200}",
+    ) {
+        let body = if token_shaped {
+            format!(r#"{{"access_token":"t","expires_in":{expires_in},"ext_expires_in":{expires_in}}}"#)
+        } else {
+            noise
+        };
+        let input = format!(
+            "{kind} {status}\nretry-after: {retry_after}\nratelimit-reset: {reset}\n\n{body}"
+        );
+        harness::connector_responses(input.as_bytes());
     }
 }

@@ -1,4 +1,4 @@
-//! The three fuzzed entry points and the properties every input must keep.
+//! The fuzzed entry points and the properties every input must keep.
 //!
 //! Shared by the cargo-fuzz targets (`fuzz_targets/`) and by `tests/fuzz_corpus.rs`, which replays
 //! the committed corpora and regressions under plain `cargo test` on stable; so a property lives in
@@ -211,4 +211,218 @@ fn select_samples(rule_set: &rules::RuleSet) {
             assert!(!message.is_empty(), "a `when` error must say why");
         }
     }
+}
+
+/// The answers `connector_responses` can be told to interpret, by the name on its first line.
+const CONNECTOR_KINDS: [&str; 9] = [
+    "graph-token",
+    "graph-user",
+    "servicenow-token",
+    "servicenow-ticket",
+    "jira-issue",
+    "jira-users",
+    "pagerduty-oncalls",
+    "opsgenie-oncall",
+    "retry-after",
+];
+
+/// What each lookup asks for; an answer about anything else must be refused as another record.
+const GRAPH_USER_ID: &str = "5b2a9c1e-2222-4d3e-8f40-1a2b3c4d5e6f";
+const SERVICENOW_NUMBER: &str = "CHG0031337";
+const JIRA_KEY: &str = "OPS-12";
+const JIRA_EMAIL: &str = "ada.lovelace@contoso.com";
+
+/// An upstream's answer as pimgate's connectors read it. The input is text-shaped like an HTTP
+/// response: a first line `<kind> <status>` (kind from [`CONNECTOR_KINDS`]), header lines
+/// `name: value` up to an empty line, then the body as raw bytes. Every answer's headers go through
+/// the `Retry-After` reader; the status and body through the kind's pure parser (token endpoints
+/// interpret the status themselves; for the others the HTTP layer answers non-2xx, so only a 2xx
+/// body reaches the parser). Properties: no panic, waits and token lifetimes within their caps, a
+/// parsed record is the one asked for, and an error's requester sentence carries no status, code
+/// or body text.
+pub fn connector_responses(data: &[u8]) -> Class {
+    use pimgate::connectors::{graph, jira, limits, opsgenie, pagerduty, servicenow};
+
+    let (first, rest) = split_line(data);
+    let first = String::from_utf8_lossy(first);
+    let mut words = first.split_whitespace();
+    let kind = words.next().unwrap_or("");
+    let status = words
+        .next()
+        .and_then(|word| word.parse::<u16>().ok())
+        .unwrap_or(200);
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut rest = rest;
+    loop {
+        let (line, after) = split_line(rest);
+        rest = after;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+            continue;
+        };
+        let name = reqwest::header::HeaderName::from_bytes(&line[..colon]);
+        let value = reqwest::header::HeaderValue::from_bytes(line[colon + 1..].trim_ascii());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            headers.append(name, value);
+        }
+    }
+    let body = rest;
+
+    let hint = limits::wait_hint(&headers, fixed_now());
+    if let Some(wait) = hint {
+        assert!(
+            wait <= limits::MAX_RETRY_AFTER,
+            "a wait hint beyond the cap: {wait:?}"
+        );
+    }
+    if !CONNECTOR_KINDS.contains(&kind) {
+        return Class::Rejected;
+    }
+    let success = (200..=299).contains(&status);
+    let accepted = match kind {
+        "retry-after" => hint.is_some(),
+        "graph-token" => token_answer(graph::parse_token_answer(status, body)),
+        "servicenow-token" => token_answer(servicenow::parse_token_answer(status, body)),
+        _ if !success => false,
+        "graph-user" => {
+            let grants = graph::Grants::Roles(
+                ["User.Read.All", "User-LifeCycleInfo.Read.All"]
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            );
+            checked(graph::parse_user(GRAPH_USER_ID, body, &grants), |profile| {
+                assert!(
+                    profile.id.eq_ignore_ascii_case(GRAPH_USER_ID),
+                    "a profile of another user was accepted: {}",
+                    profile.id
+                );
+                assert!(serde_json::to_string(&profile).is_ok());
+            })
+        }
+        "servicenow-ticket" => checked(
+            servicenow::parse_ticket("change_request", SERVICENOW_NUMBER, body),
+            |fetched| {
+                if let pimgate::connectors::http::Fetched::Found(ticket) = fetched {
+                    assert_ticket(&ticket, SERVICENOW_NUMBER);
+                }
+            },
+        ),
+        "jira-issue" => checked(jira::parse_issue(JIRA_KEY, body), |ticket| {
+            assert_ticket(&ticket, JIRA_KEY);
+        }),
+        "jira-users" => checked(jira::parse_users(JIRA_EMAIL, body), |users| {
+            for user in users {
+                if let Some(email) = &user.email {
+                    assert!(
+                        email.eq_ignore_ascii_case(JIRA_EMAIL),
+                        "a user with another address was kept: {email}"
+                    );
+                }
+            }
+        }),
+        "pagerduty-oncalls" => checked(pagerduty::parse_oncalls_page(body), |(entries, _)| {
+            for entry in entries {
+                let _ = entry.covers(fixed_now());
+                assert!(serde_json::to_string(&entry).is_ok());
+            }
+        }),
+        "opsgenie-oncall" => checked(opsgenie::parse_on_call_recipients(body), |names| {
+            for name in names {
+                assert_eq!(name, name.trim().to_ascii_lowercase());
+            }
+        }),
+        _ => false,
+    };
+    if accepted {
+        Class::Accepted
+    } else {
+        Class::Rejected
+    }
+}
+
+/// The bytes before the first `\n` and those after it (all of `data` and nothing without one).
+fn split_line(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|&byte| byte == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[]),
+    }
+}
+
+/// A token endpoint's answer: a lifetime within the caps, or an error that keeps its properties.
+fn token_answer(
+    result: Result<
+        (pimgate::connectors::secrets::Secret, std::time::Duration),
+        pimgate::connectors::http::UpstreamError,
+    >,
+) -> bool {
+    use pimgate::connectors::limits::{MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
+    checked(result, |(secret, lifetime)| {
+        assert!(!secret.expose().is_empty(), "an empty token was accepted");
+        assert!(
+            (MIN_TOKEN_LIFETIME..=MAX_TOKEN_LIFETIME).contains(&lifetime),
+            "a token lifetime beyond the caps: {lifetime:?}"
+        );
+    })
+}
+
+/// Runs `accept` on a parsed answer; checks an error's two texts. Whether the answer was accepted.
+fn checked<T>(
+    result: Result<T, pimgate::connectors::http::UpstreamError>,
+    accept: impl FnOnce(T),
+) -> bool {
+    match result {
+        Ok(value) => {
+            accept(value);
+            true
+        }
+        Err(error) => {
+            let sentence = error.to_string();
+            assert!(
+                sentence.len() <= 120
+                    && !sentence.contains("HTTP")
+                    && !sentence.contains("AADSTS")
+                    && !sentence.contains('`'),
+                "a requester-facing sentence must carry no status, code or upstream text: {sentence}"
+            );
+            let _ = error.detail();
+            false
+        }
+    }
+}
+
+/// A parsed ticket is the one asked for, and every field it calls unreadable is one rules can name.
+fn assert_ticket(ticket: &pimgate::connectors::ticket::ItsmTicket, asked: &str) {
+    assert!(
+        ticket.number.eq_ignore_ascii_case(asked),
+        "a ticket for another number was accepted: {}",
+        ticket.number
+    );
+    const FIELDS: [&str; 12] = [
+        "state",
+        "status",
+        "status_category",
+        "assigned_to",
+        "requested_by",
+        "requested_for",
+        "caller_id",
+        "opened_by",
+        "assignee",
+        "reporter",
+        "start_date",
+        "end_date",
+    ];
+    for field in &ticket.unreadable {
+        assert!(
+            FIELDS.contains(&field.as_str()),
+            "unknown unreadable field {field}"
+        );
+    }
+    if let Some(window) = ticket.window {
+        let _ = (window.start.to_rfc3339(), window.end.to_rfc3339());
+    }
+    assert!(serde_json::to_string(ticket).is_ok());
 }

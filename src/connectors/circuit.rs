@@ -132,7 +132,7 @@ impl CircuitBreaker {
         }
         let mut state = self.lock();
         let open = State::Open {
-            until: Instant::now() + self.settings.cooldown(),
+            until: super::limits::instant_after(Instant::now(), self.settings.cooldown()),
         };
         match (*state, verdict) {
             (State::HalfOpen, Verdict::Healthy) if probe => {

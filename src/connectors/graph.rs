@@ -546,7 +546,7 @@ impl Graph {
         deadline: Instant,
         calls: &mut Vec<UpstreamCall>,
     ) -> Result<Lease, UpstreamError> {
-        let until = deadline.min(Instant::now() + self.timeout);
+        let until = deadline.min(super::limits::instant_after(Instant::now(), self.timeout));
         let work = async {
             let mut slot = self.token.lock().await;
             if let Some(token) = &slot.current
@@ -592,7 +592,7 @@ impl Graph {
             }
             slot.current = Some(CachedToken {
                 value: value.clone(),
-                refresh_at: Instant::now() + refresh_in,
+                refresh_at: super::limits::instant_after(Instant::now(), refresh_in),
                 generation,
                 grants: grants.clone(),
             });
@@ -693,44 +693,7 @@ impl Graph {
             }
             bytes.extend_from_slice(&chunk);
         }
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(UpstreamError::RateLimited {
-                connector: CONNECTOR,
-            });
-        }
-        if status.is_server_error() {
-            return Err(UpstreamError::Status {
-                connector: CONNECTOR,
-                status: status.as_u16(),
-            });
-        }
-        if !status.is_success() {
-            return Err(UpstreamError::Auth {
-                connector: CONNECTOR,
-                detail: token_error_detail(status.as_u16(), &bytes),
-            });
-        }
-        let answer: TokenAnswer =
-            serde_json::from_slice(&bytes).map_err(|_| UpstreamError::Malformed {
-                connector: CONNECTOR,
-            })?;
-        let lifetime = match answer.expires_in {
-            serde_json::Value::Number(number) => number.as_u64(),
-            serde_json::Value::String(text) => text.trim().parse().ok(),
-            _ => None,
-        }
-        .ok_or(UpstreamError::Malformed {
-            connector: CONNECTOR,
-        })?;
-        if answer.access_token.is_empty() {
-            return Err(UpstreamError::Malformed {
-                connector: CONNECTOR,
-            });
-        }
-        Ok((
-            Secret::new(answer.access_token),
-            Duration::from_secs(lifetime),
-        ))
+        parse_token_answer(status.as_u16(), &bytes)
     }
 
     /// A short-lived `private_key_jwt` assertion as Entra documents it today: PS256, `x5t#S256`,
@@ -757,6 +720,56 @@ impl Graph {
             detail: "the certificate's private key could not sign a client assertion".to_string(),
         })
     }
+}
+
+/// What the token endpoint's answer (status and body) means: the access token and its lifetime,
+/// clamped to [`super::limits::MIN_TOKEN_LIFETIME`, `super::limits::MAX_TOKEN_LIFETIME`]
+/// (`expires_in` may be a number or a numeric string); `ext_expires_in` is not used. Pure, so the
+/// fuzz target feeds it arbitrary answers.
+pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<(Secret, Duration), UpstreamError> {
+    let malformed = || UpstreamError::Malformed {
+        connector: CONNECTOR,
+    };
+    if status == 429 {
+        return Err(UpstreamError::RateLimited {
+            connector: CONNECTOR,
+        });
+    }
+    if (500..=599).contains(&status) {
+        return Err(UpstreamError::Status {
+            connector: CONNECTOR,
+            status,
+        });
+    }
+    if !(200..=299).contains(&status) {
+        return Err(UpstreamError::Auth {
+            connector: CONNECTOR,
+            detail: token_error_detail(status, body),
+        });
+    }
+    let answer: TokenAnswer = serde_json::from_slice(body).map_err(|_| malformed())?;
+    let lifetime = super::limits::token_lifetime(&answer.expires_in).ok_or_else(malformed)?;
+    if answer.access_token.is_empty() {
+        return Err(malformed());
+    }
+    Ok((Secret::new(answer.access_token), lifetime))
+}
+
+/// What a `GET /v1.0/users/{id}` answer body says about the user `asked` for, weighed against the
+/// token's `grants`; [`UpstreamError::WrongRecord`] when it is another user. Pure (the fuzz target's
+/// entry point); the connector itself decodes the same `GraphUser` through the HTTP layer.
+pub fn parse_user(asked: &str, body: &[u8], grants: &Grants) -> Result<UserProfile, UpstreamError> {
+    let user: GraphUser = serde_json::from_slice(body).map_err(|_| UpstreamError::Malformed {
+        connector: CONNECTOR,
+    })?;
+    if !user.is(asked) {
+        return Err(UpstreamError::WrongRecord {
+            connector: CONNECTOR,
+            asked: asked.to_string(),
+            answered: Some(user.id),
+        });
+    }
+    Ok(user.profile(grants))
 }
 
 /// `GET /v1.0/users/{id}?$select=…` as Graph sends it; the profile attributes keep "null" apart

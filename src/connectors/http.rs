@@ -395,7 +395,7 @@ impl Upstream {
             }
             let delay = after.unwrap_or_else(|| self.retry.backoff(attempts));
             let left = deadline.saturating_duration_since(Instant::now());
-            if delay + MIN_RETRY_BUDGET.min(self.timeout) > left {
+            if delay.saturating_add(MIN_RETRY_BUDGET.min(self.timeout)) > left {
                 tracing::debug!(
                     connector = name,
                     operation,
@@ -590,27 +590,9 @@ fn continue_trace(request: &mut reqwest::Request) {
     }
 }
 
-/// How long the upstream asks us to wait: `Retry-After` (delay-seconds or HTTP-date, RFC 9110
-/// §10.2.3), else PagerDuty's `ratelimit-reset` (seconds until the limit resets).
+/// How long the upstream asks us to wait, capped: see [`super::limits::wait_hint`].
 fn wait_hint(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(value) = text("retry-after") {
-        if let Ok(seconds) = value.parse::<u64>() {
-            return Some(Duration::from_secs(seconds));
-        }
-        if let Ok(date) = chrono::DateTime::parse_from_rfc2822(value) {
-            let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-            return Some(wait.to_std().unwrap_or(Duration::ZERO));
-        }
-    }
-    text("ratelimit-reset")
-        .and_then(|value| value.parse::<u64>().ok())
-        .map(Duration::from_secs)
+    super::limits::wait_hint(headers, chrono::Utc::now())
 }
 
 #[cfg(test)]
@@ -657,6 +639,19 @@ mod tests {
         assert_eq!(hint, Some(Duration::from_secs(12)));
         let both = wait_hint(&headers(&[("retry-after", "2"), ("ratelimit-reset", "12")]));
         assert_eq!(both, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn hints_are_capped_at_the_longest_wait_pimgate_honours() {
+        let cap = Some(super::super::limits::MAX_RETRY_AFTER);
+        let huge = u64::MAX.to_string();
+        assert_eq!(wait_hint(&headers(&[("retry-after", &huge)])), cap);
+        assert_eq!(wait_hint(&headers(&[("ratelimit-reset", &huge)])), cap);
+        let far = wait_hint(&headers(&[(
+            "retry-after",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        )]));
+        assert_eq!(far, cap);
     }
 
     #[test]

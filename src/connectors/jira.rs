@@ -436,6 +436,22 @@ fn ticket_from_issue(
     })
 }
 
+/// What a `GET …/issue/{key}` answer body says about issue `key` (the fuzz target's entry point;
+/// the connector decodes the same `IssueResponse` through the HTTP layer).
+pub fn parse_issue(key: &str, body: &[u8]) -> Result<ItsmTicket, UpstreamError> {
+    let issue: IssueResponse =
+        serde_json::from_slice(body).map_err(|_| UpstreamError::Malformed { connector: NAME })?;
+    ticket_from_issue(key, issue, "parse")
+}
+
+/// What a `GET …/user/search` answer body says about `email`: the users kept by the same rules as
+/// [`Jira::users_by_email`] (the fuzz target's entry point).
+pub fn parse_users(email: &str, body: &[u8]) -> Result<Vec<JiraUser>, UpstreamError> {
+    let found: Vec<UserResponse> =
+        serde_json::from_slice(body).map_err(|_| UpstreamError::Malformed { connector: NAME })?;
+    Ok(matching_users(&email.trim().to_ascii_lowercase(), found))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod hr_file;
 pub mod http;
 pub mod identity;
 pub mod jira;
+pub mod limits;
 pub mod oncall_file;
 pub mod opsgenie;
 pub mod pagerduty;

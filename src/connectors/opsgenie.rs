@@ -201,6 +201,21 @@ fn problem(key: &str, message: String, fix: &str) -> SettingsProblem {
     super::settings_problem(CONNECTOR, key, message, fix)
 }
 
+/// A `GET /v2/schedules/{id}/on-calls?flat=true` answer body: the recipients, trimmed and
+/// lower-cased as [`Opsgenie::on_call_recipients`] keeps them (the fuzz target's entry point).
+pub fn parse_on_call_recipients(body: &[u8]) -> Result<Vec<String>, UpstreamError> {
+    let response: OnCallResponse =
+        serde_json::from_slice(body).map_err(|_| UpstreamError::Malformed {
+            connector: CONNECTOR,
+        })?;
+    Ok(response
+        .data
+        .on_call_recipients
+        .into_iter()
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

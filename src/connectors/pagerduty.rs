@@ -392,6 +392,15 @@ fn problem(key: &str, message: String, fix: &str) -> SettingsProblem {
     super::settings_problem(CONNECTOR, key, message, fix)
 }
 
+/// One `GET /oncalls` page body: its entries and whether more follow (the fuzz target's entry
+/// point; the connector decodes the same `OncallsPage` through the HTTP layer).
+pub fn parse_oncalls_page(body: &[u8]) -> Result<(Vec<PagerDutyOncall>, bool), UpstreamError> {
+    let page: OncallsPage = serde_json::from_slice(body).map_err(|_| UpstreamError::Malformed {
+        connector: CONNECTOR,
+    })?;
+    Ok((page.oncalls, page.more))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,11 @@ pub const DEFAULT_TABLES: &[&str] = &["change_request", "incident"];
 /// that dies in flight.
 const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
+const TOKEN_OPERATION: &str = "POST /oauth_token.do";
+
+/// ServiceNow's default access token lifetime, assumed when the answer does not say.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(1800);
+
 /// `[connectors.servicenow]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,9 +101,26 @@ enum Credentials {
 }
 
 #[derive(Debug)]
-struct CachedToken {
-    value: Secret,
-    refresh_at: Instant,
+enum CachedToken {
+    Valid {
+        value: Secret,
+        refresh_at: Instant,
+    },
+    /// The last token request failed: until `until`, lookups get this error at once instead of each
+    /// waiting for the token endpoint again (see [`super::limits::FAILED_TOKEN_TTL`]).
+    Failed {
+        error: UpstreamError,
+        until: Instant,
+    },
+}
+
+/// A token request's outcome as upstream call records spell it.
+fn token_outcome(error: Option<&UpstreamError>) -> String {
+    match error {
+        None => "ok".to_string(),
+        Some(UpstreamError::Status { status, .. }) => format!("http_{status}"),
+        Some(error) => error.outcome().to_string(),
+    }
 }
 
 #[derive(Debug)]
@@ -294,35 +316,56 @@ impl ServiceNow {
         let mut slot = tokio::time::timeout_at(deadline, self.token.lock())
             .await
             .map_err(|_| UpstreamError::Timeout { connector: NAME })?;
-        if let Some(token) = slot.as_ref()
-            && Instant::now() < token.refresh_at
-        {
-            return Ok(token.value.clone());
+        let now = Instant::now();
+        match slot.as_ref() {
+            Some(CachedToken::Valid { value, refresh_at }) if now < *refresh_at => {
+                return Ok(value.clone());
+            }
+            Some(CachedToken::Failed { error, until }) if now < *until => {
+                calls.push(UpstreamCall {
+                    connector: NAME,
+                    operation: TOKEN_OPERATION.to_string(),
+                    outcome: token_outcome(Some(error)),
+                    latency_ms: 0.0,
+                    cached: true,
+                    attempts: 0,
+                });
+                return Err(error.clone());
+            }
+            _ => {}
         }
+        // A timeout cut short by this request's own deadline says nothing about the endpoint, so
+        // only a request that had the whole per-call timeout is remembered as failed.
+        let full_budget = deadline.saturating_duration_since(now) >= self.timeout;
         let started = Instant::now();
         let result = self.fetch_token(deadline).await;
         calls.push(UpstreamCall {
             connector: NAME,
-            operation: "POST /oauth_token.do".to_string(),
-            outcome: match &result {
-                Ok(_) => "ok".to_string(),
-                Err(UpstreamError::Status { status, .. }) => format!("http_{status}"),
-                Err(error) => error.outcome().to_string(),
-            },
+            operation: TOKEN_OPERATION.to_string(),
+            outcome: token_outcome(result.as_ref().err()),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             cached: false,
             attempts: 1,
         });
-        if let Err(error) = &result {
-            tracing::warn!(connector = NAME, operation = "POST /oauth_token.do", detail = %error.detail(), "ServiceNow token request failed");
-        }
-        let (value, lifetime) = result?;
-        let refresh_in = lifetime
-            .saturating_sub(TOKEN_REFRESH_MARGIN)
-            .max(lifetime / 2);
-        *slot = Some(CachedToken {
+        let (value, lifetime) = match result {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(connector = NAME, operation = TOKEN_OPERATION, detail = %error.detail(), "ServiceNow token request failed");
+                let remember = full_budget || !matches!(error, UpstreamError::Timeout { .. });
+                *slot = remember.then(|| CachedToken::Failed {
+                    error: error.clone(),
+                    until: super::limits::instant_after(
+                        Instant::now(),
+                        super::limits::FAILED_TOKEN_TTL,
+                    ),
+                });
+                return Err(error);
+            }
+        };
+        let refresh_in = super::limits::refresh_after(lifetime, TOKEN_REFRESH_MARGIN);
+        *slot = Some(CachedToken::Valid {
             value: value.clone(),
-            refresh_at: Instant::now() + refresh_in,
+            refresh_at: super::limits::instant_after(Instant::now(), refresh_in),
         });
         Ok(value)
     }
@@ -363,42 +406,11 @@ impl ServiceNow {
                     UpstreamError::Unreachable { connector: NAME }
                 }
             })?;
-            let status = response.status();
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                return Err(UpstreamError::RateLimited { connector: NAME });
-            }
-            if status.is_client_error() {
-                return Err(UpstreamError::Auth {
-                    connector: NAME,
-                    detail: format!(
-                        "the OAuth token endpoint answered HTTP {}; check client_id and client_secret",
-                        status.as_u16()
-                    ),
-                });
-            }
-            if !status.is_success() {
-                return Err(UpstreamError::Status {
-                    connector: NAME,
-                    status: status.as_u16(),
-                });
-            }
+            let status = response.status().as_u16();
             let body = read_capped(response, MAX_RESPONSE_BYTES)
                 .await
                 .ok_or(UpstreamError::Malformed { connector: NAME })?;
-            let token: TokenResponse = serde_json::from_slice(&body)
-                .map_err(|_| UpstreamError::Malformed { connector: NAME })?;
-            let value = non_empty(Some(&token.access_token))
-                .ok_or(UpstreamError::Malformed { connector: NAME })?;
-            let lifetime = token
-                .expires_in
-                .as_ref()
-                .and_then(|value| match value {
-                    serde_json::Value::Number(number) => number.as_u64(),
-                    serde_json::Value::String(text) => text.trim().parse().ok(),
-                    _ => None,
-                })
-                .unwrap_or(1800);
-            Ok((Secret::new(value), Duration::from_secs(lifetime)))
+            parse_token_answer(status, &body)
         };
         tokio::time::timeout(budget, exchange)
             .await
@@ -420,6 +432,56 @@ struct TokenResponse {
     access_token: String,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+}
+
+/// What `/oauth_token.do`'s answer (status and body) means: the access token and its lifetime,
+/// clamped to [`super::limits::MIN_TOKEN_LIFETIME`, `super::limits::MAX_TOKEN_LIFETIME`]; an
+/// `expires_in` left out (or unreadable) is ServiceNow's default of 30 minutes. Pure, so the fuzz
+/// target feeds it arbitrary answers.
+pub fn parse_token_answer(status: u16, body: &[u8]) -> Result<(Secret, Duration), UpstreamError> {
+    if status == 429 {
+        return Err(UpstreamError::RateLimited { connector: NAME });
+    }
+    if (400..=499).contains(&status) {
+        return Err(UpstreamError::Auth {
+            connector: NAME,
+            detail: format!(
+                "the OAuth token endpoint answered HTTP {status}; check client_id and client_secret"
+            ),
+        });
+    }
+    if !(200..=299).contains(&status) {
+        return Err(UpstreamError::Status {
+            connector: NAME,
+            status,
+        });
+    }
+    let token: TokenResponse =
+        serde_json::from_slice(body).map_err(|_| UpstreamError::Malformed { connector: NAME })?;
+    let value =
+        non_empty(Some(&token.access_token)).ok_or(UpstreamError::Malformed { connector: NAME })?;
+    let lifetime = token
+        .expires_in
+        .as_ref()
+        .and_then(super::limits::token_lifetime)
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+    Ok((Secret::new(value), lifetime))
+}
+
+/// What a Table API answer body says about ticket `number` in `table`: an empty `result` is
+/// "no such ticket"; a record for another number is [`UpstreamError::WrongRecord`]. Pure (the fuzz
+/// target's entry point); the connector decodes the same `TableResponse` through the HTTP layer.
+pub fn parse_ticket(
+    table: &str,
+    number: &str,
+    body: &[u8],
+) -> Result<Fetched<ItsmTicket>, UpstreamError> {
+    let response: TableResponse =
+        serde_json::from_slice(body).map_err(|_| UpstreamError::Malformed { connector: NAME })?;
+    match response.result.first() {
+        None => Ok(Fetched::NotFound),
+        Some(record) => ticket_from_record(table, number, record, "parse").map(Fetched::Found),
+    }
 }
 
 /// ServiceNow numbers are a prefix and digits. Anything else is refused before it reaches the
