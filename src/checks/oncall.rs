@@ -286,7 +286,7 @@ impl OncallCheck {
         };
         let at = context.interval.start;
         let (result, calls) = pagerduty
-            .oncalls(&query, later_start(context), context.deadline)
+            .oncalls(&query, later_start(context), context.now, context.deadline)
             .await;
         run.calls.extend(calls);
         let entries = match result {
