@@ -812,8 +812,11 @@ async fn an_unconfigured_connector_is_an_error() {
 }
 
 #[tokio::test]
-async fn jira_cloud_matches_a_hidden_assignee_email_through_user_search() {
+async fn jira_cloud_matches_a_hidden_assignee_through_a_user_showing_exactly_the_requesters_email()
+{
     let server = MockServer::start().await;
+    let mut users = fixture("jira-cloud-user-search.json");
+    users[0]["emailAddress"] = Value::String("ada.lovelace@contoso.com".to_string());
     let basic =
         base64::engine::general_purpose::STANDARD.encode("pimgate@contoso.com:atlassian-api-token");
     Mock::given(method("GET"))
@@ -828,9 +831,7 @@ async fn jira_cloud_matches_a_hidden_assignee_email_through_user_search() {
         .and(path("/rest/api/3/user/search"))
         .and(query_param("query", "ada.lovelace@contoso.com"))
         .and(header("authorization", format!("Basic {basic}").as_str()))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(fixture("jira-cloud-user-search.json")),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(users))
         .expect(1)
         .mount(&server)
         .await;
@@ -861,6 +862,187 @@ async fn jira_cloud_matches_a_hidden_assignee_email_through_user_search() {
         ["GET /rest/api/3/issue/{key}", "GET /rest/api/3/user/search"]
     );
     assert!(upstream(&second).iter().all(|call| call["cached"] == true));
+}
+
+const JIRA_RULE: &str =
+    "{ system: jira, status_categories: [indeterminate], assigned_to_requester: true }";
+
+/// Jira Cloud answering `OPS-12` (assigned to Ada's account, e-mail hidden) and the user search for
+/// Ada's mail with `users`.
+async fn jira_searching(users: Value) -> (MockServer, Upstreams) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/issue/OPS-12"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("jira-cloud-issue.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/user/search"))
+        .and(query_param("query", "ada.lovelace@contoso.com"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(users))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/user/search"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+        .mount(&server)
+        .await;
+    let upstreams = jira(&server.uri(), JiraFlavor::Cloud);
+    (server, upstreams)
+}
+
+/// A Jira Cloud user as `GET /rest/api/3/user/search` lists one; `email: None` is a hidden address.
+fn jira_user(account_id: &str, email: Option<&str>) -> Value {
+    let mut user = serde_json::json!({
+        "self": format!("https://contoso.atlassian.net/rest/api/3/user?accountId={account_id}"),
+        "accountId": account_id,
+        "accountType": "atlassian",
+        "avatarUrls": {},
+        "displayName": "Ada Lovelace",
+        "active": true,
+        "timeZone": "Europe/Berlin",
+        "locale": "en_US"
+    });
+    if let Some(email) = email {
+        user["emailAddress"] = Value::String(email.to_string());
+    }
+    user
+}
+
+fn assert_identity_unknown(outcome: &CheckOutcome) {
+    assert_eq!(outcome.status, CheckStatus::Error, "{}", outcome.message);
+    assert!(outcome.message.contains("Jira"), "{}", outcome.message);
+    assert!(
+        !outcome.message.contains("assign the ticket to yourself"),
+        "not the requester's fault: {}",
+        outcome.message
+    );
+}
+
+#[tokio::test]
+async fn a_lone_jira_user_with_a_hidden_email_is_not_taken_for_the_requester() {
+    let (_server, upstreams) = jira_searching(fixture("jira-cloud-user-search.json")).await;
+    let check = check(JIRA_RULE, &upstreams.connectors, Some(ada()));
+    let outcome = run(&check, &request(Some("OPS-12"))).await;
+    assert_identity_unknown(&outcome);
+}
+
+#[tokio::test]
+async fn a_jira_user_found_by_a_similar_address_or_the_display_name_is_not_the_requester() {
+    let (_server, upstreams) = jira_searching(serde_json::json!([
+        jira_user(ADA_ACCOUNT, Some("bada.lovelace@contoso.com")),
+        jira_user(ADA_ACCOUNT, Some("ada.lovelace@contoso.com.evil")),
+    ]))
+    .await;
+    let check = check(JIRA_RULE, &upstreams.connectors, Some(ada()));
+    let outcome = run(&check, &request(Some("OPS-12"))).await;
+    assert_identity_unknown(&outcome);
+}
+
+#[tokio::test]
+async fn of_several_jira_users_only_the_one_with_exactly_the_requesters_email_counts() {
+    let (_server, upstreams) = jira_searching(serde_json::json!([
+        jira_user(ADA_ACCOUNT, None),
+        jira_user(
+            "5b10a2844c20165700ede21g",
+            Some(" ADA.LOVELACE@contoso.com ")
+        ),
+    ]))
+    .await;
+    let check_rule = check(JIRA_RULE, &upstreams.connectors, Some(ada()));
+    let outcome = run(&check_rule, &request(Some("OPS-12"))).await;
+    assert_eq!(outcome.status, CheckStatus::Fail, "{}", outcome.message);
+    assert!(
+        outcome.message.contains("not to the requester"),
+        "{}",
+        outcome.message
+    );
+
+    let (_server, upstreams) = jira_searching(serde_json::json!([
+        jira_user("5b10a2844c20165700ede21g", None),
+        jira_user(ADA_ACCOUNT, Some("Ada.Lovelace@contoso.com")),
+        jira_user("5b10aaaa4c20165700ede21g", Some("ada.lovelace@contoso.co")),
+    ]))
+    .await;
+    let check_rule = check(JIRA_RULE, &upstreams.connectors, Some(ada()));
+    let outcome = run(&check_rule, &request(Some("OPS-12"))).await;
+    assert_eq!(outcome.status, CheckStatus::Pass, "{}", outcome.message);
+}
+
+/// Jira Cloud with `accounts` mapping requesters to account ids; the user search must not be asked.
+async fn jira_mapping(accounts: &[(&str, &str)]) -> (MockServer, TempDir, Arc<Connectors>) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/issue/OPS-12"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("jira-cloud-issue.json")))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/user/search"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!([jira_user(
+                ADA_ACCOUNT,
+                Some("ada.lovelace@contoso.com")
+            )])),
+        )
+        .expect(0)
+        .mount(&server)
+        .await;
+    let dir = TempDir::new().unwrap();
+    let settings = JiraSettings {
+        base_url: Some(server.uri()),
+        email: Some("pimgate@contoso.com".to_string()),
+        api_token: Some(secret_file(&dir, "jira-token", "atlassian-api-token")),
+        accounts: accounts
+            .iter()
+            .map(|(requester, account)| (requester.to_string(), account.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let connector = Jira::new(&settings, &context()).unwrap();
+    let connectors = Arc::new(Connectors {
+        jira: Some(Arc::new(connector)),
+        ..Default::default()
+    });
+    (server, dir, connectors)
+}
+
+#[tokio::test]
+async fn an_explicit_account_mapping_identifies_a_requester_whose_jira_email_is_hidden() {
+    let (_server, _dir, connectors) =
+        jira_mapping(&[(&PRINCIPAL.to_uppercase(), ADA_ACCOUNT)]).await;
+    let by_object_id = check(JIRA_RULE, &connectors, Some(ada()));
+    let outcome = run(&by_object_id, &request(Some("OPS-12"))).await;
+    assert_eq!(outcome.status, CheckStatus::Pass, "{}", outcome.message);
+
+    let (_server, _dir, connectors) =
+        jira_mapping(&[(" ADA@contoso.onmicrosoft.com ", ADA_ACCOUNT)]).await;
+    let by_principal_name = check(JIRA_RULE, &connectors, Some(ada()));
+    let outcome = run(&by_principal_name, &request(Some("OPS-12"))).await;
+    assert_eq!(outcome.status, CheckStatus::Pass, "{}", outcome.message);
+}
+
+#[tokio::test]
+async fn a_requester_mapped_to_another_jira_account_is_not_the_assignee_whatever_the_search_says() {
+    let (_server, _dir, connectors) =
+        jira_mapping(&[(PRINCIPAL, "5b10a2844c20165700ede21g")]).await;
+    let check = check(JIRA_RULE, &connectors, Some(ada()));
+    let outcome = run(&check, &request(Some("OPS-12"))).await;
+    assert_eq!(outcome.status, CheckStatus::Fail, "{}", outcome.message);
+}
+
+#[test]
+fn an_empty_account_mapping_entry_is_a_settings_problem() {
+    let dir = TempDir::new().unwrap();
+    let settings = JiraSettings {
+        base_url: Some("https://contoso.atlassian.net".to_string()),
+        email: Some("pimgate@contoso.com".to_string()),
+        api_token: Some(secret_file(&dir, "jira-token", "atlassian-api-token")),
+        accounts: [(PRINCIPAL.to_string(), " ".to_string())].into(),
+        ..Default::default()
+    };
+    let problems = Jira::new(&settings, &context()).unwrap_err();
+    assert_eq!(problems[0].key, "connectors.jira.accounts");
 }
 
 #[tokio::test]

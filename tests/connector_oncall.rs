@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use pimgate::checks::oncall::{self, IdentityLookup, OncallSpec};
 use pimgate::checks::registry::BuildEnv;
 use pimgate::checks::{Check, CheckContext, CheckOutcome, CheckStatus};
+use pimgate::connectors::cache::CacheSettings;
 use pimgate::connectors::oncall_file::{OncallFile, OncallFileSettings};
 use pimgate::connectors::opsgenie::{Opsgenie, OpsgenieSettings};
 use pimgate::connectors::pagerduty::{PagerDuty, PagerDutySettings};
@@ -424,6 +425,106 @@ async fn pagerduty_user_lookup_and_on_calls_are_cached_across_decisions() {
     assert_eq!(second.status, CheckStatus::Pass);
     assert!(upstream(&first).iter().all(|call| call["cached"] == false));
     assert!(upstream(&second).iter().all(|call| call["cached"] == true));
+}
+
+fn pagerduty_connectors_caching(server: &MockServer, cache: CacheSettings) -> Arc<Connectors> {
+    let (_dir, api_token) = secret(PD_TOKEN);
+    let settings = PagerDutySettings {
+        base_url: Some(server.uri()),
+        api_token,
+        cache,
+        ..PagerDutySettings::default()
+    };
+    Arc::new(Connectors {
+        pagerduty: Some(Arc::new(PagerDuty::new(&settings, &context()).unwrap())),
+        ..Connectors::default()
+    })
+}
+
+fn oncalls_calls(outcome: &CheckOutcome) -> Vec<Value> {
+    upstream(outcome)
+        .into_iter()
+        .filter(|call| call["operation"] == "GET /oncalls")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pagerduty_on_call_answer_is_not_served_from_the_cache_past_the_end_of_its_shift() {
+    let server = MockServer::start().await;
+    mount_users(&server, 1).await;
+    let mut ending = oncalls_with(1);
+    ending["oncalls"][0]["end"] = "2026-11-24T12:00:01Z".into();
+    Mock::given(method("GET"))
+        .and(path("/oncalls"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ending))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let connectors = pagerduty_connectors(&server, 2000);
+    let check = build(PD_SPEC, &connectors, directory(Arc::default()));
+
+    let first = evaluate(check.as_ref()).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second = evaluate(check.as_ref()).await;
+
+    assert_eq!(first.status, CheckStatus::Pass, "{}", first.message);
+    assert_eq!(second.status, CheckStatus::Pass, "{}", second.message);
+    assert_eq!(oncalls_calls(&second)[0]["cached"], false, "asked again");
+}
+
+#[tokio::test]
+async fn an_open_ended_pagerduty_on_call_is_cached_for_the_configured_ttl() {
+    let server = MockServer::start().await;
+    mount_users(&server, 1).await;
+    let mut permanent = oncalls_with(1);
+    permanent["oncalls"][0]["start"] = Value::Null;
+    permanent["oncalls"][0]["end"] = Value::Null;
+    Mock::given(method("GET"))
+        .and(path("/oncalls"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(permanent))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let connectors = pagerduty_connectors(&server, 2000);
+    let check = build(PD_SPEC, &connectors, directory(Arc::default()));
+
+    let first = evaluate(check.as_ref()).await;
+    let second = evaluate(check.as_ref()).await;
+
+    assert_eq!(first.status, CheckStatus::Pass, "{}", first.message);
+    assert_eq!(second.status, CheckStatus::Pass, "{}", second.message);
+    assert_eq!(oncalls_calls(&second)[0]["cached"], true);
+}
+
+#[tokio::test]
+async fn a_pagerduty_not_on_call_answer_lives_only_the_short_negative_ttl() {
+    let server = MockServer::start().await;
+    mount_users(&server, 1).await;
+    let mut empty = json_fixture("pagerduty_oncalls.json");
+    empty["oncalls"] = Value::Array(Vec::new());
+    Mock::given(method("GET"))
+        .and(path("/oncalls"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(empty))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let connectors = pagerduty_connectors_caching(
+        &server,
+        CacheSettings {
+            ttl_seconds: 60,
+            negative_ttl_seconds: 1,
+            capacity: 100,
+        },
+    );
+    let check = build(PD_SPEC, &connectors, directory(Arc::default()));
+
+    let first = evaluate(check.as_ref()).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = evaluate(check.as_ref()).await;
+
+    assert_eq!(first.status, CheckStatus::Fail);
+    assert_eq!(second.status, CheckStatus::Fail);
+    assert_eq!(oncalls_calls(&second)[0]["cached"], false, "asked again");
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ use super::registry::{BuildEnv, SpecProblem};
 use super::util::ticket_tokens;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::http::{Fetched, UpstreamCall, UpstreamError};
+use crate::connectors::jira::JiraUser;
 use crate::connectors::ticket::{ItsmTicket, TicketPerson};
 use crate::connectors::{Connectors, PermissionNeed, UserProfile, graph, jira, servicenow};
 
@@ -333,6 +334,15 @@ impl NotEvaluated {
     }
 }
 
+/// Whether a Jira user the requester is known as is the person on the ticket: the same Cloud
+/// account id, or the same Data Center username.
+fn same_jira_user(user: &JiraUser, person: &TicketPerson) -> bool {
+    let account = matches!((&user.account_id, &person.account_id), (Some(a), Some(b)) if a == b);
+    let login =
+        matches!((&user.name, &person.login), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+    account || login
+}
+
 /// What the operator should look at when a ticket field could not be read.
 fn unreadable_detail(system: System, fields: &[&str]) -> String {
     let fields = quoted(fields);
@@ -464,8 +474,8 @@ impl ItsmCheck {
         let principal = &context.request.principal_id;
         let (profile, identity_calls) = self.directory.profile(principal, context.deadline).await;
         calls.extend(identity_calls);
-        let addresses = match profile {
-            Ok(Fetched::Found(profile)) => profile.addresses(),
+        let (addresses, principal_name) = match profile {
+            Ok(Fetched::Found(profile)) => (profile.addresses(), profile.user_principal_name),
             Ok(Fetched::NotFound) => {
                 return Assignment::Unknown(NotEvaluated {
                     message: format!(
@@ -498,36 +508,36 @@ impl ItsmCheck {
                 return Assignment::Matched(person.role.clone());
             }
         }
-        // Jira Cloud hides emails by default: compare account ids found by searching the
-        // requester's addresses instead.
-        let hidden: Vec<&&TicketPerson> = people
+        // Jira may hide emails: a person shown only by account id (or login) is compared with the
+        // requester's own Jira identity, and when that identity is unknown so is the assignment.
+        let hidden: Vec<&TicketPerson> = people
             .iter()
-            .filter(|person| person.email.is_none() && person.account_id.is_some())
+            .copied()
+            .filter(|person| person.email.is_none())
             .collect();
-        if let (false, Some(jira)) = (hidden.is_empty(), self.connectors.jira.as_ref()) {
-            let mut failure = None;
-            for address in &addresses {
-                let (users, search_calls) = jira.users_by_email(address, context.deadline).await;
-                calls.extend(search_calls);
-                match users {
-                    Ok(Fetched::Found(users)) => {
-                        for person in &hidden {
-                            if users.iter().any(|user| {
-                                user.account_id.is_some() && user.account_id == person.account_id
-                            }) {
-                                return Assignment::Matched(person.role.clone());
-                            }
-                        }
-                    }
-                    Ok(Fetched::NotFound) => {}
-                    Err(error) => failure = Some(error),
+        if self.system == System::Jira && !hidden.is_empty() {
+            let principal_name = principal_name.as_deref();
+            match self
+                .jira_match(&hidden, context, principal_name, &addresses, calls)
+                .await
+            {
+                Ok(Some(role)) => return Assignment::Matched(role),
+                Ok(None) => {}
+                Err(not_evaluated) => {
+                    return Assignment::Unknown(NotEvaluated {
+                        message: format!(
+                            "Jira does not show the e-mail address of `{number}`'s {}, and {}, so the assignment could not be checked",
+                            either(
+                                &hidden
+                                    .iter()
+                                    .map(|person| person.role.as_str())
+                                    .collect::<Vec<_>>()
+                            ),
+                            not_evaluated.message
+                        ),
+                        detail: not_evaluated.detail,
+                    });
                 }
-            }
-            if let Some(error) = failure {
-                return Assignment::Unknown(NotEvaluated::upstream(
-                    format!("cannot map the requester to an ITSM user: {error}"),
-                    &error,
-                ));
             }
         }
         if !unreadable.is_empty() {
@@ -542,6 +552,66 @@ impl ItsmCheck {
             named.join(" and "),
             addresses.join("`, `")
         ))
+    }
+
+    /// The role of the first `hidden` person who is the requester's own Jira user, known exactly:
+    /// the `accounts` mapping, else a user whose returned e-mail is one of the requester's
+    /// addresses. `Ok(None)`: the requester's Jira user is known and is none of them. `Err` (the
+    /// half-sentence for the requester, the detail for the operator) when Jira names nobody exactly
+    /// or cannot be asked.
+    async fn jira_match(
+        &self,
+        hidden: &[&TicketPerson],
+        context: &CheckContext<'_>,
+        principal_name: Option<&str>,
+        addresses: &[String],
+        calls: &mut Vec<UpstreamCall>,
+    ) -> Result<Option<String>, NotEvaluated> {
+        let Some(jira) = self.connectors.jira.as_ref() else {
+            return Err(NotEvaluated {
+                message: "the jira connector is not configured".to_string(),
+                detail: None,
+            });
+        };
+        let role_of = |users: &[JiraUser]| {
+            hidden
+                .iter()
+                .find(|person| users.iter().any(|user| same_jira_user(user, person)))
+                .map(|person| person.role.clone())
+        };
+        if let Some(mapped) = jira.mapped_user(&context.request.principal_id, principal_name) {
+            return Ok(role_of(&[mapped]));
+        }
+        let mut known = false;
+        let mut failure = None;
+        for address in addresses {
+            let (found, search_calls) = jira.users_by_email(address, context.deadline).await;
+            calls.extend(search_calls);
+            match found {
+                Ok(Fetched::Found(users)) => {
+                    if let Some(role) = role_of(&users) {
+                        return Ok(Some(role));
+                    }
+                    known = true;
+                }
+                Ok(Fetched::NotFound) => {}
+                Err(error) => failure = Some(error),
+            }
+        }
+        // An address Jira could not be asked about might have been the matching one.
+        match failure {
+            Some(error) => Err(NotEvaluated::upstream(
+                format!("pimgate could not look up your Jira account: {error}"),
+                &error,
+            )),
+            None if !known => Err(NotEvaluated {
+                message: "no Jira account shows exactly your e-mail address".to_string(),
+                detail: Some(
+                    "Jira hides this user's e-mail and no user showing exactly the requester's address was found; map the requester in `[connectors.jira] accounts` (Entra object id or UPN → accountId) or let pimgate's account see e-mail addresses".to_string(),
+                ),
+            }),
+            None => Ok(None),
+        }
     }
 
     fn window_problem(&self, ticket: &ItsmTicket, context: &CheckContext<'_>) -> Option<String> {

@@ -8,9 +8,10 @@
 //! now their present; the roster's shifts either way), so
 //! someone on call today is not vouched for an activation that begins after their shift. The
 //! outcome says so (`holds_at`), and a future shift is still only a plan: `rules validate` warns
-//! when no `start` check bounds how far ahead it may be. Upstream answers are cached briefly (see
-//! the connectors), and every entry's own start/end is checked against that instant, so a shift
-//! that ended while its answer sat in the cache does not count.
+//! when no `start` check bounds how far ahead it may be. Upstream answers are cached briefly and
+//! never past the shift bound they carry (see the connectors), and every entry's own start/end is
+//! checked against that instant, so a shift that ended while its answer sat in the cache does not
+//! count.
 //!
 //! Sources:
 //! - `pagerduty`: the requester's e-mail (from the directory) → PagerDuty user id → `GET /oncalls`
@@ -286,7 +287,7 @@ impl OncallCheck {
         };
         let at = context.interval.start;
         let (result, calls) = pagerduty
-            .oncalls(&query, later_start(context), context.deadline)
+            .oncalls(&query, later_start(context), context.now, context.deadline)
             .await;
         run.calls.extend(calls);
         let entries = match result {

@@ -2,11 +2,16 @@
 //! a personal access token as Bearer): an issue's status, status category and assignee, and — because
 //! Jira Cloud may hide email addresses — the account ids an email address belongs to.
 //!
+//! Who the requester is in Jira is an exact identity only: an account the operator mapped in
+//! `accounts`, or a user whose returned e-mail is exactly the requester's. Jira's user search is fuzzy
+//! (prefixes, display names) and a user with a hidden e-mail says nothing about who they are.
+//!
 //! `"assignee": null` is Jira saying the issue is unassigned; an issue without an `assignee` field
 //! at all (hidden from pimgate's account, or not on the issue type) is an assignee pimgate does not
 //! know. The answer must be the issue asked for: a different `key` (a moved issue answers under its
 //! new key) is not used.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +54,11 @@ pub struct JiraSettings {
     /// When to stop calling this system for a while after repeated failures.
     #[serde(default)]
     pub circuit: CircuitSettings,
+    /// Requester → Jira user, for people whose e-mail Jira hides: an Entra object id or user
+    /// principal name (case-insensitive) → the Jira Cloud `accountId` (Data Center: the username).
+    /// An entry here is the requester's identity; the user search is not asked.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, String>,
 }
 
 impl Default for JiraSettings {
@@ -63,6 +73,7 @@ impl Default for JiraSettings {
             cache: CacheSettings::default(),
             retry: RetrySettings::default(),
             circuit: CircuitSettings::default(),
+            accounts: BTreeMap::new(),
         }
     }
 }
@@ -99,6 +110,8 @@ pub struct Jira {
     credentials: Credentials,
     issues: TtlCache<ItsmTicket>,
     users: TtlCache<Vec<JiraUser>>,
+    /// `accounts`, keys trimmed and lower-cased.
+    accounts: BTreeMap<String, String>,
 }
 
 fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingsProblem {
@@ -119,6 +132,7 @@ impl Jira {
             &mut problems,
         );
         super::call_timeout("jira", settings.timeout_ms, &mut problems);
+        let accounts = account_map(&settings.accounts, &mut problems);
         let credentials = match settings.flavor {
             JiraFlavor::Cloud => {
                 let email = non_empty(settings.email.as_deref());
@@ -157,6 +171,7 @@ impl Jira {
                 credentials,
                 issues: TtlCache::with_name("jira_issues", settings.cache),
                 users: TtlCache::with_name("jira_users", settings.cache),
+                accounts,
             }),
             _ => Err(problems),
         }
@@ -164,6 +179,28 @@ impl Jira {
 
     pub fn flavor(&self) -> JiraFlavor {
         self.flavor
+    }
+
+    /// The Jira user `accounts` maps the requester to, by object id first (it never changes),
+    /// else by user principal name.
+    pub fn mapped_user(&self, object_id: &str, principal_name: Option<&str>) -> Option<JiraUser> {
+        let key = |value: &str| value.trim().to_ascii_lowercase();
+        let mapped = self
+            .accounts
+            .get(&key(object_id))
+            .or_else(|| principal_name.and_then(|name| self.accounts.get(&key(name))))?;
+        Some(match self.flavor {
+            JiraFlavor::Cloud => JiraUser {
+                account_id: Some(mapped.clone()),
+                name: None,
+                email: None,
+            },
+            JiraFlavor::Datacenter => JiraUser {
+                account_id: None,
+                name: Some(mapped.clone()),
+                email: None,
+            },
+        })
     }
 
     fn api(&self) -> &'static str {
@@ -230,8 +267,8 @@ impl Jira {
     }
 
     /// The users `email` belongs to, cached. Jira's user search also matches display names and
-    /// prefixes, so a user whose email is visible must have exactly this address; users whose email
-    /// is hidden are kept only when the search found nobody else.
+    /// prefixes, so only a user whose returned email is exactly this address counts; a user whose
+    /// email is hidden is never one, even when the search found nobody else.
     pub async fn users_by_email(
         &self,
         email: &str,
@@ -293,8 +330,30 @@ pub fn is_valid_key(key: &str) -> bool {
         && number.chars().all(|c| c.is_ascii_digit())
 }
 
+/// The mapping with its keys normalised; an empty key or value is a settings problem.
+fn account_map(
+    accounts: &BTreeMap<String, String>,
+    problems: &mut Vec<SettingsProblem>,
+) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (requester, account) in accounts {
+        match (non_empty(Some(requester)), non_empty(Some(account))) {
+            (Some(requester), Some(account)) => {
+                map.insert(requester.to_ascii_lowercase(), account);
+            }
+            _ => problems.push(problem(
+                "accounts",
+                format!("has an empty entry (`{requester}` = `{account}`)"),
+                "map an Entra object id or user principal name to a Jira account id (Data Center: username)",
+            )),
+        }
+    }
+    map
+}
+
+/// The active users whose returned email is exactly `email` (trimmed, case-insensitive): a prefix,
+/// a display name or a hidden email is no match.
 fn matching_users(email: &str, found: Vec<UserResponse>) -> Vec<JiraUser> {
-    let alone = found.len() == 1;
     found
         .into_iter()
         .filter(|user| user.active.unwrap_or(true))
@@ -303,9 +362,11 @@ fn matching_users(email: &str, found: Vec<UserResponse>) -> Vec<JiraUser> {
             name: non_empty(user.name.as_deref()),
             email: non_empty(user.email_address.as_deref()),
         })
-        .filter(|user| match &user.email {
-            Some(address) => address.eq_ignore_ascii_case(email),
-            None => alone,
+        .filter(|user| {
+            user.email
+                .as_deref()
+                .is_some_and(|address| address.eq_ignore_ascii_case(email))
+                && (user.account_id.is_some() || user.name.is_some())
         })
         .collect()
 }
@@ -501,7 +562,7 @@ mod tests {
     }
 
     #[test]
-    fn user_search_keeps_exact_emails_and_a_lone_hidden_one() {
+    fn user_search_keeps_only_users_showing_exactly_the_email() {
         let user = |id: &str, email: Option<&str>| UserResponse {
             account_id: Some(id.to_string()),
             name: None,
@@ -519,6 +580,8 @@ mod tests {
         let ids: Vec<_> = found.iter().map(|u| u.account_id.as_deref()).collect();
         assert_eq!(ids, [Some("1")]);
         let alone = matching_users("ada@contoso.com", vec![user("3", None)]);
-        assert_eq!(alone.len(), 1);
+        assert!(alone.is_empty(), "a hidden email is nobody in particular");
+        let prefix = matching_users("a@x.com", vec![user("4", Some("ba@x.com"))]);
+        assert!(prefix.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::BuildContext;
-use super::cache::{CacheSettings, TtlCache};
+use super::cache::{CacheSettings, Expiring, TtlCache, remaining};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef};
 use crate::settings::SettingsProblem;
@@ -281,13 +281,18 @@ impl PagerDuty {
     }
 
     /// The on-calls matching `query` at the instant `at`: `None` for "now" (no `since`/`until`, so
-    /// PagerDuty's present, cached as before), `Some` for a later activation start (the minute
-    /// around it as `since`/`until`), following pagination up to `max_pages`. Callers check each
-    /// entry's bounds against the instant they mean, which also covers the cache's lifetime.
+    /// PagerDuty's present), `Some` for a later activation start (the minute around it as
+    /// `since`/`until`), following pagination up to `max_pages`. Callers check each entry's bounds
+    /// against the instant they mean.
+    ///
+    /// The answer is cached at most until the first `start` or `end` after `now` among its entries
+    /// (the moment it stops being true), and an empty answer ("not on call") only for the short
+    /// negative TTL, since the next shift's start is not in it.
     pub async fn oncalls(
         &self,
         query: &OncallQuery,
         at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
         deadline: Instant,
     ) -> (
         Result<Vec<PagerDutyOncall>, UpstreamError>,
@@ -341,7 +346,7 @@ impl PagerDuty {
                 let count = u32::try_from(page.oncalls.len()).unwrap_or(u32::MAX);
                 entries.extend(page.oncalls);
                 if !page.more || count == 0 {
-                    return Ok(Fetched::Found(entries));
+                    return Ok(expiring(entries, now));
                 }
                 offset = offset.saturating_add(count);
             }
@@ -350,11 +355,11 @@ impl PagerDuty {
                 pages = self.max_pages,
                 "more on-call pages than max_pages; deciding on the pages read"
             );
-            Ok(Fetched::Found(entries))
+            Ok(expiring(entries, now))
         };
         let (result, cached) = self
             .oncalls
-            .get_or_fetch(&query.cache_key(range.as_ref()), fetch)
+            .get_or_fetch_expiring(&query.cache_key(range.as_ref()), fetch)
             .await;
         if cached {
             calls.push(cached_call(CONNECTOR, "GET /oncalls", &result));
@@ -364,6 +369,28 @@ impl PagerDuty {
             Fetched::NotFound => Vec::new(),
         });
         (entries, calls)
+    }
+}
+
+/// An `/oncalls` answer with its lifetime: until the first shift bound after `now` (an entry that
+/// ends, or one that begins), open when every entry is open-ended. No entries is "not found", so
+/// the cache keeps it only for the negative TTL.
+fn expiring(
+    entries: Vec<PagerDutyOncall>,
+    now: DateTime<Utc>,
+) -> Expiring<Fetched<Vec<PagerDutyOncall>>> {
+    if entries.is_empty() {
+        return Expiring::open(Fetched::NotFound);
+    }
+    let valid_for = entries
+        .iter()
+        .flat_map(|entry| [entry.start.filter(|start| *start > now), entry.end])
+        .flatten()
+        .map(|bound| remaining(bound, now))
+        .min();
+    Expiring {
+        answer: Fetched::Found(entries),
+        valid_for,
     }
 }
 
