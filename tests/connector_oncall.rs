@@ -967,3 +967,34 @@ async fn the_roster_is_reloaded_when_the_file_changes_and_a_broken_edit_is_an_er
         outcome.message
     );
 }
+
+#[tokio::test]
+async fn an_opsgenie_answer_about_now_is_not_reused_because_it_does_not_say_when_the_shift_ends() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/schedules/platform-primary/on-calls"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json_fixture("opsgenie_oncalls_flat.json")),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
+    let connectors = opsgenie_connectors(&server);
+    let check = build(
+        "{ source: opsgenie, schedules: [platform-primary] }",
+        &connectors,
+        directory(Arc::default()),
+    );
+
+    let first = evaluate(check.as_ref()).await;
+    let second = evaluate(check.as_ref()).await;
+
+    assert_eq!(first.status, CheckStatus::Pass, "{}", first.message);
+    assert_eq!(second.status, CheckStatus::Pass, "{}", second.message);
+    let calls = upstream(&second);
+    assert_eq!(calls[0]["connector"], "opsgenie");
+    assert_eq!(
+        calls[0]["cached"], false,
+        "a shift may have ended since the first answer: {calls:?}"
+    );
+}

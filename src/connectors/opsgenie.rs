@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::BuildContext;
-use super::cache::{CacheSettings, TtlCache};
+use super::cache::{CacheSettings, Expiring, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::pagerduty::cached_call;
 use super::secrets::{Secret, SecretRef};
@@ -135,10 +135,12 @@ impl Opsgenie {
     }
 
     /// The lower-cased user names on call for `schedule` (an id or a name) at the instant `at`:
-    /// `None` for "now" (no `date`: Opsgenie answers for the moment it receives the request, cached
-    /// briefly as before), `Some` for a later activation start (`date`, to the second); `NotFound`
-    /// when Opsgenie has no such schedule. The answer carries no shift bounds, so an answer about
-    /// one instant is never reused for another.
+    /// `None` for "now" (no `date`: Opsgenie answers for the moment it receives the request),
+    /// `Some` for a later activation start (`date`, to the second); `NotFound` when Opsgenie has no
+    /// such schedule. The answer carries no shift bounds, so an answer about one instant is never
+    /// reused for another, and an answer about "now" is not cached at all: the shift it describes
+    /// may end the next second, and an on-call answer never outlives its shift. An answer about a
+    /// fixed later instant stays true while the schedule is unchanged, so it keeps the TTL.
     pub async fn on_call_recipients(
         &self,
         schedule: &str,
@@ -176,7 +178,7 @@ impl Opsgenie {
                 .get_json::<OnCallResponse>(request, OPERATION, deadline)
                 .await;
             calls.push(call);
-            Ok(match result? {
+            let answer = match result? {
                 Fetched::NotFound => Fetched::NotFound,
                 Fetched::Found(response) => Fetched::Found(
                     response
@@ -186,10 +188,18 @@ impl Opsgenie {
                         .map(|name| name.trim().to_ascii_lowercase())
                         .collect(),
                 ),
+            };
+            Ok(if at.is_some() {
+                Expiring::open(answer)
+            } else {
+                Expiring {
+                    answer,
+                    valid_for: Some(Duration::ZERO),
+                }
             })
         };
         let key = format!("{schedule}|{}", date.as_deref().unwrap_or("now"));
-        let (result, cached) = self.cache.get_or_fetch(&key, fetch).await;
+        let (result, cached) = self.cache.get_or_fetch_expiring(&key, fetch).await;
         if cached {
             calls.push(cached_call(CONNECTOR, OPERATION, &result));
         }
