@@ -12,7 +12,7 @@ use crate::decision::{self, CheckStage, Decision};
 use crate::payload;
 use crate::rules::{self, Severity};
 use crate::settings::Settings;
-use crate::startup::{Application, format_problem};
+use crate::startup::Application;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -337,7 +337,7 @@ fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connecto
     match rules::load_with(path, connectors) {
         Ok(rules) => {
             for warning in &rules.warnings {
-                println!("{}", format_problem(warning));
+                println!("{}", warning);
             }
             println!(
                 "{}: {} policies, revision {}, {} warning(s), no errors",
@@ -351,7 +351,7 @@ fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connecto
         }
         Err(problems) => {
             for problem in &problems {
-                println!("{}", format_problem(problem));
+                println!("{}", problem);
             }
             let errors = problems
                 .iter()
@@ -368,7 +368,7 @@ fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connecto
 }
 
 async fn test(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connectors>) -> ExitCode {
-    match rules::testing::run_tests_with(path, connectors).await {
+    match crate::workbench::testing::run_tests_with(path, connectors).await {
         Ok(report) => {
             println!("{report}");
             if report.failed == 0 {
@@ -379,7 +379,7 @@ async fn test(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connec
         }
         Err(problems) => {
             for problem in &problems {
-                println!("{}", format_problem(problem));
+                println!("{}", problem);
             }
             println!("the rules or their tests do not load; fix the problems above");
             ExitCode::from(1)
@@ -439,7 +439,7 @@ async fn evaluate(
         Ok(rules) => rules,
         Err(problems) => {
             for problem in &problems {
-                eprintln!("{}", format_problem(problem));
+                eprintln!("{}", problem);
             }
             return ExitCode::from(1);
         }

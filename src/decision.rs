@@ -10,24 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::checks::{CheckOutcome, CheckStatus};
-
-/// PIM's three answers (`evaluationOutcome`), spelled exactly as PIM expects them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-pub enum Outcome {
-    Approved,
-    AutoApproved,
-    Denied,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Approved => "Approved",
-            Outcome::AutoApproved => "AutoApproved",
-            Outcome::Denied => "Denied",
-        }
-    }
-}
+pub use crate::vocabulary::{Outcome, SkippedPolicy};
 
 /// Which list of a policy a check came from: `require` gates the request, `auto_approve` only
 /// decides whether a human can be skipped.
@@ -51,13 +34,6 @@ impl CheckReport {
     pub fn status(&self) -> CheckStatus {
         self.outcome.status
     }
-}
-
-/// Why a policy was passed over, for the explanation tree.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SkippedPolicy {
-    pub policy: String,
-    pub why: String,
 }
 
 /// What a matching `mode: audit` policy would have decided. Recorded in the audit record and the

@@ -14,6 +14,8 @@
 //! - `startup`: wires the pieces into a running server.
 //! - `reload`: hot reload of the rules on SIGHUP or a change of the rule files, validated first.
 //! - `tracecontext`: W3C `traceparent` in from the caller, on to the upstream systems.
+//! - `vocabulary`: words every layer speaks (`Outcome`, `SkippedPolicy`); depends on nothing.
+//! - `workbench`: operator tools above the decision core (`rules test`).
 
 pub mod audit;
 pub mod auth;
@@ -30,3 +32,5 @@ pub mod settings;
 pub mod startup;
 pub mod telemetry;
 pub mod tracecontext;
+pub mod vocabulary;
+pub mod workbench;

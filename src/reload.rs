@@ -14,41 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use actix_web::web;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 
 use crate::connectors::Connectors;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, ReloadResult, ReloadStatus};
 use crate::rules::{self, RuleProblem, RuleSet, Severity};
-use crate::startup::format_problem;
 
 /// After a change is seen, how long the files must stay the same before they are loaded, so an
 /// editor's or `kubectl`'s burst of writes causes one reload, not one per write.
 const SETTLE: Duration = Duration::from_millis(250);
 /// A folder that never stops changing is still reloaded, after this many settle rounds.
 const MAX_SETTLE_ROUNDS: u32 = 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReloadResult {
-    Ok,
-    Error,
-}
-
-/// The last reload attempt, as `/readyz` shows it under `rules.lastReload`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReloadStatus {
-    pub result: ReloadResult,
-    pub at: DateTime<Utc>,
-    /// `SIGHUP`, `file change` or whatever an embedding caller passed.
-    pub trigger: String,
-    /// Errors that made the reload fail; 0 on success.
-    pub problems: usize,
-    /// The first of them, so an operator sees what to fix without reading the logs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// What one reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +101,7 @@ impl Reloader {
 
     fn accept(&self, trigger: &str, new: RuleSet) -> ReloadOutcome {
         for warning in &new.warnings {
-            tracing::warn!(problem = %format_problem(warning), "rules warning");
+            tracing::warn!(problem = %warning, "rules warning");
         }
         let old = self.state.rules().revision.clone();
         self.state.record_reload(ReloadStatus {
@@ -158,15 +134,15 @@ impl Reloader {
         let errors: Vec<String> = problems
             .iter()
             .filter(|problem| problem.severity == Severity::Error)
-            .map(format_problem)
+            .map(ToString::to_string)
             .collect();
         for problem in &problems {
             match problem.severity {
                 Severity::Error => {
-                    tracing::error!(problem = %format_problem(problem), "rules reload problem")
+                    tracing::error!(problem = %problem, "rules reload problem")
                 }
                 Severity::Warning => {
-                    tracing::warn!(problem = %format_problem(problem), "rules reload problem")
+                    tracing::warn!(problem = %problem, "rules reload problem")
                 }
             }
         }

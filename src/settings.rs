@@ -379,20 +379,7 @@ pub enum LogFormat {
     Pretty,
 }
 
-/// One thing wrong with the configuration, phrased so the operator can fix it without reading code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingsProblem {
-    /// Dotted key, e.g. `server.listen`.
-    pub key: String,
-    pub message: String,
-    pub fix: String,
-}
-
-impl fmt::Display for SettingsProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}`: {}; fix: {}", self.key, self.message, self.fix)
-    }
-}
+pub use crate::vocabulary::diagnostic::SettingsProblem;
 
 /// Every problem found, with where the settings came from.
 #[derive(Debug, thiserror::Error)]
@@ -792,25 +779,7 @@ fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
 
 /// Plain `http://` is refused except on loopback: signing keys fetched in clear text could be swapped.
 pub fn check_fetch_url(url: &str) -> Result<(), String> {
-    let parsed =
-        reqwest::Url::parse(url).map_err(|error| format!("`{url}` is not a URL ({error})"))?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" => {
-            let loopback = match parsed.host() {
-                Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if loopback {
-                Ok(())
-            } else {
-                Err(format!("`{url}` uses plain http to a non-loopback host"))
-            }
-        }
-        other => Err(format!("`{url}` has unsupported scheme `{other}`")),
-    }
+    crate::vocabulary::fetch_url::check_fetch_url(url).map(|_| ())
 }
 
 pub fn is_guid(text: &str) -> bool {

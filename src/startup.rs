@@ -33,7 +33,7 @@ use crate::auth::Authenticator;
 use crate::connectors::{BuildContext, Connectors};
 use crate::http::state::AppState;
 use crate::reload::Reloader;
-use crate::rules::{self, RuleProblem, Severity};
+use crate::rules::{self, Severity};
 use crate::settings::{Settings, TlsSettings};
 
 pub struct Application {
@@ -128,11 +128,11 @@ impl Application {
                     .iter()
                     .filter(|p| p.severity == Severity::Error)
                     .count(),
-                format_problems(&problems)
+                rules::format_problems(&problems)
             )
         })?;
         for warning in &rules.warnings {
-            tracing::warn!(problem = %format_problem(warning), "rules warning");
+            tracing::warn!(problem = %warning, "rules warning");
         }
         tracing::info!(
             revision = %rules.revision,
@@ -614,27 +614,4 @@ fn tls_config(tls: &TlsSettings) -> anyhow::Result<rustls::ServerConfig> {
                 "`server.tls.key_file`: `{key_path}` does not fit the certificate in `{cert_path}` ({error}); fix: use the key the certificate was issued for"
             )
         })
-}
-
-pub fn format_problem(problem: &RuleProblem) -> String {
-    let location = match (problem.line, problem.column) {
-        (Some(line), Some(column)) => format!("{}:{line}:{column}", problem.file.display()),
-        (Some(line), None) => format!("{}:{line}", problem.file.display()),
-        _ => problem.file.display().to_string(),
-    };
-    let severity = match problem.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-    };
-    format!(
-        "{location}: {severity}: `{}`: {}. Fix: {}",
-        problem.key, problem.message, problem.fix
-    )
-}
-
-pub fn format_problems(problems: &[RuleProblem]) -> String {
-    problems
-        .iter()
-        .map(|problem| format!("  {}\n", format_problem(problem)))
-        .collect()
 }

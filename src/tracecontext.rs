@@ -2,7 +2,7 @@
 //! belongs to, so the caller's trace, pimgate's logs and the upstream systems' logs line up.
 //!
 //! The request-id middleware reads the caller's `traceparent` (or starts a new trace), and runs the
-//! handler inside [`scope`]; [`crate::connectors::http::Upstream`] reads [`current`] and sends a
+//! handler inside [`scope`]; the upstream client (`connectors::http`) reads [`current`] and sends a
 //! child `traceparent` upstream. A task-local rather than a parameter: the context then reaches
 //! every connector without threading it through the decision core, which stays free of I/O
 //! concerns. It is visible to everything the handler awaits in its own task (the decision's checks

@@ -504,7 +504,7 @@ cases:
 ",
     )
     .unwrap();
-    let report = pimgate::rules::testing::run_tests(dir.path())
+    let report = pimgate::workbench::testing::run_tests(dir.path())
         .await
         .unwrap_or_else(|problems| panic!("{}", render(&problems)));
     assert_eq!((report.passed, report.failed), (1, 2), "{report}");

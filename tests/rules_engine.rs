@@ -1051,7 +1051,7 @@ async fn the_test_runner_counts_passing_and_failing_cases_and_ends_with_the_tota
     std::fs::write(dir.path().join("rules.yaml"), RUNNER_RULES).unwrap();
     std::fs::write(dir.path().join("rules.test.yaml"), RUNNER_CASES).unwrap();
     for path in [dir.path().to_path_buf(), dir.path().join("rules.yaml")] {
-        let report = pimgate::rules::testing::run_tests(&path)
+        let report = pimgate::workbench::testing::run_tests(&path)
             .await
             .unwrap_or_else(|problems| panic!("{}", render(&problems)));
         assert_eq!((report.passed, report.failed), (1, 1));
@@ -1078,7 +1078,7 @@ async fn a_broken_test_case_is_a_problem_not_a_failure() {
     std::fs::write(dir.path().join("rules.yaml"), RUNNER_RULES).unwrap();
     let cases = "cases:\n  - name: x\n    now: yesterday\n    request: { role: 29232cdf-9323-42fd-ade2-1d097af3e4de }\n    expect: { outcome: Denied }\n";
     std::fs::write(dir.path().join("a.test.yaml"), cases).unwrap();
-    let problems = match pimgate::rules::testing::run_tests(dir.path()).await {
+    let problems = match pimgate::workbench::testing::run_tests(dir.path()).await {
         Ok(report) => panic!("should not run: {report}"),
         Err(problems) => problems,
     };
@@ -1094,7 +1094,7 @@ async fn a_broken_test_case_is_a_problem_not_a_failure() {
         "cases:\n  - name: x\n    stubs: {}\n",
     )
     .unwrap();
-    let problems = pimgate::rules::testing::run_tests(dir.path())
+    let problems = pimgate::workbench::testing::run_tests(dir.path())
         .await
         .err()
         .unwrap();
@@ -1323,11 +1323,11 @@ policies:
 async fn run_cases(
     rules: &str,
     cases: &str,
-) -> Result<pimgate::rules::testing::TestReport, Vec<RuleProblem>> {
+) -> Result<pimgate::workbench::testing::TestReport, Vec<RuleProblem>> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
     std::fs::write(dir.path().join("rules.test.yaml"), cases).unwrap();
-    pimgate::rules::testing::run_tests(dir.path()).await
+    pimgate::workbench::testing::run_tests(dir.path()).await
 }
 
 #[tokio::test]

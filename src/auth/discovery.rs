@@ -1,11 +1,12 @@
 //! OpenID discovery and the bounded HTTP fetches behind it: the only network code in `auth`.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+
+pub(crate) use crate::vocabulary::fetch_url::check_fetch_url;
 
 /// Discovery documents and key sets are a few KiB; a larger answer is a misconfiguration or an attack.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -13,37 +14,6 @@ pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Deserialize)]
 pub(crate) struct DiscoveryDocument {
     pub jwks_uri: String,
-}
-
-/// Accepts `https://` anywhere and plain `http://` only to loopback, where nobody can tamper with
-/// the keys in transit (`shared/spec/interface.md`, Configuration).
-pub(crate) fn check_fetch_url(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw).map_err(|error| format!("`{raw}` is not a url: {error}"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "`{raw}` uses plain http to a host that is not loopback"
-            ));
-        }
-        other => return Err(format!("`{raw}` has unsupported scheme `{other}`")),
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{raw}` has no host"));
-    }
-    Ok(url)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
 }
 
 /// GETs a JSON document with a timeout over the whole exchange and a cap on the body size.

@@ -30,7 +30,8 @@ use super::http::{
 };
 use super::secrets::{Secret, SecretRef};
 use super::{Attribute, BuildContext, Permission, Unknown, UserProfile};
-use crate::settings::{SettingsProblem, check_fetch_url};
+use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::fetch_url::check_fetch_url;
 
 /// The name in upstream call records and error sentences.
 pub const CONNECTOR: &str = "graph";

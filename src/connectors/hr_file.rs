@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Fetched, UpstreamCall, UpstreamError};
 use super::{Attribute, BuildContext, Unknown, UserProfile};
-use crate::settings::SettingsProblem;
+use crate::vocabulary::diagnostic::SettingsProblem;
 
 pub const CONNECTOR: &str = "hr_file";
 const OPERATION: &str = "lookup user";

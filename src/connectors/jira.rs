@@ -22,7 +22,7 @@ use super::cache::{CacheSettings, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef, required_secret};
 use super::ticket::{ItsmTicket, TicketPerson, cache_hit, non_empty};
-use crate::settings::SettingsProblem;
+use crate::vocabulary::diagnostic::SettingsProblem;
 
 /// The connector's name in upstream records, messages and rules.
 pub const NAME: &str = "jira";

@@ -25,7 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::settings::SettingsProblem;
+use crate::vocabulary::diagnostic::SettingsProblem;
 
 /// `[connectors.*]` in the config file; every section is optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -297,7 +297,7 @@ pub(crate) fn base_url(
             return String::new();
         }
     };
-    if let Err(message) = crate::settings::check_fetch_url(&url) {
+    if let Err(message) = crate::vocabulary::fetch_url::check_fetch_url(&url).map(|_| ()) {
         problems.push(settings_problem(
             connector,
             "base_url",

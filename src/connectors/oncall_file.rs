@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 
 use super::BuildContext;
 use super::http::UpstreamCall;
-use crate::settings::SettingsProblem;
+use crate::vocabulary::diagnostic::SettingsProblem;
 
 /// The name in `[connectors.oncall_file]` and in audit records.
 pub const CONNECTOR: &str = "oncall_file";

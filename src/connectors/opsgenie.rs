@@ -16,7 +16,7 @@ use super::cache::{CacheSettings, Expiring, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::pagerduty::cached_call;
 use super::secrets::{Secret, SecretRef};
-use crate::settings::SettingsProblem;
+use crate::vocabulary::diagnostic::SettingsProblem;
 
 /// The name in `[connectors.opsgenie]`, in audit records and in error messages.
 pub const CONNECTOR: &str = "opsgenie";

@@ -15,7 +15,7 @@ use super::BuildContext;
 use super::cache::{CacheSettings, Expiring, TtlCache, remaining};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef};
-use crate::settings::SettingsProblem;
+use crate::vocabulary::diagnostic::SettingsProblem;
 
 /// The name in `[connectors.pagerduty]`, in audit records and in error messages.
 pub const CONNECTOR: &str = "pagerduty";

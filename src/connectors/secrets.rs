@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::SettingsProblem;
+use crate::vocabulary::diagnostic::SettingsProblem;
 
 /// Where a secret lives: `{ env = "PIMGATE_SERVICENOW_PASSWORD" }` or `{ file = "/mnt/secrets/sn" }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -27,7 +27,7 @@ use super::ticket::{
     ItsmTicket, TicketPerson, TicketWindow, cache_hit, non_empty, parse_servicenow_time,
     read_capped,
 };
-use crate::settings::SettingsProblem;
+use crate::vocabulary::diagnostic::SettingsProblem;
 
 /// The connector's name in upstream records, messages and rules.
 pub const NAME: &str = "servicenow";

@@ -7,12 +7,37 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
 use super::replay::ReplayCache;
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
-use crate::reload::ReloadStatus;
 use crate::rules::RuleSet;
 use crate::settings::Settings;
+
+/// Whether the last reload replaced the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadResult {
+    Ok,
+    Error,
+}
+
+/// The last reload attempt, as `/readyz` shows it under `rules.lastReload`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadStatus {
+    pub result: ReloadResult,
+    pub at: DateTime<Utc>,
+    /// `SIGHUP`, `file change` or whatever an embedding caller passed.
+    pub trigger: String,
+    /// Errors that made the reload fail; 0 on success.
+    pub problems: usize,
+    /// The first of them, so an operator sees what to fix without reading the logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
 
 pub struct AppState {
     pub settings: Arc<Settings>,

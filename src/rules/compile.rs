@@ -15,7 +15,6 @@ use yaml_serde::{Mapping, Value};
 use crate::checks::NamedCheck;
 use crate::checks::registry::{BuildEnv, CheckSpec};
 use crate::checks::window::{self, CompiledWindow, WindowSpec};
-use crate::decision::Outcome;
 use crate::payload::{Action, GroupAccess, ResourceType};
 use crate::rules::catalog::{self, Tier};
 use crate::rules::cel::Condition;
@@ -25,6 +24,7 @@ use crate::rules::matcher::{Matcher, ScopePattern, parse_tier};
 use crate::rules::{
     FailureMode, FixedDecision, Guard, Policy, PolicyMode, RuleProblem, RuleSet, Severity,
 };
+use crate::vocabulary::Outcome;
 
 const TOP_KEYS: &[&str] = &["policies", "guards", "windows", "lists", "groups"];
 /// Keys of one entry under the top-level `groups:` (declared privileged groups).
@@ -283,7 +283,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// A hyphenated GUID, lower case; `None` for anything else.
-pub(crate) fn parse_guid(text: &str) -> Option<String> {
+pub fn parse_guid(text: &str) -> Option<String> {
     let text = text.trim();
     if text.len() != 36 {
         return None;
@@ -519,7 +519,7 @@ pub(crate) fn is_rule_file(path: &Path) -> bool {
     has_extension(&name, &[".yaml", ".yml"]) && !is_test_file(path)
 }
 
-pub(crate) fn is_test_file(path: &Path) -> bool {
+pub fn is_test_file(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().to_ascii_lowercase())

@@ -8,12 +8,11 @@
 
 pub mod catalog;
 pub mod cel;
-mod compile;
+pub mod compile;
 mod index;
 mod locate;
 pub mod matcher;
 mod start_bounds;
-pub mod testing;
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +20,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::checks::NamedCheck;
-use crate::decision::{Outcome, SkippedPolicy};
 use crate::payload::ActivationRequest;
+use crate::vocabulary::{Outcome, SkippedPolicy};
 
 /// What happens when a required check cannot be evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -121,6 +120,40 @@ pub struct RuleProblem {
     pub fix: String,
 }
 
+/// `file:line:column: severity: `key`: message. Fix: fix`, the one way a problem is printed (CLI,
+/// start-up log, reload log, `/readyz`).
+impl std::fmt::Display for RuleProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let file = self.file.display();
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => write!(f, "{file}:{line}:{column}")?,
+            (Some(line), None) => write!(f, "{file}:{line}")?,
+            _ => write!(f, "{file}")?,
+        }
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, ": {severity}: ")?;
+        if !self.key.is_empty() {
+            write!(f, "`{}`: ", self.key)?;
+        }
+        write!(f, "{}.", self.message.trim_end_matches('.'))?;
+        if !self.fix.is_empty() {
+            write!(f, " Fix: {}", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem on its own indented line, for an error message that lists them all.
+pub fn format_problems(problems: &[RuleProblem]) -> String {
+    problems
+        .iter()
+        .map(|problem| format!("  {problem}\n"))
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     /// sha256 over the rule files' names and bytes, in load order: audit records name the exact rules.
@@ -164,32 +197,6 @@ pub enum Selection<'a> {
         skipped: Vec<SkippedPolicy>,
         shadows: Vec<ShadowMatch<'a>>,
     },
-}
-
-impl std::fmt::Display for RuleProblem {
-    /// `rules/tier0.yaml:12:7: error: policies[2].match.roles[0]: unknown role `X` (fix: ...)`
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(formatter, ":{line}")?;
-            if let Some(column) = self.column {
-                write!(formatter, ":{column}")?;
-            }
-        }
-        let severity = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(formatter, ": {severity}: ")?;
-        if !self.key.is_empty() {
-            write!(formatter, "{}: ", self.key)?;
-        }
-        write!(formatter, "{}", self.message)?;
-        if !self.fix.is_empty() {
-            write!(formatter, " (fix: {})", self.fix)?;
-        }
-        Ok(())
-    }
 }
 
 /// Loads a rule file, or every `*.yaml`/`*.yml` of a folder except `*.test.yaml`/`*.test.yml`, in

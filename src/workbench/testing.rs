@@ -162,7 +162,7 @@ pub async fn run_tests_with(
     path: &Path,
     connectors: &std::sync::Arc<crate::connectors::Connectors>,
 ) -> Result<TestReport, Vec<RuleProblem>> {
-    let rules = super::load_with(path, connectors)?;
+    let rules = crate::rules::load_with(path, connectors)?;
     let mut problems = Vec::new();
     let mut report = TestReport::default();
     let files = test_files(path);
