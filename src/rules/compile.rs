@@ -257,7 +257,7 @@ fn closest<'k>(word: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k s
     known
         .map(|candidate| {
             (
-                edit_distance(&word, &candidate.to_ascii_lowercase()),
+                strsim::levenshtein(&word, &candidate.to_ascii_lowercase()),
                 candidate,
             )
         })
@@ -266,31 +266,10 @@ fn closest<'k>(word: &str, known: impl Iterator<Item = &'k str>) -> Option<&'k s
         .map(|(_, candidate)| candidate)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous.get(j).copied().unwrap_or(0) + usize::from(ca != *cb);
-            let delete = previous.get(j + 1).copied().unwrap_or(0) + 1;
-            let insert = current.get(j).copied().unwrap_or(0) + 1;
-            current.push(substitute.min(delete).min(insert));
-        }
-        previous = current;
-    }
-    previous.last().copied().unwrap_or(0)
-}
-
-/// A hyphenated GUID, lower case; `None` for anything else.
+/// A hyphenated GUID, lower case, after trimming the operator's surrounding blanks; `None` for
+/// anything else. The one reading of an id is [`crate::vocabulary::ids::parse_guid`].
 pub fn parse_guid(text: &str) -> Option<String> {
-    let text = text.trim();
-    if text.len() != 36 {
-        return None;
-    }
-    uuid::Uuid::try_parse(text)
-        .ok()
-        .map(|id| id.hyphenated().to_string())
+    crate::vocabulary::ids::parse_guid(text.trim())
 }
 
 pub(crate) fn load(
