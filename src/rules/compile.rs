@@ -303,6 +303,39 @@ fn global_checks(
 #[cfg(test)]
 mod tests {
     use super::parse_guid;
+    use crate::rules::{Severity, load_str};
+
+    #[test]
+    fn a_policy_or_guard_with_a_blank_name_is_an_error_not_silently_dropped() {
+        // Dropped, the denial would stop applying and the request fall through to `everyone`.
+        for (rules, key) in [
+            (
+                "policies:\n  - name: '  '\n    decide: Denied\n    reason: frozen\n  - name: everyone\n    require: []\n",
+                "policies[0].name",
+            ),
+            (
+                "guards:\n  - name: ''\n    decide: Denied\n    reason: frozen\npolicies:\n  - name: everyone\n    require: []\n",
+                "guards[0].name",
+            ),
+        ] {
+            let problems = match load_str("rules.yaml", rules) {
+                Ok(loaded) => panic!(
+                    "{rules}: loaded with {} policies and {} guards",
+                    loaded.policies.len(),
+                    loaded.guards.len()
+                ),
+                Err(problems) => problems,
+            };
+            assert!(
+                problems
+                    .iter()
+                    .any(|problem| problem.severity == Severity::Error
+                        && problem.key == key
+                        && problem.message.contains("no `name`")),
+                "{rules}: {problems:?}"
+            );
+        }
+    }
 
     #[test]
     fn only_hyphenated_guids_are_accepted() {
