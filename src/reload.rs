@@ -237,21 +237,11 @@ fn fingerprint(path: &Path) -> Vec<FileStamp> {
     let mut stamps: Vec<FileStamp> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
-        .filter(|file| file.is_file() && is_rule_file(file))
+        .filter(|file| file.is_file() && crate::rules::compile::is_rule_file(file))
         .filter_map(|file| stamp(&file))
         .collect();
     stamps.sort_by(|a, b| a.name.cmp(&b.name));
     stamps
-}
-
-fn is_rule_file(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let rule = name.ends_with(".yaml") || name.ends_with(".yml");
-    let test = name.ends_with(".test.yaml") || name.ends_with(".test.yml");
-    rule && !test
 }
 
 #[cfg(test)]

@@ -782,9 +782,7 @@ pub fn check_fetch_url(url: &str) -> Result<(), String> {
     crate::vocabulary::fetch_url::check_fetch_url(url).map(|_| ())
 }
 
-pub fn is_guid(text: &str) -> bool {
-    uuid::Uuid::try_parse(text).is_ok() && text.len() == 36
-}
+pub use crate::vocabulary::ids::is_guid;
 
 /// serde's messages end with "for key `a.b`" (config) or name a field; best effort to extract it.
 fn error_key(message: &str) -> String {

@@ -22,7 +22,8 @@ const LAYERS: &[&[&str]] = &[
     &["auth", "telemetry"],
     &["settings"],
     &["connectors"],
-    &["payload", "tracecontext", "vocabulary"],
+    &["payload", "tracecontext"],
+    &["vocabulary"],
 ];
 
 /// Files that are not modules of their own.

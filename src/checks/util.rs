@@ -75,9 +75,7 @@ pub fn ticket_tokens(text: &str) -> Vec<&str> {
 }
 
 /// A Microsoft Entra object id in its usual hyphenated form, which is what PIM sends.
-pub fn is_guid(text: &str) -> bool {
-    text.len() == 36 && uuid::Uuid::try_parse(text).is_ok()
-}
+pub use crate::vocabulary::ids::is_guid;
 
 /// Shortens a short user value (a ticket number or system) quoted back in a message, so one long
 /// value cannot flood the reason. Never for the justification: messages describe it without quoting

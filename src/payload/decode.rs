@@ -506,15 +506,7 @@ fn required_guid(object: &Object<'_>, name: &str) -> Result<String, PayloadError
 
 /// Accepts only the hyphenated 8-4-4-4-12 form PIM sends, lower-cased so ids compare as strings.
 fn normalize_guid(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 36 {
-        return None;
-    }
-    let well_formed = bytes.iter().enumerate().all(|(index, byte)| match index {
-        8 | 13 | 18 | 23 => *byte == b'-',
-        _ => byte.is_ascii_hexdigit(),
-    });
-    well_formed.then(|| text.to_ascii_lowercase())
+    crate::vocabulary::ids::parse_guid(text)
 }
 
 fn required_str<'a>(object: &Object<'a>, name: &str) -> Result<(String, &'a str), PayloadError> {

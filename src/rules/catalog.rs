@@ -200,7 +200,7 @@ fn similarity(query: &str, query_words: &[&str], candidate: &str) -> f64 {
         })
         .sum();
     let word_score = matched / query_words.len().max(candidate_words.len()) as f64;
-    let whole_score = 1.0 - ratio(edit_distance(query, candidate), query, candidate);
+    let whole_score = 1.0 - ratio(strsim::levenshtein(query, candidate), query, candidate);
     0.75 * word_score + 0.25 * whole_score
 }
 
@@ -214,7 +214,7 @@ fn word_similarity(query_word: &str, candidate_word: &str) -> f64 {
     }
     let score = 1.0
         - ratio(
-            edit_distance(query_word, candidate_word),
+            strsim::levenshtein(query_word, candidate_word),
             query_word,
             candidate_word,
         );
@@ -224,25 +224,6 @@ fn word_similarity(query_word: &str, candidate_word: &str) -> f64 {
 fn ratio(distance: usize, a: &str, b: &str) -> f64 {
     let longest = a.chars().count().max(b.chars().count()).max(1);
     distance as f64 / longest as f64
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, a_char) in a.chars().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (b_char, (diagonal, above)) in
-            b.iter().zip(previous.iter().zip(previous.iter().skip(1)))
-        {
-            let left = current.last().copied().unwrap_or(i + 1);
-            let substitution = diagonal + usize::from(a_char != *b_char);
-            current.push(substitution.min(above + 1).min(left + 1));
-        }
-        previous = current;
-    }
-    previous.last().copied().unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -6,13 +6,20 @@
 //! decides. Guards (`guards:`) stand beside that order: every guard whose match holds is applied to
 //! the request whichever policy decides, and a guard can only deny (Cedar's "forbid overrides permit").
 
+mod build;
+mod build_match;
 pub mod catalog;
 pub mod cel;
 pub mod compile;
+mod declarations;
 mod index;
 mod locate;
 pub mod matcher;
+mod report;
+mod sources;
+mod spec;
 mod start_bounds;
+mod validate;
 
 use std::path::{Path, PathBuf};
 

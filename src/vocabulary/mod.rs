@@ -1,5 +1,5 @@
 //! Words every layer speaks: PIM's answer, why a policy was passed over, how a configuration
-//! problem is reported (`diagnostic`) and which URLs may be fetched (`fetch_url`). A leaf module, so the
+//! problem is reported (`diagnostic`), what an object id is (`ids`) and which URLs may be fetched (`fetch_url`). A leaf module, so the
 //! rules (which name outcomes) and the decision (which produces them) both depend on it and not on
 //! each other.
 
@@ -7,6 +7,7 @@ use serde::Serialize;
 
 pub mod diagnostic;
 pub mod fetch_url;
+pub mod ids;
 
 /// PIM's three answers (`evaluationOutcome`), spelled exactly as PIM expects them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

@@ -1,0 +1,228 @@
+//! Builds policies and guards from specs `validate` has read: conditions compiled, checks built,
+//! matchers resolved, and the rules that need them (Critical tier, contradictory guards) applied.
+//! Every problem is reported; a rule with any error is not built.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::checks::NamedCheck;
+use crate::checks::registry::{BuildEnv, CheckSpec};
+use crate::rules::cel::Condition;
+use crate::rules::matcher::Matcher;
+use crate::rules::{FixedDecision, Guard, Policy};
+use crate::vocabulary::Outcome;
+
+use super::build_match::build_match;
+use super::report::{Problem, has_errors, join};
+use super::spec::{Field, GuardSpec, PolicySpec, RuleSpec};
+use super::validate::outcome;
+
+/// What a policy and a guard are built from alike.
+struct Common {
+    name: Option<String>,
+    description: Option<String>,
+    matcher: Option<Matcher>,
+    when: Option<Condition>,
+    require: Option<Vec<NamedCheck>>,
+}
+
+fn build_common(
+    out: &mut Vec<Problem>,
+    key: &str,
+    rule: &RuleSpec,
+    env: &BuildEnv<'_>,
+    defaults: Matcher,
+) -> Common {
+    let path = |name: &str| format!("{key}.{name}");
+    let when = typed(&rule.when).and_then(|source| match Condition::compile(source) {
+        Ok(condition) => Some(condition),
+        Err(problem) => {
+            out.push(Problem::error(&path("when"), problem.message, problem.fix));
+            None
+        }
+    });
+    Common {
+        name: typed(&rule.name)
+            .filter(|name| !name.trim().is_empty())
+            .cloned(),
+        description: typed(&rule.description).cloned(),
+        matcher: build_match(
+            out,
+            &path("match"),
+            rule.matching.as_ref(),
+            env.lists,
+            defaults,
+        ),
+        when,
+        require: build_checks(out, &path("require"), rule.require.as_ref(), env),
+    }
+}
+
+/// The typed value of an optional field, when it is present and valid (else `validate` reported it).
+fn typed<T>(field: &Option<Field<T>>) -> Option<&T> {
+    field.as_ref().and_then(|field| field.typed.as_ref().ok())
+}
+
+/// The policy `key` describes, or `None` when it has an error (all reported in `out`).
+pub(super) fn build_policy(
+    out: &mut Vec<Problem>,
+    key: &str,
+    spec: &PolicySpec,
+    env: &BuildEnv<'_>,
+    critical_groups: &BTreeSet<String>,
+    source: &Path,
+) -> Option<Policy> {
+    let path = |name: &str| format!("{key}.{name}");
+    let rule = &spec.rule;
+    let common = build_common(out, key, rule, env, Matcher::default());
+    let auto_approve = build_checks(
+        out,
+        &path("auto_approve"),
+        spec.approving.auto_approve.as_ref(),
+        env,
+    );
+    let decide = typed(&rule.decide).and_then(|text| outcome(text));
+    let allow_critical = typed(&spec.approving.allow_auto_approve_on_critical)
+        .copied()
+        .unwrap_or(false);
+    let auto_approves = decide == Some(Outcome::AutoApproved)
+        || auto_approve
+            .as_ref()
+            .is_some_and(|checks| !checks.is_empty());
+    // Applies to `mode: audit` too: an audit policy is a rehearsal of one that will be enforced, and
+    // switching it to `enforce` must not be the moment it turns out to be illegal.
+    let at = if decide == Some(Outcome::AutoApproved) {
+        path("decide")
+    } else {
+        path("auto_approve")
+    };
+    let matcher = common.matcher.as_ref();
+    if auto_approves && !allow_critical && matcher.is_some_and(Matcher::can_match_critical) {
+        out.push(Problem::error(
+            &at,
+            "this policy can auto-approve a Critical-tier role: its `match` names a Critical role, includes tier Critical, or does not restrict roles or tiers",
+            "restrict `match` (e.g. `tiers: [High, Medium, Low]` or named non-Critical roles), or set `allow_auto_approve_on_critical: true` if skipping human approval for Critical roles is intended",
+        ));
+    }
+    if auto_approves
+        && !allow_critical
+        && let Some(group) =
+            matcher.and_then(|matcher| matcher.critical_group_it_can_match(critical_groups))
+    {
+        out.push(Problem::error(
+            &at,
+            format!(
+                "this policy can auto-approve group `{group}`, declared Critical under `groups:`: its `match` names the group or does not restrict groups"
+            ),
+            "restrict `match` to other groups (`groups: [...]`) or to roles (`resource_types: [entraRoles, azureResources]`), or set `allow_auto_approve_on_critical: true` if skipping human approval for that group is intended",
+        ));
+    }
+    if has_errors(out) {
+        return None;
+    }
+    Some(Policy {
+        name: common.name?,
+        description: common.description,
+        source: source.to_path_buf(),
+        decide: match (decide, typed(&rule.reason)) {
+            (Some(outcome), Some(reason)) => Some(FixedDecision {
+                outcome,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        },
+        require: common.require?,
+        auto_approve: auto_approve?,
+        on_error: typed(&rule.on_error).copied().unwrap_or_default(),
+        matcher: common.matcher?,
+        when: common.when,
+        allow_auto_approve_on_critical: allow_critical,
+        mode: typed(&rule.mode).copied().unwrap_or_default(),
+    })
+}
+
+/// The guard `key` describes, or `None` when it has an error (all reported in `out`). A guard no
+/// request can match is an error: an operator who writes "leavers are always denied" must not
+/// believe it holds when it cannot.
+pub(super) fn build_guard(
+    out: &mut Vec<Problem>,
+    key: &str,
+    spec: &GuardSpec,
+    env: &BuildEnv<'_>,
+    source: &Path,
+) -> Option<Guard> {
+    let rule = &spec.rule;
+    let common = build_common(out, key, rule, env, Matcher::for_guard());
+    if let Some(why) = common.matcher.as_ref().and_then(Matcher::contradiction) {
+        out.push(Problem::error(
+            &format!("{key}.match"),
+            format!("this guard can never apply: {why}"),
+            "remove the contradicting key, or split the guard in two (one per kind of request)",
+        ));
+    }
+    if has_errors(out) {
+        return None;
+    }
+    let denies = typed(&rule.decide).and_then(|text| outcome(text)) == Some(Outcome::Denied);
+    Some(Guard {
+        name: common.name?,
+        description: common.description,
+        source: source.to_path_buf(),
+        matcher: common.matcher?,
+        when: common.when,
+        require: common.require?,
+        deny_reason: typed(&rule.reason).filter(|_| denies).cloned(),
+        on_error: typed(&rule.on_error).copied().unwrap_or_default(),
+        mode: typed(&rule.mode).copied().unwrap_or_default(),
+    })
+}
+
+/// The checks of `require:` or `auto_approve:` (none when absent), or `None` when one cannot be built.
+fn build_checks(
+    out: &mut Vec<Problem>,
+    key: &str,
+    field: Option<&Field<Vec<Field<CheckSpec>>>>,
+    env: &BuildEnv<'_>,
+) -> Option<Vec<NamedCheck>> {
+    let Some(field) = field else {
+        return Some(Vec::new());
+    };
+    let items = field.typed.as_ref().ok()?;
+    let mut checks = Vec::new();
+    let mut ok = true;
+    for (index, item) in items.iter().enumerate() {
+        let item_key = format!("{key}[{index}]");
+        let Ok(spec) = &item.typed else {
+            ok = false;
+            continue;
+        };
+        match spec.build(env) {
+            Ok(check) => {
+                if let Some(connector) = spec.required_connector()
+                    && !env.connectors.is_configured(connector)
+                {
+                    out.push(Problem::warning(
+                        &format!("{item_key}.{}", spec.kind()),
+                        format!(
+                            "the `{connector}` connector is not configured, so this check cannot be evaluated and the policy's (or guard's) `on_error` decides"
+                        ),
+                        format!("configure `[connectors.{connector}]` in the service's config file"),
+                    ));
+                }
+                checks.push(check);
+            }
+            Err(problems) => {
+                ok = false;
+                let prefix = format!("{item_key}.{}", spec.kind());
+                for problem in problems {
+                    out.push(Problem::error(
+                        &join(&prefix, &problem.key),
+                        problem.message,
+                        problem.fix,
+                    ));
+                }
+            }
+        }
+    }
+    ok.then_some(checks)
+}

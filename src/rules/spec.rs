@@ -1,0 +1,247 @@
+//! The rule file format as types: what each key of a rule file may hold.
+//!
+//! A rule file is deserialized into these specs in one go, but leniently: every key is a [`Field`],
+//! which keeps the value as written next to its typed reading, so a value of the wrong type is one
+//! problem among others instead of the end of the read (`validate` then reports every problem at
+//! once, `build` compiles what is valid). The keys a spec knows, for "unknown key" and "did you
+//! mean", are read off the types themselves by [`field_names`], never kept in a second list.
+
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::{Deserialize, forward_to_deserialize_any};
+use yaml_serde::{Mapping, Value};
+
+use crate::checks::registry::CheckSpec;
+use crate::checks::window::WindowSpec;
+use crate::rules::{FailureMode, PolicyMode};
+
+use super::report::{key_text, one_line};
+
+/// One value as written (`raw`) and its typed reading, or serde's message when it is not a `T`.
+#[derive(Debug)]
+pub(super) struct Field<T> {
+    pub raw: Value,
+    pub typed: Result<T, String>,
+}
+
+impl<T: DeserializeOwned> Field<T> {
+    pub(super) fn read(raw: Value) -> Self {
+        let typed =
+            yaml_serde::from_value::<T>(raw.clone()).map_err(|error| one_line(&error.to_string()));
+        Field { raw, typed }
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(Field::read)
+    }
+}
+
+/// For keys where `key: ~` is a mistake to report rather than "absent" (serde reads `null` into an
+/// `Option` as `None`): absent is `None`, anything written, `null` included, is `Some`.
+fn present<'de, D: Deserializer<'de>, T: DeserializeOwned>(
+    deserializer: D,
+) -> Result<Option<Field<T>>, D::Error> {
+    Field::deserialize(deserializer).map(Some)
+}
+
+/// A mapping of names to entries (`lists:`, `windows:`, `groups:`), in file order.
+#[derive(Debug)]
+pub(super) struct Entries<T>(pub Vec<(String, Field<T>)>);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Entries<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mapping = Mapping::deserialize(deserializer)?;
+        Ok(Entries(
+            mapping
+                .into_iter()
+                .map(|(name, value)| (key_text(&name), Field::read(value)))
+                .collect(),
+        ))
+    }
+}
+
+/// One rule file.
+#[derive(Debug, Deserialize)]
+pub(super) struct RuleFileSpec {
+    pub policies: Option<Field<Vec<Field<PolicySpec>>>>,
+    pub guards: Option<Field<Vec<Field<GuardSpec>>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub windows: Option<Field<Entries<WindowSpec>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub lists: Option<Field<Entries<Vec<String>>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub groups: Option<Field<Entries<GroupDeclarationSpec>>>,
+}
+
+/// One entry under the top-level `groups:` (a declared privileged group).
+#[derive(Debug, Deserialize)]
+pub(super) struct GroupDeclarationSpec {
+    pub tier: Option<Field<String>>,
+    pub holds: Option<Field<Vec<String>>>,
+}
+
+/// What policies and guards have in common: who they are about and what they require.
+#[derive(Debug, Deserialize)]
+pub(super) struct RuleSpec {
+    pub name: Option<Field<String>>,
+    pub description: Option<Field<String>>,
+    #[serde(rename = "match")]
+    pub matching: Option<Field<MatchSpec>>,
+    pub when: Option<Field<String>>,
+    pub decide: Option<Field<String>>,
+    pub reason: Option<Field<String>>,
+    pub require: Option<Field<Vec<Field<CheckSpec>>>>,
+    pub on_error: Option<Field<FailureMode>>,
+    pub mode: Option<Field<PolicyMode>>,
+}
+
+/// The keys that let a rule approve without a human: a policy's only (a guard can only deny).
+#[derive(Debug, Deserialize)]
+pub(super) struct ApprovingSpec {
+    pub auto_approve: Option<Field<Vec<Field<CheckSpec>>>>,
+    pub allow_auto_approve_on_critical: Option<Field<bool>>,
+}
+
+/// One item of `policies:`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PolicySpec {
+    #[serde(flatten)]
+    pub rule: RuleSpec,
+    #[serde(flatten)]
+    pub approving: ApprovingSpec,
+}
+
+/// One item of `guards:`. A guard knows the approving keys only to refuse them with their own
+/// message (`validate`): a guard can only deny.
+#[derive(Debug, Deserialize)]
+pub(super) struct GuardSpec {
+    #[serde(flatten)]
+    pub rule: RuleSpec,
+}
+
+/// A policy's or guard's `match:`. `key: ~` is reported (an empty selector must not silently
+/// widen the match to "any").
+#[derive(Debug, Deserialize)]
+pub(super) struct MatchSpec {
+    #[serde(default, deserialize_with = "present")]
+    pub roles: Option<Field<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub tiers: Option<Field<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub groups: Option<Field<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub access: Option<Field<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub resource_types: Option<Field<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub scopes: Option<Field<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub actions: Option<Field<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub principals: Option<Field<Vec<String>>>,
+}
+
+/// The keys of a policy, in the order the operator documentation lists them.
+pub(super) fn policy_keys() -> Vec<&'static str> {
+    [field_names::<RuleSpec>(), field_names::<ApprovingSpec>()].concat()
+}
+
+/// The field names serde's derive gives a struct `T` (its `deserialize_struct` call), so the list of
+/// known keys cannot drift from the struct. Empty for types that are not plain structs (a struct
+/// with `#[serde(flatten)]` fields is read as a map: list its parts instead).
+pub(super) fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut fields: &'static [&'static str] = &[];
+    // The introspector always fails once it has seen the field list: the error is the expected end.
+    let _ = T::deserialize(FieldNames(&mut fields));
+    fields
+}
+
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for FieldNames<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(de::Error::custom("field names read"))
+    }
+
+    forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_known_keys_are_read_off_the_spec_types() {
+        assert_eq!(
+            field_names::<RuleFileSpec>(),
+            ["policies", "guards", "windows", "lists", "groups"]
+        );
+        assert_eq!(field_names::<GroupDeclarationSpec>(), ["tier", "holds"]);
+        assert_eq!(
+            policy_keys(),
+            [
+                "name",
+                "description",
+                "match",
+                "when",
+                "decide",
+                "reason",
+                "require",
+                "on_error",
+                "mode",
+                "auto_approve",
+                "allow_auto_approve_on_critical"
+            ]
+        );
+        assert!(field_names::<PolicySpec>().is_empty(), "flattened: a map");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_kept_with_its_message_and_the_rest_is_still_read() {
+        let value: Value = yaml_serde::from_str(
+            "name: a\non_error: sometimes\nmatch: { roles: ~ }\nallow_auto_approve_on_critical: 3\n",
+        )
+        .unwrap_or(Value::Null);
+        let Ok(spec) = yaml_serde::from_value::<PolicySpec>(value) else {
+            panic!("a policy with wrong values still reads as a spec");
+        };
+        assert!(matches!(spec.rule.name.map(|name| name.typed), Some(Ok(name)) if name == "a"));
+        assert!(spec.rule.on_error.is_some_and(|field| {
+            field
+                .typed
+                .is_err_and(|message| message.contains("unknown variant `sometimes`"))
+        }));
+        let roles = spec
+            .rule
+            .matching
+            .and_then(|matching| matching.typed.ok())
+            .and_then(|matching| matching.roles);
+        assert!(
+            roles.is_some_and(
+                |roles| roles.raw.is_null() && roles.typed.is_ok_and(|roles| roles.is_empty())
+            ),
+            "`roles: ~` is present (an empty list, which `validate` refuses), not absent (which would match any role)"
+        );
+        assert!(
+            spec.approving
+                .allow_auto_approve_on_critical
+                .is_some_and(|field| field.typed.is_err())
+        );
+    }
+}
