@@ -36,7 +36,7 @@ pub const FAILED_TOKEN_TTL: Duration = Duration::from_secs(5);
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// `now + wait`, saturating instead of panicking: an unrepresentable instant becomes
-/// [`FAR_FUTURE`] from now (or `now` itself if even that is not representable, i.e. "already due").
+/// `FAR_FUTURE` from now (or `now` itself if even that is not representable, i.e. "already due").
 pub fn instant_after(now: Instant, wait: Duration) -> Instant {
     now.checked_add(wait)
         .or_else(|| now.checked_add(FAR_FUTURE))
