@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common_auth;
+mod common_fixtures;
 mod common_logs;
 
 use std::collections::BTreeMap;
@@ -681,9 +682,7 @@ async fn a_refused_client_secret_keeps_the_entra_code_out_of_the_reason_and_in_t
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/graph")
-        .join(name)
+    common_fixtures::path("graph", name)
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! loopback, answering the vendors' JSON shapes from tests/fixtures/itsm/).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common_fixtures;
 mod common_logs;
 
 use std::collections::BTreeMap;
@@ -66,8 +67,7 @@ impl RequesterDirectory for FixedDirectory {
 }
 
 fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/itsm/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    common_fixtures::json("itsm", name)
 }
 
 /// The change fixture with some fields replaced.

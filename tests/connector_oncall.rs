@@ -2,6 +2,8 @@
 //! and against a roster file, including caching, pagination and every way an upstream can fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common_fixtures;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,9 +35,7 @@ fn now() -> DateTime<Utc> {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/oncall")
-        .join(name)
+    common_fixtures::path("oncall", name)
 }
 
 fn json_fixture(name: &str) -> Value {

@@ -6,6 +6,8 @@
 
 #[path = "common_auth/mod.rs"]
 mod common_auth;
+#[path = "common_fixtures/mod.rs"]
+mod common_fixtures;
 #[allow(dead_code)] // shared with the API tests, which use more of it
 #[path = "api/helpers.rs"]
 mod helpers;

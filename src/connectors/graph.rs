@@ -20,14 +20,11 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::cache::{CacheSettings, TtlCache};
-use super::http::{
-    CircuitSettings, Fetched, MAX_RESPONSE_BYTES, RetrySettings, Upstream, UpstreamCall,
-    UpstreamError,
-};
+use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
+use super::oauth::{ClientProof, Token, TokenEndpoint, TokenSource};
 use super::secrets::{Secret, SecretRef};
 use super::{Attribute, BuildContext, Permission, Unknown, UserProfile};
 use crate::vocabulary::diagnostic::SettingsProblem;
@@ -74,6 +71,8 @@ const GRANT_RECHECK: Duration = Duration::from_secs(300);
 
 const USER_OPERATION: &str = "GET /v1.0/users/{id}";
 const TOKEN_OPERATION: &str = "POST /oauth2/v2.0/token";
+/// A token is replaced this long before Entra says it ends (Entra issues 60 to 90 minutes).
+const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Where the AKS workload identity webhook tells pods their projected service-account token lives.
 const FEDERATED_TOKEN_ENV: &str = "AZURE_FEDERATED_TOKEN_FILE";
@@ -141,14 +140,6 @@ impl fmt::Debug for Credential {
     }
 }
 
-struct CachedToken {
-    value: Secret,
-    refresh_at: Instant,
-    /// Lets a caller that saw this token rejected drop exactly it, not a newer one.
-    generation: u64,
-    grants: Grants,
-}
-
 /// The application permissions an app-only token carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grants {
@@ -196,31 +187,14 @@ impl Grants {
     }
 }
 
-#[derive(Default)]
-struct TokenSlot {
-    current: Option<CachedToken>,
-    generation: u64,
-}
-
-/// A token handed to one Graph call.
-struct Lease {
-    value: Secret,
-    generation: u64,
-    /// Fetched for this call: a rejection then means missing permissions, not a stale token.
-    fresh: bool,
-    grants: Grants,
-}
-
 pub struct Graph {
     upstream: Upstream,
     tenant_id: String,
     client_id: String,
-    credential: Credential,
-    token_url: String,
-    scope: String,
     graph_url: String,
     timeout: Duration,
-    token: Mutex<TokenSlot>,
+    /// The app-only token, cached and fetched single-flight; each token's grants read with it.
+    token: TokenSource<Grants>,
     users: TtlCache<UserProfile>,
     /// What the last token fetched was granted; `None` before the first. For `/readyz`.
     last_grants: std::sync::Mutex<Option<Grants>>,
@@ -231,8 +205,7 @@ impl fmt::Debug for Graph {
         f.debug_struct("Graph")
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
-            .field("credential", &self.credential)
-            .field("token_url", &self.token_url)
+            .field("token", &self.token)
             .field("graph_url", &self.graph_url)
             .field("timeout", &self.timeout)
             .field("users", &self.users)
@@ -330,6 +303,22 @@ impl Graph {
             return Err(problems);
         }
         let timeout = Duration::from_millis(timeout_ms);
+        let token_url = format!("{authority}/{tenant_id}/oauth2/v2.0/token");
+        let proof = GraphProof {
+            credential,
+            token_url: token_url.clone(),
+            client_id: client_id.clone(),
+        };
+        let endpoint = TokenEndpoint {
+            connector: CONNECTOR,
+            operation: TOKEN_OPERATION,
+            system: "Microsoft Graph",
+            url: token_url,
+            client_id: client_id.clone(),
+            scope: Some(format!("{graph_url}/.default")),
+            timeout,
+            margin: TOKEN_REFRESH_MARGIN,
+        };
         Ok(Graph {
             upstream: Upstream::with_settings(
                 CONNECTOR,
@@ -338,14 +327,17 @@ impl Graph {
                 settings.retry,
                 settings.circuit,
             ),
-            token_url: format!("{authority}/{tenant_id}/oauth2/v2.0/token"),
-            scope: format!("{graph_url}/.default"),
+            token: TokenSource::inspecting(
+                endpoint,
+                context.http.clone(),
+                Box::new(proof),
+                parse_token_answer,
+                inspect_token,
+            ),
             tenant_id,
             client_id,
-            credential,
             graph_url,
             timeout,
-            token: Mutex::new(TokenSlot::default()),
             users: TtlCache::with_name("graph_users", settings.cache),
             last_grants: std::sync::Mutex::new(None),
         })
@@ -419,7 +411,7 @@ impl Graph {
             match result {
                 Err(UpstreamError::Auth { .. }) => {
                     calls.push(call);
-                    self.drop_token(lease.generation).await;
+                    self.token.invalidate(lease.generation);
                     // A cached token may have been revoked or outlived its permissions: one retry
                     // with a fresh token. A fresh token refused means missing permissions.
                     if lease.fresh {
@@ -438,7 +430,7 @@ impl Graph {
                 }
                 Ok(Fetched::Found(user)) => {
                     calls.push(call);
-                    return Ok(Fetched::Found(user.profile(&lease.grants)));
+                    return Ok(Fetched::Found(user.profile(&lease.meta)));
                 }
                 Ok(Fetched::NotFound) => {
                     calls.push(call);
@@ -476,7 +468,7 @@ impl Graph {
         let mut calls = Vec::new();
         self.lease(deadline, &mut calls)
             .await
-            .map(|lease| lease.grants)
+            .map(|lease| lease.meta)
     }
 
     /// Remembers, counts and logs what a new token was granted.
@@ -529,174 +521,64 @@ impl Graph {
         &self.tenant_id
     }
 
-    async fn drop_token(&self, generation: u64) {
-        let mut slot = self.token.lock().await;
-        if slot
-            .current
-            .as_ref()
-            .is_some_and(|token| token.generation == generation)
-        {
-            slot.current = None;
-        }
-    }
-
-    /// A valid token: the cached one, or a new one fetched while holding the lock so concurrent
-    /// callers wait for one fetch instead of each making their own.
+    /// A valid token from the one token source; a token fetched for this caller has its grants
+    /// remembered, counted and logged.
     async fn lease(
         &self,
         deadline: Instant,
         calls: &mut Vec<UpstreamCall>,
-    ) -> Result<Lease, UpstreamError> {
-        let until = deadline.min(super::limits::instant_after(Instant::now(), self.timeout));
-        let work = async {
-            let mut slot = self.token.lock().await;
-            if let Some(token) = &slot.current
-                && Instant::now() < token.refresh_at
-            {
-                return Ok(Lease {
-                    value: token.value.clone(),
-                    generation: token.generation,
-                    fresh: false,
-                    grants: token.grants.clone(),
-                });
-            }
-            slot.current = None;
-            let started = Instant::now();
-            let result = self.fetch_token(until).await;
-            calls.push(UpstreamCall {
-                connector: CONNECTOR,
-                operation: TOKEN_OPERATION.to_string(),
-                outcome: match &result {
-                    Ok(_) => "ok".to_string(),
-                    Err(UpstreamError::Status { status, .. }) => format!("http_{status}"),
-                    Err(error) => error.outcome().to_string(),
-                },
-                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-                cached: false,
-                attempts: 1,
-            });
-            if let Err(error) = &result {
-                tracing::warn!(connector = CONNECTOR, operation = TOKEN_OPERATION, detail = %error.detail(), "Microsoft Graph token request failed");
-            }
-            let (value, lifetime) = result?;
-            let grants = Grants::from_access_token(value.expose());
-            self.record_grants(&grants);
-            slot.generation += 1;
-            let generation = slot.generation;
-            let margin = (lifetime / 10).min(Duration::from_secs(300));
-            let mut refresh_in = lifetime.saturating_sub(margin);
-            if !PERMISSIONS
-                .iter()
-                .all(|permission| grants.allow(permission))
-            {
-                refresh_in = refresh_in.min(GRANT_RECHECK);
-            }
-            slot.current = Some(CachedToken {
-                value: value.clone(),
-                refresh_at: super::limits::instant_after(Instant::now(), refresh_in),
-                generation,
-                grants: grants.clone(),
-            });
-            Ok(Lease {
-                value,
-                generation,
-                fresh: true,
-                grants,
-            })
-        };
-        match tokio::time::timeout_at(until, work).await {
-            Ok(result) => result,
-            Err(_) => {
-                calls.push(UpstreamCall {
-                    connector: CONNECTOR,
-                    operation: TOKEN_OPERATION.to_string(),
-                    outcome: "timeout".to_string(),
-                    latency_ms: 0.0,
-                    cached: false,
-                    attempts: 1,
-                });
-                Err(UpstreamError::Timeout {
-                    connector: CONNECTOR,
-                })
-            }
+    ) -> Result<Token<Grants>, UpstreamError> {
+        let token = self.token.token(deadline, calls).await?;
+        if token.fresh {
+            self.record_grants(&token.meta);
         }
+        Ok(token)
     }
+}
 
-    /// One client-credentials request to the tenant's token endpoint.
-    async fn fetch_token(&self, until: Instant) -> Result<(Secret, Duration), UpstreamError> {
-        let proof = match &self.credential {
-            Credential::Secret(secret) => ("client_secret", secret.clone()),
+/// What a new token is granted, and, when it lacks a permission pimgate uses, how soon it is
+/// replaced ([`GRANT_RECHECK`]), so an admin consent given now is picked up within minutes.
+fn inspect_token(token: &Secret) -> (Grants, Option<Duration>) {
+    let grants = Grants::from_access_token(token.expose());
+    let complete = PERMISSIONS
+        .iter()
+        .all(|permission| grants.allow(permission));
+    (grants, (!complete).then_some(GRANT_RECHECK))
+}
+
+/// Graph's [`ClientProof`]: a client secret, a certificate-signed assertion or the projected
+/// workload identity token. `Debug` names the kind only.
+struct GraphProof {
+    credential: Credential,
+    token_url: String,
+    client_id: String,
+}
+
+impl fmt::Debug for GraphProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.credential.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl ClientProof for GraphProof {
+    async fn parameters(&self) -> Result<Vec<(&'static str, Secret)>, UpstreamError> {
+        let assertion = match &self.credential {
+            Credential::Secret(secret) => return Ok(vec![("client_secret", secret.clone())]),
             Credential::Certificate {
                 key,
                 thumbprint_s256,
-            } => (
-                "client_assertion",
-                Secret::new(self.client_assertion(key, thumbprint_s256)?),
-            ),
-            Credential::FederatedTokenFile(path) => {
-                ("client_assertion", read_federated_token(path).await?)
-            }
+            } => Secret::new(self.client_assertion(key, thumbprint_s256)?),
+            Credential::FederatedTokenFile(path) => read_federated_token(path).await?,
         };
-        let body = {
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "client_credentials")
-                .append_pair("client_id", &self.client_id)
-                .append_pair("scope", &self.scope);
-            if proof.0 == "client_assertion" {
-                form.append_pair("client_assertion_type", ASSERTION_TYPE);
-            }
-            form.append_pair(proof.0, proof.1.expose());
-            form.finish()
-        };
-        let budget = until.saturating_duration_since(Instant::now());
-        if budget.is_zero() {
-            return Err(UpstreamError::Timeout {
-                connector: CONNECTOR,
-            });
-        }
-        let mut response = self
-            .upstream
-            .client()
-            .post(&self.token_url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(budget)
-            .body(body)
-            .send()
-            .await
-            .map_err(|error| {
-                if error.is_timeout() {
-                    UpstreamError::Timeout {
-                        connector: CONNECTOR,
-                    }
-                } else {
-                    UpstreamError::Unreachable {
-                        connector: CONNECTOR,
-                    }
-                }
-            })?;
-        let status = response.status();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|_| UpstreamError::Unreachable {
-                connector: CONNECTOR,
-            })?
-        {
-            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(UpstreamError::Malformed {
-                    connector: CONNECTOR,
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        parse_token_answer(status.as_u16(), &bytes)
+        Ok(vec![
+            ("client_assertion_type", Secret::new(ASSERTION_TYPE)),
+            ("client_assertion", assertion),
+        ])
     }
+}
 
+impl GraphProof {
     /// A short-lived `private_key_jwt` assertion as Entra documents it today: PS256, `x5t#S256`,
     /// audience the token endpoint, issuer and subject the client id.
     fn client_assertion(

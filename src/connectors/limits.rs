@@ -27,7 +27,7 @@ pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 /// 30 minutes by default): a longer `expires_in` is read as this.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// How long a failed token request is remembered (ServiceNow OAuth): lookups in that time fail at
+/// How long a failed token request is remembered (`oauth::TokenSource`): lookups in that time fail at
 /// once with the same error instead of each waiting for a token endpoint that just failed.
 pub const FAILED_TOKEN_TTL: Duration = Duration::from_secs(5);
 
@@ -36,7 +36,7 @@ pub const FAILED_TOKEN_TTL: Duration = Duration::from_secs(5);
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// `now + wait`, saturating instead of panicking: an unrepresentable instant becomes
-/// [`FAR_FUTURE`] from now (or `now` itself if even that is not representable, i.e. "already due").
+/// `FAR_FUTURE` from now (or `now` itself if even that is not representable, i.e. "already due").
 pub fn instant_after(now: Instant, wait: Duration) -> Instant {
     now.checked_add(wait)
         .or_else(|| now.checked_add(FAR_FUTURE))

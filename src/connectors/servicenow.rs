@@ -13,19 +13,15 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::BuildContext;
 use super::cache::{CacheSettings, TtlCache};
-use super::http::{
-    CircuitSettings, Fetched, MAX_RESPONSE_BYTES, RetrySettings, Upstream, UpstreamCall,
-    UpstreamError,
-};
+use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
+use super::oauth::{ClientSecret, TokenEndpoint, TokenSource};
 use super::secrets::{Secret, SecretRef, required_secret};
 use super::ticket::{
     ItsmTicket, TicketPerson, TicketWindow, cache_hit, non_empty, parse_servicenow_time,
-    read_capped,
 };
 use crate::vocabulary::diagnostic::SettingsProblem;
 
@@ -97,42 +93,17 @@ pub enum ServiceNowAuth {
 #[derive(Debug)]
 enum Credentials {
     Basic { username: String, password: Secret },
-    OAuth { client_id: String, secret: Secret },
-}
-
-#[derive(Debug)]
-enum CachedToken {
-    Valid {
-        value: Secret,
-        refresh_at: Instant,
-    },
-    /// The last token request failed: until `until`, lookups get this error at once instead of each
-    /// waiting for the token endpoint again (see [`super::limits::FAILED_TOKEN_TTL`]).
-    Failed {
-        error: UpstreamError,
-        until: Instant,
-    },
-}
-
-/// A token request's outcome as upstream call records spell it.
-fn token_outcome(error: Option<&UpstreamError>) -> String {
-    match error {
-        None => "ok".to_string(),
-        Some(UpstreamError::Status { status, .. }) => format!("http_{status}"),
-        Some(error) => error.outcome().to_string(),
-    }
+    OAuth,
 }
 
 #[derive(Debug)]
 pub struct ServiceNow {
     base_url: String,
     upstream: Upstream,
-    timeout: Duration,
     credentials: Credentials,
     tickets: TtlCache<ItsmTicket>,
-    /// Held while a token is fetched, so concurrent lookups wait for one fetch instead of each
-    /// asking for their own.
-    token: Mutex<Option<CachedToken>>,
+    /// OAuth only: the cached, single-flight client-credentials token.
+    token: Option<TokenSource>,
 }
 
 fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingsProblem {
@@ -167,7 +138,7 @@ impl ServiceNow {
                     required_secret("servicenow", "password", &settings.password, &mut problems);
                 username
                     .zip(password)
-                    .map(|(username, password)| Credentials::Basic { username, password })
+                    .map(|(username, password)| (Credentials::Basic { username, password }, None))
             }
             ServiceNowAuth::Oauth => {
                 let client_id = non_empty(settings.client_id.as_deref());
@@ -184,13 +155,28 @@ impl ServiceNow {
                     &settings.client_secret,
                     &mut problems,
                 );
-                client_id
-                    .zip(secret)
-                    .map(|(client_id, secret)| Credentials::OAuth { client_id, secret })
+                client_id.zip(secret).map(|(client_id, secret)| {
+                    (
+                        Credentials::OAuth,
+                        Some((
+                            TokenEndpoint {
+                                connector: NAME,
+                                operation: TOKEN_OPERATION,
+                                system: "ServiceNow",
+                                url: format!("{base_url}/oauth_token.do"),
+                                client_id,
+                                scope: None,
+                                timeout: Duration::from_millis(settings.timeout_ms),
+                                margin: TOKEN_REFRESH_MARGIN,
+                            },
+                            secret,
+                        )),
+                    )
+                })
             }
         };
         match credentials {
-            Some(credentials) if problems.is_empty() => Ok(Self {
+            Some((credentials, token)) if problems.is_empty() => Ok(Self {
                 base_url,
                 upstream: Upstream::with_settings(
                     NAME,
@@ -199,10 +185,16 @@ impl ServiceNow {
                     settings.retry,
                     settings.circuit,
                 ),
-                timeout: Duration::from_millis(settings.timeout_ms),
                 credentials,
                 tickets: TtlCache::with_name("servicenow_tickets", settings.cache),
-                token: Mutex::new(None),
+                token: token.map(|(endpoint, secret)| {
+                    TokenSource::new(
+                        endpoint,
+                        context.http.clone(),
+                        Box::new(ClientSecret(secret)),
+                        parse_token_answer,
+                    )
+                }),
             }),
             _ => Err(problems),
         }
@@ -262,13 +254,21 @@ impl ServiceNow {
             .client()
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json");
+        let mut generation = None;
         let request = match &self.credentials {
             Credentials::Basic { username, password } => {
                 request.basic_auth(username, Some(password.expose()))
             }
-            Credentials::OAuth { .. } => {
-                let token = self.bearer(deadline, calls).await?;
-                request.bearer_auth(token.expose())
+            Credentials::OAuth => {
+                let Some(source) = &self.token else {
+                    return Err(UpstreamError::Auth {
+                        connector: NAME,
+                        detail: "no OAuth client is configured".to_string(),
+                    });
+                };
+                let token = source.token(deadline, calls).await?;
+                generation = Some(token.generation);
+                request.bearer_auth(token.value.expose())
             }
         };
         let operation = format!("GET /api/now/table/{table}");
@@ -295,130 +295,14 @@ impl ServiceNow {
             other => other.map(|_| Fetched::NotFound),
         };
         calls.push(call);
-        if let (Err(UpstreamError::Auth { .. }), Credentials::OAuth { .. }) =
-            (&answer, &self.credentials)
+        if let (Err(UpstreamError::Auth { .. }), Some(source), Some(generation)) =
+            (&answer, &self.token, generation)
         {
             // A revoked or shortened token: fetch a fresh one next time instead of failing until it
-            // would have expired. `try_lock`: if another lookup is fetching a token right now, that
-            // one is fresh anyway, and waiting for it could outlast this request's deadline.
-            if let Ok(mut slot) = self.token.try_lock() {
-                *slot = None;
-            }
+            // would have expired.
+            source.invalidate(generation);
         }
         answer
-    }
-
-    async fn bearer(
-        &self,
-        deadline: Instant,
-        calls: &mut Vec<UpstreamCall>,
-    ) -> Result<Secret, UpstreamError> {
-        let mut slot = tokio::time::timeout_at(deadline, self.token.lock())
-            .await
-            .map_err(|_| UpstreamError::Timeout { connector: NAME })?;
-        let now = Instant::now();
-        match slot.as_ref() {
-            Some(CachedToken::Valid { value, refresh_at }) if now < *refresh_at => {
-                return Ok(value.clone());
-            }
-            Some(CachedToken::Failed { error, until }) if now < *until => {
-                calls.push(UpstreamCall {
-                    connector: NAME,
-                    operation: TOKEN_OPERATION.to_string(),
-                    outcome: token_outcome(Some(error)),
-                    latency_ms: 0.0,
-                    cached: true,
-                    attempts: 0,
-                });
-                return Err(error.clone());
-            }
-            _ => {}
-        }
-        // A timeout cut short by this request's own deadline says nothing about the endpoint, so
-        // only a request that had the whole per-call timeout is remembered as failed.
-        let full_budget = deadline.saturating_duration_since(now) >= self.timeout;
-        let started = Instant::now();
-        let result = self.fetch_token(deadline).await;
-        calls.push(UpstreamCall {
-            connector: NAME,
-            operation: TOKEN_OPERATION.to_string(),
-            outcome: token_outcome(result.as_ref().err()),
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            cached: false,
-            attempts: 1,
-        });
-        let (value, lifetime) = match result {
-            Ok(token) => token,
-            Err(error) => {
-                tracing::warn!(connector = NAME, operation = TOKEN_OPERATION, detail = %error.detail(), "ServiceNow token request failed");
-                let remember = full_budget || !matches!(error, UpstreamError::Timeout { .. });
-                *slot = remember.then(|| CachedToken::Failed {
-                    error: error.clone(),
-                    until: super::limits::instant_after(
-                        Instant::now(),
-                        super::limits::FAILED_TOKEN_TTL,
-                    ),
-                });
-                return Err(error);
-            }
-        };
-        let refresh_in = super::limits::refresh_after(lifetime, TOKEN_REFRESH_MARGIN);
-        *slot = Some(CachedToken::Valid {
-            value: value.clone(),
-            refresh_at: super::limits::instant_after(Instant::now(), refresh_in),
-        });
-        Ok(value)
-    }
-
-    async fn fetch_token(&self, deadline: Instant) -> Result<(Secret, Duration), UpstreamError> {
-        let Credentials::OAuth { client_id, secret } = &self.credentials else {
-            return Err(UpstreamError::Auth {
-                connector: NAME,
-                detail: "no OAuth client is configured".to_string(),
-            });
-        };
-        let budget = deadline
-            .saturating_duration_since(Instant::now())
-            .min(self.upstream_timeout());
-        if budget.is_zero() {
-            return Err(UpstreamError::Timeout { connector: NAME });
-        }
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", client_id)
-            .append_pair("client_secret", secret.expose())
-            .finish();
-        let request = self
-            .upstream
-            .client()
-            .post(format!("{}/oauth_token.do", self.base_url))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body);
-        let exchange = async {
-            let response = request.send().await.map_err(|error| {
-                if error.is_timeout() {
-                    UpstreamError::Timeout { connector: NAME }
-                } else {
-                    UpstreamError::Unreachable { connector: NAME }
-                }
-            })?;
-            let status = response.status().as_u16();
-            let body = read_capped(response, MAX_RESPONSE_BYTES)
-                .await
-                .ok_or(UpstreamError::Malformed { connector: NAME })?;
-            parse_token_answer(status, &body)
-        };
-        tokio::time::timeout(budget, exchange)
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout { connector: NAME }))
-    }
-
-    fn upstream_timeout(&self) -> Duration {
-        self.timeout
     }
 }
 

@@ -173,7 +173,5 @@ impl TestApp {
 }
 
 pub fn fixture(name: &str) -> Value {
-    let path = format!("tests/fixtures/requests/{name}");
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture exists"))
-        .expect("fixture is JSON")
+    crate::common_fixtures::json("requests", name)
 }

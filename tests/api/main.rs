@@ -5,6 +5,8 @@
 
 #[path = "../common_auth/mod.rs"]
 mod common_auth;
+#[path = "../common_fixtures/mod.rs"]
+mod common_fixtures;
 
 mod connectors;
 mod evaluate;

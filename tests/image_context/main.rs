@@ -100,7 +100,7 @@ fn tools(test: &str) -> Option<Tools> {
             return None;
         }
         panic!(
-            "`cargo-chef` is not installed; install it with: {install} (scripts/test.sh does), or set {SKIP_ENV}=1 to skip"
+            "`cargo-chef` is not installed; install it with: {install} (scripts/lint-deploy.sh does), or set {SKIP_ENV}=1 to skip"
         );
     }
     Some(Tools {
@@ -402,11 +402,12 @@ fn the_replay_fails_when_the_dependency_layer_is_planned_with_another_profile() 
 #[test]
 fn scripts_test_installs_the_cargo_chef_the_dockerfile_pins() {
     let version = pinned_chef_version();
-    let script = read("scripts/test.sh");
+    // The script that runs this binary (`test = false`) installs it; it was scripts/test.sh.
+    let script = read("scripts/lint-deploy.sh");
     assert!(
         script.contains(&format!("chef_version={version}\n"))
             && script.contains("cargo install cargo-chef --locked --version \"$chef_version\""),
-        "scripts/test.sh must install cargo-chef {version}, the version the Dockerfile pins"
+        "scripts/lint-deploy.sh must install cargo-chef {version}, the version the Dockerfile pins"
     );
 }
 

@@ -646,7 +646,7 @@ fn cargo(
         }
         ["chef", "prepare"] | ["chef", "cook"] => {
             let chef = tools.chef.as_ref().ok_or_else(|| {
-                "cargo-chef is not installed here (scripts/test.sh installs it)".to_string()
+                "cargo-chef is not installed here (scripts/lint-deploy.sh installs it)".to_string()
             })?;
             let mut process = child(chef, stage);
             process.args(&words[1..]);

@@ -11,15 +11,15 @@ use pimgate::payload::{
 };
 use serde_json::{Value, json};
 
-const ENTRA: &str = include_str!("fixtures/requests/entra-role-activation.json");
-const GROUP: &str = include_str!("fixtures/requests/group-activation.json");
-const AZURE: &str = include_str!("fixtures/requests/azure-resource-activation.json");
-const AZURE_NAMED: &str = include_str!("fixtures/requests/azure-resource-named.json");
-const GROUP_OWNER: &str = include_str!("fixtures/requests/group-owner-activation.json");
-const ENTRA_AU: &str = include_str!("fixtures/requests/entra-role-administrative-unit.json");
-const ENTRA_DEACTIVATE: &str = include_str!("fixtures/requests/entra-role-self-deactivate.json");
-const ENTRA_PASCAL: &str = include_str!("fixtures/requests/entra-role-pascal-case.json");
-const ENTRA_APP_SCOPE: &str = include_str!("fixtures/requests/entra-role-app-scope.json");
+const ENTRA: &str = include_str!("../fixtures/requests/entra-role-activation.json");
+const GROUP: &str = include_str!("../fixtures/requests/group-activation.json");
+const AZURE: &str = include_str!("../fixtures/requests/azure-resource-activation.json");
+const AZURE_NAMED: &str = include_str!("../fixtures/requests/azure-resource-named.json");
+const GROUP_OWNER: &str = include_str!("../fixtures/requests/group-owner-activation.json");
+const ENTRA_AU: &str = include_str!("../fixtures/requests/entra-role-administrative-unit.json");
+const ENTRA_DEACTIVATE: &str = include_str!("../fixtures/requests/entra-role-self-deactivate.json");
+const ENTRA_PASCAL: &str = include_str!("../fixtures/requests/entra-role-pascal-case.json");
+const ENTRA_APP_SCOPE: &str = include_str!("../fixtures/requests/entra-role-app-scope.json");
 
 const ALL_FIXTURES: [&str; 9] = [
     ENTRA,
