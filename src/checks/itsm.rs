@@ -16,9 +16,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::util::ticket_tokens;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
+use crate::connectors::ConnectorId;
 use crate::connectors::http::{Fetched, UpstreamCall, UpstreamError};
 use crate::connectors::jira::JiraUser;
 use crate::connectors::ticket::{ItsmTicket, TicketPerson};
@@ -115,11 +116,25 @@ struct ItsmCheck {
     directory: Arc<dyn RequesterDirectory>,
 }
 
-pub fn required_connector(spec: &ItsmSpec) -> Option<&'static str> {
-    match spec.system.as_str() {
-        "servicenow" => Some("servicenow"),
-        "jira" => Some("jira"),
-        _ => None,
+/// `- itsm: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct ItsmKind;
+
+impl CheckKind for ItsmKind {
+    const NAME: &'static str = "itsm";
+    const REACH: Reach = Reach::Upstream;
+    type Spec = ItsmSpec;
+
+    fn connector(spec: &ItsmSpec) -> Option<ConnectorId> {
+        match spec.system.as_str() {
+            "servicenow" => Some(ConnectorId::ServiceNow),
+            "jira" => Some(ConnectorId::Jira),
+            _ => None,
+        }
+    }
+
+    fn build(spec: &ItsmSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
     }
 }
 

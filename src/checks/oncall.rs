@@ -29,8 +29,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
+use crate::connectors::ConnectorId;
 use crate::connectors::http::{Fetched, UpstreamCall};
 use crate::connectors::oncall_file::OncallFile;
 use crate::connectors::opsgenie::Opsgenie;
@@ -56,12 +57,26 @@ pub struct OncallSpec {
 /// without Graph) supply identities; in service it is `Connectors::user_profile`.
 pub type IdentityLookup = Arc<dyn Fn(&str) -> Option<UserProfile> + Send + Sync>;
 
-pub fn required_connector(spec: &OncallSpec) -> Option<&'static str> {
-    match spec.source.as_str() {
-        "pagerduty" => Some("pagerduty"),
-        "opsgenie" => Some("opsgenie"),
-        "file" => Some("oncall_file"),
-        _ => None,
+/// `- oncall: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct OncallKind;
+
+impl CheckKind for OncallKind {
+    const NAME: &'static str = "oncall";
+    const REACH: Reach = Reach::Upstream;
+    type Spec = OncallSpec;
+
+    fn connector(spec: &OncallSpec) -> Option<ConnectorId> {
+        match spec.source.as_str() {
+            "pagerduty" => Some(ConnectorId::PagerDuty),
+            "opsgenie" => Some(ConnectorId::Opsgenie),
+            "file" => Some(ConnectorId::OncallFile),
+            _ => None,
+        }
+    }
+
+    fn build(spec: &OncallSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
     }
 }
 
