@@ -15,7 +15,7 @@ use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::{Check, NamedCheck};
-use super::{duration, hr, itsm, justification, oncall, principal, start, ticket, window};
+use super::{duration, group, hr, itsm, justification, oncall, principal, start, ticket, window};
 use crate::connectors::ConnectorId;
 
 /// Whether a kind's checks ask an upstream system (and so cannot run offline; `rules test` stubs
@@ -114,6 +114,7 @@ check_kinds! {
     Itsm: itsm::ItsmKind,
     Hr: hr::HrKind,
     Oncall: oncall::OncallKind,
+    Group: group::GroupKind,
 }
 
 /// The kinds that ask an upstream system (and so cannot run offline).
