@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod jira;
 pub mod limits;
+pub mod oncall;
 pub mod oncall_file;
 pub mod opsgenie;
 pub mod pagerduty;
