@@ -10,6 +10,7 @@ pub mod graph;
 pub mod hr_file;
 pub mod http;
 pub mod identity;
+pub mod itsm;
 pub mod jira;
 pub mod limits;
 pub mod oncall;
