@@ -62,6 +62,9 @@ pub trait TicketSource: Send + Sync + fmt::Debug {
     }
 }
 
+/// A problem with a rule's `states`: key, message, fix.
+pub type StatesProblem = (String, String, String);
+
 /// What rules may name as an `itsm` system, and what it can do.
 #[derive(Clone, Copy)]
 pub struct TicketVendor {
@@ -85,7 +88,7 @@ pub struct TicketVendor {
     /// Whether a ticket number in a justification contains a `-` (Jira `OPS-12`).
     pub key_has_dash: bool,
     /// Spec problems with `states` for these `tables` (`key`, message, fix).
-    pub check_states: fn(&[String], &[String]) -> Vec<(String, String, String)>,
+    pub check_states: fn(&[String], &[String]) -> Vec<StatesProblem>,
     /// What the operator should look at when these ticket fields could not be read.
     pub unreadable_detail: fn(&str) -> String,
     /// The configured connector, if any.
@@ -173,7 +176,7 @@ pub fn either<S: AsRef<str>>(values: &[S]) -> String {
 
 /// States can be checked only when pimgate knows every listed table's states; a custom table may
 /// have any.
-fn servicenow_states(tables: &[String], states: &[String]) -> Vec<(String, String, String)> {
+fn servicenow_states(tables: &[String], states: &[String]) -> Vec<StatesProblem> {
     let tables: Vec<String> = if tables.is_empty() {
         servicenow::DEFAULT_TABLES
             .iter()

@@ -226,49 +226,6 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Shift>, OncallFileError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_bad_shift_is_reported() {
-        let text = r#"
-shifts:
-  - { schedule: "", user: a@x.com, from: "2026-11-24T08:00:00Z", to: "2026-11-24T18:00:00Z" }
-  - { schedule: s, user: b@x.com, from: "2026-11-24T18:00:00Z", to: "2026-11-24T08:00:00Z", level: 0 }
-"#;
-        let error = parse(Path::new("oncall.yaml"), text).expect_err("invalid");
-        let message = error.to_string();
-        assert!(
-            message.contains("shift 1 has an empty `schedule`"),
-            "{message}"
-        );
-        assert!(
-            message.contains("shift 2 ends before it starts"),
-            "{message}"
-        );
-        assert!(message.contains("shift 2 has level 0"), "{message}");
-    }
-
-    #[test]
-    fn a_missing_file_stops_start_up_naming_the_key() {
-        let settings = OncallFileSettings {
-            path: PathBuf::from("/nonexistent/pimgate/oncall.yaml"),
-        };
-        let context = BuildContext {
-            http: reqwest::Client::new(),
-            tenant_id: "t".into(),
-        };
-        let problems = OncallFile::new(&settings, &context).expect_err("missing");
-        assert_eq!(problems[0].key, "connectors.oncall_file.path");
-        assert!(
-            problems[0]
-                .message
-                .contains("/nonexistent/pimgate/oncall.yaml")
-        );
-    }
-}
-
 /// The roster file as an on-call source: shifts may name the requester by object id (no directory
 /// lookup needed) or by e-mail address.
 #[async_trait::async_trait]
@@ -332,5 +289,48 @@ impl super::oncall::OncallSource for OncallFile {
                 })
                 .collect(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_shift_is_reported() {
+        let text = r#"
+shifts:
+  - { schedule: "", user: a@x.com, from: "2026-11-24T08:00:00Z", to: "2026-11-24T18:00:00Z" }
+  - { schedule: s, user: b@x.com, from: "2026-11-24T18:00:00Z", to: "2026-11-24T08:00:00Z", level: 0 }
+"#;
+        let error = parse(Path::new("oncall.yaml"), text).expect_err("invalid");
+        let message = error.to_string();
+        assert!(
+            message.contains("shift 1 has an empty `schedule`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("shift 2 ends before it starts"),
+            "{message}"
+        );
+        assert!(message.contains("shift 2 has level 0"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_file_stops_start_up_naming_the_key() {
+        let settings = OncallFileSettings {
+            path: PathBuf::from("/nonexistent/pimgate/oncall.yaml"),
+        };
+        let context = BuildContext {
+            http: reqwest::Client::new(),
+            tenant_id: "t".into(),
+        };
+        let problems = OncallFile::new(&settings, &context).expect_err("missing");
+        assert_eq!(problems[0].key, "connectors.oncall_file.path");
+        assert!(
+            problems[0]
+                .message
+                .contains("/nonexistent/pimgate/oncall.yaml")
+        );
     }
 }

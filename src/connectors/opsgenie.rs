@@ -226,41 +226,6 @@ pub fn parse_on_call_recipients(body: &[u8]) -> Result<Vec<String>, UpstreamErro
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedule_ids_are_told_apart_from_schedule_names() {
-        assert_eq!(
-            identifier_type("d875a1b4-9b4e-4219-a1b3-0c26936d18de"),
-            "id"
-        );
-        assert_eq!(identifier_type("Platform On-Call"), "name");
-    }
-
-    #[test]
-    fn a_missing_key_and_a_plain_http_url_are_both_reported() {
-        let settings = OpsgenieSettings {
-            base_url: Some("http://api.opsgenie.com".into()),
-            ..OpsgenieSettings::default()
-        };
-        let context = BuildContext {
-            http: reqwest::Client::new(),
-            tenant_id: "t".into(),
-        };
-        let problems = Opsgenie::new(&settings, &context).expect_err("invalid");
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "connectors.opsgenie.base_url",
-                "connectors.opsgenie.api_key"
-            ]
-        );
-    }
-}
-
 /// Opsgenie as an on-call source: each schedule's flattened on-call recipients, matched against
 /// the requester's e-mail addresses. Opsgenie schedules have no escalation levels; recipients count
 /// as level 1.
@@ -316,5 +281,40 @@ impl super::oncall::OncallSource for Opsgenie {
             Some(message) if duties.is_empty() => OncallAnswer::Unknown(message),
             _ => OncallAnswer::Duties(duties),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_ids_are_told_apart_from_schedule_names() {
+        assert_eq!(
+            identifier_type("d875a1b4-9b4e-4219-a1b3-0c26936d18de"),
+            "id"
+        );
+        assert_eq!(identifier_type("Platform On-Call"), "name");
+    }
+
+    #[test]
+    fn a_missing_key_and_a_plain_http_url_are_both_reported() {
+        let settings = OpsgenieSettings {
+            base_url: Some("http://api.opsgenie.com".into()),
+            ..OpsgenieSettings::default()
+        };
+        let context = BuildContext {
+            http: reqwest::Client::new(),
+            tenant_id: "t".into(),
+        };
+        let problems = Opsgenie::new(&settings, &context).expect_err("invalid");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "connectors.opsgenie.base_url",
+                "connectors.opsgenie.api_key"
+            ]
+        );
     }
 }

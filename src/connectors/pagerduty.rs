@@ -428,81 +428,6 @@ pub fn parse_oncalls_page(body: &[u8]) -> Result<(Vec<PagerDutyOncall>, bool), U
     Ok((page.oncalls, page.more))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn context() -> BuildContext {
-        BuildContext {
-            http: reqwest::Client::new(),
-            tenant_id: "t".into(),
-        }
-    }
-
-    #[test]
-    fn settings_problems_are_all_reported_with_their_keys() {
-        let settings = PagerDutySettings {
-            base_url: Some("http://pagerduty.example.com".into()),
-            api_token: SecretRef {
-                env: Some("PIMGATE_TEST_PAGERDUTY_SURELY_UNSET".into()),
-                file: None,
-            },
-            timeout_ms: 0,
-            ..PagerDutySettings::default()
-        };
-        let problems = PagerDuty::new(&settings, &context()).expect_err("invalid");
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "connectors.pagerduty.base_url",
-                "connectors.pagerduty.timeout_ms",
-                "connectors.pagerduty.api_token"
-            ]
-        );
-        assert!(problems.iter().all(|p| !p.message.contains("Token token=")));
-    }
-
-    #[test]
-    fn the_query_range_is_the_minute_around_the_instant() {
-        let at = DateTime::parse_from_rfc3339("2026-11-27T12:34:56.789Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        assert_eq!(
-            minute_around(at),
-            (
-                "2026-11-27T12:34:00Z".to_string(),
-                "2026-11-27T12:35:00Z".to_string()
-            )
-        );
-    }
-
-    #[test]
-    fn oncall_bounds_are_half_open_and_null_means_unbounded() {
-        let at = |text: &str| {
-            DateTime::parse_from_rfc3339(text)
-                .expect("time")
-                .with_timezone(&Utc)
-        };
-        let reference = Reference {
-            id: "X".into(),
-            summary: None,
-        };
-        let mut entry = PagerDutyOncall {
-            escalation_level: 1,
-            user: reference.clone(),
-            schedule: None,
-            escalation_policy: reference,
-            start: Some(at("2026-11-24T08:00:00Z")),
-            end: Some(at("2026-11-24T18:00:00Z")),
-        };
-        assert!(entry.covers(at("2026-11-24T08:00:00Z")));
-        assert!(!entry.covers(at("2026-11-24T18:00:00Z")));
-        entry.end = None;
-        assert!(entry.covers(at("2030-01-01T00:00:00Z")));
-    }
-}
-
 /// PagerDuty as an on-call source: the requester's e-mail → PagerDuty user id → `GET /oncalls`
 /// filtered by that user and the schedules (or escalation policies). When both are named,
 /// PagerDuty would AND the filters, so they are applied here instead (OR).
@@ -579,5 +504,80 @@ impl super::oncall::OncallSource for PagerDuty {
                 })
                 .collect(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> BuildContext {
+        BuildContext {
+            http: reqwest::Client::new(),
+            tenant_id: "t".into(),
+        }
+    }
+
+    #[test]
+    fn settings_problems_are_all_reported_with_their_keys() {
+        let settings = PagerDutySettings {
+            base_url: Some("http://pagerduty.example.com".into()),
+            api_token: SecretRef {
+                env: Some("PIMGATE_TEST_PAGERDUTY_SURELY_UNSET".into()),
+                file: None,
+            },
+            timeout_ms: 0,
+            ..PagerDutySettings::default()
+        };
+        let problems = PagerDuty::new(&settings, &context()).expect_err("invalid");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "connectors.pagerduty.base_url",
+                "connectors.pagerduty.timeout_ms",
+                "connectors.pagerduty.api_token"
+            ]
+        );
+        assert!(problems.iter().all(|p| !p.message.contains("Token token=")));
+    }
+
+    #[test]
+    fn the_query_range_is_the_minute_around_the_instant() {
+        let at = DateTime::parse_from_rfc3339("2026-11-27T12:34:56.789Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(
+            minute_around(at),
+            (
+                "2026-11-27T12:34:00Z".to_string(),
+                "2026-11-27T12:35:00Z".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn oncall_bounds_are_half_open_and_null_means_unbounded() {
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let reference = Reference {
+            id: "X".into(),
+            summary: None,
+        };
+        let mut entry = PagerDutyOncall {
+            escalation_level: 1,
+            user: reference.clone(),
+            schedule: None,
+            escalation_policy: reference,
+            start: Some(at("2026-11-24T08:00:00Z")),
+            end: Some(at("2026-11-24T18:00:00Z")),
+        };
+        assert!(entry.covers(at("2026-11-24T08:00:00Z")));
+        assert!(!entry.covers(at("2026-11-24T18:00:00Z")));
+        entry.end = None;
+        assert!(entry.covers(at("2030-01-01T00:00:00Z")));
     }
 }
