@@ -352,7 +352,7 @@ async fn a_token_without_group_member_read_all_is_not_evaluated_without_asking_g
         .iter()
         .filter(|request| request.method.as_str() == "GET")
         .count();
-    assert_eq!(gets, 0);
+    assert_eq!(gets, 0, "{outcome:?}");
 }
 
 #[tokio::test]
