@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use chrono::Duration;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome};
+use crate::connectors::ConnectorId;
 use crate::payload::{ExpirationKind, format_iso8601_duration};
 
 /// `duration: { max: PT2H, allow_no_expiration: false }`
@@ -34,6 +35,24 @@ const CLOCK_SKEW_ALLOWANCE: Duration = Duration::seconds(60);
 struct DurationCheck {
     max: Duration,
     allow_no_expiration: bool,
+}
+
+/// `- duration: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct DurationKind;
+
+impl CheckKind for DurationKind {
+    const NAME: &'static str = "duration";
+    const REACH: Reach = Reach::Local;
+    type Spec = DurationSpec;
+
+    fn connector(_spec: &DurationSpec) -> Option<ConnectorId> {
+        None
+    }
+
+    fn build(spec: &DurationSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
+    }
 }
 
 pub fn build(spec: &DurationSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {

@@ -14,9 +14,10 @@ use async_trait::async_trait;
 use chrono::Duration;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
+use crate::connectors::ConnectorId;
 use crate::connectors::http::Fetched;
 use crate::connectors::identity::ProfileSource;
 use crate::connectors::{Attribute, Connectors, PermissionNeed, Unknown, UserProfile, graph};
@@ -56,11 +57,25 @@ struct HrCheck {
     departments: Vec<String>,
 }
 
-pub fn required_connector(spec: &HrSpec) -> Option<&'static str> {
-    match spec.source.as_str() {
-        "graph" => Some("graph"),
-        "file" => Some("hr_file"),
-        _ => None,
+/// `- hr: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct HrKind;
+
+impl CheckKind for HrKind {
+    const NAME: &'static str = "hr";
+    const REACH: Reach = Reach::Upstream;
+    type Spec = HrSpec;
+
+    fn connector(spec: &HrSpec) -> Option<ConnectorId> {
+        match spec.source.as_str() {
+            "graph" => Some(ConnectorId::Graph),
+            "file" => Some(ConnectorId::HrFile),
+            _ => None,
+        }
+    }
+
+    fn build(spec: &HrSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
     }
 }
 

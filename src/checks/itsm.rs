@@ -16,13 +16,16 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::util::ticket_tokens;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
+use crate::connectors::ConnectorId;
 use crate::connectors::http::{Fetched, UpstreamCall, UpstreamError};
-use crate::connectors::jira::JiraUser;
+use crate::connectors::itsm::{
+    Requester, TicketLookup, TicketSource, TicketVendor, Unresolved, either, quoted, ticket_vendor,
+};
 use crate::connectors::ticket::{ItsmTicket, TicketPerson};
-use crate::connectors::{Connectors, PermissionNeed, UserProfile, graph, jira, servicenow};
+use crate::connectors::{Connectors, PermissionNeed, UserProfile, graph};
 
 /// `itsm: { system: servicenow, tables: [change_request], states: [Implement], assigned_to_requester: true, covers_activation: true }`
 #[derive(Debug, Clone, Deserialize)]
@@ -80,31 +83,9 @@ impl RequesterDirectory for Connectors {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum System {
-    ServiceNow,
-    Jira,
-}
-
-impl System {
-    fn display(self) -> &'static str {
-        match self {
-            System::ServiceNow => "ServiceNow",
-            System::Jira => "Jira",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            System::ServiceNow => servicenow::NAME,
-            System::Jira => jira::NAME,
-        }
-    }
-}
-
 #[derive(Debug)]
 struct ItsmCheck {
-    system: System,
+    system: &'static TicketVendor,
     tables: Vec<String>,
     states: Vec<String>,
     status_categories: Vec<String>,
@@ -115,11 +96,21 @@ struct ItsmCheck {
     directory: Arc<dyn RequesterDirectory>,
 }
 
-pub fn required_connector(spec: &ItsmSpec) -> Option<&'static str> {
-    match spec.system.as_str() {
-        "servicenow" => Some("servicenow"),
-        "jira" => Some("jira"),
-        _ => None,
+/// `- itsm: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct ItsmKind;
+
+impl CheckKind for ItsmKind {
+    const NAME: &'static str = "itsm";
+    const REACH: Reach = Reach::Upstream;
+    type Spec = ItsmSpec;
+
+    fn connector(spec: &ItsmSpec) -> Option<ConnectorId> {
+        ticket_vendor(&spec.system).map(|vendor| vendor.connector)
+    }
+
+    fn build(spec: &ItsmSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
     }
 }
 
@@ -143,17 +134,13 @@ pub fn build_with_directory(
             fix: fix.to_string(),
         })
     };
-    let system = match spec.system.as_str() {
-        "servicenow" => System::ServiceNow,
-        "jira" => System::Jira,
-        other => {
-            add(
-                "system",
-                format!("`{other}` is not a supported ITSM system"),
-                "use `servicenow` or `jira`",
-            );
-            System::ServiceNow
-        }
+    let Some(system) = ticket_vendor(&spec.system) else {
+        add(
+            "system",
+            format!("`{}` is not a supported ITSM system", spec.system),
+            "use `servicenow` or `jira`",
+        );
+        return Err(problems);
     };
     for (index, table) in spec.tables.iter().enumerate() {
         if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -164,17 +151,14 @@ pub fn build_with_directory(
             );
         }
     }
-    let roles_allowed = match system {
-        System::ServiceNow => servicenow::PERSON_ROLES,
-        System::Jira => jira::PERSON_ROLES,
-    };
+    let roles_allowed = system.person_roles;
     for (index, role) in spec.requester_roles.iter().enumerate() {
         if !roles_allowed.contains(&role.as_str()) {
             add(
                 &format!("requester_roles[{index}]"),
                 format!(
                     "`{role}` is not a person field of a {} ticket",
-                    system.display()
+                    system.display
                 ),
                 &format!("use one of {}", quoted(roles_allowed)),
             );
@@ -187,84 +171,52 @@ pub fn build_with_directory(
             "add `assigned_to_requester: true`, or remove `requester_roles`",
         );
     }
-    match system {
-        System::Jira => {
-            if !spec.tables.is_empty() {
+    if !system.tables && !spec.tables.is_empty() {
+        add(
+            "tables",
+            format!("{} has no tables", system.display),
+            "remove `tables`; Jira issues are found by key",
+        );
+    }
+    if !system.planned_window && spec.covers_activation {
+        add(
+            "covers_activation",
+            format!("{} issues have no planned start and end", system.display),
+            "remove `covers_activation`, or use a `window` check",
+        );
+    }
+    if system.status_categories.is_empty() {
+        if !spec.status_categories.is_empty() {
+            add(
+                "status_categories",
+                "only Jira has status categories".to_string(),
+                "list ServiceNow state names in `states` instead",
+            );
+        }
+    } else {
+        for (index, category) in spec.status_categories.iter().enumerate() {
+            if !system
+                .status_categories
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(category))
+            {
                 add(
-                    "tables",
-                    "Jira has no tables".to_string(),
-                    "remove `tables`; Jira issues are found by key",
+                    &format!("status_categories[{index}]"),
+                    format!("`{category}` is not a {} status category", system.display),
+                    &format!("use {}", quoted(system.status_categories)),
                 );
-            }
-            if spec.covers_activation {
-                add(
-                    "covers_activation",
-                    "Jira issues have no planned start and end".to_string(),
-                    "remove `covers_activation`, or use a `window` check",
-                );
-            }
-            for (index, category) in spec.status_categories.iter().enumerate() {
-                if !jira::STATUS_CATEGORIES
-                    .iter()
-                    .any(|known| known.eq_ignore_ascii_case(category))
-                {
-                    add(
-                        &format!("status_categories[{index}]"),
-                        format!("`{category}` is not a Jira status category"),
-                        &format!("use {}", quoted(jira::STATUS_CATEGORIES)),
-                    );
-                }
             }
         }
-        System::ServiceNow => {
-            if !spec.status_categories.is_empty() {
-                add(
-                    "status_categories",
-                    "only Jira has status categories".to_string(),
-                    "list ServiceNow state names in `states` instead",
-                );
-            }
-            let tables: Vec<String> = if spec.tables.is_empty() {
-                servicenow::DEFAULT_TABLES
-                    .iter()
-                    .map(|table| table.to_string())
-                    .collect()
-            } else {
-                spec.tables.clone()
-            };
-            // States can be checked only when pimgate knows every listed table's states; a custom
-            // table may have any.
-            if tables
-                .iter()
-                .all(|table| !servicenow::known_states(table).is_empty())
-            {
-                let known: Vec<(&str, &str)> = tables
-                    .iter()
-                    .flat_map(|table| servicenow::known_states(table).iter().copied())
-                    .collect();
-                for (index, state) in spec.states.iter().enumerate() {
-                    if !known.iter().any(|(code, name)| {
-                        name.eq_ignore_ascii_case(state.trim()) || *code == state.trim()
-                    }) {
-                        let mut names: Vec<&str> = known.iter().map(|(_, name)| *name).collect();
-                        names.dedup();
-                        add(
-                            &format!("states[{index}]"),
-                            format!("`{state}` is not a state of {}", tables.join(" or ")),
-                            &format!("use one of {}", quoted(&names)),
-                        );
-                    }
-                }
-            }
+    }
+    if system.tables {
+        for (key, message, fix) in (system.check_states)(&spec.tables, &spec.states) {
+            add(&key, message, &fix);
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
-    let default_role = match system {
-        System::ServiceNow => "assigned_to",
-        System::Jira => "assignee",
-    };
+    let default_role = system.default_role;
     let requester_roles = if spec.requester_roles.is_empty() {
         vec![default_role.to_string()]
     } else {
@@ -291,22 +243,6 @@ pub fn build_with_directory(
     }))
 }
 
-fn quoted<S: AsRef<str>>(values: &[S]) -> String {
-    values
-        .iter()
-        .map(|value| format!("`{}`", value.as_ref()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn either<S: AsRef<str>>(values: &[S]) -> String {
-    values
-        .iter()
-        .map(|value| format!("`{}`", value.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" or ")
-}
-
 fn time(value: DateTime<Utc>) -> String {
     value.format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -325,6 +261,15 @@ struct NotEvaluated {
     detail: Option<String>,
 }
 
+impl From<Unresolved> for NotEvaluated {
+    fn from(unresolved: Unresolved) -> Self {
+        Self {
+            message: unresolved.message,
+            detail: unresolved.detail,
+        }
+    }
+}
+
 impl NotEvaluated {
     fn upstream(message: String, error: &UpstreamError) -> Self {
         Self {
@@ -334,26 +279,9 @@ impl NotEvaluated {
     }
 }
 
-/// Whether a Jira user the requester is known as is the person on the ticket: the same Cloud
-/// account id, or the same Data Center username.
-fn same_jira_user(user: &JiraUser, person: &TicketPerson) -> bool {
-    let account = matches!((&user.account_id, &person.account_id), (Some(a), Some(b)) if a == b);
-    let login =
-        matches!((&user.name, &person.login), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
-    account || login
-}
-
 /// What the operator should look at when a ticket field could not be read.
-fn unreadable_detail(system: System, fields: &[&str]) -> String {
-    let fields = quoted(fields);
-    match system {
-        System::ServiceNow => format!(
-            "ServiceNow's answer left {fields} out or empty although set; give the integration user read access to those fields and, for people, to `sys_user` (`email`, `user_name`)"
-        ),
-        System::Jira => format!(
-            "Jira's answer did not show {fields}; give pimgate's account *Browse projects* on the project and check the field is on the issue"
-        ),
-    }
+fn unreadable_detail(system: &TicketVendor, fields: &[&str]) -> String {
+    (system.unreadable_detail)(&quoted(fields))
 }
 
 impl ItsmCheck {
@@ -373,23 +301,24 @@ impl ItsmCheck {
         let text = request.justification.as_deref()?;
         ticket_tokens(text)
             .into_iter()
-            .find(|token| token.contains('-') == (self.system == System::Jira))
+            .find(|token| token.contains('-') == self.system.key_has_dash)
             .map(|token| (token.to_ascii_uppercase(), "justification"))
     }
 
     /// The state conditions this ticket leaves undecidable: the fields they need were not readable.
     fn state_unknown(&self, ticket: &ItsmTicket) -> Option<NotEvaluated> {
-        let (field, needed) = match self.system {
-            System::ServiceNow => ("state", !self.states.is_empty()),
-            System::Jira if !self.states.is_empty() && ticket.is_unreadable("status") => {
-                ("status", true)
-            }
-            System::Jira => ("status_category", !self.status_categories.is_empty()),
+        let state = self.system.state_field;
+        let (field, needed) = if !self.states.is_empty() && ticket.is_unreadable(state) {
+            (state, true)
+        } else if !self.system.status_categories.is_empty() {
+            ("status_category", !self.status_categories.is_empty())
+        } else {
+            (state, false)
         };
         (needed && ticket.is_unreadable(field)).then(|| NotEvaluated {
             message: format!(
                 "{} did not let pimgate read the {} of `{}`, so it could not be checked",
-                self.system.display(),
+                self.system.display,
                 field.replace('_', " "),
                 ticket.number
             ),
@@ -402,14 +331,11 @@ impl ItsmCheck {
         let state_allowed = self.states.is_empty()
             || self.states.iter().any(|allowed| {
                 allowed.eq_ignore_ascii_case(&ticket.state)
-                    || (self.system == System::ServiceNow
+                    || (self.system.state_codes
                         && ticket.state_code.as_deref() == Some(allowed.as_str()))
             });
         if !state_allowed {
-            let noun = match self.system {
-                System::ServiceNow => "state",
-                System::Jira => "status",
-            };
+            let noun = self.system.state_field;
             return Some(format!(
                 "`{number}` is in {noun} `{}`; this role needs {noun} {}",
                 ticket.state,
@@ -434,6 +360,7 @@ impl ItsmCheck {
 
     async fn assignment(
         &self,
+        source: &dyn TicketSource,
         ticket: &ItsmTicket,
         context: &CheckContext<'_>,
         calls: &mut Vec<UpstreamCall>,
@@ -456,7 +383,7 @@ impl ItsmCheck {
             Assignment::Unknown(NotEvaluated {
                 message: format!(
                     "{} did not let pimgate read the {} of `{number}`, so the assignment could not be checked",
-                    self.system.display(),
+                    self.system.display,
                     either(&unreadable)
                 ),
                 detail: Some(unreadable_detail(self.system, &unreadable)),
@@ -515,15 +442,18 @@ impl ItsmCheck {
             .copied()
             .filter(|person| person.email.is_none())
             .collect();
-        if self.system == System::Jira && !hidden.is_empty() {
-            let principal_name = principal_name.as_deref();
-            match self
-                .jira_match(&hidden, context, principal_name, &addresses, calls)
-                .await
-            {
+        if !hidden.is_empty() {
+            let requester = Requester {
+                principal_id: principal,
+                principal_name: principal_name.as_deref(),
+                addresses: &addresses,
+                deadline: context.deadline,
+            };
+            match source.match_hidden(&hidden, &requester, calls).await {
                 Ok(Some(role)) => return Assignment::Matched(role),
                 Ok(None) => {}
                 Err(not_evaluated) => {
+                    let not_evaluated = NotEvaluated::from(not_evaluated);
                     return Assignment::Unknown(NotEvaluated {
                         message: format!(
                             "Jira does not show the e-mail address of `{number}`'s {}, and {}, so the assignment could not be checked",
@@ -552,66 +482,6 @@ impl ItsmCheck {
             named.join(" and "),
             addresses.join("`, `")
         ))
-    }
-
-    /// The role of the first `hidden` person who is the requester's own Jira user, known exactly:
-    /// the `accounts` mapping, else a user whose returned e-mail is one of the requester's
-    /// addresses. `Ok(None)`: the requester's Jira user is known and is none of them. `Err` (the
-    /// half-sentence for the requester, the detail for the operator) when Jira names nobody exactly
-    /// or cannot be asked.
-    async fn jira_match(
-        &self,
-        hidden: &[&TicketPerson],
-        context: &CheckContext<'_>,
-        principal_name: Option<&str>,
-        addresses: &[String],
-        calls: &mut Vec<UpstreamCall>,
-    ) -> Result<Option<String>, NotEvaluated> {
-        let Some(jira) = self.connectors.jira.as_ref() else {
-            return Err(NotEvaluated {
-                message: "the jira connector is not configured".to_string(),
-                detail: None,
-            });
-        };
-        let role_of = |users: &[JiraUser]| {
-            hidden
-                .iter()
-                .find(|person| users.iter().any(|user| same_jira_user(user, person)))
-                .map(|person| person.role.clone())
-        };
-        if let Some(mapped) = jira.mapped_user(&context.request.principal_id, principal_name) {
-            return Ok(role_of(&[mapped]));
-        }
-        let mut known = false;
-        let mut failure = None;
-        for address in addresses {
-            let (found, search_calls) = jira.users_by_email(address, context.deadline).await;
-            calls.extend(search_calls);
-            match found {
-                Ok(Fetched::Found(users)) => {
-                    if let Some(role) = role_of(&users) {
-                        return Ok(Some(role));
-                    }
-                    known = true;
-                }
-                Ok(Fetched::NotFound) => {}
-                Err(error) => failure = Some(error),
-            }
-        }
-        // An address Jira could not be asked about might have been the matching one.
-        match failure {
-            Some(error) => Err(NotEvaluated::upstream(
-                format!("pimgate could not look up your Jira account: {error}"),
-                &error,
-            )),
-            None if !known => Err(NotEvaluated {
-                message: "no Jira account shows exactly your e-mail address".to_string(),
-                detail: Some(
-                    "Jira hides this user's e-mail and no user showing exactly the requester's address was found; map the requester in `[connectors.jira] accounts` (Entra object id or UPN → accountId) or let pimgate's account see e-mail addresses".to_string(),
-                ),
-            }),
-            None => Ok(None),
-        }
     }
 
     fn window_problem(&self, ticket: &ItsmTicket, context: &CheckContext<'_>) -> Option<String> {
@@ -653,15 +523,15 @@ impl Check for ItsmCheck {
         let Some((number, source)) = self.ticket_number(context) else {
             return CheckOutcome::fail(format!(
                 "no ticket number was given; add the {} ticket number in PIM's ticket field",
-                system.display()
+                system.display
             ))
-            .with_evidence("system", system.name())
+            .with_evidence("system", system.name)
             .with_evidence("ticket_number", serde_json::Value::Null);
         };
         let mut calls: Vec<UpstreamCall> = Vec::new();
         let base = |outcome: CheckOutcome, calls: &[UpstreamCall]| {
             outcome
-                .with_evidence("system", system.name())
+                .with_evidence("system", system.name)
                 .with_evidence("ticket_number", number.as_str())
                 .with_evidence("source", source)
                 .with_evidence(
@@ -669,65 +539,24 @@ impl Check for ItsmCheck {
                     serde_json::to_value(calls).unwrap_or(serde_json::Value::Null),
                 )
         };
-        let (answer, lookup_calls) = match system {
-            System::ServiceNow => {
-                let Some(connector) = self.connectors.servicenow.as_ref() else {
-                    return base(
-                        CheckOutcome::error(
-                            "the servicenow connector is not configured, so the ticket could not be checked",
-                        ),
-                        &calls,
-                    );
-                };
-                if !servicenow::is_valid_number(&number) {
-                    return base(
-                        CheckOutcome::fail(format!(
-                            "`{}` is not a ServiceNow number; give a number such as `CHG0031337` in PIM's ticket field",
-                            super::util::quote(&number, 40)
-                        )),
-                        &calls,
-                    );
-                }
-                let tables = servicenow::tables_for(&number, &self.tables);
-                if tables.is_empty() {
-                    let kind = servicenow::table_for_number(&number).unwrap_or("other");
-                    let accepted: Vec<&str> = if self.tables.is_empty() {
-                        servicenow::DEFAULT_TABLES.to_vec()
-                    } else {
-                        self.tables.iter().map(String::as_str).collect()
-                    };
-                    return base(
-                        CheckOutcome::fail(format!(
-                            "`{number}` belongs to table `{kind}`, but this role accepts only {} tickets",
-                            either(&accepted)
-                        )),
-                        &calls,
-                    );
-                }
-                connector.ticket(&number, &tables, context.deadline).await
-            }
-            System::Jira => {
-                let Some(connector) = self.connectors.jira.as_ref() else {
-                    return base(
-                        CheckOutcome::error(
-                            "the jira connector is not configured, so the ticket could not be checked",
-                        ),
-                        &calls,
-                    );
-                };
-                if !jira::is_valid_key(&number.to_ascii_uppercase()) {
-                    return base(
-                        CheckOutcome::fail(format!(
-                            "`{}` is not a Jira issue key; give a key such as `OPS-123` in PIM's ticket field",
-                            super::util::quote(&number, 40)
-                        )),
-                        &calls,
-                    );
-                }
-                connector.issue(&number, context.deadline).await
-            }
+        let Some(source) = (system.get)(&self.connectors) else {
+            return base(
+                CheckOutcome::error(format!(
+                    "the {} connector is not configured, so the ticket could not be checked",
+                    system.name
+                )),
+                &calls,
+            );
         };
-        calls.extend(lookup_calls);
+        let answer = match source
+            .lookup(&number, &self.tables, context.deadline, &mut calls)
+            .await
+        {
+            TicketLookup::Refused(message) => {
+                return base(CheckOutcome::fail(message), &calls);
+            }
+            TicketLookup::Answer(answer) => answer,
+        };
         let ticket = match answer {
             Err(error) => {
                 return base(
@@ -742,7 +571,7 @@ impl Check for ItsmCheck {
                 return base(
                     CheckOutcome::fail(format!(
                         "`{number}` does not exist in {}; check the number in PIM's ticket field",
-                        system.display()
+                        system.display
                     )),
                     &calls,
                 );
@@ -763,7 +592,10 @@ impl Check for ItsmCheck {
         }
         let mut matched_role = None;
         if self.assigned_to_requester {
-            match self.assignment(&ticket, context, &mut calls).await {
+            match self
+                .assignment(source.as_ref(), &ticket, context, &mut calls)
+                .await
+            {
                 Assignment::Matched(role) => {
                     passed.push(format!("its {role} is the requester"));
                     matched_role = Some(role);
@@ -782,7 +614,7 @@ impl Check for ItsmCheck {
             unknown.get_or_insert(NotEvaluated {
                 message: format!(
                     "{} did not let pimgate read the planned dates of `{}`, so the window could not be checked",
-                    system.display(),
+                    system.display,
                     ticket.number
                 ),
                 detail: Some(unreadable_detail(system, &dates)),
@@ -802,7 +634,7 @@ impl Check for ItsmCheck {
                 Some(detail) => {
                     tracing::warn!(
                         check = "itsm",
-                        system = system.name(),
+                        system = system.name,
                         ticket = %ticket.number,
                         detail = %detail,
                         "itsm check not evaluated"

@@ -13,9 +13,10 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::util::{compile_regex, ticket_tokens};
 use super::{Check, CheckContext, CheckOutcome};
+use crate::connectors::ConnectorId;
 
 /// `justification: { min_length: 20, min_words: 3, deny_patterns: [...], must_reference_ticket: true }`
 ///
@@ -40,6 +41,27 @@ struct JustificationCheck {
     min_words: Option<usize>,
     deny_patterns: Vec<Regex>,
     must_reference_ticket: bool,
+}
+
+/// `- justification: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct JustificationKind;
+
+impl CheckKind for JustificationKind {
+    const NAME: &'static str = "justification";
+    const REACH: Reach = Reach::Local;
+    type Spec = JustificationSpec;
+
+    fn connector(_spec: &JustificationSpec) -> Option<ConnectorId> {
+        None
+    }
+
+    fn build(
+        spec: &JustificationSpec,
+        env: &BuildEnv<'_>,
+    ) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
+    }
 }
 
 pub fn build(

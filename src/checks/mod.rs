@@ -143,6 +143,7 @@ pub struct NamedCheck {
 }
 
 pub mod duration;
+pub mod group;
 pub mod hr;
 pub mod itsm;
 pub mod justification;

@@ -13,14 +13,9 @@
 //! checked against that instant, so a shift that ended while its answer sat in the cache does not
 //! count.
 //!
-//! Sources:
-//! - `pagerduty`: the requester's e-mail (from the directory) → PagerDuty user id → `GET /oncalls`
-//!   filtered by that user and the schedules (or escalation policies). When both schedules and
-//!   policies are named, PagerDuty would AND the filters, so they are applied here instead (OR).
-//! - `opsgenie`: each schedule's flattened on-call recipients, matched against the requester's
-//!   e-mail addresses. Opsgenie schedules have no escalation levels; recipients count as level 1.
-//! - `file`: the roster in `[connectors.oncall_file]`; shifts may name the requester by object id
-//!   (no directory lookup needed) or by e-mail address.
+//! Sources are vendors behind `connectors::oncall::OncallSource`, one connector file each
+//! (`pagerduty`, `opsgenie`, `oncall_file`), listed in `connectors::oncall::ONCALL_VENDORS`; this
+//! check judges the duties they report and never names a vendor.
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,13 +24,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
+use crate::connectors::ConnectorId;
 use crate::connectors::http::{Fetched, UpstreamCall};
-use crate::connectors::oncall_file::OncallFile;
-use crate::connectors::opsgenie::Opsgenie;
-use crate::connectors::pagerduty::{OncallQuery, PagerDuty};
+use crate::connectors::oncall::{
+    Duty, OncallAnswer, OncallAsk, OncallVendor, RequesterAddresses, oncall_vendor,
+};
 use crate::connectors::{Connectors, UserProfile};
+use tokio::time::Instant;
 
 /// `oncall: { source: pagerduty, schedules: [P1ABCDE], max_escalation_level: 1 }`
 #[derive(Debug, Clone, Deserialize)]
@@ -56,12 +53,21 @@ pub struct OncallSpec {
 /// without Graph) supply identities; in service it is `Connectors::user_profile`.
 pub type IdentityLookup = Arc<dyn Fn(&str) -> Option<UserProfile> + Send + Sync>;
 
-pub fn required_connector(spec: &OncallSpec) -> Option<&'static str> {
-    match spec.source.as_str() {
-        "pagerduty" => Some("pagerduty"),
-        "opsgenie" => Some("opsgenie"),
-        "file" => Some("oncall_file"),
-        _ => None,
+/// `- oncall: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct OncallKind;
+
+impl CheckKind for OncallKind {
+    const NAME: &'static str = "oncall";
+    const REACH: Reach = Reach::Upstream;
+    type Spec = OncallSpec;
+
+    fn connector(spec: &OncallSpec) -> Option<ConnectorId> {
+        oncall_vendor(&spec.source).map(|vendor| vendor.connector)
+    }
+
+    fn build(spec: &OncallSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
     }
 }
 
@@ -91,20 +97,14 @@ fn build_check(
             fix: fix.to_string(),
         })
     };
-    let connectors = env.connectors;
-    let source = match spec.source.as_str() {
-        "pagerduty" => Some(Source::PagerDuty(connectors.pagerduty.clone())),
-        "opsgenie" => Some(Source::Opsgenie(connectors.opsgenie.clone())),
-        "file" => Some(Source::File(connectors.oncall_file.clone())),
-        other => {
-            problem(
-                "source",
-                format!("`{other}` is not an on-call source"),
-                "use `pagerduty`, `opsgenie` or `file`",
-            );
-            None
-        }
-    };
+    let vendor = oncall_vendor(&spec.source);
+    if vendor.is_none() {
+        problem(
+            "source",
+            format!("`{}` is not an on-call source", spec.source),
+            "use `pagerduty`, `opsgenie` or `file`",
+        );
+    }
     let schedules = trimmed(&spec.schedules);
     let policies = trimmed(&spec.escalation_policies);
     if schedules.is_empty() && policies.is_empty() {
@@ -133,16 +133,17 @@ fn build_check(
             "use 1 for the primary on-call, 2 for the secondary, …",
         );
     }
-    if spec.source == "opsgenie" && !policies.is_empty() {
+    if vendor.is_some_and(|vendor| !vendor.escalation_policies) && !policies.is_empty() {
         problem(
             "escalation_policies",
             "Opsgenie is asked per schedule; escalation policies cannot be checked there".into(),
             "name the Opsgenie schedules (ids or names) under `schedules`",
         );
     }
-    match source {
-        Some(source) if problems.is_empty() => Ok(Arc::new(OncallCheck {
-            source,
+    match vendor {
+        Some(vendor) if problems.is_empty() => Ok(Arc::new(OncallCheck {
+            vendor,
+            connectors: Arc::clone(env.connectors),
             schedules,
             policies,
             max_level: spec.max_escalation_level,
@@ -175,57 +176,41 @@ impl fmt::Debug for Identity {
 }
 
 #[derive(Debug)]
-enum Source {
-    PagerDuty(Option<Arc<PagerDuty>>),
-    Opsgenie(Option<Arc<Opsgenie>>),
-    File(Option<Arc<OncallFile>>),
-}
-
-#[derive(Debug)]
 struct OncallCheck {
-    source: Source,
+    vendor: &'static OncallVendor,
+    connectors: Arc<Connectors>,
     schedules: Vec<String>,
     policies: Vec<String>,
     max_level: Option<u32>,
     identity: Identity,
 }
 
-/// One way the requester is on call at the activation's effective start.
-#[derive(Debug, Clone)]
-struct Duty {
-    /// The schedule or escalation policy from the rule that this duty is for.
-    target: String,
-    level: u32,
-    end: Option<DateTime<Utc>>,
-}
-
-/// Collects the evidence of one evaluation so every outcome carries the upstream calls.
-struct Run {
-    source: &'static str,
-    calls: Vec<UpstreamCall>,
-}
-
-impl Run {
-    fn finish(self, outcome: CheckOutcome) -> CheckOutcome {
-        let calls = serde_json::to_value(&self.calls).unwrap_or_default();
-        outcome
-            .with_evidence("source", self.source)
-            .with_evidence("upstream", calls)
-    }
-
-    fn error(self, message: String) -> CheckOutcome {
-        self.finish(CheckOutcome::error(message))
-    }
-}
-
 #[async_trait]
 impl Check for OncallCheck {
     async fn evaluate(&self, context: &CheckContext<'_>) -> CheckOutcome {
-        match &self.source {
-            Source::PagerDuty(connector) => self.pagerduty(connector.as_deref(), context).await,
-            Source::Opsgenie(connector) => self.opsgenie(connector.as_deref(), context).await,
-            Source::File(connector) => self.file(connector.as_deref(), context).await,
-        }
+        let mut calls: Vec<UpstreamCall> = Vec::new();
+        let outcome = match (self.vendor.get)(&self.connectors) {
+            None => CheckOutcome::error(not_configured(self.vendor.connector.name())),
+            Some(source) => {
+                let ask = OncallAsk {
+                    principal_id: &context.request.principal_id,
+                    schedules: &self.schedules,
+                    policies: &self.policies,
+                    at: context.interval.start,
+                    later: later_start(context),
+                    now: context.now,
+                    deadline: context.deadline,
+                };
+                match source.on_call(&ask, &self.identity, &mut calls).await {
+                    OncallAnswer::Duties(duties) => self.judge(duties, context),
+                    OncallAnswer::NotOnCall(message) => CheckOutcome::fail(message),
+                    OncallAnswer::Unknown(message) => CheckOutcome::error(message),
+                }
+            }
+        };
+        outcome
+            .with_evidence("source", self.vendor.name)
+            .with_evidence("upstream", serde_json::to_value(&calls).unwrap_or_default())
     }
 
     fn time_role(&self) -> TimeRole {
@@ -233,221 +218,20 @@ impl Check for OncallCheck {
     }
 }
 
-impl OncallCheck {
-    async fn pagerduty(
-        &self,
-        connector: Option<&PagerDuty>,
-        context: &CheckContext<'_>,
-    ) -> CheckOutcome {
-        let mut run = Run {
-            source: "pagerduty",
-            calls: Vec::new(),
-        };
-        let Some(pagerduty) = connector else {
-            return run.error(not_configured("pagerduty"));
-        };
-        let addresses = match self.addresses(context, &mut run).await {
-            Ok(addresses) => addresses,
-            Err(message) => return run.error(message),
-        };
-        let mut user_id = None;
-        for address in &addresses {
-            let (result, calls) = pagerduty.user_id_by_email(address, context.deadline).await;
-            run.calls.extend(calls);
-            match result {
-                Ok(Fetched::Found(id)) => {
-                    user_id = Some(id);
-                    break;
-                }
-                Ok(Fetched::NotFound) => {}
-                Err(error) => return run.error(unavailable(&error)),
-            }
-        }
-        let Some(user_id) = user_id else {
-            let message = format!(
-                "you are not on call for {}: PagerDuty has no user with the address {}",
-                self.targets(),
-                addresses.join(" or ")
-            );
-            return run.finish(CheckOutcome::fail(message));
-        };
-        let both = !self.schedules.is_empty() && !self.policies.is_empty();
-        let query = OncallQuery {
-            user_id: user_id.clone(),
-            schedule_ids: if both {
-                Vec::new()
-            } else {
-                self.schedules.clone()
-            },
-            escalation_policy_ids: if both {
-                Vec::new()
-            } else {
-                self.policies.clone()
-            },
-        };
-        let at = context.interval.start;
-        let (result, calls) = pagerduty
-            .oncalls(&query, later_start(context), context.now, context.deadline)
-            .await;
-        run.calls.extend(calls);
-        let entries = match result {
-            Ok(entries) => entries,
-            Err(error) => return run.error(unavailable(&error)),
-        };
-        let duties = entries
-            .iter()
-            .filter(|entry| entry.user.id == user_id && entry.covers(at))
-            .filter_map(|entry| {
-                let schedule = entry
-                    .schedule
-                    .as_ref()
-                    .map(|schedule| schedule.id.as_str())
-                    .filter(|id| self.schedules.iter().any(|wanted| wanted == id));
-                let policy = Some(entry.escalation_policy.id.as_str())
-                    .filter(|id| self.policies.iter().any(|wanted| wanted == id));
-                schedule.or(policy).map(|target| Duty {
-                    target: target.to_string(),
-                    level: entry.escalation_level,
-                    end: entry.end,
-                })
-            })
-            .collect();
-        run.finish(self.judge(duties, context))
-    }
-
-    async fn opsgenie(
-        &self,
-        connector: Option<&Opsgenie>,
-        context: &CheckContext<'_>,
-    ) -> CheckOutcome {
-        let mut run = Run {
-            source: "opsgenie",
-            calls: Vec::new(),
-        };
-        let Some(opsgenie) = connector else {
-            return run.error(not_configured("opsgenie"));
-        };
-        let addresses = match self.addresses(context, &mut run).await {
-            Ok(addresses) => addresses,
-            Err(message) => return run.error(message),
-        };
-        let answers = futures::future::join_all(self.schedules.iter().map(|schedule| async move {
-            (
-                schedule,
-                opsgenie
-                    .on_call_recipients(schedule, later_start(context), context.deadline)
-                    .await,
-            )
-        }))
-        .await;
-        let mut duties = Vec::new();
-        let mut failure = None;
-        for (schedule, (result, calls)) in answers {
-            run.calls.extend(calls);
-            match result {
-                Ok(Fetched::Found(recipients)) => {
-                    if recipients.iter().any(|name| addresses.contains(name)) {
-                        duties.push(Duty {
-                            target: schedule.clone(),
-                            level: 1,
-                            end: None,
-                        });
-                    }
-                }
-                Ok(Fetched::NotFound) => {
-                    failure.get_or_insert_with(|| {
-                        format!(
-                            "on-call status could not be checked: opsgenie has no schedule `{schedule}`"
-                        )
-                    });
-                }
-                Err(error) => {
-                    failure.get_or_insert_with(|| unavailable(&error));
-                }
-            }
-        }
-        // A confirmed duty on one schedule is enough even if another schedule could not be asked.
-        match failure {
-            Some(message) if duties.is_empty() => run.error(message),
-            _ => run.finish(self.judge(duties, context)),
-        }
-    }
-
-    async fn file(
-        &self,
-        connector: Option<&OncallFile>,
-        context: &CheckContext<'_>,
-    ) -> CheckOutcome {
-        let mut run = Run {
-            source: "file",
-            calls: Vec::new(),
-        };
-        let Some(roster) = connector else {
-            return run.error(not_configured("oncall_file"));
-        };
-        let (result, call) = roster.shifts().await;
-        run.calls.push(call);
-        let shifts = match result {
-            Ok(shifts) => shifts,
-            Err(error) => {
-                return run.error(format!("on-call status could not be checked: {error}"));
-            }
-        };
-        let relevant: Vec<_> = shifts
-            .iter()
-            .filter(|shift| shift.covers(context.interval.start))
-            .filter_map(|shift| {
-                let target = Some(shift.schedule.as_str())
-                    .filter(|id| self.schedules.iter().any(|wanted| wanted == id))
-                    .or_else(|| {
-                        shift
-                            .escalation_policy
-                            .as_deref()
-                            .filter(|id| self.policies.iter().any(|wanted| wanted == id))
-                    })?;
-                Some((shift, target))
-            })
-            .collect();
-        let principal = context.request.principal_id.as_str();
-        let needs_addresses = relevant.iter().any(|(shift, _)| shift.user_is_address());
-        let addresses = if needs_addresses {
-            match self.addresses(context, &mut run).await {
-                Ok(addresses) => addresses,
-                Err(message) => return run.error(message),
-            }
-        } else {
-            Vec::new()
-        };
-        let duties = relevant
-            .into_iter()
-            .filter(|(shift, _)| {
-                let user = shift.user.trim();
-                user.eq_ignore_ascii_case(principal)
-                    || addresses
-                        .iter()
-                        .any(|address| user.eq_ignore_ascii_case(address))
-            })
-            .map(|(shift, target)| Duty {
-                target: target.to_string(),
-                level: shift.level,
-                end: Some(shift.to),
-            })
-            .collect();
-        run.finish(self.judge(duties, context))
-    }
-
+#[async_trait]
+impl RequesterAddresses for Identity {
     /// The requester's lower-cased addresses; `Err` carries the sentence for an error outcome.
     async fn addresses(
         &self,
-        context: &CheckContext<'_>,
-        run: &mut Run,
+        principal: &str,
+        deadline: Instant,
+        calls: &mut Vec<UpstreamCall>,
     ) -> Result<Vec<String>, String> {
-        let principal = context.request.principal_id.as_str();
-        let profile = match &self.identity {
+        let profile = match self {
             Identity::Given(lookup) => lookup(principal),
             Identity::Directory(connectors) => {
-                let (result, calls) = connectors.user_profile(principal, context.deadline).await;
-                run.calls.extend(calls);
+                let (result, made) = connectors.user_profile(principal, deadline).await;
+                calls.extend(made);
                 match result {
                     Ok(Fetched::Found(profile)) => Some(profile),
                     Ok(Fetched::NotFound) => None,
@@ -472,7 +256,9 @@ impl OncallCheck {
         }
         Ok(addresses)
     }
+}
 
+impl OncallCheck {
     /// Pass on the lowest-level duty within the limit (the longest, among equals); fail otherwise,
     /// saying whether the requester is on call at too high a level or not at all. Either way the
     /// evidence is for the effective start, and a start later than now is named in the message.
@@ -567,10 +353,6 @@ fn not_configured(connector: &str) -> String {
     format!(
         "on-call status could not be checked: the {connector} connector is not configured (`[connectors.{connector}]`)"
     )
-}
-
-fn unavailable(error: &crate::connectors::http::UpstreamError) -> String {
-    format!("on-call status could not be checked: {error}")
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::util::is_guid;
 use super::{Check, CheckContext, CheckOutcome};
+use crate::connectors::ConnectorId;
 
 /// `principal: { allow: [oncall-team], deny: [break-glass, "0c2d...-guid"] }` (list names or object ids)
 ///
@@ -29,6 +30,24 @@ struct PrincipalCheck {
     allow: Members,
     allow_names: Vec<String>,
     deny: Members,
+}
+
+/// `- principal: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct PrincipalKind;
+
+impl CheckKind for PrincipalKind {
+    const NAME: &'static str = "principal";
+    const REACH: Reach = Reach::Local;
+    type Spec = PrincipalSpec;
+
+    fn connector(_spec: &PrincipalSpec) -> Option<ConnectorId> {
+        None
+    }
+
+    fn build(spec: &PrincipalSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
+    }
 }
 
 pub fn build(spec: &PrincipalSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {

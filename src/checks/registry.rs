@@ -1,51 +1,130 @@
 //! The closed set of check kinds operators can name in rules, and how each is built.
 //!
 //! Config types (what the YAML says) are separate from runtime types (what runs per request): a spec
-//! is validated and built once when rules load. Adding a kind = one file, one variant here, one arm
-//! in `kind` and `build`; the compiler points at any arm you forget.
+//! is validated and built once when rules load. Each kind implements [`CheckKind`] in its own file;
+//! the one table at [`check_kinds!`]'s call below generates everything else (the `CheckSpec` enum,
+//! the name list, the YAML dispatch, `kind`, `build`, the connector a spec needs, the upstream
+//! list). Adding a kind = one file and one line in that table; every `match` here is generated and
+//! exhaustive, so there is no arm to forget and no runtime default.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use serde::de::{self, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::NamedCheck;
-use super::{duration, hr, itsm, justification, oncall, principal, start, ticket, window};
+use super::{Check, NamedCheck};
+use super::{duration, group, hr, itsm, justification, oncall, principal, start, ticket, window};
+use crate::connectors::ConnectorId;
 
-/// One entry of a policy's `require:` or `auto_approve:` list, e.g. `- duration: { max: PT2H }`.
-///
-/// Deserialized by hand from a one-key map because `yaml_serde` reads derived enums only from YAML
-/// tags (`!duration`); only the map form is accepted, so there is one way to write a check.
-#[derive(Debug, Clone)]
-pub enum CheckSpec {
-    Duration(duration::DurationSpec),
-    Justification(justification::JustificationSpec),
-    Ticket(ticket::TicketSpec),
-    Principal(principal::PrincipalSpec),
-    Window(window::WindowCheckSpec),
-    Start(start::StartSpec),
-    Itsm(itsm::ItsmSpec),
-    Hr(hr::HrSpec),
-    Oncall(oncall::OncallSpec),
+/// Whether a kind's checks ask an upstream system (and so cannot run offline; `rules test` stubs
+/// them with `facts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Judges the request and the rules alone.
+    Local,
+    /// Asks a connector.
+    Upstream,
 }
 
-/// The names operators write, in `CheckSpec` order.
-pub const CHECK_KINDS: &[&str] = &[
-    "duration",
-    "justification",
-    "ticket",
-    "principal",
-    "window",
-    "start",
-    "itsm",
-    "hr",
-    "oncall",
-];
+/// One kind of check, as operators name it in rules: implemented by a unit type in the kind's file
+/// and listed once in the `check_kinds!` table below.
+pub trait CheckKind {
+    /// The key operators write: `- duration: { max: PT2H }`.
+    const NAME: &'static str;
+    /// Local or upstream; no default, so a new kind says which it is.
+    const REACH: Reach;
+    /// What the YAML under the key deserializes into (`deny_unknown_fields` keeps typos loud).
+    type Spec: DeserializeOwned + fmt::Debug + Clone + Send + Sync;
+
+    /// The connector a spec calls, so loading can warn when it is not configured; `None` for a local
+    /// kind, or for a spec whose source is not one pimgate knows (`build` refuses that one).
+    fn connector(spec: &Self::Spec) -> Option<ConnectorId>;
+
+    /// Validates the spec (every problem, not the first) and builds the runtime check.
+    fn build(spec: &Self::Spec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>>;
+}
+
+/// Generates `CheckSpec` and its dispatch from the table of kinds: `Variant: path::KindType`.
+macro_rules! check_kinds {
+    ($($variant:ident: $kind:ty),+ $(,)?) => {
+        /// One entry of a policy's `require:` or `auto_approve:` list, e.g. `- duration: { max: PT2H }`.
+        ///
+        /// Deserialized by hand from a one-key map because `yaml_serde` reads derived enums only from
+        /// YAML tags (`!duration`); only the map form is accepted, so there is one way to write a check.
+        #[derive(Debug, Clone)]
+        pub enum CheckSpec {
+            $($variant(<$kind as CheckKind>::Spec),)+
+        }
+
+        /// The names operators write, in table order.
+        pub const CHECK_KINDS: &[&str] = &[$(<$kind as CheckKind>::NAME,)+];
+
+        /// Each kind's name and reach, in table order.
+        const REACHES: &[(&str, Reach)] = &[$((<$kind as CheckKind>::NAME, <$kind as CheckKind>::REACH),)+];
+
+        impl CheckSpec {
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(CheckSpec::$variant(_) => <$kind as CheckKind>::NAME,)+
+                }
+            }
+
+            /// The connector this check calls (`servicenow`, `graph`, …), so loading can warn when it
+            /// is not configured. Local checks need none.
+            pub fn required_connector(&self) -> Option<&'static str> {
+                let connector = match self {
+                    $(CheckSpec::$variant(spec) => <$kind as CheckKind>::connector(spec),)+
+                };
+                connector.map(ConnectorId::name)
+            }
+
+            /// Validates the spec (reporting every problem, not the first) and builds the runtime check.
+            pub fn build(&self, env: &BuildEnv<'_>) -> Result<NamedCheck, Vec<SpecProblem>> {
+                let check = match self {
+                    $(CheckSpec::$variant(spec) => <$kind as CheckKind>::build(spec, env)?,)+
+                };
+                Ok(NamedCheck {
+                    kind: self.kind(),
+                    check,
+                })
+            }
+        }
+
+        impl CheckSpecVisitor {
+            fn read<'de, A: MapAccess<'de>>(kind: &str, map: &mut A) -> Result<CheckSpec, A::Error> {
+                $(if kind == <$kind as CheckKind>::NAME {
+                    return Ok(CheckSpec::$variant(map.next_value()?));
+                })+
+                Err(de::Error::unknown_variant(kind, CHECK_KINDS))
+            }
+        }
+    };
+}
+
+// The table: one line per kind. Order is the order names are listed to operators.
+check_kinds! {
+    Duration: duration::DurationKind,
+    Justification: justification::JustificationKind,
+    Ticket: ticket::TicketKind,
+    Principal: principal::PrincipalKind,
+    Window: window::WindowKind,
+    Start: start::StartKind,
+    Itsm: itsm::ItsmKind,
+    Hr: hr::HrKind,
+    Oncall: oncall::OncallKind,
+    Group: group::GroupKind,
+}
 
 /// The kinds that ask an upstream system (and so cannot run offline).
-pub const UPSTREAM_KINDS: &[&str] = &["itsm", "hr", "oncall"];
+pub static UPSTREAM_KINDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    REACHES
+        .iter()
+        .filter(|(_, reach)| *reach == Reach::Upstream)
+        .map(|(name, _)| *name)
+        .collect()
+});
 
 impl<'de> Deserialize<'de> for CheckSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -54,23 +133,6 @@ impl<'de> Deserialize<'de> for CheckSpec {
 }
 
 struct CheckSpecVisitor;
-
-impl CheckSpecVisitor {
-    fn read<'de, A: MapAccess<'de>>(kind: &str, map: &mut A) -> Result<CheckSpec, A::Error> {
-        Ok(match kind {
-            "duration" => CheckSpec::Duration(map.next_value()?),
-            "justification" => CheckSpec::Justification(map.next_value()?),
-            "ticket" => CheckSpec::Ticket(map.next_value()?),
-            "principal" => CheckSpec::Principal(map.next_value()?),
-            "window" => CheckSpec::Window(map.next_value()?),
-            "start" => CheckSpec::Start(map.next_value()?),
-            "itsm" => CheckSpec::Itsm(map.next_value()?),
-            "hr" => CheckSpec::Hr(map.next_value()?),
-            "oncall" => CheckSpec::Oncall(map.next_value()?),
-            other => return Err(de::Error::unknown_variant(other, CHECK_KINDS)),
-        })
-    }
-}
 
 impl<'de> Visitor<'de> for CheckSpecVisitor {
     type Value = CheckSpec;
@@ -112,52 +174,6 @@ pub struct SpecProblem {
     pub key: String,
     pub message: String,
     pub fix: String,
-}
-
-impl CheckSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CheckSpec::Duration(_) => "duration",
-            CheckSpec::Justification(_) => "justification",
-            CheckSpec::Ticket(_) => "ticket",
-            CheckSpec::Principal(_) => "principal",
-            CheckSpec::Window(_) => "window",
-            CheckSpec::Start(_) => "start",
-            CheckSpec::Itsm(_) => "itsm",
-            CheckSpec::Hr(_) => "hr",
-            CheckSpec::Oncall(_) => "oncall",
-        }
-    }
-
-    /// The connector this check calls (`servicenow`, `graph`, …), so loading can warn when it is not
-    /// configured. Local checks need none.
-    pub fn required_connector(&self) -> Option<&'static str> {
-        match self {
-            CheckSpec::Itsm(spec) => itsm::required_connector(spec),
-            CheckSpec::Hr(spec) => hr::required_connector(spec),
-            CheckSpec::Oncall(spec) => oncall::required_connector(spec),
-            _ => None,
-        }
-    }
-
-    /// Validates the spec (reporting every problem, not the first) and builds the runtime check.
-    pub fn build(&self, env: &BuildEnv<'_>) -> Result<NamedCheck, Vec<SpecProblem>> {
-        let check = match self {
-            CheckSpec::Duration(spec) => duration::build(spec, env)?,
-            CheckSpec::Justification(spec) => justification::build(spec, env)?,
-            CheckSpec::Ticket(spec) => ticket::build(spec, env)?,
-            CheckSpec::Principal(spec) => principal::build(spec, env)?,
-            CheckSpec::Window(spec) => window::build(spec, env)?,
-            CheckSpec::Start(spec) => start::build(spec, env)?,
-            CheckSpec::Itsm(spec) => itsm::build(spec, env)?,
-            CheckSpec::Hr(spec) => hr::build(spec, env)?,
-            CheckSpec::Oncall(spec) => oncall::build(spec, env)?,
-        };
-        Ok(NamedCheck {
-            kind: self.kind(),
-            check,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -229,6 +245,17 @@ change-windows:
                 outcome.message
             );
         }
+    }
+
+    #[test]
+    fn every_kind_has_its_own_name_and_the_upstream_ones_are_listed() {
+        let mut names = CHECK_KINDS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CHECK_KINDS.len(), "{CHECK_KINDS:?}");
+        assert!(UPSTREAM_KINDS.iter().all(|kind| CHECK_KINDS.contains(kind)));
+        assert_eq!(&UPSTREAM_KINDS[..3], ["itsm", "hr", "oncall"]);
+        assert!(!UPSTREAM_KINDS.contains(&"duration"));
     }
 
     #[test]

@@ -13,9 +13,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
+use crate::connectors::ConnectorId;
 use crate::payload::format_iso8601_duration;
 
 /// `start: { max_past: PT5M, max_future: P7D }`: how far back the requested start may lie, and how
@@ -32,6 +33,24 @@ pub struct StartSpec {
 struct StartCheck {
     max_past: Option<Duration>,
     max_future: Option<Duration>,
+}
+
+/// `- start: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct StartKind;
+
+impl CheckKind for StartKind {
+    const NAME: &'static str = "start";
+    const REACH: Reach = Reach::Local;
+    type Spec = StartSpec;
+
+    fn connector(_spec: &StartSpec) -> Option<ConnectorId> {
+        None
+    }
+
+    fn build(spec: &StartSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
+    }
 }
 
 pub fn build(spec: &StartSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {

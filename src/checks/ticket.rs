@@ -17,9 +17,10 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::util::{compile_regex, quote, ticket_tokens};
 use super::{Check, CheckContext, CheckOutcome};
+use crate::connectors::ConnectorId;
 
 /// `ticket: { systems: [ServiceNow, Jira], patterns: { ServiceNow: "^(CHG|INC)[0-9]{7}$" }, from_justification: true }`
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -54,6 +55,24 @@ struct TicketCheck {
 /// matter.
 fn same_system(left: &str, right: &str) -> bool {
     left.trim().to_lowercase() == right.trim().to_lowercase()
+}
+
+/// `- ticket: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct TicketKind;
+
+impl CheckKind for TicketKind {
+    const NAME: &'static str = "ticket";
+    const REACH: Reach = Reach::Local;
+    type Spec = TicketSpec;
+
+    fn connector(_spec: &TicketSpec) -> Option<ConnectorId> {
+        None
+    }
+
+    fn build(spec: &TicketSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
+    }
 }
 
 pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {

@@ -26,8 +26,9 @@ use chrono_tz::Tz;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::registry::{BuildEnv, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
+use crate::connectors::ConnectorId;
 use crate::payload::{ActivationInterval, format_iso8601_duration};
 
 /// How far ahead `next_opening` and `next_closing` look; a window closed for longer is reported as
@@ -521,6 +522,27 @@ impl Cover {
 struct WindowCheck {
     window: Arc<CompiledWindow>,
     cover: Cover,
+}
+
+/// `- window: ...` in the rules (see `registry::CheckKind`).
+#[derive(Debug)]
+pub struct WindowKind;
+
+impl CheckKind for WindowKind {
+    const NAME: &'static str = "window";
+    const REACH: Reach = Reach::Local;
+    type Spec = WindowCheckSpec;
+
+    fn connector(_spec: &WindowCheckSpec) -> Option<ConnectorId> {
+        None
+    }
+
+    fn build(
+        spec: &WindowCheckSpec,
+        env: &BuildEnv<'_>,
+    ) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+        build(spec, env)
+    }
 }
 
 pub fn build(

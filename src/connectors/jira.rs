@@ -513,6 +513,91 @@ pub fn parse_users(email: &str, body: &[u8]) -> Result<Vec<JiraUser>, UpstreamEr
     Ok(matching_users(&email.trim().to_ascii_lowercase(), found))
 }
 
+/// Jira as a ticket source: issues by key; people whose e-mail Jira hides are matched by the
+/// requester's own Jira account.
+#[async_trait::async_trait]
+impl super::itsm::TicketSource for Jira {
+    async fn lookup(
+        &self,
+        number: &str,
+        _tables: &[String],
+        deadline: Instant,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> super::itsm::TicketLookup {
+        use super::itsm::{TicketLookup, quote};
+        if !is_valid_key(&number.to_ascii_uppercase()) {
+            return TicketLookup::Refused(format!(
+                "`{}` is not a Jira issue key; give a key such as `OPS-123` in PIM's ticket field",
+                quote(number, 40)
+            ));
+        }
+        let (answer, made) = self.issue(number, deadline).await;
+        calls.extend(made);
+        TicketLookup::Answer(answer)
+    }
+
+    /// The role of the first `hidden` person who is the requester's own Jira user, known exactly:
+    /// the `accounts` mapping, else a user whose returned e-mail is one of the requester's
+    /// addresses. `Ok(None)`: the requester's Jira user is known and is none of them. `Err` when
+    /// Jira names nobody exactly or cannot be asked.
+    async fn match_hidden(
+        &self,
+        hidden: &[&TicketPerson],
+        requester: &super::itsm::Requester<'_>,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> Result<Option<String>, super::itsm::Unresolved> {
+        use super::itsm::Unresolved;
+        let role_of = |users: &[JiraUser]| {
+            hidden
+                .iter()
+                .find(|person| users.iter().any(|user| same_jira_user(user, person)))
+                .map(|person| person.role.clone())
+        };
+        if let Some(mapped) = self.mapped_user(requester.principal_id, requester.principal_name) {
+            return Ok(role_of(&[mapped]));
+        }
+        let mut known = false;
+        let mut failure = None;
+        for address in requester.addresses {
+            let (found, search_calls) = self.users_by_email(address, requester.deadline).await;
+            calls.extend(search_calls);
+            match found {
+                Ok(Fetched::Found(users)) => {
+                    if let Some(role) = role_of(&users) {
+                        return Ok(Some(role));
+                    }
+                    known = true;
+                }
+                Ok(Fetched::NotFound) => {}
+                Err(error) => failure = Some(error),
+            }
+        }
+        // An address Jira could not be asked about might have been the matching one.
+        match failure {
+            Some(error) => Err(Unresolved {
+                message: format!("pimgate could not look up your Jira account: {error}"),
+                detail: Some(error.detail()),
+            }),
+            None if !known => Err(Unresolved {
+                message: "no Jira account shows exactly your e-mail address".to_string(),
+                detail: Some(
+                    "Jira hides this user's e-mail and no user showing exactly the requester's address was found; map the requester in `[connectors.jira] accounts` (Entra object id or UPN → accountId) or let pimgate's account see e-mail addresses".to_string(),
+                ),
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Whether a Jira user the requester is known as is the person on the ticket: the same Cloud
+/// account id, or the same Data Center username.
+fn same_jira_user(user: &JiraUser, person: &TicketPerson) -> bool {
+    let account = matches!((&user.account_id, &person.account_id), (Some(a), Some(b)) if a == b);
+    let login =
+        matches!((&user.name, &person.login), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b));
+    account || login
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

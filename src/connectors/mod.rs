@@ -10,9 +10,11 @@ pub mod graph;
 pub mod hr_file;
 pub mod http;
 pub mod identity;
+pub mod itsm;
 pub mod jira;
 pub mod limits;
 pub mod oauth;
+pub mod oncall;
 pub mod oncall_file;
 pub mod opsgenie;
 pub mod pagerduty;
@@ -237,15 +239,59 @@ impl Connectors {
 
     /// Whether the connector a rule names (`servicenow`, `graph`, `file`, …) is configured.
     pub fn is_configured(&self, name: &str) -> bool {
-        match name {
-            "graph" => self.graph.is_some(),
-            "hr_file" => self.hr_file.is_some(),
-            "servicenow" => self.servicenow.is_some(),
-            "jira" => self.jira.is_some(),
-            "pagerduty" => self.pagerduty.is_some(),
-            "opsgenie" => self.opsgenie.is_some(),
-            "oncall_file" => self.oncall_file.is_some(),
-            _ => false,
+        ConnectorId::ALL
+            .iter()
+            .find(|id| id.name() == name)
+            .is_some_and(|id| self.has(*id))
+    }
+
+    /// Whether this connector is configured; exhaustive, so a new connector must answer.
+    pub fn has(&self, id: ConnectorId) -> bool {
+        match id {
+            ConnectorId::Graph => self.graph.is_some(),
+            ConnectorId::HrFile => self.hr_file.is_some(),
+            ConnectorId::ServiceNow => self.servicenow.is_some(),
+            ConnectorId::Jira => self.jira.is_some(),
+            ConnectorId::PagerDuty => self.pagerduty.is_some(),
+            ConnectorId::Opsgenie => self.opsgenie.is_some(),
+            ConnectorId::OncallFile => self.oncall_file.is_some(),
+        }
+    }
+}
+
+/// The connectors by name, for what a check kind needs (`checks::registry::CheckKind::connector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectorId {
+    Graph,
+    HrFile,
+    ServiceNow,
+    Jira,
+    PagerDuty,
+    Opsgenie,
+    OncallFile,
+}
+
+impl ConnectorId {
+    pub const ALL: [ConnectorId; 7] = [
+        ConnectorId::Graph,
+        ConnectorId::HrFile,
+        ConnectorId::ServiceNow,
+        ConnectorId::Jira,
+        ConnectorId::PagerDuty,
+        ConnectorId::Opsgenie,
+        ConnectorId::OncallFile,
+    ];
+
+    /// The name of its `[connectors.<name>]` section.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectorId::Graph => "graph",
+            ConnectorId::HrFile => "hr_file",
+            ConnectorId::ServiceNow => "servicenow",
+            ConnectorId::Jira => "jira",
+            ConnectorId::PagerDuty => "pagerduty",
+            ConnectorId::Opsgenie => "opsgenie",
+            ConnectorId::OncallFile => "oncall_file",
         }
     }
 }

@@ -226,6 +226,72 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Shift>, OncallFileError> {
     }
 }
 
+/// The roster file as an on-call source: shifts may name the requester by object id (no directory
+/// lookup needed) or by e-mail address.
+#[async_trait::async_trait]
+impl super::oncall::OncallSource for OncallFile {
+    async fn on_call(
+        &self,
+        ask: &super::oncall::OncallAsk<'_>,
+        who: &dyn super::oncall::RequesterAddresses,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> super::oncall::OncallAnswer {
+        use super::oncall::{Duty, OncallAnswer};
+        let (result, call) = self.shifts().await;
+        calls.push(call);
+        let shifts = match result {
+            Ok(shifts) => shifts,
+            Err(error) => {
+                return OncallAnswer::Unknown(format!(
+                    "on-call status could not be checked: {error}"
+                ));
+            }
+        };
+        let relevant: Vec<_> = shifts
+            .iter()
+            .filter(|shift| shift.covers(ask.at))
+            .filter_map(|shift| {
+                let target = Some(shift.schedule.as_str())
+                    .filter(|id| ask.schedules.iter().any(|wanted| wanted == id))
+                    .or_else(|| {
+                        shift
+                            .escalation_policy
+                            .as_deref()
+                            .filter(|id| ask.policies.iter().any(|wanted| wanted == id))
+                    })?;
+                Some((shift, target))
+            })
+            .collect();
+        let principal = ask.principal_id;
+        let needs_addresses = relevant.iter().any(|(shift, _)| shift.user_is_address());
+        let addresses = if needs_addresses {
+            match who.addresses(principal, ask.deadline, calls).await {
+                Ok(addresses) => addresses,
+                Err(message) => return OncallAnswer::Unknown(message),
+            }
+        } else {
+            Vec::new()
+        };
+        OncallAnswer::Duties(
+            relevant
+                .into_iter()
+                .filter(|(shift, _)| {
+                    let user = shift.user.trim();
+                    user.eq_ignore_ascii_case(principal)
+                        || addresses
+                            .iter()
+                            .any(|address| user.eq_ignore_ascii_case(address))
+                })
+                .map(|(shift, target)| Duty {
+                    target: target.to_string(),
+                    level: shift.level,
+                    end: Some(shift.to),
+                })
+                .collect(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -226,6 +226,64 @@ pub fn parse_on_call_recipients(body: &[u8]) -> Result<Vec<String>, UpstreamErro
         .collect())
 }
 
+/// Opsgenie as an on-call source: each schedule's flattened on-call recipients, matched against
+/// the requester's e-mail addresses. Opsgenie schedules have no escalation levels; recipients count
+/// as level 1.
+#[async_trait::async_trait]
+impl super::oncall::OncallSource for Opsgenie {
+    async fn on_call(
+        &self,
+        ask: &super::oncall::OncallAsk<'_>,
+        who: &dyn super::oncall::RequesterAddresses,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> super::oncall::OncallAnswer {
+        use super::oncall::{Duty, OncallAnswer, unavailable};
+        let addresses = match who.addresses(ask.principal_id, ask.deadline, calls).await {
+            Ok(addresses) => addresses,
+            Err(message) => return OncallAnswer::Unknown(message),
+        };
+        let answers = futures::future::join_all(ask.schedules.iter().map(|schedule| async move {
+            (
+                schedule,
+                self.on_call_recipients(schedule, ask.later, ask.deadline)
+                    .await,
+            )
+        }))
+        .await;
+        let mut duties = Vec::new();
+        let mut failure = None;
+        for (schedule, (result, made)) in answers {
+            calls.extend(made);
+            match result {
+                Ok(Fetched::Found(recipients)) => {
+                    if recipients.iter().any(|name| addresses.contains(name)) {
+                        duties.push(Duty {
+                            target: schedule.clone(),
+                            level: 1,
+                            end: None,
+                        });
+                    }
+                }
+                Ok(Fetched::NotFound) => {
+                    failure.get_or_insert_with(|| {
+                        format!(
+                            "on-call status could not be checked: opsgenie has no schedule `{schedule}`"
+                        )
+                    });
+                }
+                Err(error) => {
+                    failure.get_or_insert_with(|| unavailable(&error));
+                }
+            }
+        }
+        // A confirmed duty on one schedule is enough even if another schedule could not be asked.
+        match failure {
+            Some(message) if duties.is_empty() => OncallAnswer::Unknown(message),
+            _ => OncallAnswer::Duties(duties),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -428,6 +428,85 @@ pub fn parse_oncalls_page(body: &[u8]) -> Result<(Vec<PagerDutyOncall>, bool), U
     Ok((page.oncalls, page.more))
 }
 
+/// PagerDuty as an on-call source: the requester's e-mail → PagerDuty user id → `GET /oncalls`
+/// filtered by that user and the schedules (or escalation policies). When both are named,
+/// PagerDuty would AND the filters, so they are applied here instead (OR).
+#[async_trait::async_trait]
+impl super::oncall::OncallSource for PagerDuty {
+    async fn on_call(
+        &self,
+        ask: &super::oncall::OncallAsk<'_>,
+        who: &dyn super::oncall::RequesterAddresses,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> super::oncall::OncallAnswer {
+        use super::oncall::{Duty, OncallAnswer, unavailable};
+        let addresses = match who.addresses(ask.principal_id, ask.deadline, calls).await {
+            Ok(addresses) => addresses,
+            Err(message) => return OncallAnswer::Unknown(message),
+        };
+        let mut user_id = None;
+        for address in &addresses {
+            let (result, made) = self.user_id_by_email(address, ask.deadline).await;
+            calls.extend(made);
+            match result {
+                Ok(Fetched::Found(id)) => {
+                    user_id = Some(id);
+                    break;
+                }
+                Ok(Fetched::NotFound) => {}
+                Err(error) => return OncallAnswer::Unknown(unavailable(&error)),
+            }
+        }
+        let Some(user_id) = user_id else {
+            return OncallAnswer::NotOnCall(format!(
+                "you are not on call for {}: PagerDuty has no user with the address {}",
+                ask.targets(),
+                addresses.join(" or ")
+            ));
+        };
+        let both = !ask.schedules.is_empty() && !ask.policies.is_empty();
+        let query = OncallQuery {
+            user_id: user_id.clone(),
+            schedule_ids: if both {
+                Vec::new()
+            } else {
+                ask.schedules.to_vec()
+            },
+            escalation_policy_ids: if both {
+                Vec::new()
+            } else {
+                ask.policies.to_vec()
+            },
+        };
+        let (result, made) = self.oncalls(&query, ask.later, ask.now, ask.deadline).await;
+        calls.extend(made);
+        let entries = match result {
+            Ok(entries) => entries,
+            Err(error) => return OncallAnswer::Unknown(unavailable(&error)),
+        };
+        OncallAnswer::Duties(
+            entries
+                .iter()
+                .filter(|entry| entry.user.id == user_id && entry.covers(ask.at))
+                .filter_map(|entry| {
+                    let schedule = entry
+                        .schedule
+                        .as_ref()
+                        .map(|schedule| schedule.id.as_str())
+                        .filter(|id| ask.schedules.iter().any(|wanted| wanted == id));
+                    let policy = Some(entry.escalation_policy.id.as_str())
+                        .filter(|id| ask.policies.iter().any(|wanted| wanted == id));
+                    schedule.or(policy).map(|target| Duty {
+                        target: target.to_string(),
+                        level: entry.escalation_level,
+                        end: entry.end,
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -588,6 +588,43 @@ fn planned_window(
     }
 }
 
+/// ServiceNow as a ticket source: the number must look like one, and belong to a table the rule
+/// accepts; then the first of those tables that has it answers.
+#[async_trait::async_trait]
+impl super::itsm::TicketSource for ServiceNow {
+    async fn lookup(
+        &self,
+        number: &str,
+        tables: &[String],
+        deadline: Instant,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> super::itsm::TicketLookup {
+        use super::itsm::{TicketLookup, either, quote};
+        if !is_valid_number(number) {
+            return TicketLookup::Refused(format!(
+                "`{}` is not a ServiceNow number; give a number such as `CHG0031337` in PIM's ticket field",
+                quote(number, 40)
+            ));
+        }
+        let routed = tables_for(number, tables);
+        if routed.is_empty() {
+            let kind = table_for_number(number).unwrap_or("other");
+            let accepted: Vec<&str> = if tables.is_empty() {
+                DEFAULT_TABLES.to_vec()
+            } else {
+                tables.iter().map(String::as_str).collect()
+            };
+            return TicketLookup::Refused(format!(
+                "`{number}` belongs to table `{kind}`, but this role accepts only {} tickets",
+                either(&accepted)
+            ));
+        }
+        let (answer, made) = self.ticket(number, &routed, deadline).await;
+        calls.extend(made);
+        TicketLookup::Answer(answer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
