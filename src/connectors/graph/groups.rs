@@ -152,7 +152,7 @@ impl Graph {
         };
         for _ in 0..2 {
             let lease = self.lease(deadline, calls).await?;
-            if !lease.grants.allow(&GROUP_MEMBER_READ_ALL) {
+            if !lease.meta.allow(&GROUP_MEMBER_READ_ALL) {
                 return Err(UpstreamError::Auth {
                     connector: CONNECTOR,
                     detail: "the app's token does not show GroupMember.Read.All, without which Graph leaves groups out; grant it with admin consent".to_string(),
@@ -171,7 +171,7 @@ impl Graph {
             calls.push(call);
             match result {
                 Err(UpstreamError::Auth { .. }) => {
-                    self.drop_token(lease.generation).await;
+                    self.token.invalidate(lease.generation);
                     // A cached token may have been revoked: one retry with a fresh one.
                     if lease.fresh {
                         return Err(refused);
