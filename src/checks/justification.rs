@@ -27,7 +27,7 @@ use crate::connectors::ConnectorId;
 pub struct JustificationSpec {
     /// Characters of the normalised text.
     pub min_length: Option<usize>,
-    /// Distinct words: a repeated word counts once (see [`count_words`]).
+    /// Distinct words: a repeated word counts once (see `count_words`).
     pub min_words: Option<usize>,
     /// Regexes; a justification matching any of them is rejected as too vague.
     pub deny_patterns: Vec<String>,
