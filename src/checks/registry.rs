@@ -2,7 +2,7 @@
 //!
 //! Config types (what the YAML says) are separate from runtime types (what runs per request): a spec
 //! is validated and built once when rules load. Each kind implements [`CheckKind`] in its own file;
-//! the one table at [`check_kinds!`]'s call below generates everything else (the `CheckSpec` enum,
+//! the one `check_kinds!` table below generates everything else (the `CheckSpec` enum,
 //! the name list, the YAML dispatch, `kind`, `build`, the connector a spec needs, the upstream
 //! list). Adding a kind = one file and one line in that table; every `match` here is generated and
 //! exhaustive, so there is no arm to forget and no runtime default.

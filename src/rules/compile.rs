@@ -1,6 +1,6 @@
 //! Compiling rule files into a [`RuleSet`], reporting every problem at once.
 //!
-//! Each file is read into a typed [`RuleFileSpec`](super::spec) (leniently: a wrong value is a
+//! Each file is read into a typed `RuleFileSpec` of `spec.rs` (leniently: a wrong value is a
 //! problem, not the end of the read), each spec is validated on its own terms (`validate`), then built
 //! against the rest of the rule set (`build`: lists, windows, declared groups, connectors). One run
 //! names every unknown key, bad value and semantic problem in every file, each with its key path and
