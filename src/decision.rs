@@ -687,6 +687,26 @@ mod tests {
         }
     }
 
+    /// A check that passes after 150 ms: three of them in sequence would take 450 ms, so the
+    /// concurrency tests can tell "together" from "one after another" on the paused clock.
+    #[derive(Debug)]
+    struct Sleeps;
+
+    #[async_trait]
+    impl Check for Sleeps {
+        async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            CheckOutcome::pass("slept")
+        }
+    }
+
+    fn sleeper() -> NamedCheck {
+        NamedCheck {
+            kind: "sleeps",
+            check: Arc::new(Sleeps),
+        }
+    }
+
     fn named(kind: &'static str, behaviour: Behaviour) -> NamedCheck {
         NamedCheck {
             kind,
@@ -857,19 +877,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn checks_run_concurrently_not_one_after_another() {
-        #[derive(Debug)]
-        struct Sleeps;
-        #[async_trait]
-        impl Check for Sleeps {
-            async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                CheckOutcome::pass("slept")
-            }
-        }
-        let sleeper = || NamedCheck {
-            kind: "sleeps",
-            check: Arc::new(Sleeps),
-        };
         let rules = rules_with(
             vec![sleeper(), sleeper(), sleeper(), sleeper()],
             vec![],
@@ -884,15 +891,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shadow_checks_run_alongside_the_deciding_checks_under_the_same_budget() {
-        #[derive(Debug)]
-        struct Sleeps;
-        #[async_trait]
-        impl Check for Sleeps {
-            async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                CheckOutcome::pass("slept")
-            }
-        }
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("rules.yaml");
         std::fs::write(
@@ -1190,19 +1188,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn guard_checks_run_alongside_the_policys_under_the_same_budget() {
-        #[derive(Debug)]
-        struct Sleeps;
-        #[async_trait]
-        impl Check for Sleeps {
-            async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                CheckOutcome::pass("slept")
-            }
-        }
-        let sleeper = || NamedCheck {
-            kind: "sleeps",
-            check: Arc::new(Sleeps),
-        };
         let rules = guarded(
             vec![sleeper()],
             vec![],
