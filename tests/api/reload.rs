@@ -59,10 +59,9 @@ fn replace_atomically(path: &Path, text: &str) {
     std::fs::rename(&staging, path).unwrap();
 }
 
-/// A fresh request id each time, so PIM's retry cache never answers from an earlier decision.
-
 /// `(status, outcome, reasons joined)` of one evaluation.
 async fn decide(app: &TestApp) -> (u16, String, String) {
+    // A fresh request id each time, so PIM's retry cache never answers from an earlier decision.
     let response = app.evaluate(&requests::fresh_entra_role()).await;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
