@@ -21,7 +21,7 @@ use pimgate::payload::{ActivationRequest, ResourceType, Target};
 use pimgate::rules::cel::Condition;
 use pimgate::rules::{self, RuleSet, Selection};
 
-#[path = "../tests/common_rules/mod.rs"]
+#[path = "../tests/support/rules.rs"]
 mod common_rules;
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];

@@ -5,10 +5,10 @@
 //! the key parsed once.
 //!
 //! Run with `cargo bench --bench token`. Everything runs on loopback: the JWKS comes from the test
-//! identity provider of `tests/common_auth` (a wiremock server), tokens are really RS256-signed.
+//! identity provider of `tests/support/auth.rs` (a wiremock server), tokens are really RS256-signed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../tests/common_auth/mod.rs"]
+#[path = "../tests/support/auth.rs"]
 mod common_auth;
 
 use std::hint::black_box;

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{AppOptions, TestApp, fixture, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app_with};
+use crate::support::requests;
 
 const REQUESTER: &str = "0f6e7b1a-3c52-4b8e-a0d4-2e9f51c7d8a3";
 const MAIL: &str = "ada.lovelace@contoso.com";
@@ -158,19 +159,15 @@ async fn app_with(upstreams: &Upstreams) -> TestApp {
     .await
 }
 
-fn request(id: &str) -> Value {
-    let mut body = fixture("entra-role-activation.json");
-    body["id"] = json!(id);
-    body
-}
-
 #[tokio::test]
 async fn four_slow_upstreams_are_asked_concurrently_and_auto_approve() {
     let upstreams = upstreams(Duration::from_millis(300), 200).await;
     let app = app_with(&upstreams).await;
     let started = Instant::now();
     let answer: Value = app
-        .evaluate(&request("6a000000-0000-4000-8000-000000000001"))
+        .evaluate(&requests::entra_role(
+            "6a000000-0000-4000-8000-000000000001",
+        ))
         .await
         .json()
         .await
@@ -206,7 +203,12 @@ async fn a_second_decision_is_served_from_the_caches() {
         "6a000000-0000-4000-8000-000000000002",
         "6a000000-0000-4000-8000-000000000003",
     ] {
-        let answer: Value = app.evaluate(&request(id)).await.json().await.unwrap();
+        let answer: Value = app
+            .evaluate(&requests::entra_role(id))
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(answer["evaluationOutcome"], "AutoApproved", "{answer}");
     }
     let table_calls = upstreams
@@ -258,7 +260,9 @@ async fn an_unreachable_ticket_system_denies_without_blaming_the_requester() {
     let upstreams = upstreams(Duration::from_millis(10), 503).await;
     let app = app_with(&upstreams).await;
     let answer: Value = app
-        .evaluate(&request("6a000000-0000-4000-8000-000000000004"))
+        .evaluate(&requests::entra_role(
+            "6a000000-0000-4000-8000-000000000004",
+        ))
         .await
         .json()
         .await
@@ -277,7 +281,9 @@ async fn a_hanging_upstream_still_gets_an_answer_inside_the_deadline() {
     let app = app_with(&upstreams).await;
     let started = Instant::now();
     let answer: Value = app
-        .evaluate(&request("6a000000-0000-4000-8000-000000000005"))
+        .evaluate(&requests::entra_role(
+            "6a000000-0000-4000-8000-000000000005",
+        ))
         .await
         .json()
         .await

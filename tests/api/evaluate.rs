@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, fixture, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
+use crate::support::requests::{self, ENTRA_ROLE, GROUP};
 
 #[tokio::test]
 async fn each_resource_type_gets_the_decision_of_its_policy() {
@@ -21,7 +22,7 @@ async fn each_resource_type_gets_the_decision_of_its_policy() {
         ),
     ];
     for (file, outcome, policy) in cases {
-        let response = app.evaluate(&fixture(file)).await;
+        let response = app.evaluate(&requests::sample(file)).await;
         assert_eq!(response.status(), 200, "{file}");
         assert_eq!(
             response.headers()["content-type"],
@@ -58,7 +59,7 @@ async fn each_resource_type_gets_the_decision_of_its_policy() {
 #[tokio::test]
 async fn a_failing_check_denies_with_a_reason_naming_check_and_policy() {
     let app = spawn_app().await;
-    let mut request = fixture("entra-role-activation.json");
+    let mut request = requests::sample(ENTRA_ROLE);
     request["id"] = json!("7f000000-0000-4000-8000-000000000001");
     request["scheduleInfo"]["expiration"]["duration"] = json!("PT8H");
     let answer: Value = app.evaluate(&request).await.json().await.unwrap();
@@ -78,7 +79,7 @@ async fn a_failing_check_denies_with_a_reason_naming_check_and_policy() {
 #[tokio::test]
 async fn a_pim_retry_of_the_same_request_gets_the_identical_answer() {
     let app = spawn_app().await;
-    let request = fixture("entra-role-activation.json");
+    let request = requests::sample(ENTRA_ROLE);
     let first: Value = app.evaluate(&request).await.json().await.unwrap();
     let second: Value = app.evaluate(&request).await.json().await.unwrap();
     assert_eq!(first, second, "same id, same answer, same evaluationId");
@@ -109,7 +110,7 @@ async fn a_pim_retry_of_the_same_request_gets_the_identical_answer() {
 #[tokio::test]
 async fn concurrent_retries_share_one_evaluation() {
     let app = spawn_app().await;
-    let request = fixture("group-activation.json");
+    let request = requests::sample(GROUP);
     let answers = futures::future::join_all((0..8).map(|_| app.evaluate(&request))).await;
     let mut ids = std::collections::HashSet::new();
     for response in answers {
@@ -121,7 +122,7 @@ async fn concurrent_retries_share_one_evaluation() {
 
 /// (description, body, expected field in the 400 body)
 fn bad_payloads() -> Vec<(&'static str, String, Option<&'static str>)> {
-    let sample = fixture("entra-role-activation.json");
+    let sample = requests::sample(ENTRA_ROLE);
     let with = |pointer: &str, value: Value| {
         let mut body = sample.clone();
         *body.pointer_mut(pointer).unwrap() = value;
@@ -224,7 +225,7 @@ async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
     })
     .await;
     let token = app.token();
-    let mut big = fixture("entra-role-activation.json");
+    let mut big = requests::sample(ENTRA_ROLE);
     big["padding"] = json!("x".repeat(4096));
     let declared = app
         .post_raw(big.to_string(), Some(&token), Some("application/json"))
@@ -251,7 +252,7 @@ async fn bodies_over_the_limit_get_413_whether_declared_or_streamed() {
 async fn non_json_content_types_get_415() {
     let app = spawn_app().await;
     let token = app.token();
-    let body = fixture("group-activation.json").to_string();
+    let body = requests::sample(GROUP).to_string();
     for content_type in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
@@ -282,7 +283,7 @@ async fn an_unauthenticated_request_is_refused_before_its_body_is_looked_at() {
 #[tokio::test]
 async fn unknown_actions_are_denied_explicitly_not_by_accident() {
     let app = spawn_app().await;
-    let mut request = fixture("entra-role-activation.json");
+    let mut request = requests::sample(ENTRA_ROLE);
     request["action"] = json!("selfExtend");
     let answer: Value = app.evaluate(&request).await.json().await.unwrap();
     assert_eq!(answer["evaluationOutcome"], "Denied", "{answer}");

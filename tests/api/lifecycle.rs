@@ -11,7 +11,8 @@ use pimgate::startup::Application;
 use serde_json::{Value, json};
 
 use crate::common_auth::TestIdp;
-use crate::helpers::{TEST_RULES, fixture};
+use crate::helpers::TEST_RULES;
+use crate::support::requests::{self, ENTRA_ROLE};
 
 struct Built {
     application: Application,
@@ -151,7 +152,7 @@ async fn readiness_turns_503_when_a_shutdown_begins_and_the_audit_is_complete_wh
     );
 
     // During the delay an evaluation that still arrives is answered, not refused.
-    let mut request = fixture("entra-role-activation.json");
+    let mut request = requests::sample(ENTRA_ROLE);
     request["id"] = json!("8a000000-0000-4000-8000-000000000001");
     let answer = client
         .post(format!("{base}/v1/evaluate"))

@@ -7,7 +7,8 @@ use serde_json::json;
 use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::helpers::{AppOptions, fixture, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, spawn_app, spawn_app_with};
+use crate::support::requests::{self, ENTRA_ROLE};
 
 #[derive(Clone, Copy, Debug)]
 enum Listener {
@@ -33,7 +34,7 @@ const ROUTE_TABLE: [(&str, &str, Listener, u16); 10] = [
 async fn each_route_answers_on_its_own_listener_and_404_on_the_other() {
     let app = spawn_app().await;
     assert_ne!(app.address, app.admin_address, "two listeners");
-    let body = fixture("entra-role-activation.json");
+    let body = requests::sample(ENTRA_ROLE);
     let mut wrong = Vec::new();
     for (method, path, listener, expected) in ROUTE_TABLE {
         let base = match listener {
@@ -61,7 +62,7 @@ async fn the_public_404_for_metrics_tells_nothing_about_token_rejections() {
     // A prober's refused token is counted; the count must not be readable on the public port.
     let refused = app
         .post_raw(
-            fixture("entra-role-activation.json").to_string(),
+            requests::sample(ENTRA_ROLE).to_string(),
             Some("not-a-token"),
             Some("application/json"),
         )
@@ -148,7 +149,7 @@ async fn with_the_admin_listener_off_every_route_is_on_the_public_listener() {
             .status();
         assert_eq!(status, 200, "{path}");
     }
-    let mut body = fixture("entra-role-activation.json");
+    let mut body = requests::sample(ENTRA_ROLE);
     body["id"] = json!("8a000000-0000-4000-8000-0000000000a1");
     assert_eq!(app.evaluate(&body).await.status(), 200);
 }

@@ -3,14 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
-#[path = "../common_auth/mod.rs"]
-mod common_auth;
-#[path = "../common_fixtures/mod.rs"]
-mod common_fixtures;
+#[path = "../support/mod.rs"]
+mod support;
+
+use support::app as helpers;
+use support::auth as common_auth;
 
 mod connectors;
 mod evaluate;
-mod helpers;
 mod lifecycle;
 mod listeners;
 mod observability;

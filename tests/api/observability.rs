@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{AppOptions, TestApp, fixture, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app_with};
+use crate::support::requests;
 
 const RULES: &str = r#"
 policies:
@@ -59,12 +60,6 @@ async fn app_with(servicenow: &MockServer, secrets: &tempfile::TempDir, cached: 
     .await
 }
 
-fn request(id: &str) -> Value {
-    let mut body = fixture("entra-role-activation.json");
-    body["id"] = json!(id);
-    body
-}
-
 /// POSTs a decision request carrying one `traceparent` header per entry of `traceparents`.
 async fn evaluate_with_traceparents(app: &TestApp, id: &str, traceparents: &[&str]) -> Value {
     let mut builder = app
@@ -76,7 +71,7 @@ async fn evaluate_with_traceparents(app: &TestApp, id: &str, traceparents: &[&st
         builder = builder.header("traceparent", *traceparent);
     }
     let response = builder
-        .body(request(id).to_string())
+        .body(requests::entra_role(id).to_string())
         .send()
         .await
         .expect("request reaches the server");
@@ -160,7 +155,7 @@ async fn metrics_show_checks_caches_decisions_token_rejections_and_build() {
         "7b000000-0000-4000-8000-000000000001",
         "7b000000-0000-4000-8000-000000000002",
     ] {
-        let response = app.evaluate(&request(id)).await;
+        let response = app.evaluate(&requests::entra_role(id)).await;
         assert_eq!(response.status(), 200);
     }
     let rejected = app
@@ -314,7 +309,9 @@ async fn requests_without_a_traceparent_still_send_one_upstream() {
     let secrets = tempfile::tempdir().unwrap();
     let app = app_with(&upstream, &secrets, false).await;
     let response = app
-        .evaluate(&request("7b000000-0000-4000-8000-000000000031"))
+        .evaluate(&requests::entra_role(
+            "7b000000-0000-4000-8000-000000000031",
+        ))
         .await;
     assert_eq!(response.status(), 200);
     let sent = traceparents_received(&upstream).await;

@@ -9,7 +9,8 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common_auth::TestKey;
-use crate::helpers::{AppOptions, TestApp, fixture, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app_with};
+use crate::support::requests::{self, ENTRA_ROLE};
 
 const REQUESTER: &str = "0f6e7b1a-3c52-4b8e-a0d4-2e9f51c7d8a3";
 const APP: &str = "33333333-3333-4333-8333-333333333333";
@@ -110,7 +111,7 @@ async fn a_leaver_is_not_approved_when_the_app_may_not_read_the_leave_date() {
     let graph = graph(&["User.Read.All"]).await;
     let secrets = tempfile::tempdir().unwrap();
     let app = app(&graph, &secrets).await;
-    let mut body = fixture("entra-role-activation.json");
+    let mut body = requests::sample(ENTRA_ROLE);
     body["id"] = json!("6a000000-0000-4000-8000-0000000000aa");
     body["principalId"] = json!(REQUESTER);
 

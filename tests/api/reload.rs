@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::{AppOptions, TestApp, fixture, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app_with};
+use crate::support::requests;
 
 const POLICY_A: &str = r#"
 policies:
@@ -58,16 +59,10 @@ fn replace_atomically(path: &Path, text: &str) {
     std::fs::rename(&staging, path).unwrap();
 }
 
-/// A fresh request id each time, so PIM's retry cache never answers from an earlier decision.
-fn request() -> Value {
-    let mut body = fixture("entra-role-activation.json");
-    body["id"] = json!(uuid::Uuid::now_v7().to_string());
-    body
-}
-
 /// `(status, outcome, reasons joined)` of one evaluation.
 async fn decide(app: &TestApp) -> (u16, String, String) {
-    let response = app.evaluate(&request()).await;
+    // A fresh request id each time, so PIM's retry cache never answers from an earlier decision.
+    let response = app.evaluate(&requests::fresh_entra_role()).await;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     let outcome = body["evaluationOutcome"]

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, TestApp, fixture, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::support::requests::{self, AZURE_RESOURCE, ENTRA_ROLE};
 
 const SANDBOX: &str =
     "/subscriptions/3f2b1c0d-9e8f-4a7b-6c5d-4e3f2a1b0c9d/resourceGroups/rg-sandbox";
@@ -32,7 +33,7 @@ policies:
 
 /// An ARM request named by its caller (`name`), at `scope`.
 fn azure_request_at(scope: &str) -> Value {
-    let mut body = fixture("azure-resource-named.json");
+    let mut body = requests::sample("azure-resource-named.json");
     body["properties"]["scope"] = json!(scope);
     body
 }
@@ -59,7 +60,7 @@ async fn answer_text(app: &TestApp, text: &str) -> Value {
 /// Microsoft's Azure example has no `id` and no `name`: the same body, once compact and once
 /// pretty-printed with its keys in reverse order.
 fn the_same_unnamed_azure_request_written_twice() -> (String, String) {
-    let body = fixture("azure-resource-activation.json");
+    let body = requests::sample(AZURE_RESOURCE);
     assert!(body.get("id").is_none() && body.get("name").is_none());
     (body.to_string(), reversed_pretty(&body, 0))
 }
@@ -183,10 +184,10 @@ async fn a_request_that_differs_in_any_field_that_can_change_the_decision_is_eva
         "group-activation.json",
         "azure-resource-named.json",
     ] {
-        originals.insert(file, answer(&app, &fixture(file)).await);
+        originals.insert(file, answer(&app, &requests::sample(file)).await);
     }
     for (what, file, change) in changes() {
-        let mut body = fixture(file);
+        let mut body = requests::sample(file);
         change(&mut body);
         let changed = answer(&app, &body).await;
         assert_ne!(
@@ -206,7 +207,7 @@ async fn a_request_that_differs_in_any_field_that_can_change_the_decision_is_eva
 async fn two_replicas_and_a_restarted_one_give_a_redelivery_the_same_evaluation_id() {
     let first = spawn_app().await;
     let second = spawn_app().await;
-    let request = fixture("entra-role-activation.json");
+    let request = requests::sample(ENTRA_ROLE);
     let (compact, reordered) = the_same_unnamed_azure_request_written_twice();
 
     let on_first = answer(&first, &request).await;
@@ -277,7 +278,7 @@ async fn with_its_stored_answer_expired_the_same_request_is_evaluated_again_unde
         ..AppOptions::default()
     })
     .await;
-    let request = fixture("entra-role-activation.json");
+    let request = requests::sample(ENTRA_ROLE);
     let first = answer(&app, &request).await;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let again = answer(&app, &request).await;
@@ -304,7 +305,7 @@ async fn the_service_answers_the_evaluation_id_that_pimgate_evaluate_derives() {
         "group-activation.json",
         "azure-resource-activation.json",
     ] {
-        let body = fixture(file);
+        let body = requests::sample(file);
         let served = answer(&app, &body).await;
         let request = pimgate::payload::decode(body.to_string().as_bytes()).unwrap();
         let offline =
@@ -341,7 +342,7 @@ async fn a_redelivery_after_the_rules_changed_is_judged_by_the_new_rules_under_a
         ..AppOptions::default()
     })
     .await;
-    let request = fixture("entra-role-activation.json");
+    let request = requests::sample(ENTRA_ROLE);
     let before = answer(&app, &request).await;
     assert_eq!(before["evaluationOutcome"], "Approved");
 

@@ -5,7 +5,8 @@ use wiremock::matchers::method;
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::common_auth::TestIdp;
-use crate::helpers::{AppOptions, fixture, spawn_app, spawn_app_for};
+use crate::helpers::{AppOptions, spawn_app, spawn_app_for};
+use crate::support::requests::{self, AZURE_RESOURCE, GROUP};
 
 #[tokio::test]
 async fn readiness_waits_for_the_signing_keys_and_evaluate_answers_503_until_then() {
@@ -40,7 +41,7 @@ async fn readiness_waits_for_the_signing_keys_and_evaluate_answers_503_until_the
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["signingKeys"], false);
-    let response = app.evaluate(&fixture("group-activation.json")).await;
+    let response = app.evaluate(&requests::sample(GROUP)).await;
     assert_eq!(response.status(), 503);
 }
 
@@ -64,8 +65,7 @@ async fn readiness_reports_the_rules_revision_once_ready() {
 #[tokio::test]
 async fn metrics_count_decisions_by_outcome_and_policy() {
     let app = spawn_app().await;
-    app.evaluate(&fixture("azure-resource-activation.json"))
-        .await;
+    app.evaluate(&requests::sample(AZURE_RESOURCE)).await;
     let text = app
         .client
         .get(format!("{}/metrics", app.admin_address))

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, TestApp, fixture, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::support::requests;
 
 /// `TEST_RULES` with a rehearsal of a stricter duration limit in front of them.
 const SHADOW_RULES: &str = r#"
@@ -26,13 +27,6 @@ policies:
     require:
       - duration: { max: PT4H }
 "#;
-
-/// The fixture asks for PT2H: the enforcing policy approves, the rehearsal would deny.
-fn request(id: &str) -> Value {
-    let mut body = fixture("entra-role-activation.json");
-    body["id"] = json!(id);
-    body
-}
 
 async fn answer(app: &TestApp, body: &Value) -> Value {
     let response = app.evaluate(body).await;
@@ -59,7 +53,8 @@ async fn a_shadow_policy_leaves_the_answer_unchanged_and_is_audited_and_counted(
         ..AppOptions::default()
     })
     .await;
-    let body = request("7b000000-0000-4000-8000-00000000a0d1");
+    // The sample asks for PT2H: the enforcing policy approves, the rehearsal would deny.
+    let body = requests::entra_role("7b000000-0000-4000-8000-00000000a0d1");
 
     let without = answer(&plain, &body).await;
     let with = answer(&shadowed, &body).await;

@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use crate::common_auth::{TestKey, raw_token};
-use crate::helpers::{fixture, spawn_app};
+use crate::helpers::spawn_app;
+use crate::support::requests::{self, ENTRA_ROLE, GROUP};
 
 #[tokio::test]
 async fn every_bad_token_gets_the_same_401_with_a_bearer_challenge() {
@@ -36,7 +37,7 @@ async fn every_bad_token_gets_the_same_401_with_a_bearer_challenge() {
         ),
         ("garbage", Some("not.a.token".into())),
     ];
-    let body = fixture("entra-role-activation.json").to_string();
+    let body = requests::sample(ENTRA_ROLE).to_string();
     let mut bodies = Vec::new();
     for (description, token) in cases {
         let response = app
@@ -60,7 +61,7 @@ async fn every_bad_token_gets_the_same_401_with_a_bearer_challenge() {
 #[tokio::test]
 async fn a_rotated_signing_key_is_picked_up_without_restart() {
     let mut app = spawn_app().await;
-    let request = fixture("group-activation.json");
+    let request = requests::sample(GROUP);
     assert_eq!(app.evaluate(&request).await.status(), 200);
     let old_key = app.idp.rotate();
     // The start-up fetch counts against the floor between unknown-`kid` refreshes (10 s at least).
