@@ -75,6 +75,8 @@ pub struct GuardReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub evaluation_id: Uuid,
+    /// The PIM callback that asked: it chose the rules that applied and what could be answered.
+    pub stage: Stage,
     pub outcome: Outcome,
     /// What PIM shows the requester: what was decided and why, in words they can act on.
     pub reasons: Vec<String>,
@@ -101,8 +103,8 @@ use crate::rules::{
     FailureMode, Guard, GuardMatch, Policy, PolicyMode, RuleSet, Selection, ShadowMatch,
 };
 
-/// [`evaluate_at_stage`] for the pre-approval stage (`POST /v1/evaluate`, `pimgate evaluate`,
-/// `rules test`).
+/// [`evaluate_at_stage`] for the pre-approval stage (`POST /v1/evaluate`, and `pimgate evaluate`
+/// and `rules test` when no stage is named).
 pub async fn evaluate(
     rules: &RuleSet,
     request: &ActivationRequest,
@@ -119,6 +121,9 @@ pub async fn evaluate(
 /// latency of their own and never change the answer. The `evaluationId` is derived from the
 /// request, the stage and the rules revision (`payload::EvaluationKey`): the same request gets the
 /// same id from every replica and every run.
+///
+/// At the post-approval stage a human has already approved: `auto_approve` checks are not run and
+/// nothing answers `AutoApproved` (a policy that would is `Approved`), see [`Stage`].
 pub async fn evaluate_at_stage(
     rules: &RuleSet,
     request: &ActivationRequest,
@@ -129,6 +134,7 @@ pub async fn evaluate_at_stage(
     let started = Instant::now();
     let mut decision = Decision {
         evaluation_id: EvaluationKey::derive(stage, &rules.revision, request).evaluation_id(),
+        stage,
         outcome: Outcome::Denied,
         reasons: Vec::new(),
         policy: None,
@@ -141,8 +147,8 @@ pub async fn evaluate_at_stage(
         duration_ms: 0.0,
     };
     let context = CheckContext::new(request, now, tokio::time::Instant::now() + budget);
-    let guards = rules.applicable_guards(request, now);
-    match rules.select(request, now) {
+    let guards = rules.applicable_guards(request, stage, now);
+    match rules.select(request, stage, now) {
         Selection::NoMatch { skipped, shadows } => {
             decision.skipped_policies = skipped;
             decision.reasons.push(format!(
@@ -151,7 +157,7 @@ pub async fn evaluate_at_stage(
                 request.action.as_str()
             ));
             (decision.shadow, decision.guards) = futures::join!(
-                run_shadows(&shadows, &context, budget),
+                run_shadows(&shadows, stage, &context, budget),
                 run_guards(&guards, &context, budget)
             );
         }
@@ -167,7 +173,7 @@ pub async fn evaluate_at_stage(
                 .reasons
                 .push(condition_error_reason(policy, &message));
             (decision.shadow, decision.guards) = futures::join!(
-                run_shadows(&shadows, &context, budget),
+                run_shadows(&shadows, stage, &context, budget),
                 run_guards(&guards, &context, budget)
             );
         }
@@ -179,8 +185,8 @@ pub async fn evaluate_at_stage(
             decision.skipped_policies = skipped;
             decision.policy = Some(policy.name.clone());
             let (verdict, shadow, guarded) = futures::join!(
-                apply_policy(policy, &context, budget),
-                run_shadows(&shadows, &context, budget),
+                apply_policy(policy, stage, &context, budget),
+                run_shadows(&shadows, stage, &context, budget),
                 run_guards(&guards, &context, budget)
             );
             decision.outcome = verdict.outcome;
@@ -191,6 +197,10 @@ pub async fn evaluate_at_stage(
         }
     }
     apply_guards(&mut decision);
+    debug_assert!(
+        stage.allows_auto_approval() || decision.outcome != Outcome::AutoApproved,
+        "AutoApproved at {stage}"
+    );
     decision.duration_ms = elapsed_ms(started);
     decision
 }
@@ -213,6 +223,7 @@ struct Verdict {
 /// be evaluated would deny, as an enforcing policy does.
 async fn run_shadows(
     shadows: &[ShadowMatch<'_>],
+    stage: Stage,
     context: &CheckContext<'_>,
     budget: Duration,
 ) -> Vec<ShadowDecision> {
@@ -223,7 +234,7 @@ async fn run_shadows(
                 reasons: vec![condition_error_reason(shadow.policy, message)],
                 checks: Vec::new(),
             },
-            None => apply_policy(shadow.policy, context, budget).await,
+            None => apply_policy(shadow.policy, stage, context, budget).await,
         };
         ShadowDecision {
             policy: shadow.policy.name.clone(),
@@ -235,32 +246,47 @@ async fn run_shadows(
     join_all(runs).await
 }
 
-async fn apply_policy(policy: &Policy, context: &CheckContext<'_>, budget: Duration) -> Verdict {
+/// What `policy` decides at `stage`. After a human approved, `auto_approve` checks are not run (they
+/// could only skip a human who already decided) and a fixed `AutoApproved` is `Approved`.
+async fn apply_policy(
+    policy: &Policy,
+    stage: Stage,
+    context: &CheckContext<'_>,
+    budget: Duration,
+) -> Verdict {
     if let Some(fixed) = &policy.decide {
+        let outcome = match fixed.outcome {
+            Outcome::AutoApproved if !stage.allows_auto_approval() => Outcome::Approved,
+            outcome => outcome,
+        };
         return Verdict {
-            outcome: fixed.outcome,
+            outcome,
             reasons: vec![format!(
                 "{} by policy '{}': {}",
-                verb(fixed.outcome),
+                verb(outcome),
                 policy.name,
                 fixed.reason
             )],
             checks: Vec::new(),
         };
     }
+    let auto_approve: &[NamedCheck] = if stage.allows_auto_approval() {
+        &policy.auto_approve
+    } else {
+        &[]
+    };
     let staged = policy
         .require
         .iter()
         .map(|check| (CheckStage::Require, check))
         .chain(
-            policy
-                .auto_approve
+            auto_approve
                 .iter()
                 .map(|check| (CheckStage::AutoApprove, check)),
         );
     let runs = staged.map(|(stage, check)| run_check(stage, check, context, budget));
     let checks = join_all(runs).await;
-    let (outcome, reasons) = judge(policy, &checks, &context.interval);
+    let (outcome, reasons) = judge(policy, stage, &checks, &context.interval);
     Verdict {
         outcome,
         reasons,
@@ -303,6 +329,7 @@ fn untimely_reason(report: &CheckReport, interval: &ActivationInterval) -> Strin
 /// passing check it rests on (`require` and `auto_approve`) to hold at the effective start.
 fn judge(
     policy: &Policy,
+    stage: Stage,
     checks: &[CheckReport],
     interval: &ActivationInterval,
 ) -> (Outcome, Vec<String>) {
@@ -348,7 +375,8 @@ fn judge(
         .iter()
         .filter(|report| report.stage == CheckStage::AutoApprove)
         .collect();
-    let auto_ok = !policy.auto_approve.is_empty()
+    let auto_ok = stage.allows_auto_approval()
+        && !policy.auto_approve.is_empty()
         && errored.is_empty()
         && auto
             .iter()
@@ -373,14 +401,20 @@ fn judge(
         return (Outcome::AutoApproved, reasons);
     }
     let passed = required.len() - errored.len();
-    reasons.insert(
-        0,
+    let approved = if stage.allows_auto_approval() {
         format!(
             "Approved by policy '{}': {passed} of {} required checks passed; PIM's own approval settings apply.",
             policy.name,
             required.len()
-        ),
-    );
+        )
+    } else {
+        format!(
+            "Approved by policy '{}': {passed} of {} required checks still pass after approval.",
+            policy.name,
+            required.len()
+        )
+    };
+    reasons.insert(0, approved);
     for report in auto.iter().filter(|r| r.status() != CheckStatus::Pass) {
         reasons.push(format!(
             "Not auto-approved: {}: {}",
