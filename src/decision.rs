@@ -1241,4 +1241,173 @@ mod tests {
         let hung = &decision.guards[0].checks[1];
         assert!(hung.outcome.message.contains("no answer within 200 ms"));
     }
+
+    // ---- PIM's stages ------------------------------------------------------------------------
+
+    /// A check that passes and counts how often it ran.
+    #[derive(Debug, Default)]
+    struct Counts(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Check for Counts {
+        async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            CheckOutcome::pass("counted")
+        }
+    }
+
+    async fn decide_at(rules: &RuleSet, stage: Stage) -> Decision {
+        evaluate_at_stage(rules, &request(), stage, now(), Duration::from_millis(200)).await
+    }
+
+    fn loaded(yaml: &str) -> RuleSet {
+        match rules::load_str("rules.yaml", yaml) {
+            Ok(rules) => rules,
+            Err(problems) => panic!("rules do not load: {problems:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_human_approved_a_policy_that_would_auto_approve_answers_approved_without_running_its_auto_checks()
+     {
+        let counter = Arc::new(Counts::default());
+        let rules = rules_with(
+            vec![named("justification", Behaviour::Pass)],
+            vec![NamedCheck {
+                kind: "oncall",
+                check: counter.clone(),
+            }],
+            FailureMode::Deny,
+        );
+        let before = decide_at(&rules, Stage::PreApproval).await;
+        assert_eq!(before.outcome, Outcome::AutoApproved);
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(after.outcome, Outcome::Approved, "{:?}", after.reasons);
+        assert_eq!(after.stage, Stage::PostApproval);
+        assert_eq!(
+            counter.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "auto_approve checks are not run after approval"
+        );
+        assert!(
+            after
+                .checks
+                .iter()
+                .all(|report| report.stage == CheckStage::Require)
+        );
+        assert_eq!(
+            after.reasons,
+            ["Approved by policy 'the-policy': 1 of 1 required checks still pass after approval."]
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_human_approved_a_required_check_that_fails_or_cannot_be_evaluated_still_denies()
+     {
+        for behaviour in [Behaviour::Fail, Behaviour::Error, Behaviour::Hang] {
+            let rules = rules_with(vec![named("itsm", behaviour)], vec![], FailureMode::Deny);
+            let decision = decide_at(&rules, Stage::PostApproval).await;
+            assert_eq!(decision.outcome, Outcome::Denied, "{:?}", decision.reasons);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fixed_auto_approval_is_an_approval_after_a_human_approved() {
+        let rules = loaded(
+            "policies:\n  - name: low\n    decide: AutoApproved\n    reason: low-risk role\n    allow_auto_approve_on_critical: true\n",
+        );
+        assert_eq!(
+            decide_at(&rules, Stage::PreApproval).await.outcome,
+            Outcome::AutoApproved
+        );
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(after.outcome, Outcome::Approved);
+        assert_eq!(after.reasons, ["Approved by policy 'low': low-risk role"]);
+    }
+
+    #[tokio::test]
+    async fn policies_apply_at_the_stages_they_name_and_at_both_when_they_name_none() {
+        let rules = loaded(
+            "policies:
+  - name: recheck
+    match: { stages: [post_approval] }
+    decide: Denied
+    reason: re-checked
+  - name: before-approval
+    match: { stages: [pre_approval] }
+    decide: Approved
+    reason: first look
+  - name: everyone
+    decide: Denied
+    reason: catch-all
+",
+        );
+        let before = decide_at(&rules, Stage::PreApproval).await;
+        assert_eq!(before.policy.as_deref(), Some("before-approval"));
+        assert_eq!(
+            before.skipped_policies,
+            [SkippedPolicy {
+                policy: "recheck".into(),
+                why: "stage does not match".into()
+            }]
+        );
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(after.policy.as_deref(), Some("recheck"));
+
+        let unstaged =
+            loaded("policies:\n  - name: everyone\n    decide: Approved\n    reason: ok\n");
+        for stage in Stage::ALL {
+            assert_eq!(
+                decide_at(&unstaged, stage).await.policy.as_deref(),
+                Some("everyone"),
+                "{stage}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_guard_applies_at_both_stages_unless_it_names_its_stages() {
+        let rules = loaded(
+            "guards:
+  - name: always
+    decide: Denied
+    reason: frozen
+  - name: only-after
+    match: { stages: [post_approval] }
+    decide: Denied
+    reason: re-checked
+policies:
+  - name: everyone
+    decide: Approved
+    reason: ok
+",
+        );
+        let names = |decision: &Decision| -> Vec<String> {
+            decision
+                .guards
+                .iter()
+                .map(|guard| guard.name.clone())
+                .collect()
+        };
+        let before = decide_at(&rules, Stage::PreApproval).await;
+        assert_eq!(names(&before), ["always"]);
+        assert_eq!(before.outcome, Outcome::Denied);
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(names(&after), ["always", "only-after"]);
+    }
+
+    #[tokio::test]
+    async fn the_same_request_is_a_distinct_evaluation_at_each_stage() {
+        let rules = loaded("policies:\n  - name: everyone\n    decide: Approved\n    reason: ok\n");
+        let before = decide_at(&rules, Stage::PreApproval).await;
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_ne!(before.evaluation_id, after.evaluation_id);
+        assert_eq!(
+            before.evaluation_id,
+            decide_at(&rules, Stage::PreApproval).await.evaluation_id,
+            "deterministic per stage"
+        );
+    }
 }

@@ -78,3 +78,80 @@ pub(super) fn warn_stages(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::{RuleProblem, Severity, load_str};
+
+    fn warnings(yaml: &str) -> Vec<RuleProblem> {
+        match load_str("rules.yaml", yaml) {
+            Ok(rules) => rules.warnings,
+            Err(problems) => panic!("rules do not load: {problems:?}"),
+        }
+    }
+
+    fn about_stages(problems: &[RuleProblem]) -> Vec<(String, Option<usize>, String)> {
+        problems
+            .iter()
+            .filter(|problem| problem.severity == Severity::Warning)
+            .filter(|problem| problem.message.contains("approval"))
+            .map(|problem| (problem.key.clone(), problem.line, problem.message.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_rule_set_without_stages_covers_both_and_says_nothing() {
+        let found = warnings(
+            "policies:\n  - name: everyone\n    auto_approve:\n      - duration: { max: PT1H }\n    allow_auto_approve_on_critical: true\n",
+        );
+        assert_eq!(about_stages(&found), []);
+    }
+
+    #[test]
+    fn a_stage_no_enforcing_policy_applies_at_is_a_warning_naming_its_route() {
+        let found = warnings(
+            "policies:\n  - name: first-look\n    match: { stages: [pre_approval] }\n    decide: Approved\n    reason: ok\n  - name: rehearsal\n    mode: audit\n    match: { stages: [post_approval] }\n    decide: Approved\n    reason: ok\n",
+        );
+        let stages = about_stages(&found);
+        assert_eq!(stages.len(), 1, "{stages:?}");
+        let (key, _, message) = &stages[0];
+        assert_eq!(key, "policies");
+        assert!(
+            message.contains("no enforcing policy applies at post_approval")
+                && message.contains("POST /v1/evaluate/post-approval"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_policy_naming_post_approval_that_auto_approves_is_told_it_answers_approved_there() {
+        let found = warnings(
+            "policies:\n  - name: fast\n    match:\n      stages: [pre_approval, post_approval]\n    decide: AutoApproved\n    reason: ok\n    allow_auto_approve_on_critical: true\n",
+        );
+        let stages = about_stages(&found);
+        assert_eq!(stages.len(), 1, "{stages:?}");
+        let (key, line, message) = &stages[0];
+        assert_eq!(key, "policies[0].match.stages");
+        assert_eq!(*line, Some(4));
+        assert!(
+            message.contains("at post_approval it answers Approved"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_stage_is_an_error_with_the_stages_to_use() {
+        let Err(problems) = load_str(
+            "rules.yaml",
+            "policies:\n  - name: p\n    match: { stages: [postapproval] }\n    decide: Approved\n    reason: ok\n",
+        ) else {
+            panic!("an unknown stage loads");
+        };
+        let problem = problems
+            .iter()
+            .find(|problem| problem.key == "policies[0].match.stages[0]")
+            .unwrap_or_else(|| panic!("{problems:?}"));
+        assert_eq!(problem.severity, Severity::Error);
+        assert!(problem.fix.contains("pre_approval or post_approval"));
+    }
+}
