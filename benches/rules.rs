@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{BenchmarkId, Criterion};
-use pimgate::payload::{ActivationRequest, ResourceType, Target};
+use pimgate::payload::{ActivationRequest, ResourceType, Stage, Target};
 use pimgate::rules::cel::Condition;
 use pimgate::rules::{self, RuleSet, Selection};
 
@@ -135,13 +135,21 @@ fn select(c: &mut Criterion) {
         let rules = load(n);
         let request = request_for(n);
         let expected = format!("policy-{}", n - 2);
-        assert_eq!(deciding(&rules.select(&request, now())), expected);
-        assert_eq!(deciding(&rules.select_explained(&request, now())), expected);
+        assert_eq!(
+            deciding(&rules.select(&request, Stage::PreApproval, now())),
+            expected
+        );
+        assert_eq!(
+            deciding(&rules.select_explained(&request, Stage::PreApproval, now())),
+            expected
+        );
         group.bench_with_input(BenchmarkId::new("indexed", n), &n, |b, _| {
-            b.iter(|| black_box(rules.select(black_box(&request), now())))
+            b.iter(|| black_box(rules.select(black_box(&request), Stage::PreApproval, now())))
         });
         group.bench_with_input(BenchmarkId::new("scan", n), &n, |b, _| {
-            b.iter(|| black_box(rules.select_explained(black_box(&request), now())))
+            b.iter(|| {
+                black_box(rules.select_explained(black_box(&request), Stage::PreApproval, now()))
+            })
         });
     }
     group.finish();
@@ -164,9 +172,9 @@ fn matching(c: &mut Criterion) {
     let request = request_for(10);
     // policy-8 is a group policy; the request is for its group: every criterion is compared.
     let matcher = &rules.policies[8].matcher;
-    assert!(matcher.mismatch(&request).is_none());
+    assert!(matcher.mismatch(&request, Stage::PreApproval).is_none());
     c.bench_function("matcher/mismatch", |b| {
-        b.iter(|| black_box(matcher.mismatch(black_box(&request))))
+        b.iter(|| black_box(matcher.mismatch(black_box(&request), Stage::PreApproval)))
     });
     let condition = Condition::compile(
         "request.duration <= duration(\"2h\") && request.tier != \"Critical\" && request.ticket_system == \"ServiceNow\"",

@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::decision::{CheckReport, Decision, GuardReport, ShadowDecision, SkippedPolicy};
-use crate::payload::{ActivationRequest, Target, Ticket, format_iso8601_duration};
+use crate::payload::{ActivationRequest, Stage, Target, Ticket, format_iso8601_duration};
 use crate::settings::{AuditSettings, AuditSink, JustificationMasking};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,8 @@ pub struct AuditRecord<'a> {
     pub record_type: &'static str,
     pub time: DateTime<Utc>,
     pub evaluation_id: String,
+    /// `pre_approval` or `post_approval`: which of PIM's callbacks this answers.
+    pub stage: Stage,
     /// True when this answer is a stored decision replayed for a PIM retry of the same request.
     pub replay: bool,
     pub http_request_id: &'a str,
@@ -151,6 +153,7 @@ impl AuditLog {
             record_type: "pimgate.audit",
             time: now,
             evaluation_id: decision.evaluation_id.to_string(),
+            stage: decision.stage,
             replay,
             http_request_id,
             request_id: request.request_id.as_deref(),
@@ -299,6 +302,7 @@ mod tests {
         let request = crate::checks::test_support::request();
         let decision = Decision {
             evaluation_id: uuid::Uuid::now_v7(),
+            stage: Stage::PostApproval,
             outcome: crate::decision::Outcome::Denied,
             reasons: vec!["no".into()],
             policy: Some("p".into()),
@@ -341,6 +345,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["evaluationId"], decision.evaluation_id.to_string());
         assert_eq!(lines[1]["replay"], true);
+        assert_eq!(lines[0]["stage"], "post_approval");
         assert_eq!(lines[0]["shadowDecisions"][0]["policy"], "rehearsal");
         assert_eq!(lines[0]["shadowDecisions"][0]["outcome"], "Approved");
         let guard = &lines[0]["guards"][0];

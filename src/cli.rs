@@ -54,6 +54,10 @@ pub enum Command {
         /// Print the full decision as JSON instead of the explanation.
         #[arg(long)]
         json: bool,
+        /// Which of PIM's callbacks to answer as: `pre-approval` (`POST /v1/evaluate`) or
+        /// `post-approval` (`POST /v1/evaluate/post-approval`, after a human approved).
+        #[arg(long, default_value = "pre-approval")]
+        stage: payload::Stage,
     },
     /// Register pimgate as PIM's custom extension and link it to roles' policies (Microsoft Graph).
     /// Without --apply, print the calls only.
@@ -152,7 +156,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             offline,
             now,
             json,
-        } => evaluate(&request, config.as_deref(), offline, now, json).await,
+            stage,
+        } => evaluate(&request, config.as_deref(), offline, now, json, stage).await,
         Command::Onboard {
             config,
             host,
@@ -393,6 +398,7 @@ async fn evaluate(
     offline: bool,
     now: Option<DateTime<Utc>>,
     json: bool,
+    stage: payload::Stage,
 ) -> ExitCode {
     let settings = match config {
         Some(config) => match load_settings(Some(config)) {
@@ -445,10 +451,10 @@ async fn evaluate(
         }
     };
     let now = now.unwrap_or_else(Utc::now);
-    let mut decision =
-        decision::evaluate(&rules, &request, now, Duration::from_millis(deadline_ms)).await;
+    let budget = Duration::from_millis(deadline_ms);
+    let mut decision = decision::evaluate_at_stage(&rules, &request, stage, now, budget).await;
     // The explanation names every policy passed over, not only those the index could not rule out.
-    decision.skipped_policies = rules.select_explained(&request, now).into_skipped();
+    decision.skipped_policies = rules.select_explained(&request, stage, now).into_skipped();
     if json {
         let document = serde_json::json!({
             "request": request,
@@ -481,6 +487,7 @@ pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offlin
         out.push('\n');
     };
     line(format!("Outcome:    {}", decision.outcome.as_str()));
+    line(format!("Stage:      {}", decision.stage));
     line(format!(
         "Request:    {} asks for {} ({})",
         request.principal_id,

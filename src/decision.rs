@@ -75,6 +75,8 @@ pub struct GuardReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub evaluation_id: Uuid,
+    /// The PIM callback that asked: it chose the rules that applied and what could be answered.
+    pub stage: Stage,
     pub outcome: Outcome,
     /// What PIM shows the requester: what was decided and why, in words they can act on.
     pub reasons: Vec<String>,
@@ -101,8 +103,8 @@ use crate::rules::{
     FailureMode, Guard, GuardMatch, Policy, PolicyMode, RuleSet, Selection, ShadowMatch,
 };
 
-/// [`evaluate_at_stage`] for the pre-approval stage (`POST /v1/evaluate`, `pimgate evaluate`,
-/// `rules test`).
+/// [`evaluate_at_stage`] for the pre-approval stage (`POST /v1/evaluate`, and `pimgate evaluate`
+/// and `rules test` when no stage is named).
 pub async fn evaluate(
     rules: &RuleSet,
     request: &ActivationRequest,
@@ -119,6 +121,9 @@ pub async fn evaluate(
 /// latency of their own and never change the answer. The `evaluationId` is derived from the
 /// request, the stage and the rules revision (`payload::EvaluationKey`): the same request gets the
 /// same id from every replica and every run.
+///
+/// At the post-approval stage a human has already approved: `auto_approve` checks are not run and
+/// nothing answers `AutoApproved` (a policy that would is `Approved`), see [`Stage`].
 pub async fn evaluate_at_stage(
     rules: &RuleSet,
     request: &ActivationRequest,
@@ -129,6 +134,7 @@ pub async fn evaluate_at_stage(
     let started = Instant::now();
     let mut decision = Decision {
         evaluation_id: EvaluationKey::derive(stage, &rules.revision, request).evaluation_id(),
+        stage,
         outcome: Outcome::Denied,
         reasons: Vec::new(),
         policy: None,
@@ -141,8 +147,8 @@ pub async fn evaluate_at_stage(
         duration_ms: 0.0,
     };
     let context = CheckContext::new(request, now, tokio::time::Instant::now() + budget);
-    let guards = rules.applicable_guards(request, now);
-    match rules.select(request, now) {
+    let guards = rules.applicable_guards(request, stage, now);
+    match rules.select(request, stage, now) {
         Selection::NoMatch { skipped, shadows } => {
             decision.skipped_policies = skipped;
             decision.reasons.push(format!(
@@ -151,7 +157,7 @@ pub async fn evaluate_at_stage(
                 request.action.as_str()
             ));
             (decision.shadow, decision.guards) = futures::join!(
-                run_shadows(&shadows, &context, budget),
+                run_shadows(&shadows, stage, &context, budget),
                 run_guards(&guards, &context, budget)
             );
         }
@@ -167,7 +173,7 @@ pub async fn evaluate_at_stage(
                 .reasons
                 .push(condition_error_reason(policy, &message));
             (decision.shadow, decision.guards) = futures::join!(
-                run_shadows(&shadows, &context, budget),
+                run_shadows(&shadows, stage, &context, budget),
                 run_guards(&guards, &context, budget)
             );
         }
@@ -179,8 +185,8 @@ pub async fn evaluate_at_stage(
             decision.skipped_policies = skipped;
             decision.policy = Some(policy.name.clone());
             let (verdict, shadow, guarded) = futures::join!(
-                apply_policy(policy, &context, budget),
-                run_shadows(&shadows, &context, budget),
+                apply_policy(policy, stage, &context, budget),
+                run_shadows(&shadows, stage, &context, budget),
                 run_guards(&guards, &context, budget)
             );
             decision.outcome = verdict.outcome;
@@ -191,6 +197,10 @@ pub async fn evaluate_at_stage(
         }
     }
     apply_guards(&mut decision);
+    debug_assert!(
+        stage.allows_auto_approval() || decision.outcome != Outcome::AutoApproved,
+        "AutoApproved at {stage}"
+    );
     decision.duration_ms = elapsed_ms(started);
     decision
 }
@@ -213,6 +223,7 @@ struct Verdict {
 /// be evaluated would deny, as an enforcing policy does.
 async fn run_shadows(
     shadows: &[ShadowMatch<'_>],
+    stage: Stage,
     context: &CheckContext<'_>,
     budget: Duration,
 ) -> Vec<ShadowDecision> {
@@ -223,7 +234,7 @@ async fn run_shadows(
                 reasons: vec![condition_error_reason(shadow.policy, message)],
                 checks: Vec::new(),
             },
-            None => apply_policy(shadow.policy, context, budget).await,
+            None => apply_policy(shadow.policy, stage, context, budget).await,
         };
         ShadowDecision {
             policy: shadow.policy.name.clone(),
@@ -235,32 +246,47 @@ async fn run_shadows(
     join_all(runs).await
 }
 
-async fn apply_policy(policy: &Policy, context: &CheckContext<'_>, budget: Duration) -> Verdict {
+/// What `policy` decides at `stage`. After a human approved, `auto_approve` checks are not run (they
+/// could only skip a human who already decided) and a fixed `AutoApproved` is `Approved`.
+async fn apply_policy(
+    policy: &Policy,
+    stage: Stage,
+    context: &CheckContext<'_>,
+    budget: Duration,
+) -> Verdict {
     if let Some(fixed) = &policy.decide {
+        let outcome = match fixed.outcome {
+            Outcome::AutoApproved if !stage.allows_auto_approval() => Outcome::Approved,
+            outcome => outcome,
+        };
         return Verdict {
-            outcome: fixed.outcome,
+            outcome,
             reasons: vec![format!(
                 "{} by policy '{}': {}",
-                verb(fixed.outcome),
+                verb(outcome),
                 policy.name,
                 fixed.reason
             )],
             checks: Vec::new(),
         };
     }
+    let auto_approve: &[NamedCheck] = if stage.allows_auto_approval() {
+        &policy.auto_approve
+    } else {
+        &[]
+    };
     let staged = policy
         .require
         .iter()
         .map(|check| (CheckStage::Require, check))
         .chain(
-            policy
-                .auto_approve
+            auto_approve
                 .iter()
                 .map(|check| (CheckStage::AutoApprove, check)),
         );
     let runs = staged.map(|(stage, check)| run_check(stage, check, context, budget));
     let checks = join_all(runs).await;
-    let (outcome, reasons) = judge(policy, &checks, &context.interval);
+    let (outcome, reasons) = judge(policy, stage, &checks, &context.interval);
     Verdict {
         outcome,
         reasons,
@@ -303,6 +329,7 @@ fn untimely_reason(report: &CheckReport, interval: &ActivationInterval) -> Strin
 /// passing check it rests on (`require` and `auto_approve`) to hold at the effective start.
 fn judge(
     policy: &Policy,
+    stage: Stage,
     checks: &[CheckReport],
     interval: &ActivationInterval,
 ) -> (Outcome, Vec<String>) {
@@ -348,7 +375,8 @@ fn judge(
         .iter()
         .filter(|report| report.stage == CheckStage::AutoApprove)
         .collect();
-    let auto_ok = !policy.auto_approve.is_empty()
+    let auto_ok = stage.allows_auto_approval()
+        && !policy.auto_approve.is_empty()
         && errored.is_empty()
         && auto
             .iter()
@@ -373,14 +401,20 @@ fn judge(
         return (Outcome::AutoApproved, reasons);
     }
     let passed = required.len() - errored.len();
-    reasons.insert(
-        0,
+    let approved = if stage.allows_auto_approval() {
         format!(
             "Approved by policy '{}': {passed} of {} required checks passed; PIM's own approval settings apply.",
             policy.name,
             required.len()
-        ),
-    );
+        )
+    } else {
+        format!(
+            "Approved by policy '{}': {passed} of {} required checks still pass after approval.",
+            policy.name,
+            required.len()
+        )
+    };
+    reasons.insert(0, approved);
     for report in auto.iter().filter(|r| r.status() != CheckStatus::Pass) {
         reasons.push(format!(
             "Not auto-approved: {}: {}",
@@ -1206,5 +1240,174 @@ mod tests {
         assert_eq!(decision.guards[0].effect, GuardEffect::Error);
         let hung = &decision.guards[0].checks[1];
         assert!(hung.outcome.message.contains("no answer within 200 ms"));
+    }
+
+    // ---- PIM's stages ------------------------------------------------------------------------
+
+    /// A check that passes and counts how often it ran.
+    #[derive(Debug, Default)]
+    struct Counts(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Check for Counts {
+        async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            CheckOutcome::pass("counted")
+        }
+    }
+
+    async fn decide_at(rules: &RuleSet, stage: Stage) -> Decision {
+        evaluate_at_stage(rules, &request(), stage, now(), Duration::from_millis(200)).await
+    }
+
+    fn loaded(yaml: &str) -> RuleSet {
+        match rules::load_str("rules.yaml", yaml) {
+            Ok(rules) => rules,
+            Err(problems) => panic!("rules do not load: {problems:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_human_approved_a_policy_that_would_auto_approve_answers_approved_without_running_its_auto_checks()
+     {
+        let counter = Arc::new(Counts::default());
+        let rules = rules_with(
+            vec![named("justification", Behaviour::Pass)],
+            vec![NamedCheck {
+                kind: "oncall",
+                check: counter.clone(),
+            }],
+            FailureMode::Deny,
+        );
+        let before = decide_at(&rules, Stage::PreApproval).await;
+        assert_eq!(before.outcome, Outcome::AutoApproved);
+        assert_eq!(counter.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(after.outcome, Outcome::Approved, "{:?}", after.reasons);
+        assert_eq!(after.stage, Stage::PostApproval);
+        assert_eq!(
+            counter.0.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "auto_approve checks are not run after approval"
+        );
+        assert!(
+            after
+                .checks
+                .iter()
+                .all(|report| report.stage == CheckStage::Require)
+        );
+        assert_eq!(
+            after.reasons,
+            ["Approved by policy 'the-policy': 1 of 1 required checks still pass after approval."]
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_human_approved_a_required_check_that_fails_or_cannot_be_evaluated_still_denies()
+     {
+        for behaviour in [Behaviour::Fail, Behaviour::Error, Behaviour::Hang] {
+            let rules = rules_with(vec![named("itsm", behaviour)], vec![], FailureMode::Deny);
+            let decision = decide_at(&rules, Stage::PostApproval).await;
+            assert_eq!(decision.outcome, Outcome::Denied, "{:?}", decision.reasons);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fixed_auto_approval_is_an_approval_after_a_human_approved() {
+        let rules = loaded(
+            "policies:\n  - name: low\n    decide: AutoApproved\n    reason: low-risk role\n    allow_auto_approve_on_critical: true\n",
+        );
+        assert_eq!(
+            decide_at(&rules, Stage::PreApproval).await.outcome,
+            Outcome::AutoApproved
+        );
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(after.outcome, Outcome::Approved);
+        assert_eq!(after.reasons, ["Approved by policy 'low': low-risk role"]);
+    }
+
+    #[tokio::test]
+    async fn policies_apply_at_the_stages_they_name_and_at_both_when_they_name_none() {
+        let rules = loaded(
+            "policies:
+  - name: recheck
+    match: { stages: [post_approval] }
+    decide: Denied
+    reason: re-checked
+  - name: before-approval
+    match: { stages: [pre_approval] }
+    decide: Approved
+    reason: first look
+  - name: everyone
+    decide: Denied
+    reason: catch-all
+",
+        );
+        let before = decide_at(&rules, Stage::PreApproval).await;
+        assert_eq!(before.policy.as_deref(), Some("before-approval"));
+        assert_eq!(
+            before.skipped_policies,
+            [SkippedPolicy {
+                policy: "recheck".into(),
+                why: "stage does not match".into()
+            }]
+        );
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(after.policy.as_deref(), Some("recheck"));
+
+        let unstaged =
+            loaded("policies:\n  - name: everyone\n    decide: Approved\n    reason: ok\n");
+        for stage in Stage::ALL {
+            assert_eq!(
+                decide_at(&unstaged, stage).await.policy.as_deref(),
+                Some("everyone"),
+                "{stage}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_guard_applies_at_both_stages_unless_it_names_its_stages() {
+        let rules = loaded(
+            "guards:
+  - name: always
+    decide: Denied
+    reason: frozen
+  - name: only-after
+    match: { stages: [post_approval] }
+    decide: Denied
+    reason: re-checked
+policies:
+  - name: everyone
+    decide: Approved
+    reason: ok
+",
+        );
+        let names = |decision: &Decision| -> Vec<String> {
+            decision
+                .guards
+                .iter()
+                .map(|guard| guard.name.clone())
+                .collect()
+        };
+        let before = decide_at(&rules, Stage::PreApproval).await;
+        assert_eq!(names(&before), ["always"]);
+        assert_eq!(before.outcome, Outcome::Denied);
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(names(&after), ["always", "only-after"]);
+    }
+
+    #[tokio::test]
+    async fn the_same_request_is_a_distinct_evaluation_at_each_stage() {
+        let rules = loaded("policies:\n  - name: everyone\n    decide: Approved\n    reason: ok\n");
+        let before = decide_at(&rules, Stage::PreApproval).await;
+        let after = decide_at(&rules, Stage::PostApproval).await;
+        assert_ne!(before.evaluation_id, after.evaluation_id);
+        assert_eq!(
+            before.evaluation_id,
+            decide_at(&rules, Stage::PreApproval).await.evaluation_id,
+            "deterministic per stage"
+        );
     }
 }

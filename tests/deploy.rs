@@ -275,13 +275,26 @@ fn assert_production_shape(documents: &[Value]) {
         !ingress["spec"]["tls"].as_array().unwrap().is_empty(),
         "ingress has TLS"
     );
-    let paths = &ingress["spec"]["rules"][0]["http"]["paths"];
+    let paths = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap();
+    let published: Vec<(&str, &str)> = paths
+        .iter()
+        .map(|path| {
+            (
+                path["path"].as_str().unwrap(),
+                path["pathType"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        paths.as_array().unwrap().len(),
-        1,
-        "only /v1/evaluate is published"
+        published,
+        [
+            ("/v1/evaluate", "Exact"),
+            ("/v1/evaluate/post-approval", "Exact")
+        ],
+        "only PIM's two decision endpoints are published, each exactly"
     );
-    assert_eq!(paths[0]["path"], "/v1/evaluate");
     let policy = the(documents, "NetworkPolicy");
     assert_eq!(
         policy["spec"]["policyTypes"],

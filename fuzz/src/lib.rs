@@ -207,8 +207,12 @@ fn select_samples(rule_set: &rules::RuleSet) {
         let Ok(request) = payload::decode(sample.as_bytes()) else {
             panic!("a sample request no longer decodes");
         };
-        if let Selection::ConditionError { message, .. } = rule_set.select(&request, fixed_now()) {
-            assert!(!message.is_empty(), "a `when` error must say why");
+        for stage in payload::Stage::ALL {
+            if let Selection::ConditionError { message, .. } =
+                rule_set.select(&request, stage, fixed_now())
+            {
+                assert!(!message.is_empty(), "a `when` error must say why");
+            }
         }
     }
 }

@@ -1,4 +1,6 @@
-//! `POST /v1/evaluate`: the PIM custom-extension endpoint.
+//! `POST /v1/evaluate` and `POST /v1/evaluate/post-approval`: the PIM custom-extension endpoints,
+//! one per stage (PIM does not say in the body which stage calls; each stage's extension is
+//! registered with its own `targetUrl`). Both run the same code with their [`Stage`].
 //!
 //! Order matters: readiness, then the token (nothing of an unauthenticated request is read), then
 //! content type and size, then the payload, then the decision under the deadline.
@@ -30,14 +32,30 @@ pub struct PimResponse<'a> {
     pub reason: &'a [String],
 }
 
-/// This endpoint is PIM's pre-approval callback.
-const STAGE: Stage = Stage::PreApproval;
-
 /// Time kept back from the deadline for serializing and writing the answer.
 const ANSWER_MARGIN: Duration = Duration::from_millis(50);
 
-#[tracing::instrument(skip_all, fields(evaluation_id, outcome))]
-pub async fn evaluate(
+/// `POST /v1/evaluate`: PIM's pre-approval callback.
+pub async fn pre_approval(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    evaluate(Stage::PreApproval, request, body, state).await
+}
+
+/// `POST /v1/evaluate/post-approval`: PIM's post-approval callback (after a human approved).
+pub async fn post_approval(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    evaluate(Stage::PostApproval, request, body, state).await
+}
+
+#[tracing::instrument(skip_all, fields(stage = stage.name(), evaluation_id, outcome))]
+async fn evaluate(
+    stage: Stage,
     request: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
@@ -91,17 +109,22 @@ pub async fn evaluate(
     })?;
 
     let rules = state.rules();
-    let evaluation_key = EvaluationKey::derive(STAGE, &rules.revision, &activation);
+    let evaluation_key = EvaluationKey::derive(stage, &rules.revision, &activation);
     let key = ReplayCache::key(&evaluation_key, &verified.caller_app_id);
     let remaining = deadline.saturating_sub(started.elapsed());
     let budget = remaining.saturating_sub(ANSWER_MARGIN.min(remaining / 10));
-    let evaluation = decision::evaluate_at_stage(&rules, &activation, STAGE, Utc::now(), budget);
+    let evaluation = decision::evaluate_at_stage(&rules, &activation, stage, Utc::now(), budget);
     let (decision, replay) =
         match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
         {
             Ok(Answer { decision, replay }) => (decision, replay),
             Err(_) => (
-                Arc::new(deadline_decision(&evaluation_key, &rules.revision, started)),
+                Arc::new(deadline_decision(
+                    stage,
+                    &evaluation_key,
+                    &rules.revision,
+                    started,
+                )),
                 false,
             ),
         };
@@ -218,9 +241,15 @@ async fn read_body(
 
 /// The safety net behind the per-check timeouts: if evaluation itself overruns, deny in time, under
 /// the id the request's evaluation would have had (it names the request, not the attempt).
-fn deadline_decision(key: &EvaluationKey, rules_revision: &str, started: Instant) -> Decision {
+fn deadline_decision(
+    stage: Stage,
+    key: &EvaluationKey,
+    rules_revision: &str,
+    started: Instant,
+) -> Decision {
     Decision {
         evaluation_id: key.evaluation_id(),
+        stage,
         outcome: Outcome::Denied,
         reasons: vec![
             "Denied: pimgate could not finish evaluating this request in time; this is not a finding against you, retry the activation in a minute.".into(),
@@ -240,6 +269,7 @@ fn record_metrics(decision: &Decision, replay: bool, started: Instant) {
     let policy = decision.policy.clone().unwrap_or_else(|| "(none)".into());
     metrics::counter!(
         "pimgate_decisions_total",
+        "stage" => decision.stage.name(),
         "outcome" => decision.outcome.as_str(),
         "policy" => policy,
         "replay" => if replay { "true" } else { "false" }
@@ -252,6 +282,7 @@ fn record_metrics(decision: &Decision, replay: bool, started: Instant) {
         for shadow in &decision.shadow {
             metrics::counter!(
                 "pimgate_shadow_decisions_total",
+                "stage" => decision.stage.name(),
                 "policy" => shadow.policy.clone(),
                 "outcome" => shadow.outcome.as_str()
             )

@@ -19,7 +19,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// What PIM calls: the only routes on `server.listen` when the admin listener is on. Anything else
 /// there is a 404, so a prober learns nothing from `/metrics` (e.g. why its token was refused).
 pub fn decision_routes(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/v1/evaluate").route(web::post().to(evaluate::evaluate)));
+    config
+        .service(web::resource("/v1/evaluate").route(web::post().to(evaluate::pre_approval)))
+        .service(
+            web::resource("/v1/evaluate/post-approval")
+                .route(web::post().to(evaluate::post_approval)),
+        );
 }
 
 /// Health, readiness and metrics: on `admin.listen`, for probes, scrapes and operators only.

@@ -130,6 +130,7 @@ impl ReplayCache {
 fn answer_only(decision: &Decision) -> Decision {
     Decision {
         evaluation_id: decision.evaluation_id,
+        stage: decision.stage,
         outcome: decision.outcome,
         reasons: decision.reasons.clone(),
         policy: decision.policy.clone(),
@@ -158,6 +159,7 @@ mod tests {
     fn decision(outcome: Outcome) -> Decision {
         Decision {
             evaluation_id: Uuid::now_v7(),
+            stage: Stage::PreApproval,
             outcome,
             reasons: vec!["because".into()],
             policy: Some("p".into()),

@@ -499,11 +499,19 @@ mod tests {
 
     #[test]
     fn stages_have_stable_distinct_names() {
-        let names: Vec<&str> = [Stage::PreApproval]
-            .iter()
-            .map(|stage| stage.as_str())
-            .collect();
-        assert_eq!(names, ["preApproval"]);
+        let names: Vec<&str> = Stage::ALL.iter().map(|stage| stage.as_str()).collect();
+        assert_eq!(names, ["preApproval", "postApproval"]);
+    }
+
+    /// PIM calls the post-approval extension with the same body it sent before approval: the
+    /// second call is a new evaluation, never the stored answer of the first.
+    #[test]
+    fn the_same_request_at_another_stage_is_another_evaluation() {
+        let request = entra_role();
+        let pre = EvaluationKey::derive(Stage::PreApproval, "r1", &request);
+        let post = EvaluationKey::derive(Stage::PostApproval, "r1", &request);
+        assert_ne!(pre, post);
+        assert_ne!(pre.evaluation_id(), post.evaluation_id());
     }
 
     /// Replicas of different builds must agree on ids during a rolling deploy: a change of the

@@ -1,20 +1,104 @@
 //! Which PIM callback delivered a request. The same activation request is judged once per stage, so
-//! the stage is part of what names an evaluation (`fingerprint::EvaluationKey`).
+//! the stage is part of what names an evaluation (`fingerprint::EvaluationKey`), of what rules
+//! apply (`match: { stages: [...] }`) and of what may be answered (no `AutoApproved` after a human
+//! approved).
+//!
+//! PIM does not say in the body which stage is calling: each stage is registered as its own custom
+//! extension with its own `targetUrl` (`POST /v1/evaluate`, `POST /v1/evaluate/post-approval`).
 
-/// PIM's custom-extension stages. Only the pre-approval stage is served today (`POST /v1/evaluate`);
-/// the post-approval endpoint adds a variant here and nothing else in the key derivation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// PIM's custom-extension stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stage {
-    /// Before any human approval (`CustomExtension_PreApproval_…`).
+    /// Before any human approval (`CustomExtension_PreApproval_EndUser_Assignment`). The extension
+    /// answers `Denied`, `Approved` (hand it to PIM's approvers) or `AutoApproved` (skip them).
     PreApproval,
+    /// After a human approved, before the role is active
+    /// (`CustomExtension_PostApproval_EndUser_Assignment`, preview): a re-check of what may have
+    /// changed while the request waited. Only `Approved` or `Denied` mean anything here.
+    PostApproval,
 }
 
 impl Stage {
-    /// The stage's name in key derivations (and wherever it is shown). Never reuse a name: it is
-    /// hashed into every evaluation id.
+    /// Every stage, in the order PIM calls them.
+    pub const ALL: [Stage; 2] = [Stage::PreApproval, Stage::PostApproval];
+
+    /// The stage's name in key derivations. Never reuse a name: it is hashed into every evaluation
+    /// id.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::PreApproval => "preApproval",
+            Stage::PostApproval => "postApproval",
         }
+    }
+
+    /// How rules, rule tests, audit records and metrics spell it (`match: { stages: [post_approval] }`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "pre_approval",
+            Stage::PostApproval => "post_approval",
+        }
+    }
+
+    /// Whether `AutoApproved` is an answer at this stage: not once a human has approved.
+    pub fn allows_auto_approval(self) -> bool {
+        self == Stage::PreApproval
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+/// Reads `pre_approval` / `post_approval`, and the command line's `pre-approval` / `post-approval`.
+impl FromStr for Stage {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let normal = text.trim().to_ascii_lowercase().replace('-', "_");
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.name() == normal)
+            .ok_or_else(|| format!("`{text}` is not a stage; use pre-approval or post-approval"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_reads_from_its_rule_name_and_its_command_line_spelling() {
+        for stage in Stage::ALL {
+            assert_eq!(stage.name().parse::<Stage>(), Ok(stage));
+            assert_eq!(stage.name().replace('_', "-").parse::<Stage>(), Ok(stage));
+        }
+        assert!("approval".parse::<Stage>().is_err());
+        assert!("postApproval ".parse::<Stage>().is_err());
+    }
+
+    #[test]
+    fn only_the_pre_approval_stage_may_answer_auto_approved() {
+        assert!(Stage::PreApproval.allows_auto_approval());
+        assert!(!Stage::PostApproval.allows_auto_approval());
+    }
+
+    #[test]
+    fn rules_and_audit_records_spell_a_stage_as_its_name() {
+        assert_eq!(
+            serde_json::to_string(&Stage::PostApproval).ok().as_deref(),
+            Some("\"post_approval\"")
+        );
+        assert_eq!(
+            yaml_serde::from_str::<Stage>("pre_approval").ok(),
+            Some(Stage::PreApproval)
+        );
     }
 }

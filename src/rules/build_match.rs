@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::payload::{Action, GroupAccess, ResourceType};
+use crate::payload::{Action, GroupAccess, ResourceType, Stage};
 use crate::rules::catalog;
 use crate::rules::matcher::{Matcher, ScopePattern, parse_tier};
 
@@ -190,6 +190,20 @@ pub(super) fn build_match(
                     }
                 }
                 matcher.principals = Some(ids);
+            }
+            "stages" => {
+                let mut stages = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    match item.parse::<Stage>() {
+                        Ok(stage) => stages.push(stage),
+                        Err(_) => error(
+                            index,
+                            format!("unknown stage `{item}`"),
+                            "use pre_approval or post_approval (leave `stages` out for both)",
+                        ),
+                    }
+                }
+                matcher.stages = Some(stages);
             }
             _ => {}
         }

@@ -223,6 +223,9 @@ fn compile_sources(
     super::start_bounds::warn_unbounded_starts(&compiled, &mut |file, key, message, fix| {
         report.add(sources, file, Problem::warning(key, message, fix))
     });
+    super::stages::warn_stages(&compiled, &mut |file, key, message, fix| {
+        report.add(sources, file, Problem::warning(key, message, fix))
+    });
 
     let mut problems = report.problems;
     problems.sort_by_key(|(file, problem)| (*file, problem.line.unwrap_or(usize::MAX)));

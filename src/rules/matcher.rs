@@ -7,7 +7,7 @@
 //! ([`GUARD_DEFAULT_ACTIONS`]): a guard only denies, so the safe default is the widest one that never
 //! stands in the way of giving a privilege back.
 
-use crate::payload::{ActivationRequest, GroupAccess, ResourceType, Target};
+use crate::payload::{ActivationRequest, GroupAccess, ResourceType, Stage, Target};
 use crate::rules::catalog::{self, Tier};
 
 /// `/subscriptions/x/*` matches `/subscriptions/x` and everything below it; anything else is exact.
@@ -56,6 +56,9 @@ pub struct Matcher {
     pub actions: Vec<String>,
     /// Lower-case principal object ids, list names already expanded.
     pub principals: Option<Vec<String>>,
+    /// The PIM stages the rule is for; `None` (no `stages:`) is every stage, so a rule set written
+    /// before the post-approval stage existed re-checks the same requirements after approval.
+    pub stages: Option<Vec<Stage>>,
     /// Lower-case ids of the groups declared (top-level `groups:`) with one of `tiers`: `tiers`
     /// match them as well as Entra built-in roles. Empty without `tiers` or declarations.
     pub tiered_groups: Vec<String>,
@@ -72,6 +75,7 @@ impl Default for Matcher {
             scopes: None,
             actions: vec!["selfactivate".to_string()],
             principals: None,
+            stages: None,
             tiered_groups: Vec::new(),
         }
     }
@@ -145,7 +149,12 @@ pub fn target_tier(request: &ActivationRequest) -> Option<Tier> {
 impl Matcher {
     /// `None` when the request matches; otherwise the first criterion that does not hold, in words for
     /// the explanation tree.
-    pub fn mismatch(&self, request: &ActivationRequest) -> Option<&'static str> {
+    pub fn mismatch(&self, request: &ActivationRequest, stage: Stage) -> Option<&'static str> {
+        if let Some(stages) = &self.stages
+            && !stages.contains(&stage)
+        {
+            return Some("stage does not match");
+        }
         let action = request.action.as_str().to_ascii_lowercase();
         if !self.actions.contains(&action) {
             return Some("action does not match");
@@ -294,6 +303,7 @@ impl Matcher {
             && subset(&self.resource_types, &other.resource_types)
             && subset(&self.scopes, &other.scopes)
             && subset(&self.principals, &other.principals)
+            && subset(&self.stages, &other.stages)
             && other
                 .actions
                 .iter()
@@ -374,6 +384,7 @@ impl Matcher {
             && self.resource_types.is_none()
             && self.scopes.is_none()
             && self.principals.is_none()
+            && self.stages.is_none()
     }
 }
 
@@ -473,7 +484,9 @@ mod tests {
         fn a_match_called_contradictory_matches_no_request(matcher in matcher_strategy()) {
             if let Some(why) = matcher.contradiction() {
                 for request in requests() {
-                    prop_assert!(matcher.mismatch(&request).is_some(), "{why}: {matcher:?} matches {request:?}");
+                    for stage in crate::payload::Stage::ALL {
+                        prop_assert!(matcher.mismatch(&request, stage).is_some(), "{why}: {matcher:?} matches {request:?} at {stage}");
+                    }
                 }
             }
         }

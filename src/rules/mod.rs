@@ -18,6 +18,7 @@ pub mod matcher;
 mod report;
 mod sources;
 mod spec;
+mod stages;
 mod start_bounds;
 mod validate;
 
@@ -27,7 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::checks::NamedCheck;
-use crate::payload::ActivationRequest;
+use crate::payload::{ActivationRequest, Stage};
 use crate::vocabulary::{Outcome, SkippedPolicy};
 
 /// What happens when a required check cannot be evaluated.
@@ -273,9 +274,10 @@ impl<'a> Scan<'a> {
         &mut self,
         policy: &'a Policy,
         request: &ActivationRequest,
+        stage: Stage,
         now: DateTime<Utc>,
     ) -> Option<Selection<'a>> {
-        if let Some(why) = policy.matcher.mismatch(request) {
+        if let Some(why) = policy.matcher.mismatch(request, stage) {
             self.skipped.push(SkippedPolicy {
                 policy: policy.name.clone(),
                 why: why.to_string(),
@@ -353,11 +355,12 @@ impl RuleSet {
     pub fn applicable_guards(
         &self,
         request: &ActivationRequest,
+        stage: Stage,
         now: DateTime<Utc>,
     ) -> Vec<GuardMatch<'_>> {
         self.guards
             .iter()
-            .filter(|guard| guard.matcher.mismatch(request).is_none())
+            .filter(|guard| guard.matcher.mismatch(request, stage).is_none())
             .filter_map(|guard| {
                 let verdict = match &guard.when {
                     None => Ok(true),
@@ -382,12 +385,13 @@ impl RuleSet {
     pub fn guards_not_applied(
         &self,
         request: &ActivationRequest,
+        stage: Stage,
         now: DateTime<Utc>,
     ) -> Vec<SkippedPolicy> {
         self.guards
             .iter()
             .filter_map(|guard| {
-                let why = match guard.matcher.mismatch(request) {
+                let why = match guard.matcher.mismatch(request, stage) {
                     Some(why) => why.to_string(),
                     None => match &guard.when {
                         Some(condition) if condition.evaluate(request, now) == Ok(false) => {
@@ -412,16 +416,21 @@ impl RuleSet {
     /// Only the policies the index cannot rule out by the request's role, group, scope, principal,
     /// tier or action are judged, so `skipped` lists those of them passed over (a subsequence of
     /// [`RuleSet::select_explained`]'s); the answer and the shadows are the same.
-    pub fn select(&self, request: &ActivationRequest, now: DateTime<Utc>) -> Selection<'_> {
+    pub fn select(
+        &self,
+        request: &ActivationRequest,
+        stage: Stage,
+        now: DateTime<Utc>,
+    ) -> Selection<'_> {
         if self.index.len() != self.policies.len() {
-            return self.select_explained(request, now);
+            return self.select_explained(request, stage, now);
         }
         let mut scan = Scan::default();
         for position in self.index.candidates(request) {
             let Some(policy) = self.policies.get(position) else {
                 continue;
             };
-            if let Some(selection) = scan.visit(policy, request, now) {
+            if let Some(selection) = scan.visit(policy, request, stage, now) {
                 return selection;
             }
         }
@@ -434,11 +443,12 @@ impl RuleSet {
     pub fn select_explained(
         &self,
         request: &ActivationRequest,
+        stage: Stage,
         now: DateTime<Utc>,
     ) -> Selection<'_> {
         let mut scan = Scan::default();
         for policy in &self.policies {
-            if let Some(selection) = scan.visit(policy, request, now) {
+            if let Some(selection) = scan.visit(policy, request, stage, now) {
                 return selection;
             }
         }

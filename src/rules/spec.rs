@@ -140,6 +140,9 @@ pub(super) struct MatchSpec {
     pub actions: Option<Field<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     pub principals: Option<Field<Vec<String>>>,
+    /// PIM's stages the rule is for (`pre_approval`, `post_approval`); absent = every stage.
+    #[serde(default, deserialize_with = "present")]
+    pub stages: Option<Field<Vec<String>>>,
 }
 
 /// The keys of a policy, in the order the operator documentation lists them.

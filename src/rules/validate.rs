@@ -329,7 +329,7 @@ pub(super) fn validate_match(out: &mut Vec<Problem>, key: &str, field: &Field<Ma
 }
 
 /// The keys of `match:` with their lists, named as in the file.
-pub(super) fn match_lists(spec: &MatchSpec) -> [(&'static str, Option<&Field<Vec<String>>>); 8] {
+pub(super) fn match_lists(spec: &MatchSpec) -> [(&'static str, Option<&Field<Vec<String>>>); 9] {
     [
         ("roles", spec.roles.as_ref()),
         ("tiers", spec.tiers.as_ref()),
@@ -339,5 +339,6 @@ pub(super) fn match_lists(spec: &MatchSpec) -> [(&'static str, Option<&Field<Vec
         ("scopes", spec.scopes.as_ref()),
         ("actions", spec.actions.as_ref()),
         ("principals", spec.principals.as_ref()),
+        ("stages", spec.stages.as_ref()),
     ]
 }

@@ -19,9 +19,10 @@ use serde::Deserialize;
 use crate::checks::registry::UPSTREAM_KINDS;
 use crate::checks::{Check, CheckContext, CheckOutcome, CheckStatus, NamedCheck};
 
-use crate::decision::{Decision, GuardEffect, Outcome, evaluate};
+use crate::decision::{Decision, GuardEffect, Outcome, evaluate_at_stage};
 use crate::payload::{
-    Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Target, Ticket,
+    Action, ActivationRequest, ExpirationKind, GroupAccess, ResourceType, Schedule, Stage, Target,
+    Ticket,
 };
 use crate::rules::compile::{is_test_file, parse_guid};
 use crate::rules::{RuleProblem, RuleSet, Severity, catalog};
@@ -62,6 +63,9 @@ struct TestFile {
 struct TestCase {
     name: String,
     now: String,
+    /// Which of PIM's callbacks asks: `pre_approval` (the default) or `post_approval`.
+    #[serde(default)]
+    stage: Option<Stage>,
     #[serde(default)]
     request: Option<ShorthandRequest>,
     #[serde(default)]
@@ -197,7 +201,7 @@ pub async fn run_tests_with(
                     &file,
                     "cases",
                     &error.to_string(),
-                    "a case has `name`, `now`, `request` (or `request_file`), optional `facts` and `expect: { outcome, policy, guard, reason_contains }`",
+                    "a case has `name`, `now`, `request` (or `request_file`), optional `stage` and `facts`, and `expect: { outcome, policy, guard, reason_contains }`",
                 );
                 located.line = location.as_ref().map(|at| at.line());
                 located.column = location.as_ref().map(|at| at.column());
@@ -225,7 +229,9 @@ pub async fn run_tests_with(
             match prepare(case, file) {
                 Ok((request, now)) => {
                     let rules = with_facts(&rules, &facts);
-                    let decision = evaluate(&rules, &request, now, CASE_BUDGET).await;
+                    let stage = case.stage.unwrap_or(Stage::PreApproval);
+                    let decision =
+                        evaluate_at_stage(&rules, &request, stage, now, CASE_BUDGET).await;
                     match compare(&case.expect, &decision) {
                         None => {
                             report.passed += 1;

@@ -15,6 +15,7 @@ mod lifecycle;
 mod listeners;
 mod observability;
 mod permissions;
+mod post_approval;
 mod reload;
 mod replay_keys;
 mod service;

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use pimgate::connectors::hr_file::{HrFile, HrFileSettings};
 use pimgate::connectors::{BuildContext, Connectors};
 use pimgate::decision::{Decision, Outcome, evaluate};
-use pimgate::payload::{Action, ActivationRequest};
+use pimgate::payload::{Action, ActivationRequest, Stage};
 use pimgate::rules::{RuleProblem, RuleSet, Severity};
 
 use crate::support::rules as common_rules;
@@ -291,7 +291,7 @@ policies:
     let decision = decide(&rules, role(EXCHANGE_ADMIN)).await;
     assert_eq!(decision.outcome, Outcome::Approved);
     assert!(decision.guards.is_empty());
-    let not_applied = rules.guards_not_applied(&role(EXCHANGE_ADMIN), now());
+    let not_applied = rules.guards_not_applied(&role(EXCHANGE_ADMIN), Stage::PreApproval, now());
     assert_eq!(not_applied[0].why, "`when` is false");
 }
 

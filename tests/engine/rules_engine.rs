@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pimgate::decision::{Decision, Outcome, evaluate};
-use pimgate::payload::{Action, ActivationRequest, GroupAccess};
+use pimgate::payload::{Action, ActivationRequest, GroupAccess, Stage};
 use pimgate::rules::{RuleProblem, Severity, load};
 
 use crate::support::rules as common_rules;
@@ -60,7 +60,9 @@ async fn check(rules: &str, request: ActivationRequest, now: &str, expected: Exp
     let mut decision = evaluate(&loaded, &request, now, Duration::from_secs(5)).await;
     // The service lists only the passed-over policies its index could not rule out; the cases read
     // the full explanation `pimgate evaluate` prints, of which the service's list must be a part.
-    let explained = loaded.select_explained(&request, now).into_skipped();
+    let explained = loaded
+        .select_explained(&request, Stage::PreApproval, now)
+        .into_skipped();
     let mut rest = explained.iter();
     assert!(
         decision

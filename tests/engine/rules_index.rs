@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use pimgate::decision::SkippedPolicy;
-use pimgate::payload::{Action, ActivationRequest, GroupAccess};
+use pimgate::payload::{Action, ActivationRequest, GroupAccess, Stage};
 use pimgate::rules::{RuleSet, Selection, load};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -69,19 +69,26 @@ fn is_subsequence(part: &[SkippedPolicy], whole: &[SkippedPolicy]) -> bool {
     part.iter().all(|wanted| rest.any(|entry| entry == wanted))
 }
 
-/// Selects through the index and by the full scan, asserts they agree, and returns the indexed one.
+/// Selects through the index and by the full scan at every stage, asserts they agree, and returns
+/// the indexed one at the pre-approval stage.
 fn select_both(rules: &RuleSet, request: &ActivationRequest) -> Outcome {
-    let indexed = outcome(rules.select(request, now()));
-    let scanned = outcome(rules.select_explained(request, now()));
-    assert_eq!(indexed.decided, scanned.decided, "deciding policy");
-    assert_eq!(indexed.shadows, scanned.shadows, "shadows");
-    assert!(
-        is_subsequence(&indexed.skipped, &scanned.skipped),
-        "indexed passed-over {:?} is not part of the explanation {:?}",
-        indexed.skipped,
-        scanned.skipped
-    );
-    indexed
+    let [pre_approval, _] = Stage::ALL.map(|stage| {
+        let indexed = outcome(rules.select(request, stage, now()));
+        let scanned = outcome(rules.select_explained(request, stage, now()));
+        assert_eq!(
+            indexed.decided, scanned.decided,
+            "deciding policy at {stage}"
+        );
+        assert_eq!(indexed.shadows, scanned.shadows, "shadows at {stage}");
+        assert!(
+            is_subsequence(&indexed.skipped, &scanned.skipped),
+            "indexed passed-over {:?} is not part of the explanation {:?}",
+            indexed.skipped,
+            scanned.skipped
+        );
+        indexed
+    });
+    pre_approval
 }
 
 // ---- property: indexed select == scan ------------------------------------------------------
@@ -133,6 +140,7 @@ fn policy_strategy() -> impl Strategy<Value = String> {
             optional(pick(&SCOPE_VALUES)),
             optional(pick(&["selfActivate", "selfExtend", "selfDeactivate"])),
             optional(pick(&PRINCIPALS)),
+            optional(pick(&["pre_approval", "post_approval"])),
         ),
         optional(proptest::sample::select(&WHEN_VALUES[..])),
         any::<bool>(),
@@ -140,7 +148,7 @@ fn policy_strategy() -> impl Strategy<Value = String> {
         .prop_map(
             |(
                 (roles, tiers, groups, access),
-                (types, scopes, actions, principals),
+                (types, scopes, actions, principals, stages),
                 when,
                 audit,
             )| {
@@ -154,6 +162,7 @@ fn policy_strategy() -> impl Strategy<Value = String> {
                     ("scopes", scopes),
                     ("actions", actions),
                     ("principals", principals),
+                    ("stages", stages),
                 ];
                 for (key, values) in fields {
                     if let Some(values) = values {
@@ -266,7 +275,7 @@ fn a_specific_policy_above_the_catch_all_wins_and_other_roles_are_not_judged() {
         outcome.skipped
     );
     let explained = rules
-        .select_explained(&entra(EXCHANGE_ADMIN, "/"), now())
+        .select_explained(&entra(EXCHANGE_ADMIN, "/"), Stage::PreApproval, now())
         .into_skipped();
     assert_eq!(
         explained,

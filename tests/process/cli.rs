@@ -246,6 +246,53 @@ fn evaluate_explains_a_sample_request() {
 }
 
 #[test]
+fn evaluate_answers_as_the_stage_it_is_given() {
+    let at = |stage: &str| {
+        let output = pimgate(&[
+            "evaluate",
+            "--request",
+            "rules/requests/entra-role-activation.json",
+            "--config",
+            "config/example.toml",
+            "--offline",
+            "--json",
+            "--now",
+            "2026-11-24T19:20:00+01:00",
+            "--stage",
+            stage,
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        document["decision"].clone()
+    };
+    let before = at("pre-approval");
+    let after = at("post-approval");
+    assert_eq!(before["stage"], "pre_approval");
+    assert_eq!(after["stage"], "post_approval");
+    assert_eq!(after["policy"], "critical-roles-recheck-after-approval");
+    assert_ne!(before["policy"], after["policy"]);
+    assert_ne!(before["evaluation_id"], after["evaluation_id"]);
+
+    let wrong = pimgate(&[
+        "evaluate",
+        "--request",
+        "rules/requests/entra-role-activation.json",
+        "--stage",
+        "approval",
+    ]);
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("pre-approval or post-approval"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+}
+
+#[test]
 fn evaluate_rejects_a_malformed_request_file_naming_the_field() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("bad.json");
