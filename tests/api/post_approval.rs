@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::common_auth::now;
-use crate::helpers::{AppOptions, TestApp, fixture, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::support::requests::{sample as fixture, with_id};
 
 const POST_APPROVAL: &str = "/v1/evaluate/post-approval";
 
@@ -42,12 +43,6 @@ async fn answer(app: &TestApp, path: &str, body: &Value) -> Value {
     let response = post(app, path, body.to_string(), Some(&app.token())).await;
     assert_eq!(response.status(), 200, "{path}");
     response.json().await.unwrap()
-}
-
-fn with_id(name: &str, id: &str) -> Value {
-    let mut body = fixture(name);
-    body["id"] = json!(id);
-    body
 }
 
 #[tokio::test]
