@@ -59,37 +59,49 @@ pub enum Command {
         #[arg(long, default_value = "pre-approval")]
         stage: payload::Stage,
     },
-    /// Register pimgate as PIM's custom extension and link it to roles' policies (Microsoft Graph).
-    /// Without --apply, print the calls only.
+    /// Register pimgate as PIM's custom extension for a stage and link it to roles' policies
+    /// (Microsoft Graph v1.0). Without --apply, print the calls only; --status reports (GET only).
     Onboard {
         #[arg(long, env = "PIMGATE_CONFIG")]
         config: Option<PathBuf>,
-        /// The public host PIM calls, e.g. `pimgate.contoso.com`.
+        /// The public host PIM calls, e.g. `pimgate.contoso.com` (default: from the
+        /// `api://<host>/<clientId>` entry of `auth.audiences`).
         #[arg(long)]
-        host: String,
-        /// pimgate's application (client) id.
+        host: Option<String>,
+        /// pimgate's application (client) id (default: from `auth.audiences`).
         #[arg(long)]
-        client_id: String,
+        client_id: Option<String>,
+        /// Which of PIM's calls to register: before approval or after a human approved.
+        #[arg(long, value_enum, default_value = "pre-approval")]
+        stage: crate::onboard::Stage,
         /// The extension's GUID (default: derived from tenant, host and resource type).
         #[arg(long)]
         extension_id: Option<String>,
         #[arg(long, default_value = "pimgate")]
         display_name: String,
-        #[arg(long, default_value = "Pre-approval checks")]
-        description: String,
+        /// Default: "Pre-approval checks" or "Post-approval checks".
+        #[arg(long)]
+        description: Option<String>,
         #[arg(long, value_enum, default_value = "entraRoles")]
         resource_type: crate::onboard::ResourceKind,
         /// An Entra role name or role definition id whose policy should call pimgate (repeatable).
         #[arg(long = "role")]
         roles: Vec<String>,
-        /// How long PIM waits for pimgate; keep it above `server.deadline_ms`.
+        /// How long PIM waits for pimgate (1000–60000), at least 1000 above `server.deadline_ms`.
         #[arg(long, default_value_t = 10000)]
         timeout_ms: u64,
+        /// How often PIM retries (0–5).
         #[arg(long, default_value_t = 3)]
         retries: u32,
         /// Make the calls (as the `[connectors.graph]` app) instead of printing them.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "status")]
         apply: bool,
+        /// Report the extensions, the role policies linking them and whether they point here.
+        #[arg(long)]
+        status: bool,
+        /// With --status: JSON instead of a table.
+        #[arg(long, requires = "status")]
+        json: bool,
     },
     /// Development helpers.
     Dev {
@@ -162,6 +174,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             config,
             host,
             client_id,
+            stage,
             extension_id,
             display_name,
             description,
@@ -170,18 +183,23 @@ pub async fn run(cli: Cli) -> ExitCode {
             timeout_ms,
             retries,
             apply,
+            status,
+            json,
         } => {
             let options = crate::onboard::Options {
                 host,
                 client_id,
+                stage,
                 extension_id,
                 display_name,
-                description,
+                description: description.unwrap_or_else(|| stage.default_description().to_string()),
                 resource_type,
                 roles,
                 timeout_ms,
                 retries,
                 apply,
+                status,
+                json,
             };
             onboard(config.as_deref(), &options).await
         }

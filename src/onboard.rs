@@ -1,11 +1,20 @@
-//! `pimgate onboard`: registers pimgate as PIM's custom extension and links it to roles' policies
-//! through Microsoft Graph (`shared/spec/wire.md` §4), idempotently, so it can be re-run after any
-//! change (host, timeout, roles) and only what differs is written.
+//! `pimgate onboard`: registers pimgate as PIM's custom extension for one stage (pre-approval or
+//! post-approval) and links it to roles' policies through Microsoft Graph v1.0
+//! (`shared/spec/wire.md` §4, §4a), idempotently, so it can be re-run after any change (host,
+//! timeout, roles) and only what differs is written. `--status` reports what is registered and
+//! linked, with GETs only ([`status`]).
+//!
+//! Every call is Graph v1.0: the custom extensions (create, list, get, update) and the policy rules
+//! (`unifiedRoleManagementPolicyCustomExtensionRule` get and update) both exist there; `wire.md` §4
+//! still shows the beta paths, which keep working, but nothing here needs beta.
 //!
 //! Permissions of the `[connectors.graph]` app (application permissions, admin consent):
 //! `PrivilegedAccess-CustomExt.ReadWrite.All` (read, create and update the custom extension) and
 //! `RoleManagementPolicy.ReadWrite.Directory` (read the roles' policy assignments and update their
-//! `CustomExtension_PreApproval_EndUser_Assignment` rule). Without `--apply` nothing is called.
+//! `CustomExtension_{Pre,Post}Approval_EndUser_Assignment` rule; `--status` needs only the `Read`
+//! permissions). Without `--apply` or `--status` nothing is called.
+
+pub mod status;
 
 use std::io::Write;
 use std::time::Duration;
@@ -21,10 +30,17 @@ use crate::connectors::secrets::Secret;
 use crate::rules::catalog;
 use crate::settings::{Settings, is_guid};
 
-/// Where PIM's custom extensions live (beta: the only version PIM documents for them).
-pub const EXTENSIONS_PATH: &str = "/beta/identityGovernance/privilegedAccess/customExtensions";
-/// The policy rule that makes PIM call the extension before an end user's activation.
-pub const RULE_ID: &str = "CustomExtension_PreApproval_EndUser_Assignment";
+/// Where PIM's custom extensions live.
+pub const EXTENSIONS_PATH: &str = "/v1.0/identityGovernance/privilegedAccess/customExtensions";
+/// Where the role management policies (and their rules) live.
+pub const POLICIES_PATH: &str = "/v1.0/policies/roleManagementPolicies";
+/// PIM refuses an extension whose `timeoutInMilliseconds` is outside these bounds.
+pub const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1_000..=60_000;
+/// PIM refuses more retries than this.
+pub const MAX_RETRIES: u32 = 5;
+/// How much longer than `server.deadline_ms` PIM must wait: the answer still has to cross the
+/// network (and TLS) after pimgate's deadline, and PIM's clock starts before pimgate's.
+pub const DEADLINE_MARGIN_MS: u64 = 1_000;
 const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 /// One Graph call may take this long; onboarding is interactive, not on a decision's deadline.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +58,76 @@ pub enum ResourceKind {
     EntraGroups,
 }
 
+/// The point of PIM's activation flow at which the extension is called (`wire.md` §4a): each has its
+/// own extension `type`, `targetUrl` and policy rule, because PIM's request does not say which stage
+/// is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Before any human approver: what pimgate has always answered.
+    #[value(name = "pre-approval")]
+    PreApproval,
+    /// After a human approved, before the role is activated.
+    #[value(name = "post-approval")]
+    PostApproval,
+}
+
+impl Stage {
+    /// The extension's `type` in Graph.
+    pub fn extension_type(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "preApproval",
+            Stage::PostApproval => "postApproval",
+        }
+    }
+
+    /// The stage of an extension `type` as Graph returns it (`None` for `grant`, `revoke`, …).
+    pub fn from_extension_type(value: &str) -> Option<Self> {
+        [Stage::PreApproval, Stage::PostApproval]
+            .into_iter()
+            .find(|stage| stage.extension_type() == value)
+    }
+
+    /// pimgate's route for this stage (`interface.md`).
+    pub fn evaluate_path(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "/v1/evaluate",
+            Stage::PostApproval => "/v1/evaluate/post-approval",
+        }
+    }
+
+    /// The policy rule that makes PIM call the extension at this stage of an end user's activation.
+    pub fn rule_id(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "CustomExtension_PreApproval_EndUser_Assignment",
+            Stage::PostApproval => "CustomExtension_PostApproval_EndUser_Assignment",
+        }
+    }
+
+    /// The stage a policy rule id links, if it is one of the two.
+    pub fn from_rule_id(value: &str) -> Option<Self> {
+        [Stage::PreApproval, Stage::PostApproval]
+            .into_iter()
+            .find(|stage| stage.rule_id() == value)
+    }
+
+    /// As on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "pre-approval",
+            Stage::PostApproval => "post-approval",
+        }
+    }
+
+    /// The extension's description when the operator gives none.
+    pub fn default_description(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "Pre-approval checks",
+            Stage::PostApproval => "Post-approval checks",
+        }
+    }
+}
+
 impl ResourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,10 +141,13 @@ impl ResourceKind {
 /// What the operator asked for (the command line's flags).
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The public host PIM calls, e.g. `pimgate.contoso.com` (no scheme, no path).
-    pub host: String,
-    /// pimgate's app registration (client) id, part of the Application ID URI PIM gets a token for.
-    pub client_id: String,
+    /// The public host PIM calls, e.g. `pimgate.contoso.com` (no scheme, no path); from the
+    /// `api://{host}/{clientId}` audience of `auth.audiences` when absent.
+    pub host: Option<String>,
+    /// pimgate's app registration (client) id, part of the Application ID URI PIM gets a token for;
+    /// from `auth.audiences` when absent.
+    pub client_id: Option<String>,
+    pub stage: Stage,
     /// The extension's id; derived from tenant, host and resource type when absent.
     pub extension_id: Option<String>,
     pub display_name: String,
@@ -70,6 +159,10 @@ pub struct Options {
     pub retries: u32,
     /// Make the calls; otherwise only print them.
     pub apply: bool,
+    /// Report what is registered and linked (GETs only) instead of planning changes.
+    pub status: bool,
+    /// `--status` as JSON instead of a table.
+    pub json: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,12 +170,14 @@ pub enum OnboardError {
     /// The flags or the configuration cannot work; nothing was called.
     #[error("{0}")]
     Usage(String),
-    #[error("{step}: Microsoft Graph answered HTTP {status} `{code}`: {message}")]
+    #[error("{step}: Microsoft Graph answered HTTP {status} `{code}`: {message}{hint}")]
     Graph {
         step: String,
         status: u16,
         code: String,
         message: String,
+        /// What to fix, when the step says more than Graph's message (empty or `"; fix: …"`).
+        hint: String,
     },
     /// An operator's command: the upstream's full detail (status, Entra code) is what they need.
     #[error("{step}: {}", .source.detail())]
@@ -114,20 +209,33 @@ pub struct RoleTarget {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub graph_url: String,
+    pub host: String,
+    pub client_id: String,
+    pub stage: Stage,
     pub extension_id: String,
     pub extension_body: Value,
     pub roles: Vec<RoleTarget>,
     pub warnings: Vec<String>,
 }
 
-/// The extension id to use when none is given: the same for the same tenant, host and resource
-/// type, so re-runs address the extension they created. UUIDv5 is not enabled in the `uuid`
+/// The extension id to use when none is given: the same for the same tenant, host, resource type
+/// and stage, so re-runs address the extension they created. UUIDv5 is not enabled in the `uuid`
 /// crate; this is the first 16 bytes of SHA-256 over
-/// `pimgate-onboard\n{tenant}\n{host}\n{resourceType}` (tenant and host lower-case) with the
-/// version (4) and variant (RFC 4122) bits set, so Graph accepts it as an ordinary GUID.
-pub fn derive_extension_id(tenant: &str, host: &str, resource_type: ResourceKind) -> String {
+/// `pimgate-onboard\n{tenant}\n{host}\n{resourceType}` (tenant and host lower-case; post-approval
+/// appends `\npostApproval`, so the pre-approval ids of earlier versions stay what they were) with
+/// the version (4) and variant (RFC 4122) bits set, so Graph accepts it as an ordinary GUID.
+pub fn derive_extension_id(
+    tenant: &str,
+    host: &str,
+    resource_type: ResourceKind,
+    stage: Stage,
+) -> String {
+    let stage_suffix = match stage {
+        Stage::PreApproval => String::new(),
+        Stage::PostApproval => format!("\n{}", stage.extension_type()),
+    };
     let digest = Sha256::digest(format!(
-        "pimgate-onboard\n{}\n{}\n{}",
+        "pimgate-onboard\n{}\n{}\n{}{stage_suffix}",
         tenant.trim().to_ascii_lowercase(),
         host.trim().to_ascii_lowercase(),
         resource_type.as_str()
@@ -141,17 +249,27 @@ pub fn derive_extension_id(tenant: &str, host: &str, resource_type: ResourceKind
     uuid::Uuid::from_bytes(bytes).to_string()
 }
 
-/// The custom extension exactly as `wire.md` §4 gives it.
-pub fn extension_body(extension_id: &str, options: &Options) -> Value {
-    let host = options.host.trim().to_ascii_lowercase();
+/// The target URL PIM calls for `stage` at `host`.
+pub fn target_url(host: &str, stage: Stage) -> String {
+    format!(
+        "https://{}{}",
+        host.trim().to_ascii_lowercase(),
+        stage.evaluate_path()
+    )
+}
+
+/// The custom extension exactly as `wire.md` §4 gives it, with §4's v1.0 `type`.
+pub fn extension_body(extension_id: &str, host: &str, client_id: &str, options: &Options) -> Value {
+    let host = host.trim().to_ascii_lowercase();
     json!({
         "@odata.type": "#microsoft.graph.roleManagementCustomCalloutExtension",
         "id": extension_id,
+        "type": options.stage.extension_type(),
         "displayName": options.display_name,
         "description": options.description,
         "endpointConfiguration": {
             "@odata.type": "#microsoft.graph.httpRequestEndpoint",
-            "targetUrl": format!("https://{host}/v1/evaluate"),
+            "targetUrl": target_url(&host, options.stage),
         },
         "clientConfiguration": {
             "@odata.type": "#microsoft.graph.customExtensionClientConfiguration",
@@ -160,17 +278,17 @@ pub fn extension_body(extension_id: &str, options: &Options) -> Value {
         },
         "authenticationConfiguration": {
             "@odata.type": "#microsoft.graph.azureAdTokenAuthentication",
-            "resourceId": format!("api://{host}/{}", options.client_id.trim()),
+            "resourceId": format!("api://{host}/{}", client_id.trim()),
         },
         "resourceType": options.resource_type.as_str(),
     })
 }
 
-/// The policy rule that makes PIM call the extension, exactly as `wire.md` §4 gives it.
-pub fn rule_body(extension_id: &str) -> Value {
+/// The policy rule that makes PIM call the extension at `stage`, exactly as `wire.md` §4 gives it.
+pub fn rule_body(extension_id: &str, stage: Stage) -> Value {
     json!({
         "@odata.type": "#microsoft.graph.unifiedRoleManagementPolicyCustomExtensionRule",
-        "id": RULE_ID,
+        "id": stage.rule_id(),
         "customExtensionId": extension_id,
         "isEnabled": true,
         "target": {
@@ -224,25 +342,119 @@ fn resolve_role(role: &str) -> Result<RoleTarget, OnboardError> {
     )))
 }
 
-/// Checks the options and works out every body, without calling anything.
-pub fn plan(settings: &Settings, options: &Options) -> Result<Plan, OnboardError> {
-    let host = options.host.trim();
-    if !valid_host(host) {
+/// `(host, client id)` named by `auth.audiences`: the host and GUID of an `api://{host}/{GUID}`
+/// Application ID URI, else a bare GUID audience for the client id. With `host` given, an
+/// Application ID URI for that host is preferred.
+pub fn identity_from_audiences(
+    audiences: &[String],
+    host: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let uris: Vec<(String, String)> = audiences
+        .iter()
+        .filter_map(|audience| {
+            let rest = audience.trim().strip_prefix("api://")?;
+            let (uri_host, id) = rest.split_once('/')?;
+            (is_guid(id) && valid_host(uri_host))
+                .then(|| (uri_host.to_ascii_lowercase(), id.to_ascii_lowercase()))
+        })
+        .collect();
+    let chosen = match host {
+        Some(host) => uris
+            .iter()
+            .find(|(uri_host, _)| uri_host.eq_ignore_ascii_case(host.trim())),
+        None => uris.first(),
+    };
+    let bare = audiences
+        .iter()
+        .map(|audience| audience.trim())
+        .find(|audience| is_guid(audience))
+        .map(str::to_ascii_lowercase);
+    (
+        chosen.map(|(host, _)| host.clone()),
+        chosen.map(|(_, id)| id.clone()).or(bare),
+    )
+}
+
+/// PIM's own limits on the extension, and the margin pimgate's deadline needs below PIM's timeout;
+/// checked before anything is sent, since PIM would refuse the first two and silently time out on
+/// the third.
+fn check_limits(settings: &Settings, options: &Options) -> Result<(), OnboardError> {
+    let timeout = options.timeout_ms;
+    if !TIMEOUT_MS_RANGE.contains(&timeout) {
+        return Err(OnboardError::Usage(format!(
+            "`--timeout-ms {timeout}` is outside PIM's limits: timeoutInMilliseconds must be {} to {}",
+            TIMEOUT_MS_RANGE.start(),
+            TIMEOUT_MS_RANGE.end()
+        )));
+    }
+    if options.retries > MAX_RETRIES {
+        return Err(OnboardError::Usage(format!(
+            "`--retries {}` is outside PIM's limits: maximumRetries must be 0 to {MAX_RETRIES}",
+            options.retries
+        )));
+    }
+    let deadline = settings.server.deadline_ms;
+    let needed = deadline.saturating_add(DEADLINE_MARGIN_MS);
+    if timeout < needed {
+        let fix = if needed <= *TIMEOUT_MS_RANGE.end() {
+            format!("use `--timeout-ms {needed}` or more, or lower `server.deadline_ms`")
+        } else {
+            format!(
+                "lower `server.deadline_ms` to at most {}",
+                TIMEOUT_MS_RANGE.end() - DEADLINE_MARGIN_MS
+            )
+        };
+        return Err(OnboardError::Usage(format!(
+            "`--timeout-ms {timeout}` leaves less than {DEADLINE_MARGIN_MS} ms above `server.deadline_ms` {deadline}: PIM would give up before pimgate's answer arrives; {fix}"
+        )));
+    }
+    Ok(())
+}
+
+/// The host and client id to register: the flags, else what `auth.audiences` names.
+fn identity(settings: &Settings, options: &Options) -> Result<(String, String), OnboardError> {
+    let given_host = options
+        .host
+        .as_deref()
+        .map(str::trim)
+        .filter(|host| !host.is_empty());
+    let (audience_host, audience_client) =
+        identity_from_audiences(&settings.auth.audiences, given_host);
+    let host = given_host.map(str::to_string).or(audience_host).ok_or_else(|| {
+        OnboardError::Usage(
+            "no host: give `--host` (the public host PIM calls) or list the Application ID URI `api://<host>/<clientId>` in `auth.audiences`".to_string(),
+        )
+    })?;
+    if !valid_host(&host) {
         return Err(OnboardError::Usage(format!(
             "`--host {host}` is not a host name: give the public host PIM calls, e.g. `pimgate.contoso.com` (no scheme, no path)"
         )));
     }
-    if !is_guid(options.client_id.trim()) {
+    let client_id = options
+        .client_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .or(audience_client)
+        .ok_or_else(|| {
+            OnboardError::Usage(
+                "no client id: give `--client-id` (pimgate's application id) or list it in `auth.audiences`".to_string(),
+            )
+        })?;
+    if !is_guid(&client_id) {
         return Err(OnboardError::Usage(format!(
-            "`--client-id {}` is not a GUID: give pimgate's application (client) id",
-            options.client_id
+            "`--client-id {client_id}` is not a GUID: give pimgate's application (client) id"
         )));
     }
-    if options.timeout_ms == 0 {
-        return Err(OnboardError::Usage(
-            "`--timeout-ms 0` cannot work: use e.g. 10000".to_string(),
-        ));
-    }
+    Ok((host, client_id.to_ascii_lowercase()))
+}
+
+/// Checks the options and works out every body, without calling anything.
+pub fn plan(settings: &Settings, options: &Options) -> Result<Plan, OnboardError> {
+    let (host, client_id) = identity(settings, options)?;
+    let host = host.as_str();
+    check_limits(settings, options)?;
     if !options.roles.is_empty() && options.resource_type != ResourceKind::EntraRoles {
         return Err(OnboardError::Usage(format!(
             "`--role` links Entra roles' policies; with `--resource-type {}` link the extension to the policy in the PIM portal",
@@ -260,7 +472,7 @@ pub fn plan(settings: &Settings, options: &Options) -> Result<Plan, OnboardError
                 "`--extension-id {id}` is not a GUID"
             )));
         }
-        None => derive_extension_id(&tenant, host, options.resource_type),
+        None => derive_extension_id(&tenant, host, options.resource_type, options.stage),
     };
     let roles = options
         .roles
@@ -272,18 +484,13 @@ pub fn plan(settings: &Settings, options: &Options) -> Result<Plan, OnboardError
         .unwrap_or_else(|| DEFAULT_GRAPH_URL.to_string())
         .trim_end_matches('/')
         .to_string();
-    let mut warnings = Vec::new();
-    if options.timeout_ms <= settings.server.deadline_ms {
-        warnings.push(format!(
-            "warning: timeoutInMilliseconds {} is not above server.deadline_ms {}: PIM may give up before pimgate answers; use e.g. {}",
-            options.timeout_ms,
-            settings.server.deadline_ms,
-            settings.server.deadline_ms.saturating_mul(2)
-        ));
-    }
+    let warnings = Vec::new();
     Ok(Plan {
         graph_url,
-        extension_body: extension_body(&extension_id, options),
+        host: host.to_ascii_lowercase(),
+        stage: options.stage,
+        extension_body: extension_body(&extension_id, host, &client_id, options),
+        client_id,
         extension_id,
         roles,
         warnings,
@@ -309,10 +516,11 @@ fn assignments_url(graph_url: &str, role_id: &str) -> String {
     )
 }
 
-fn rule_url(graph_url: &str, policy_id: &str) -> String {
+fn rule_url(graph_url: &str, policy_id: &str, stage: Stage) -> String {
     format!(
-        "{graph_url}/beta/policies/roleManagementPolicies/{}/rules/{RULE_ID}",
-        escape_query(policy_id)
+        "{graph_url}{POLICIES_PATH}/{}/rules/{}",
+        escape_query(policy_id),
+        stage.rule_id()
     )
 }
 
@@ -326,6 +534,9 @@ pub async fn run(
     options: &Options,
     out: &mut dyn Write,
 ) -> Result<(), OnboardError> {
+    if options.status {
+        return status::run(settings, options, out).await;
+    }
     let plan = plan(settings, options)?;
     for warning in &plan.warnings {
         writeln!(out, "{warning}")?;
@@ -359,21 +570,29 @@ fn dry_run(plan: &Plan, out: &mut dyn Write) -> Result<(), OnboardError> {
             "   GET {} (its `policyId`)",
             assignments_url(&plan.graph_url, &role.id)
         )?;
-        let rule = rule_url(&plan.graph_url, "{policyId}");
+        let rule = rule_url(&plan.graph_url, "{policyId}", plan.stage);
         writeln!(out, "   GET {rule}")?;
         writeln!(
             out,
             "   if customExtensionId or isEnabled differ: PATCH {rule}"
         )?;
-        writeln!(out, "{}", pretty(&rule_body(&plan.extension_id)))?;
+        writeln!(
+            out,
+            "{}",
+            pretty(&rule_body(&plan.extension_id, plan.stage))
+        )?;
     }
     Ok(())
 }
 
-/// The Graph calls of `--apply`, with one token for all of them.
-struct Session {
+/// The Graph calls of `--apply` and `--status`, with one token for all of them.
+pub(crate) struct Session {
     http: reqwest::Client,
     token: Secret,
+    /// The configured Graph base URL, without a trailing `/`.
+    pub(crate) graph_url: String,
+    /// Shown in the hint of PIM's refusal of the `resourceId`.
+    resource_hint: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -391,7 +610,7 @@ struct GraphErrorBody {
 
 impl Session {
     /// One call; `Ok(None)` for a 404 when `missing_ok` (the "absent" of an idempotent GET).
-    async fn call(
+    pub(crate) async fn call(
         &self,
         step: &str,
         method: reqwest::Method,
@@ -441,6 +660,7 @@ impl Session {
                 } else {
                     code
                 },
+                hint: self.hint(status, body, &message),
                 message: if message.is_empty() {
                     "(no message)".to_string()
                 } else {
@@ -460,8 +680,69 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Signs in as the `[connectors.graph]` app (the only token it asks for).
+    pub(crate) async fn open(settings: &Settings) -> Result<Self, OnboardError> {
+        let Some(graph_settings) = &settings.connectors.graph else {
+            return Err(OnboardError::Usage(
+                "`--apply` and `--status` call Microsoft Graph as the `[connectors.graph]` app, and that section is not configured".to_string(),
+            ));
+        };
+        let http = reqwest::Client::new();
+        let context = BuildContext {
+            http: http.clone(),
+            tenant_id: settings.auth.tenant_id.clone(),
+        };
+        let graph = Graph::new(graph_settings, &context).map_err(|problems| {
+            OnboardError::Usage(
+                problems
+                    .iter()
+                    .map(|problem| {
+                        format!("{}: {} ({})", problem.key, problem.message, problem.fix)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        let token = graph
+            .access_token(Instant::now() + CALL_TIMEOUT)
+            .await
+            .map_err(|source| OnboardError::Upstream {
+                step: format!("token for tenant {}", graph.tenant_id()),
+                source,
+            })?;
+        Ok(Session {
+            http,
+            token,
+            graph_url: graph.graph_url().trim_end_matches('/').to_string(),
+            resource_hint: None,
+        })
+    }
+
+    /// PIM refuses an extension whose `resourceId` is not one of the service principal's names
+    /// (its Application ID URIs); its message says so in its own words, and the operator also needs
+    /// to know which value was sent and where to add it.
+    fn hint(&self, status: reqwest::StatusCode, body: Option<&Value>, message: &str) -> String {
+        let sent = body
+            .and_then(|body| body.pointer("/authenticationConfiguration/resourceId"))
+            .and_then(Value::as_str);
+        match (sent, &self.resource_hint) {
+            (Some(sent), Some(_))
+                if status == reqwest::StatusCode::BAD_REQUEST
+                    && message.to_ascii_lowercase().contains("resource") =>
+            {
+                format!(
+                    "; fix: add `{sent}` to the Application ID URIs (Expose an API) of pimgate's app registration, or give the `--host`/`--client-id` it has"
+                )
+            }
+            _ => String::new(),
+        }
+    }
+}
+
 /// A field of the extension an operator cares about, with the name shown in "updated: …".
-const COMPARED: [(&str, &str); 7] = [
+const COMPARED: [(&str, &str); 8] = [
+    ("/type", "stage"),
     ("/displayName", "display name"),
     ("/description", "description"),
     ("/endpointConfiguration/targetUrl", "target URL"),
@@ -492,34 +773,10 @@ fn differences(existing: &Value, desired: &Value, fields: &[(&str, &str)]) -> Ve
 }
 
 async fn apply(settings: &Settings, plan: &Plan, out: &mut dyn Write) -> Result<(), OnboardError> {
-    let Some(graph_settings) = &settings.connectors.graph else {
-        return Err(OnboardError::Usage(
-            "`--apply` calls Microsoft Graph as the `[connectors.graph]` app, and that section is not configured".to_string(),
-        ));
-    };
-    let http = reqwest::Client::new();
-    let context = BuildContext {
-        http: http.clone(),
-        tenant_id: settings.auth.tenant_id.clone(),
-    };
-    let graph = Graph::new(graph_settings, &context).map_err(|problems| {
-        OnboardError::Usage(
-            problems
-                .iter()
-                .map(|problem| format!("{}: {} ({})", problem.key, problem.message, problem.fix))
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
-    let token = graph
-        .access_token(Instant::now() + CALL_TIMEOUT)
-        .await
-        .map_err(|source| OnboardError::Upstream {
-            step: format!("token for tenant {}", graph.tenant_id()),
-            source,
-        })?;
-    let session = Session { http, token };
-    let graph_url = graph.graph_url();
+    let mut session = Session::open(settings).await?;
+    session.resource_hint = Some(plan.client_id.clone());
+    let graph_url = session.graph_url.clone();
+    let graph_url = graph_url.as_str();
 
     let extension_url = format!("{graph_url}{EXTENSIONS_PATH}/{}", plan.extension_id);
     let step = format!(
@@ -562,7 +819,7 @@ async fn apply(settings: &Settings, plan: &Plan, out: &mut dyn Write) -> Result<
         }
     }
 
-    let desired_rule = rule_body(&plan.extension_id);
+    let desired_rule = rule_body(&plan.extension_id, plan.stage);
     for role in &plan.roles {
         let step = format!("role {} ({})", role.name, role.id);
         let answer = session
@@ -584,7 +841,7 @@ async fn apply(settings: &Settings, plan: &Plan, out: &mut dyn Write) -> Result<
             })?
             .to_string();
         let step = format!("{step}, policy {policy_id}");
-        let url = rule_url(graph_url, &policy_id);
+        let url = rule_url(graph_url, &policy_id, plan.stage);
         let existing = session
             .call(&step, reqwest::Method::GET, &url, None, false)
             .await?
@@ -625,19 +882,29 @@ mod tests {
             "11111111-2222-4333-8444-555555555555",
             "pimgate.contoso.com",
             ResourceKind::EntraRoles,
+            Stage::PreApproval,
         );
         let again = derive_extension_id(
             "11111111-2222-4333-8444-555555555555",
             "PIMGATE.contoso.com ",
             ResourceKind::EntraRoles,
+            Stage::PreApproval,
         );
         let other_kind = derive_extension_id(
             "11111111-2222-4333-8444-555555555555",
             "pimgate.contoso.com",
             ResourceKind::EntraGroups,
+            Stage::PreApproval,
+        );
+        let other_stage = derive_extension_id(
+            "11111111-2222-4333-8444-555555555555",
+            "pimgate.contoso.com",
+            ResourceKind::EntraRoles,
+            Stage::PostApproval,
         );
         assert_eq!(one, again);
         assert_ne!(one, other_kind);
+        assert_ne!(one, other_stage);
         let parsed = uuid::Uuid::parse_str(&one).unwrap();
         assert_eq!(parsed.get_version_num(), 4);
         assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
@@ -661,7 +928,7 @@ mod tests {
         let desired =
             json!({"clientConfiguration": {"timeoutInMilliseconds": 12000, "maximumRetries": 3}});
         assert_eq!(
-            differences(&existing, &desired, &COMPARED[3..5]),
+            differences(&existing, &desired, &COMPARED[4..6]),
             vec!["timeout 10000 → 12000".to_string()]
         );
     }

@@ -6,9 +6,7 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
-};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -98,23 +96,14 @@ fn build_provider(
 pub fn exported_trace(span: &tracing::Span, parent: Option<TraceContext>) -> Option<TraceContext> {
     PROVIDER.get()?;
     if let Some(parent) = parent {
-        let remote = SpanContext::new(
-            TraceId::from_bytes(parent.trace_id),
-            SpanId::from_bytes(parent.span_id),
-            TraceFlags::new(parent.flags),
-            true,
-            TraceState::default(),
-        );
+        let remote = parent.to_span_context();
         // Fails only when the span has already started, which a fresh span has not.
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
     let context = span.context();
     let own = context.span().span_context().clone();
-    own.is_valid().then(|| TraceContext {
-        trace_id: own.trace_id().to_bytes(),
-        span_id: own.span_id().to_bytes(),
-        flags: own.trace_flags().to_u8(),
-    })
+    own.is_valid()
+        .then(|| TraceContext::from_span_context(&own))
 }
 
 /// Flushes the spans still batched and stops the exporter; a no-op when export is off. Blocking

@@ -8,14 +8,28 @@
 //! concerns. It is visible to everything the handler awaits in its own task (the decision's checks
 //! run there through `join_all`); a `tokio::spawn`ed task would not see it.
 //!
+//! Reading and writing the header is OpenTelemetry's own [`TraceContextPropagator`]; this module
+//! adds only the task-local and a grammar check the propagator does not make (see
+//! [`is_version_00_shape`]).
+//!
 //! With `tracing.endpoint` set, `telemetry` exports the request spans over OTLP in this same trace;
 //! without it, this only correlates logs and upstream calls.
 
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+const TRACEPARENT: &str = "traceparent";
+
 /// `00-{32 hex}-{16 hex}-{2 hex}`.
 const HEADER_LENGTH: usize = 55;
+
+/// Where the three dashes of a version-00 header are.
+const DASHES: [usize; 3] = [2, 35, 52];
 
 tokio::task_local! {
     static CURRENT: TraceContext;
@@ -27,7 +41,8 @@ pub struct TraceContext {
     pub trace_id: [u8; 16],
     /// The span of this hop: pimgate's own for the request, a fresh one per upstream call.
     pub span_id: [u8; 8],
-    /// Bit 0 is `sampled`; kept as the caller sent it so its sampling decision carries through.
+    /// Bit 0 is `sampled`, kept as the caller sent it so its sampling decision carries through;
+    /// the propagator clears the other bits, as the spec asks of a version-00 reader.
     pub flags: u8,
 }
 
@@ -37,26 +52,16 @@ impl TraceContext {
     /// Future versions are refused too (the spec allows reading their prefix, but pimgate then
     /// starts its own trace, which is always safe).
     pub fn parse(header: &str) -> Option<Self> {
-        if header.len() != HEADER_LENGTH {
+        if !is_version_00_shape(header) {
             return None;
         }
-        let mut parts = header.split('-');
-        let (version, trace_id, span_id, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || version != "00" {
-            return None;
-        }
-        let trace_id: [u8; 16] = lower_hex(trace_id)?.try_into().ok()?;
-        let span_id: [u8; 8] = lower_hex(span_id)?.try_into().ok()?;
-        let flags: [u8; 1] = lower_hex(flags)?.try_into().ok()?;
-        if trace_id == [0; 16] || span_id == [0; 8] {
-            return None;
-        }
-        Some(Self {
-            trace_id,
-            span_id,
-            flags: u8::from_be_bytes(flags),
-        })
+        let extracted =
+            TraceContextPropagator::new().extract_with_context(&Context::new(), &OneHeader(header));
+        let span = extracted.span();
+        let context = span.span_context();
+        // `is_valid` refuses the all-zero ids; `is_remote` tells an extracted context from the
+        // empty one the propagator returns when it refuses the header.
+        (context.is_valid() && context.is_remote()).then(|| Self::from_span_context(context))
     }
 
     /// A new trace, for a request that came without a (valid) `traceparent`. Not sampled: with export
@@ -79,14 +84,19 @@ impl TraceContext {
         }
     }
 
+    /// Writes the `traceparent` naming this span as the parent of the next hop into `headers`
+    /// (through the propagator, so the format is OpenTelemetry's). No `tracestate`: pimgate keeps
+    /// none, and an empty header would only be noise upstream.
+    pub fn inject(&self, headers: &mut dyn Injector) {
+        let context = Context::new().with_remote_span_context(self.to_span_context());
+        TraceContextPropagator::new().inject_context(&context, &mut TraceparentOnly { headers });
+    }
+
     /// The `traceparent` value naming this span as the parent of the next hop.
     pub fn to_header(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex::encode(self.trace_id),
-            hex::encode(self.span_id),
-            self.flags
-        )
+        let mut header = OneSlot(String::new());
+        self.inject(&mut header);
+        header.0
     }
 
     /// The trace id as it appears in headers and logs.
@@ -96,6 +106,26 @@ impl TraceContext {
 
     pub fn span_id_hex(&self) -> String {
         hex::encode(self.span_id)
+    }
+
+    /// The OpenTelemetry form of this context, as a remote parent.
+    pub fn to_span_context(&self) -> SpanContext {
+        SpanContext::new(
+            TraceId::from_bytes(self.trace_id),
+            SpanId::from_bytes(self.span_id),
+            TraceFlags::new(self.flags),
+            true,
+            TraceState::default(),
+        )
+    }
+
+    /// The context of an OpenTelemetry span (the caller's, or pimgate's own exported one).
+    pub fn from_span_context(context: &SpanContext) -> Self {
+        Self {
+            trace_id: context.trace_id().to_bytes(),
+            span_id: context.span_id().to_bytes(),
+            flags: context.trace_flags().to_u8(),
+        }
     }
 }
 
@@ -109,15 +139,57 @@ pub fn current() -> Option<TraceContext> {
     CURRENT.try_with(|context| *context).ok()
 }
 
-/// The spec allows only lower-case hex (`HEXDIGLC`); `hex::decode` would also take upper case.
-fn lower_hex(text: &str) -> Option<Vec<u8>> {
-    if !text
-        .bytes()
-        .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-    {
-        return None;
+/// Exactly `00-{32}-{16}-{2}` in lower-case hex (`HEXDIGLC`), checked before the propagator reads
+/// the header. The propagator is more lenient in ways pimgate's tests pin as refusals: it reads any
+/// version up to `fe` with a trailing suffix (`01-…`, `…-01-`), trims whitespace, and parses ids
+/// and flags with `from_str_radix`, which takes a leading `+`, short ids (31 digits) and one-digit
+/// flags. Each of those would let a malformed header join a trace, so they are refused here.
+fn is_version_00_shape(header: &str) -> bool {
+    header.len() == HEADER_LENGTH
+        && header.starts_with("00-")
+        && header.bytes().enumerate().all(|(index, byte)| {
+            if DASHES.contains(&index) {
+                byte == b'-'
+            } else {
+                byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)
+            }
+        })
+}
+
+/// One header value seen as the propagator's carrier (the caller has already refused repeated
+/// `traceparent`s, so one value is all there is to read).
+struct OneHeader<'a>(&'a str);
+
+impl Extractor for OneHeader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        key.eq_ignore_ascii_case(TRACEPARENT).then_some(self.0)
     }
-    hex::decode(text).ok()
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
+}
+
+/// Passes on `traceparent` only (see [`TraceContext::inject`]).
+struct TraceparentOnly<'a> {
+    headers: &'a mut dyn Injector,
+}
+
+impl Injector for TraceparentOnly<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if key.eq_ignore_ascii_case(TRACEPARENT) {
+            self.headers.set(key, value);
+        }
+    }
+}
+
+/// Catches the one `traceparent` value for [`TraceContext::to_header`].
+struct OneSlot(String);
+
+impl Injector for OneSlot {
+    fn set(&mut self, _key: &str, value: String) {
+        self.0 = value;
+    }
 }
 
 /// SipHash under a fresh random key per call (std seeds `RandomState` from the OS): unpredictable
@@ -213,6 +285,25 @@ mod tests {
         ];
         for (header, why) in cases {
             assert_eq!(TraceContext::parse(header), None, "{why}: `{header}`");
+        }
+    }
+
+    /// Pins why [`is_version_00_shape`] exists: if a later OpenTelemetry turns strict on these, the
+    /// check can go.
+    #[test]
+    fn the_propagator_alone_accepts_headers_the_shape_check_refuses() {
+        let lenient = [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ];
+        for header in lenient {
+            let extracted = TraceContextPropagator::new()
+                .extract_with_context(&Context::new(), &OneHeader(header));
+            assert!(extracted.span().span_context().is_valid(), "`{header}`");
+            assert!(!is_version_00_shape(header), "`{header}`");
         }
     }
 

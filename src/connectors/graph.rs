@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rustls::pki_types::pem::{self, PemObject, SectionKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -850,56 +851,45 @@ fn credential(settings: &GraphSettings) -> Result<Credential, Vec<SettingsProble
     }
 }
 
-/// PEM blocks as (label, base64 body) pairs, in file order.
-fn pem_blocks(text: &str) -> Vec<(String, String)> {
-    let mut blocks = Vec::new();
-    let mut current: Option<(String, String)> = None;
-    for line in text.lines().map(str::trim) {
-        if let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|rest| rest.strip_suffix("-----"))
-        {
-            current = Some((label.to_string(), String::new()));
-        } else if line.starts_with("-----END ") {
-            if let Some(block) = current.take() {
-                blocks.push(block);
-            }
-        } else if let Some((_, body)) = current.as_mut() {
-            body.push_str(line);
-        }
-    }
-    blocks
-}
-
+/// Reads the credential file with rustls-pki-types' PEM reader (the one `startup` uses for TLS).
+/// That reader skips labels it does not know, `ENCRYPTED PRIVATE KEY` among them, so an encrypted
+/// key is recognised by its BEGIN line to say what is wrong instead of "no private key".
 fn load_certificate(path: &Path) -> Result<Credential, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
-    let blocks = pem_blocks(&text);
-    let certificate = blocks
+    let sections = <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| match error {
+            pem::Error::Base64Decode(_) => {
+                format!("a block in `{}` is not valid base64", path.display())
+            }
+            _ => format!("`{}` is not a well-formed PEM file", path.display()),
+        })?;
+    let certificate = sections
         .iter()
-        .find(|(label, _)| label == "CERTIFICATE")
+        .find(|(kind, _)| *kind == SectionKind::Certificate)
         .ok_or_else(|| format!("`{}` holds no `CERTIFICATE` block", path.display()))?;
-    let der = STANDARD.decode(&certificate.1).map_err(|_| {
-        format!(
-            "the certificate in `{}` is not valid base64",
-            path.display()
-        )
-    })?;
-    let thumbprint_s256 = URL_SAFE_NO_PAD.encode(Sha256::digest(&der));
-    if blocks
-        .iter()
-        .any(|(label, _)| label == "ENCRYPTED PRIVATE KEY")
-    {
+    let thumbprint_s256 = URL_SAFE_NO_PAD.encode(Sha256::digest(&certificate.1));
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         return Err(format!(
             "the private key in `{}` is encrypted",
             path.display()
         ));
     }
-    let (label, body) = blocks
+    let (kind, der) = sections
         .iter()
-        .find(|(label, _)| label == "PRIVATE KEY" || label == "RSA PRIVATE KEY")
+        .find(|(kind, _)| matches!(kind, SectionKind::PrivateKey | SectionKind::RsaPrivateKey))
         .ok_or_else(|| format!("`{}` holds no private key block", path.display()))?;
-    let key_pem = format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n");
+    // jsonwebtoken takes PKCS#8 or PKCS#1 only as PEM (it unwraps PKCS#8 and refuses non-RSA keys).
+    let label = if *kind == SectionKind::PrivateKey {
+        "PRIVATE KEY"
+    } else {
+        "RSA PRIVATE KEY"
+    };
+    let key_pem = format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        STANDARD.encode(der)
+    );
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes())
         .map_err(|_| format!("the private key in `{}` is not an RSA key", path.display()))?;
     Ok(Credential::Certificate {
@@ -916,15 +906,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pem_blocks_are_read_in_order_with_their_labels() {
-        let text = "junk\n-----BEGIN PRIVATE KEY-----\nAAAA\nBBBB\n-----END PRIVATE KEY-----\n-----BEGIN CERTIFICATE-----\nCCCC\n-----END CERTIFICATE-----\n";
-        assert_eq!(
-            pem_blocks(text),
-            vec![
-                ("PRIVATE KEY".to_string(), "AAAABBBB".to_string()),
-                ("CERTIFICATE".to_string(), "CCCC".to_string()),
-            ]
-        );
+    fn a_certificate_file_is_refused_with_what_is_wrong_in_it() {
+        let good = std::fs::read_to_string("tests/fixtures/graph/app-cert.pem").unwrap();
+        let certificate_block = &good[good.find("-----BEGIN CERTIFICATE-----").unwrap()..];
+        let cases = [
+            (
+                good.replace("CERTIFICATE", "X509 CRL"),
+                "holds no `CERTIFICATE` block",
+            ),
+            (
+                format!(
+                    "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n{certificate_block}"
+                ),
+                "is encrypted",
+            ),
+            (certificate_block.to_string(), "holds no private key block"),
+            (
+                format!(
+                    "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n{certificate_block}"
+                ),
+                "is not valid base64",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n".to_string(),
+                "is not a well-formed PEM file",
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expected) in cases {
+            let path = dir.path().join("credential.pem");
+            std::fs::write(&path, &text).unwrap();
+            let message = load_certificate(&path).err().unwrap();
+            assert!(message.contains(expected), "{expected}: {message}");
+        }
+        assert!(load_certificate(Path::new("tests/fixtures/graph/app-cert.pem")).is_ok());
     }
 
     fn token_with(payload: serde_json::Value) -> String {

@@ -28,9 +28,6 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// short by the deadline before a real upstream could answer.
 const MIN_RETRY_BUDGET: Duration = Duration::from_millis(50);
 
-const TRACEPARENT: reqwest::header::HeaderName =
-    reqwest::header::HeaderName::from_static("traceparent");
-
 /// What one connector operation did, for the audit record and `pimgate evaluate`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UpstreamCall {
@@ -585,8 +582,23 @@ fn continue_trace(request: &mut reqwest::Request) {
     let Some(trace) = crate::tracecontext::current() else {
         return;
     };
-    if let Ok(value) = reqwest::header::HeaderValue::from_str(&trace.child().to_header()) {
-        request.headers_mut().insert(TRACEPARENT, value);
+    trace
+        .child()
+        .inject(&mut HeaderInjector(request.headers_mut()));
+}
+
+/// reqwest's header map as an OpenTelemetry carrier; a name or value that is not a valid header is
+/// skipped (the propagator writes only well-formed ones).
+struct HeaderInjector<'a>(&'a mut reqwest::header::HeaderMap);
+
+impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(key.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
     }
 }
 
