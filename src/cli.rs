@@ -72,8 +72,8 @@ pub enum Command {
         #[arg(long)]
         client_id: Option<String>,
         /// Which of PIM's calls to register: before approval or after a human approved.
-        #[arg(long, value_enum, default_value = "pre-approval")]
-        stage: crate::onboard::Stage,
+        #[arg(long, default_value = "pre-approval")]
+        stage: payload::Stage,
         /// The extension's GUID (default: derived from tenant, host and resource type).
         #[arg(long)]
         extension_id: Option<String>,
@@ -192,7 +192,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 stage,
                 extension_id,
                 display_name,
-                description: description.unwrap_or_else(|| stage.default_description().to_string()),
+                description: description
+                    .unwrap_or_else(|| crate::onboard::default_description(stage).to_string()),
                 resource_type,
                 roles,
                 timeout_ms,

@@ -60,71 +60,14 @@ pub enum ResourceKind {
 
 /// The point of PIM's activation flow at which the extension is called (`wire.md` §4a): each has its
 /// own extension `type`, `targetUrl` and policy rule, because PIM's request does not say which stage
-/// is calling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Stage {
-    /// Before any human approver: what pimgate has always answered.
-    #[value(name = "pre-approval")]
-    PreApproval,
-    /// After a human approved, before the role is activated.
-    #[value(name = "post-approval")]
-    PostApproval,
-}
+/// is calling. The one stage type of the service, re-exported for onboarding's callers.
+pub use crate::payload::Stage;
 
-impl Stage {
-    /// The extension's `type` in Graph.
-    pub fn extension_type(self) -> &'static str {
-        match self {
-            Stage::PreApproval => "preApproval",
-            Stage::PostApproval => "postApproval",
-        }
-    }
-
-    /// The stage of an extension `type` as Graph returns it (`None` for `grant`, `revoke`, …).
-    pub fn from_extension_type(value: &str) -> Option<Self> {
-        [Stage::PreApproval, Stage::PostApproval]
-            .into_iter()
-            .find(|stage| stage.extension_type() == value)
-    }
-
-    /// pimgate's route for this stage (`interface.md`).
-    pub fn evaluate_path(self) -> &'static str {
-        match self {
-            Stage::PreApproval => "/v1/evaluate",
-            Stage::PostApproval => "/v1/evaluate/post-approval",
-        }
-    }
-
-    /// The policy rule that makes PIM call the extension at this stage of an end user's activation.
-    pub fn rule_id(self) -> &'static str {
-        match self {
-            Stage::PreApproval => "CustomExtension_PreApproval_EndUser_Assignment",
-            Stage::PostApproval => "CustomExtension_PostApproval_EndUser_Assignment",
-        }
-    }
-
-    /// The stage a policy rule id links, if it is one of the two.
-    pub fn from_rule_id(value: &str) -> Option<Self> {
-        [Stage::PreApproval, Stage::PostApproval]
-            .into_iter()
-            .find(|stage| stage.rule_id() == value)
-    }
-
-    /// As on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::PreApproval => "pre-approval",
-            Stage::PostApproval => "post-approval",
-        }
-    }
-
-    /// The extension's description when the operator gives none.
-    pub fn default_description(self) -> &'static str {
-        match self {
-            Stage::PreApproval => "Pre-approval checks",
-            Stage::PostApproval => "Post-approval checks",
-        }
+/// The extension's description when the operator gives none.
+pub fn default_description(stage: Stage) -> &'static str {
+    match stage {
+        Stage::PreApproval => "Pre-approval checks",
+        Stage::PostApproval => "Post-approval checks",
     }
 }
 
@@ -232,7 +175,7 @@ pub fn derive_extension_id(
 ) -> String {
     let stage_suffix = match stage {
         Stage::PreApproval => String::new(),
-        Stage::PostApproval => format!("\n{}", stage.extension_type()),
+        Stage::PostApproval => format!("\n{}", stage.as_str()),
     };
     let digest = Sha256::digest(format!(
         "pimgate-onboard\n{}\n{}\n{}{stage_suffix}",
@@ -254,7 +197,7 @@ pub fn target_url(host: &str, stage: Stage) -> String {
     format!(
         "https://{}{}",
         host.trim().to_ascii_lowercase(),
-        stage.evaluate_path()
+        stage.path()
     )
 }
 
@@ -264,7 +207,7 @@ pub fn extension_body(extension_id: &str, host: &str, client_id: &str, options: 
     json!({
         "@odata.type": "#microsoft.graph.roleManagementCustomCalloutExtension",
         "id": extension_id,
-        "type": options.stage.extension_type(),
+        "type": options.stage.as_str(),
         "displayName": options.display_name,
         "description": options.description,
         "endpointConfiguration": {

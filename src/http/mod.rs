@@ -9,6 +9,8 @@ pub mod state;
 
 use actix_web::web;
 
+use crate::payload::Stage;
+
 /// Every route on one listener: the layout when `admin.listen = ""`.
 /// Everything outside tools rely on (`shared/spec/interface.md`): keep these paths.
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -20,9 +22,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// there is a 404, so a prober learns nothing from `/metrics` (e.g. why its token was refused).
 pub fn decision_routes(config: &mut web::ServiceConfig) {
     config
-        .service(web::resource("/v1/evaluate").route(web::post().to(evaluate::pre_approval)))
         .service(
-            web::resource("/v1/evaluate/post-approval")
+            web::resource(Stage::PreApproval.path()).route(web::post().to(evaluate::pre_approval)),
+        )
+        .service(
+            web::resource(Stage::PostApproval.path())
                 .route(web::post().to(evaluate::post_approval)),
         );
 }

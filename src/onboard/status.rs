@@ -161,7 +161,7 @@ async fn read(
             ExtensionStatus {
                 id: text(extension, "/id").to_ascii_lowercase(),
                 display_name: text(extension, "/displayName"),
-                stage: stage.map_or(kind, |stage| stage.as_str().to_string()),
+                stage: stage.map_or(kind, |stage| stage.flag().to_string()),
                 resource_type: text(extension, "/resourceType"),
                 points_here: stage.is_some_and(|stage| target == target_url(host, stage)),
                 target_url: target,
@@ -203,12 +203,14 @@ async fn read(
                 enabled: rule.get("isEnabled").and_then(Value::as_bool) == Some(true),
                 points_here: extension
                     .is_some_and(|known| known.target_url == target_url(host, stage)),
-                rules_match: rules.ok().map(|rules| rules_can_match_role(rules, role_id)),
+                rules_match: rules
+                    .ok()
+                    .map(|rules| rules_can_match_role(rules, role_id, stage)),
                 extension_id,
             });
         }
     }
-    links.sort_by(|a, b| (&a.role_name, a.stage.as_str()).cmp(&(&b.role_name, b.stage.as_str())));
+    links.sort_by(|a, b| (&a.role_name, a.stage.flag()).cmp(&(&b.role_name, b.stage.flag())));
     Ok(Status {
         host: host.to_string(),
         extensions,
@@ -217,19 +219,25 @@ async fn read(
     })
 }
 
-/// Whether some policy of `rules` can match an activation of the Entra role `role_id`: its roles,
-/// tiers and resource types admit the role and it is not about groups. Other keys (principals,
-/// scopes, `when`) narrow a policy but do not rule the role out, so they count as a match.
-/// TODO(post-approval stage): rules have no stage yet; once `match.stages` exists, match the
-/// link's stage too.
-pub fn rules_can_match_role(rules: &RuleSet, role_id: &str) -> bool {
+/// Whether some policy of `rules` can match an activation of the Entra role `role_id` at `stage`:
+/// its stages, roles, tiers and resource types admit it and it is not about groups. Other keys
+/// (principals, scopes, `when`) narrow a policy but do not rule the role out, so they count as a
+/// match.
+pub fn rules_can_match_role(rules: &RuleSet, role_id: &str, stage: Stage) -> bool {
     rules
         .policies
         .iter()
-        .any(|policy| matcher_admits_role(&policy.matcher, role_id))
+        .any(|policy| matcher_admits_role(&policy.matcher, role_id, stage))
 }
 
-fn matcher_admits_role(matcher: &Matcher, role_id: &str) -> bool {
+fn matcher_admits_role(matcher: &Matcher, role_id: &str, stage: Stage) -> bool {
+    if matcher
+        .stages
+        .as_ref()
+        .is_some_and(|stages| !stages.contains(&stage))
+    {
+        return false;
+    }
     let role_id = role_id.to_ascii_lowercase();
     let roles = matcher
         .roles
@@ -285,7 +293,7 @@ fn print_table(status: &Status, out: &mut dyn Write) -> Result<(), OnboardError>
                 out,
                 "  {:<36}  {:<13}  {:<36}  {:<7}  {:<5}  {}",
                 link.role_name,
-                link.stage.as_str(),
+                link.stage.flag(),
                 link.extension_id,
                 yes_no(link.enabled),
                 yes_no(link.points_here),
@@ -303,7 +311,7 @@ fn print_table(status: &Status, out: &mut dyn Write) -> Result<(), OnboardError>
                 "warning: {} ({}) is linked at {} but no policy of the loaded rules matches it: every activation of it would be denied",
                 link.role_name,
                 link.role_id,
-                link.stage.as_str()
+                link.stage.flag()
             )?;
         }
         if !link.points_here {
@@ -311,10 +319,37 @@ fn print_table(status: &Status, out: &mut dyn Write) -> Result<(), OnboardError>
                 out,
                 "note: {}'s {} link does not point at {} (another deployment, or a stale extension)",
                 link.role_name,
-                link.stage.as_str(),
+                link.stage.flag(),
                 target_url(&status.host, link.stage)
             )?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Stage, rules_can_match_role};
+
+    const GLOBAL_ADMIN: &str = "62e90394-69f5-4237-9190-012177145e10";
+
+    #[test]
+    fn a_role_whose_only_policy_is_for_the_other_stage_has_no_rules_at_this_stage() {
+        let Ok(rules) = crate::rules::load_str(
+            "rules.yaml",
+            "policies:\n  - name: first-look\n    match: { roles: [Global Administrator], stages: [pre_approval] }\n    decide: Approved\n    reason: ok\n",
+        ) else {
+            panic!("rules load");
+        };
+        assert!(rules_can_match_role(
+            &rules,
+            GLOBAL_ADMIN,
+            Stage::PreApproval
+        ));
+        assert!(!rules_can_match_role(
+            &rules,
+            GLOBAL_ADMIN,
+            Stage::PostApproval
+        ));
+    }
 }

@@ -28,12 +28,49 @@ impl Stage {
     /// Every stage, in the order PIM calls them.
     pub const ALL: [Stage; 2] = [Stage::PreApproval, Stage::PostApproval];
 
-    /// The stage's name in key derivations. Never reuse a name: it is hashed into every evaluation
-    /// id.
+    /// The stage's name in key derivations, and the custom extension's `type` in Microsoft Graph
+    /// (`preApproval`, `postApproval`). Never reuse a name: it is hashed into every evaluation id.
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::PreApproval => "preApproval",
             Stage::PostApproval => "postApproval",
+        }
+    }
+
+    /// The stage of a custom extension `type` as Graph returns it (`None` for `grant`, `revoke`, …).
+    pub fn from_extension_type(value: &str) -> Option<Self> {
+        Stage::ALL.into_iter().find(|stage| stage.as_str() == value)
+    }
+
+    /// pimgate's route for this stage (`interface.md`): the extension's `targetUrl` path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "/v1/evaluate",
+            Stage::PostApproval => "/v1/evaluate/post-approval",
+        }
+    }
+
+    /// The role-management policy rule that makes PIM call the extension at this stage of an end
+    /// user's activation.
+    pub fn rule_id(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "CustomExtension_PreApproval_EndUser_Assignment",
+            Stage::PostApproval => "CustomExtension_PostApproval_EndUser_Assignment",
+        }
+    }
+
+    /// The stage a policy rule id links, if it is one of the two.
+    pub fn from_rule_id(value: &str) -> Option<Self> {
+        Stage::ALL
+            .into_iter()
+            .find(|stage| stage.rule_id() == value)
+    }
+
+    /// As the command line's `--stage` spells it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Stage::PreApproval => "pre-approval",
+            Stage::PostApproval => "post-approval",
         }
     }
 

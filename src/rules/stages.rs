@@ -14,14 +14,6 @@ use crate::vocabulary::Outcome;
 
 use super::{Policy, PolicyMode};
 
-/// Where PIM's extension for `stage` points.
-fn route(stage: Stage) -> &'static str {
-    match stage {
-        Stage::PreApproval => "POST /v1/evaluate",
-        Stage::PostApproval => "POST /v1/evaluate/post-approval",
-    }
-}
-
 /// Reports, through `warn(file, key, message, fix)`, the stage problems of `compiled` (policy, file
 /// index, key such as `policies[3]`). A stage nobody covers is reported against the first file
 /// (index 0) under `policies`; nothing is said about an empty rule set, which has its own warning.
@@ -44,8 +36,8 @@ pub(super) fn warn_stages(
                     0,
                     "policies",
                     format!(
-                        "no enforcing policy applies at {stage}: if PIM's {stage} extension calls pimgate ({}), every activation is Denied there",
-                        route(stage)
+                        "no enforcing policy applies at {stage}: if PIM's {stage} extension calls pimgate (POST {}), every activation is Denied there",
+                        stage.path()
                     ),
                     format!(
                         "add a policy with `match: {{ stages: [{stage}] }}`, or leave `stages` out of a policy so it applies at both stages"

@@ -25,6 +25,7 @@ mod guards;
 mod input_props;
 mod never_more_permissive;
 mod onboard;
+mod onboard_lifecycle;
 mod payload_decode;
 mod rules_engine;
 mod rules_index;

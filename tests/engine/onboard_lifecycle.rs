@@ -132,7 +132,7 @@ fn options(stage: Stage) -> Options {
             .to_string(),
         ),
         display_name: "pimgate".to_string(),
-        description: stage.default_description().to_string(),
+        description: onboard::default_description(stage).to_string(),
         resource_type: ResourceKind::EntraRoles,
         roles: vec!["Global Administrator".to_string()],
         timeout_ms: 10000,
@@ -557,14 +557,14 @@ async fn status_shows_both_stages_their_links_whether_they_point_here_and_roles_
         .iter()
         .find(|link| link["role_id"] == GLOBAL_ADMIN)
         .unwrap();
-    assert_eq!(ga["stage"], "pre-approval");
+    assert_eq!(ga["stage"], "pre_approval");
     assert_eq!(ga["points_here"], true);
     assert_eq!(ga["rules_match"], false);
     let exchange = links
         .iter()
         .find(|link| link["role_id"] == EXCHANGE_ADMIN)
         .unwrap();
-    assert_eq!(exchange["stage"], "post-approval");
+    assert_eq!(exchange["stage"], "post_approval");
     assert_eq!(exchange["points_here"], false);
     assert_eq!(exchange["rules_match"], true);
     assert!(!out.contains(TOKEN));
