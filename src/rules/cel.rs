@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::payload::{ActivationRequest, Target};
 use crate::rules::catalog;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 pub const MAX_LENGTH: usize = 2048;
 pub const MAX_NESTING: usize = 32;
@@ -34,50 +35,45 @@ impl fmt::Debug for Condition {
     }
 }
 
-/// Why a `when:` expression was rejected at load, with the fix to suggest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConditionProblem {
-    pub message: String,
-    pub fix: String,
-}
-
 fn env() -> Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| Arc::new(Env::stdlib())).clone()
 }
 
 impl Condition {
-    pub fn compile(source: &str) -> Result<Condition, ConditionProblem> {
+    /// The compiled expression, or why it was rejected (its key empty: the caller names the `when`).
+    pub fn compile(source: &str) -> Result<Condition, Diagnostic> {
         let length = source.chars().count();
         if length > MAX_LENGTH {
-            return Err(ConditionProblem {
-                message: format!(
-                    "the expression is {length} characters long; the limit is {MAX_LENGTH}"
-                ),
-                fix: "split the condition over several policies, or move the logic into checks"
-                    .to_string(),
-            });
+            return Err(Diagnostic::error(
+                "",
+                format!("the expression is {length} characters long; the limit is {MAX_LENGTH}"),
+                "split the condition over several policies, or move the logic into checks",
+            ));
         }
         let depth = nesting_depth(source);
         if depth > MAX_NESTING {
-            return Err(ConditionProblem {
-                message: format!(
+            return Err(Diagnostic::error(
+                "",
+                format!(
                     "the expression nests {depth} levels of brackets; the limit is {MAX_NESTING}"
                 ),
-                fix: "flatten the expression".to_string(),
-            });
+                "flatten the expression",
+            ));
         }
         if source.trim().is_empty() {
-            return Err(ConditionProblem {
-                message: "the expression is empty".to_string(),
-                fix: "remove `when`, or write a condition such as `request.tier != \"Critical\"`"
-                    .to_string(),
-            });
+            return Err(Diagnostic::error(
+                "",
+                "the expression is empty",
+                "remove `when`, or write a condition such as `request.tier != \"Critical\"`",
+            ));
         }
-        let program = env().compile(source).map_err(|errors| ConditionProblem {
-            message: format!("the expression does not parse: {}", one_line(&errors.to_string())),
-            fix: "check the CEL syntax (https://cel.dev); strings are quoted, e.g. `request.role_name == \"Exchange Administrator\"`"
-                .to_string(),
+        let program = env().compile(source).map_err(|errors| {
+            Diagnostic::error(
+                "",
+                format!("the expression does not parse: {}", one_line(&errors.to_string())),
+                "check the CEL syntax (https://cel.dev); strings are quoted, e.g. `request.role_name == \"Exchange Administrator\"`",
+            )
         })?;
         Ok(Condition {
             source: source.to_string(),

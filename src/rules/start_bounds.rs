@@ -77,9 +77,10 @@ fn unbounded(policy: &Policy, key: &str) -> Option<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::{RuleProblem, Severity, load_str};
+    use crate::rules::load_str;
+    use crate::vocabulary::diagnostic::{Diagnostic, Severity};
 
-    fn warnings(yaml: &str) -> Vec<RuleProblem> {
+    fn warnings(yaml: &str) -> Vec<Diagnostic> {
         let rules = match load_str("rules.yaml", yaml) {
             Ok(rules) => rules.warnings,
             Err(problems) => problems,
