@@ -205,9 +205,7 @@ pub fn build_with_directory(
         }
     }
     if system.tables {
-        for (key, message, fix) in (system.check_states)(&spec.tables, &spec.states) {
-            add(&key, message, &fix);
-        }
+        problems.extend((system.check_states)(&spec.tables, &spec.states));
     }
     if !problems.is_empty() {
         return Err(problems);

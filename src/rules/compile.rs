@@ -221,8 +221,8 @@ fn compile_sources(
     }
 
     global_checks(sources, path, &compiled, &mut report);
-    super::start_bounds::warn_unbounded_starts(&compiled, &mut |file, key, message, fix| {
-        report.add(sources, file, Diagnostic::warning(key, message, fix))
+    super::start_bounds::warn_unbounded_starts(&compiled, &mut |file, warning| {
+        report.add(sources, file, warning)
     });
 
     let mut problems = report.problems;
