@@ -57,7 +57,7 @@ impl CheckKind for DurationKind {
 }
 
 pub fn build(spec: &DurationSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
-    let max = duration_value("max", &spec.max).map_err(|problem| vec![problem])?;
+    let max = duration_value("max", &spec.max).map_err(|problem| vec![*problem])?;
     Ok(Arc::new(DurationCheck {
         max,
         allow_no_expiration: spec.allow_no_expiration,

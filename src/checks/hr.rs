@@ -95,7 +95,7 @@ pub fn build(spec: &HrSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Di
         Some(text) => match duration_value("not_leaving_within", text) {
             Ok(duration) => Some(duration),
             Err(problem) => {
-                problems.push(problem);
+                problems.push(*problem);
                 None
             }
         },

@@ -74,7 +74,7 @@ pub fn build(
     for (index, pattern) in spec.deny_patterns.iter().enumerate() {
         match compile_regex(&format!("deny_patterns[{index}]"), pattern, false) {
             Ok(regex) => deny_patterns.push(regex),
-            Err(problem) => problems.push(problem),
+            Err(problem) => problems.push(*problem),
         }
     }
     if spec.min_length == Some(0) {

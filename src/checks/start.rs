@@ -67,7 +67,7 @@ pub fn build(spec: &StartSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Ve
         Some(text) => match duration_value(key, text) {
             Ok(duration) => Some(duration),
             Err(problem) => {
-                problems.push(problem);
+                problems.push(*problem);
                 None
             }
         },

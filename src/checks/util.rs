@@ -25,20 +25,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Parses a duration-valued key, turning a failure into a problem for that key.
-pub fn duration_value(key: &str, text: &str) -> Result<Duration, Diagnostic> {
-    parse_duration(text).map_err(|message| Diagnostic::error(key, message, DURATION_FIX))
+/// Parses a duration-valued key, turning a failure into a problem for that key (boxed: the
+/// problem is rare and large, the duration small and common).
+pub fn duration_value(key: &str, text: &str) -> Result<Duration, Box<Diagnostic>> {
+    parse_duration(text).map_err(|message| Box::new(Diagnostic::error(key, message, DURATION_FIX)))
 }
 
 /// Compiles an operator's regex; `anchored` wraps it so it must match the whole value, because a
 /// pattern like `CHG[0-9]{7}` written for a ticket number is meant for the whole number, not a part.
-pub fn compile_regex(key: &str, pattern: &str, anchored: bool) -> Result<Regex, Diagnostic> {
+pub fn compile_regex(key: &str, pattern: &str, anchored: bool) -> Result<Regex, Box<Diagnostic>> {
     let source = if anchored {
         format!("^(?:{pattern})$")
     } else {
         pattern.to_string()
     };
-    Regex::new(&source).map_err(|error| Diagnostic::error(key, format!("`{pattern}` is not a valid regular expression: {}", first_line(&error)), "write a regular expression in Rust `regex` syntax (no look-around or back-references), e.g. `(?i)^admin$`"))
+    Regex::new(&source).map_err(|error| {
+        Box::new(Diagnostic::error(
+            key,
+            format!(
+                "`{pattern}` is not a valid regular expression: {}",
+                first_line(&error)
+            ),
+            "write a regular expression in Rust `regex` syntax (no look-around or back-references), e.g. `(?i)^admin$`",
+        ))
+    })
 }
 
 fn first_line(error: &regex::Error) -> String {

@@ -38,7 +38,7 @@ fn build_common(
     let when = typed(&rule.when).and_then(|source| match Condition::compile(source) {
         Ok(condition) => Some(condition),
         Err(problem) => {
-            out.push(problem.under(&path("when")));
+            out.push((*problem).under(&path("when")));
             None
         }
     });
@@ -156,7 +156,7 @@ pub(super) fn build_guard(
     let common = build_common(out, key, rule, env, Matcher::for_guard());
     if let Some(why) = common.matcher.as_ref().and_then(Matcher::contradiction) {
         out.push(Diagnostic::error(
-            &format!("{key}.match"),
+            format!("{key}.match"),
             format!("this guard can never apply: {why}"),
             "remove the contradicting key, or split the guard in two (one per kind of request)",
         ));
@@ -203,7 +203,7 @@ fn build_checks(
                     && !env.connectors.is_configured(connector)
                 {
                     out.push(Diagnostic::warning(
-                        &format!("{item_key}.{}", spec.kind()),
+                        format!("{item_key}.{}", spec.kind()),
                         format!(
                             "the `{connector}` connector is not configured, so this check cannot be evaluated and the policy's (or guard's) `on_error` decides"
                         ),

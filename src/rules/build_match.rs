@@ -49,7 +49,7 @@ pub(super) fn build_match(
         let field_key = format!("{key}.{name}");
         let at = |index: usize| format!("{field_key}[{index}]");
         let mut error = |index: usize, message: String, fix: &str| {
-            problems.push(Diagnostic::error(&at(index), message, fix));
+            problems.push(Diagnostic::error(at(index), message, fix));
         };
         match name {
             "roles" => {
@@ -163,7 +163,7 @@ pub(super) fn build_match(
                             None => format!("known actions: {}", KNOWN_ACTIONS.join(", ")),
                         };
                         problems.push(Diagnostic::warning(
-                            &at(index),
+                            at(index),
                             format!("`{other}` is not an action PIM is known to send"),
                             fix,
                         ));

@@ -35,26 +35,30 @@ impl fmt::Debug for Condition {
     }
 }
 
+/// Why an expression is refused; its key is the `when` the caller names.
+fn rejected(message: impl Into<String>, fix: &str) -> Box<Diagnostic> {
+    Box::new(Diagnostic::error("", message, fix))
+}
+
 fn env() -> Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| Arc::new(Env::stdlib())).clone()
 }
 
 impl Condition {
-    /// The compiled expression, or why it was rejected (its key empty: the caller names the `when`).
-    pub fn compile(source: &str) -> Result<Condition, Diagnostic> {
+    /// The compiled expression, or why it was rejected (its key empty: the caller names the `when`;
+    /// boxed, as a rare error is no reason to make every `Result` large).
+    pub fn compile(source: &str) -> Result<Condition, Box<Diagnostic>> {
         let length = source.chars().count();
         if length > MAX_LENGTH {
-            return Err(Diagnostic::error(
-                "",
+            return Err(rejected(
                 format!("the expression is {length} characters long; the limit is {MAX_LENGTH}"),
                 "split the condition over several policies, or move the logic into checks",
             ));
         }
         let depth = nesting_depth(source);
         if depth > MAX_NESTING {
-            return Err(Diagnostic::error(
-                "",
+            return Err(rejected(
                 format!(
                     "the expression nests {depth} levels of brackets; the limit is {MAX_NESTING}"
                 ),
@@ -62,15 +66,13 @@ impl Condition {
             ));
         }
         if source.trim().is_empty() {
-            return Err(Diagnostic::error(
-                "",
+            return Err(rejected(
                 "the expression is empty",
                 "remove `when`, or write a condition such as `request.tier != \"Critical\"`",
             ));
         }
         let program = env().compile(source).map_err(|errors| {
-            Diagnostic::error(
-                "",
+            rejected(
                 format!("the expression does not parse: {}", one_line(&errors.to_string())),
                 "check the CEL syntax (https://cel.dev); strings are quoted, e.g. `request.role_name == \"Exchange Administrator\"`",
             )

@@ -147,7 +147,7 @@ fn compile_sources(
             let mut out = Vec::new();
             if let Some((name, first_file, first_key)) = names.claim(&item.raw, *file, &key) {
                 out.push(Diagnostic::error(
-                    &format!("{key}.name"),
+                    format!("{key}.name"),
                     format!(
                         "policy name `{name}` is already used by {first_key} in `{}`",
                         file_name(first_file)
@@ -200,7 +200,7 @@ fn compile_sources(
                     "a policy"
                 };
                 out.push(Diagnostic::error(
-                    &format!("{key}.name"),
+                    format!("{key}.name"),
                     format!("guard name `{name}` is already used by {what}, {first_key} in `{}`", file_name(first_file)),
                     "give every guard and policy a unique name: reasons, audit records and test cases refer to it",
                 ));

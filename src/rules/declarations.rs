@@ -81,7 +81,7 @@ pub(super) fn collect_lists(
                 match parse_guid(item) {
                     Some(id) => ids.push(id),
                     None => out.push(Diagnostic::error(
-                        &format!("{key}[{index}]"),
+                        format!("{key}[{index}]"),
                         format!("`{item}` is not a GUID"),
                         "lists hold Entra object ids, e.g. `0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d`",
                     )),
@@ -226,7 +226,7 @@ fn declared_tier(
             match resolve_role(role).and_then(|id| catalog::by_id(&id)) {
                 Some(role) => raise(role.tier),
                 None => out.push(Diagnostic::error(
-                    &format!("{at}[{index}]"),
+                    format!("{at}[{index}]"),
                     format!("`{role}` is not a built-in Entra role"),
                     "name the built-in Entra roles the group is assigned, e.g. `Global Administrator`; for other privileges give `tier:`",
                 )),

@@ -120,7 +120,7 @@ pub(super) fn unknown_keys(
             None => format!("known keys: {}", known.join(", ")),
         };
         out.push(Diagnostic::error(
-            &join(prefix, &name),
+            join(prefix, &name),
             format!("unknown key `{name}`"),
             fix,
         ));

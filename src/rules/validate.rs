@@ -49,7 +49,7 @@ pub(super) fn validate_policy<'s>(
         && outcome(text).is_none()
     {
         out.push(Diagnostic::error(
-            &path("decide"),
+            path("decide"),
             format!("unknown outcome `{text}`"),
             "use Approved, AutoApproved or Denied",
         ));
@@ -68,7 +68,7 @@ pub(super) fn validate_policy<'s>(
     let has_checks = rule.require.is_some() || spec.approving.auto_approve.is_some();
     if rule.decide.is_some() && has_checks {
         out.push(Diagnostic::error(
-            &path("decide"),
+            path("decide"),
             "`decide` gives a fixed answer, so the policy's `require`/`auto_approve` checks would never run",
             "remove `decide` and `reason`, or remove the checks",
         ));
@@ -89,7 +89,7 @@ pub(super) fn validate_guard<'s>(
     for approving in field_names::<super::spec::ApprovingSpec>() {
         if mapping.contains_key(*approving) {
             out.push(Diagnostic::error(
-                &format!("{key}.{approving}"),
+                format!("{key}.{approving}"),
                 format!("a guard can only deny, so `{approving}` has no place in it"),
                 "remove it; to auto-approve, write a policy (under `policies:`) with `auto_approve` checks",
             ));
@@ -105,14 +105,14 @@ pub(super) fn validate_guard<'s>(
         match outcome(text) {
             Some(Outcome::Denied) => {}
             Some(_) => out.push(Diagnostic::error(
-                &path("decide"),
+                path("decide"),
                 format!(
                     "a guard can only deny, never `{text}`: it applies whichever policy decides"
                 ),
                 "write `decide: Denied` with a `reason`; to approve, write a policy (under `policies:`)",
             )),
             None => out.push(Diagnostic::error(
-                &path("decide"),
+                path("decide"),
                 format!("unknown outcome `{text}`"),
                 "a guard's fixed answer is `decide: Denied`",
             )),
@@ -120,7 +120,7 @@ pub(super) fn validate_guard<'s>(
     }
     if rule.decide.is_some() && rule.require.is_some() {
         out.push(Diagnostic::error(
-            &path("decide"),
+            path("decide"),
             "`decide` gives a fixed denial, so the guard's `require` checks would never run",
             "remove `decide` and `reason`, or remove the checks",
         ));
@@ -132,7 +132,7 @@ pub(super) fn validate_guard<'s>(
     };
     if rule.decide.is_none() && no_checks {
         out.push(Diagnostic::error(
-            &path("require"),
+            path("require"),
             "the guard has no checks and no fixed denial, so it could never deny anything",
             "add `require:` checks, or `decide: Denied` with a `reason`",
         ));
@@ -146,7 +146,7 @@ fn validate_rule(out: &mut Vec<Diagnostic>, key: &str, rule: &RuleSpec, kind: Ki
     let noun = kind.noun();
     match &rule.name {
         None => out.push(Diagnostic::error(
-            &path("name"),
+            path("name"),
             format!("the {noun} has no `name`"),
             "add `name: some-unique-name`: reasons and audit records cite it",
         )),
@@ -155,7 +155,7 @@ fn validate_rule(out: &mut Vec<Diagnostic>, key: &str, rule: &RuleSpec, kind: Ki
                 .is_some_and(|name| name.trim().is_empty())
             {
                 out.push(Diagnostic::error(
-                    &path("name"),
+                    path("name"),
                     format!("the {noun} has no `name`"),
                     "add `name: some-unique-name`: reasons and audit records cite it",
                 ));
@@ -215,7 +215,7 @@ fn validate_decide_reason(out: &mut Vec<Diagnostic>, key: &str, rule: &RuleSpec,
     let path = |name: &str| format!("{key}.{name}");
     if rule.decide.is_some() && rule.reason.is_none() {
         out.push(Diagnostic::error(
-            &path("reason"),
+            path("reason"),
             "`decide` needs a `reason`",
             "add `reason:` with a sentence the requester sees in PIM",
         ));
@@ -231,7 +231,7 @@ fn validate_decide_reason(out: &mut Vec<Diagnostic>, key: &str, rule: &RuleSpec,
                 "remove `reason`, or add `decide: Denied`; checks write their own reasons",
             ),
         };
-        out.push(Diagnostic::error(&path("reason"), message, fix));
+        out.push(Diagnostic::error(path("reason"), message, fix));
     }
 }
 

@@ -247,7 +247,7 @@ pub async fn run_tests_with(
                         }
                     }
                 }
-                Err(problem) => problems.push(problem.under(&key).in_file(file.clone())),
+                Err(problem) => problems.push((*problem).under(&key).in_file(file.clone())),
             }
         }
     }
@@ -424,11 +424,16 @@ fn compare(expect: &Expectation, decision: &Decision) -> Option<String> {
     ))
 }
 
-fn prepare(case: &TestCase, file: &Path) -> Result<(ActivationRequest, DateTime<Utc>), Diagnostic> {
+/// The case's request and `now`, or what is wrong with them (keyed below the case; boxed, as a
+/// rare error is no reason to make every `Result` large).
+fn prepare(
+    case: &TestCase,
+    file: &Path,
+) -> Result<(ActivationRequest, DateTime<Utc>), Box<Diagnostic>> {
     let now = DateTime::parse_from_rfc3339(&case.now)
         .map(|at| at.with_timezone(&Utc))
         .map_err(|error| {
-            Diagnostic::error(
+            bad_case(
                 "now",
                 format!("`{}` is not an RFC 3339 time: {error}", case.now),
                 "e.g. `2026-11-24T19:05:00+01:00`",
@@ -440,14 +445,14 @@ fn prepare(case: &TestCase, file: &Path) -> Result<(ActivationRequest, DateTime<
             // Relative to the test file, so a rule folder and its captured requests move together.
             let path = file.parent().unwrap_or(Path::new(".")).join(request_file);
             let body = std::fs::read(&path).map_err(|error| {
-                Diagnostic::error(
+                bad_case(
                     "request_file",
                     format!("cannot read `{}`: {error}", path.display()),
                     "give a path relative to the test file",
                 )
             })?;
             crate::payload::decode(&body).map_err(|error| {
-                Diagnostic::error(
+                bad_case(
                     "request_file",
                     format!("`{}` is not a valid PIM request: {error}", path.display()),
                     "use a body exactly as PIM sends it",
@@ -455,7 +460,7 @@ fn prepare(case: &TestCase, file: &Path) -> Result<(ActivationRequest, DateTime<
             })?
         }
         _ => {
-            return Err(Diagnostic::error(
+            return Err(bad_case(
                 "request",
                 "give exactly one of `request` and `request_file`",
                 "e.g. `request: { role: Global Administrator, duration: PT1H }`",
@@ -465,11 +470,15 @@ fn prepare(case: &TestCase, file: &Path) -> Result<(ActivationRequest, DateTime<
     Ok((request, now))
 }
 
-fn bad(field: &'static str, message: String, fix: &str) -> Diagnostic {
-    Diagnostic::error("request", format!("{field}: {message}"), fix)
+fn bad_case(key: &str, message: impl Into<String>, fix: &str) -> Box<Diagnostic> {
+    Box::new(Diagnostic::error(key, message, fix))
 }
 
-fn shorthand_request(short: &ShorthandRequest) -> Result<ActivationRequest, Diagnostic> {
+fn bad(field: &'static str, message: String, fix: &str) -> Box<Diagnostic> {
+    bad_case("request", format!("{field}: {message}"), fix)
+}
+
+fn shorthand_request(short: &ShorthandRequest) -> Result<ActivationRequest, Box<Diagnostic>> {
     let scope = short.scope.clone().unwrap_or_else(|| "/".to_string());
     let resource_type = match short.resource_type.as_deref() {
         None if short.group.is_some() => ResourceType::EntraGroups,
