@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::dev::{DevTokenOptions, issue_token};
 use crate::decision::{self, CheckStage, Decision};
 use crate::payload;
-use crate::rules::{self, Severity};
+use crate::rules;
 use crate::settings::Settings;
 use crate::startup::Application;
 
@@ -377,10 +377,7 @@ fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connecto
             for problem in &problems {
                 println!("{}", problem);
             }
-            let errors = problems
-                .iter()
-                .filter(|problem| problem.severity == Severity::Error)
-                .count();
+            let errors = problems.iter().filter(|problem| problem.is_error()).count();
             println!(
                 "{}: {errors} error(s), {} warning(s)",
                 path.display(),

@@ -18,7 +18,8 @@ use chrono::Utc;
 
 use crate::connectors::Connectors;
 use crate::http::state::{AppState, ReloadResult, ReloadStatus};
-use crate::rules::{self, RuleProblem, RuleSet, Severity};
+use crate::rules::{self, RuleSet};
+use crate::vocabulary::diagnostic::{Diagnostic, Severity};
 
 /// After a change is seen, how long the files must stay the same before they are loaded, so an
 /// editor's or `kubectl`'s burst of writes causes one reload, not one per write.
@@ -129,11 +130,11 @@ impl Reloader {
         ReloadOutcome::Replaced { old, new: revision }
     }
 
-    fn reject(&self, trigger: &str, problems: Vec<RuleProblem>) -> ReloadOutcome {
+    fn reject(&self, trigger: &str, problems: Vec<Diagnostic>) -> ReloadOutcome {
         let revision = self.state.rules().revision.clone();
         let errors: Vec<String> = problems
             .iter()
-            .filter(|problem| problem.severity == Severity::Error)
+            .filter(|problem| problem.is_error())
             .map(ToString::to_string)
             .collect();
         for problem in &problems {
@@ -163,16 +164,13 @@ impl Reloader {
         ReloadOutcome::Rejected { problems: errors }
     }
 
-    fn problem(&self, message: String) -> RuleProblem {
-        RuleProblem {
-            severity: Severity::Error,
-            file: self.path.clone(),
-            line: None,
-            column: None,
-            key: String::new(),
+    fn problem(&self, message: String) -> Diagnostic {
+        Diagnostic::error(
+            "",
             message,
-            fix: "fix the rules and save them again, or send SIGHUP".to_string(),
-        }
+            "fix the rules and save them again, or send SIGHUP",
+        )
+        .in_file(self.path.clone())
     }
 
     /// Polls the rule files every `interval` and reloads once per burst of changes. Std-only on

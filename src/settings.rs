@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::vocabulary::diagnostic::Diagnostic;
+
 /// Microsoft's PIM service principal, as seen in live traffic (`shared/spec/wire.md` §3).
 pub const PIM_SERVICE_APP_ID: &str = "1c67c054-65c8-4f7f-92a1-eb7ba6e48627";
 
@@ -379,13 +381,11 @@ pub enum LogFormat {
     Pretty,
 }
 
-pub use crate::vocabulary::diagnostic::SettingsProblem;
-
 /// Every problem found, with where the settings came from.
 #[derive(Debug, thiserror::Error)]
 pub struct SettingsError {
     pub origin: String,
-    pub problems: Vec<SettingsProblem>,
+    pub problems: Vec<Diagnostic>,
 }
 
 impl fmt::Display for SettingsError {
@@ -431,18 +431,18 @@ impl Settings {
             ),
             None => format!("built-in defaults and {ENV_PREFIX}__* environment variables"),
         };
-        let fail = |problems: Vec<SettingsProblem>| SettingsError {
+        let fail = |problems: Vec<Diagnostic>| SettingsError {
             origin: origin.clone(),
             problems,
         };
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             if !path.is_file() {
-                return Err(fail(vec![SettingsProblem {
-                    key: "--config".into(),
-                    message: format!("`{}` does not exist or is not a file", path.display()),
-                    fix: "pass the path of a TOML file such as `config/example.toml`".into(),
-                }]));
+                return Err(fail(vec![Diagnostic::error(
+                    "--config",
+                    format!("`{}` does not exist or is not a file", path.display()),
+                    "pass the path of a TOML file such as `config/example.toml`",
+                )]));
             }
             builder = builder.add_source(
                 config::File::from(path.to_path_buf())
@@ -460,30 +460,32 @@ impl Settings {
         }
         builder = builder.add_source(environment.source(env));
         let layered = builder.build().map_err(|error| {
-            fail(vec![SettingsProblem {
-                key: "(file)".into(),
-                message: error.to_string(),
-                fix: "check the TOML syntax at the position given".into(),
-            }])
+            fail(vec![Diagnostic::error(
+                "(file)",
+                error.to_string(),
+                "check the TOML syntax at the position given",
+            )])
         })?;
         let mut unknown = Vec::new();
         let settings: Settings =
             serde_ignored::deserialize(layered, |path| unknown.push(path.to_string())).map_err(
                 |error| {
-                    fail(vec![SettingsProblem {
-                        key: error_key(&error.to_string()),
-                        message: error.to_string(),
-                        fix: "give the value the type shown in config/example.toml".into(),
-                    }])
+                    fail(vec![Diagnostic::error(
+                        error_key(&error.to_string()),
+                        error.to_string(),
+                        "give the value the type shown in config/example.toml",
+                    )])
                 },
             )?;
-        let mut problems: Vec<SettingsProblem> = unknown
+        let mut problems: Vec<Diagnostic> = unknown
             .into_iter()
-            .map(|key| SettingsProblem {
-                message: format!("unknown key `{key}`"),
-                fix: "remove it or correct its spelling; config/example.toml lists every key"
-                    .into(),
-                key,
+            .map(|key| {
+                let message = format!("unknown key `{key}`");
+                Diagnostic::error(
+                    key,
+                    message,
+                    "remove it or correct its spelling; config/example.toml lists every key",
+                )
             })
             .collect();
         problems.extend(settings.validate());
@@ -495,14 +497,10 @@ impl Settings {
     }
 
     /// Semantic checks that serde cannot express. Returns every problem.
-    pub fn validate(&self) -> Vec<SettingsProblem> {
+    pub fn validate(&self) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String, fix: &str| {
-            problems.push(SettingsProblem {
-                key: key.into(),
-                message,
-                fix: fix.into(),
-            })
+            problems.push(Diagnostic::error(key, message, fix))
         };
         let listen = self.server.listen.parse::<SocketAddr>().ok();
         if listen.is_none() {
@@ -749,22 +747,22 @@ impl Settings {
             .map(Some)
             .map_err(|_| SettingsError {
                 origin: "admin.listen".into(),
-                problems: vec![SettingsProblem {
-                    key: "admin.listen".into(),
-                    message: format!("`{}` is not an IP address and port", self.admin.listen),
-                    fix: "write it as `127.0.0.1:9090`".into(),
-                }],
+                problems: vec![Diagnostic::error(
+                    "admin.listen",
+                    format!("`{}` is not an IP address and port", self.admin.listen),
+                    "write it as `127.0.0.1:9090`",
+                )],
             })
     }
 
     pub fn listen_address(&self) -> Result<SocketAddr, SettingsError> {
         self.server.listen.parse().map_err(|_| SettingsError {
             origin: "server.listen".into(),
-            problems: vec![SettingsProblem {
-                key: "server.listen".into(),
-                message: format!("`{}` is not an IP address and port", self.server.listen),
-                fix: "write it as `0.0.0.0:8080`".into(),
-            }],
+            problems: vec![Diagnostic::error(
+                "server.listen",
+                format!("`{}` is not an IP address and port", self.server.listen),
+                "write it as `0.0.0.0:8080`",
+            )],
         })
     }
 }

@@ -33,8 +33,9 @@ use crate::auth::Authenticator;
 use crate::connectors::{BuildContext, Connectors};
 use crate::http::state::AppState;
 use crate::reload::Reloader;
-use crate::rules::{self, Severity};
+use crate::rules;
 use crate::settings::{Settings, TlsSettings};
+use crate::vocabulary::diagnostic::format_problems;
 
 pub struct Application {
     port: u16,
@@ -124,11 +125,8 @@ impl Application {
             anyhow::anyhow!(
                 "the rules in `{}` have {} problem(s):\n{}",
                 settings.rules.path.display(),
-                problems
-                    .iter()
-                    .filter(|p| p.severity == Severity::Error)
-                    .count(),
-                rules::format_problems(&problems)
+                problems.iter().filter(|p| p.is_error()).count(),
+                format_problems(&problems)
             )
         })?;
         for warning in &rules.warnings {

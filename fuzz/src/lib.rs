@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use pimgate::auth::{AuthError, Authenticator};
 use pimgate::payload::{self, ActivationRequest, PayloadError};
-use pimgate::rules::{self, Selection, Severity};
+use pimgate::rules::{self, Selection};
 use pimgate::settings::AuthSettings;
+use pimgate::vocabulary::diagnostic::Severity;
 
 /// What an input led to; the corpus test checks that each corpus reaches the classes it should.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

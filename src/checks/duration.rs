@@ -11,11 +11,12 @@ use async_trait::async_trait;
 use chrono::Duration;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome};
 use crate::connectors::ConnectorId;
 use crate::payload::{ExpirationKind, format_iso8601_duration};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `duration: { max: PT2H, allow_no_expiration: false }`
 #[derive(Debug, Clone, Deserialize)]
@@ -50,13 +51,13 @@ impl CheckKind for DurationKind {
         None
     }
 
-    fn build(spec: &DurationSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    fn build(spec: &DurationSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
 
-pub fn build(spec: &DurationSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
-    let max = duration_value("max", &spec.max).map_err(|problem| vec![problem])?;
+pub fn build(spec: &DurationSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
+    let max = duration_value("max", &spec.max).map_err(|problem| vec![*problem])?;
     Ok(Arc::new(DurationCheck {
         max,
         allow_no_expiration: spec.allow_no_expiration,

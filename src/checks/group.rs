@@ -14,12 +14,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::util::is_guid;
 use super::{Check, CheckContext, CheckOutcome};
 use crate::connectors::graph::groups::{GROUP_MEMBER_READ_ALL, GroupRef};
 use crate::connectors::http::Fetched;
 use crate::connectors::{ConnectorId, Connectors, PermissionNeed};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `group: { member_of: [...], not_member_of: [...] }`, group object ids.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,29 +45,28 @@ impl CheckKind for GroupKind {
         Some(ConnectorId::Graph)
     }
 
-    fn build(spec: &GroupSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    fn build(spec: &GroupSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
 
-pub fn build(spec: &GroupSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(spec: &GroupSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let member_of = guids("member_of", &spec.member_of, &mut problems);
     let not_member_of = guids("not_member_of", &spec.not_member_of, &mut problems);
     if spec.member_of.is_empty() && spec.not_member_of.is_empty() {
-        problems.push(SpecProblem {
-            key: String::new(),
-            message: "names no group, so it would check nothing".to_string(),
-            fix: "add `member_of: [<group object id>]` or `not_member_of: [<group object id>]`"
-                .to_string(),
-        });
+        problems.push(Diagnostic::error(
+            String::new(),
+            "names no group, so it would check nothing",
+            "add `member_of: [<group object id>]` or `not_member_of: [<group object id>]`",
+        ));
     }
     if let Some(both) = member_of.intersection(&not_member_of).next() {
-        problems.push(SpecProblem {
-            key: "not_member_of".to_string(),
-            message: format!("`{both}` is also in `member_of`, so nobody could pass"),
-            fix: "list each group in one of the two lists".to_string(),
-        });
+        problems.push(Diagnostic::error(
+            "not_member_of",
+            format!("`{both}` is also in `member_of`, so nobody could pass"),
+            "list each group in one of the two lists",
+        ));
     }
     if !problems.is_empty() {
         return Err(problems);
@@ -80,22 +80,21 @@ pub fn build(spec: &GroupSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec
 
 /// Lower-cased group object ids; anything that is not a GUID is a problem (a display name would
 /// never match, and a typo would silently turn `not_member_of` off).
-fn guids(key: &str, values: &[String], problems: &mut Vec<SpecProblem>) -> BTreeSet<String> {
+fn guids(key: &str, values: &[String], problems: &mut Vec<Diagnostic>) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     for (index, value) in values.iter().enumerate() {
         let value = value.trim();
         if is_guid(value) {
             ids.insert(value.to_ascii_lowercase());
         } else {
-            problems.push(SpecProblem {
-                key: format!("{key}[{index}]"),
-                message: format!(
+            problems.push(Diagnostic::error(
+                format!("{key}[{index}]"),
+                format!(
                     "`{}` is not a group object id",
                     super::util::quote(value, 40)
                 ),
-                fix: "use the group's object id (a GUID, Entra admin center → Groups → Overview)"
-                    .to_string(),
-            });
+                "use the group's object id (a GUID, Entra admin center → Groups → Overview)",
+            ));
         }
     }
     ids
@@ -198,7 +197,7 @@ mod tests {
     use super::*;
     use crate::checks::test_support::TestEnv;
 
-    fn problems(yaml: &str) -> Vec<SpecProblem> {
+    fn problems(yaml: &str) -> Vec<Diagnostic> {
         let spec: GroupSpec = yaml_serde::from_str(yaml).unwrap();
         build(&spec, &TestEnv::default().env()).unwrap_err()
     }

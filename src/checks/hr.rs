@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::Duration;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::ConnectorId;
@@ -22,6 +22,7 @@ use crate::connectors::http::Fetched;
 use crate::connectors::identity::ProfileSource;
 use crate::connectors::{Attribute, Connectors, PermissionNeed, Unknown, UserProfile, graph};
 use crate::payload::format_iso8601_duration;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `hr: { source: graph, account_enabled: true, not_leaving_within: P14D, employee_types: [Employee] }`
 #[derive(Debug, Clone, Deserialize)]
@@ -74,22 +75,18 @@ impl CheckKind for HrKind {
         }
     }
 
-    fn build(spec: &HrSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    fn build(spec: &HrSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
 
-pub fn build(spec: &HrSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(spec: &HrSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let source = match spec.source.as_str() {
         "graph" => Some(ProfileSource::Graph),
         "file" => Some(ProfileSource::HrFile),
         other => {
-            problems.push(SpecProblem {
-                key: "source".to_string(),
-                message: format!("`{other}` is not an HR source"),
-                fix: "use `graph` (Microsoft Graph, `[connectors.graph]`) or `file` (`[connectors.hr_file]`)".to_string(),
-            });
+            problems.push(Diagnostic::error("source", format!("`{other}` is not an HR source"), "use `graph` (Microsoft Graph, `[connectors.graph]`) or `file` (`[connectors.hr_file]`)"));
             None
         }
     };
@@ -98,23 +95,23 @@ pub fn build(spec: &HrSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Sp
         Some(text) => match duration_value("not_leaving_within", text) {
             Ok(duration) => Some(duration),
             Err(problem) => {
-                problems.push(problem);
+                problems.push(*problem);
                 None
             }
         },
     };
-    let lower = |values: &[String], key: &str, problems: &mut Vec<SpecProblem>| -> Vec<String> {
+    let lower = |values: &[String], key: &str, problems: &mut Vec<Diagnostic>| -> Vec<String> {
         values
             .iter()
             .enumerate()
             .filter_map(|(index, value)| {
                 let value = value.trim().to_lowercase();
                 if value.is_empty() {
-                    problems.push(SpecProblem {
-                        key: format!("{key}[{index}]"),
-                        message: "is empty".to_string(),
-                        fix: "remove the empty entry".to_string(),
-                    });
+                    problems.push(Diagnostic::error(
+                        format!("{key}[{index}]"),
+                        "is empty",
+                        "remove the empty entry",
+                    ));
                     None
                 } else {
                     Some(value)

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::util::ticket_tokens;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::ConnectorId;
@@ -26,6 +26,7 @@ use crate::connectors::itsm::{
 };
 use crate::connectors::ticket::{ItsmTicket, TicketPerson};
 use crate::connectors::{Connectors, PermissionNeed, UserProfile, graph};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `itsm: { system: servicenow, tables: [change_request], states: [Implement], assigned_to_requester: true, covers_activation: true }`
 #[derive(Debug, Clone, Deserialize)]
@@ -109,12 +110,12 @@ impl CheckKind for ItsmKind {
         ticket_vendor(&spec.system).map(|vendor| vendor.connector)
     }
 
-    fn build(spec: &ItsmSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    fn build(spec: &ItsmSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
 
-pub fn build(spec: &ItsmSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(spec: &ItsmSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let directory: Arc<dyn RequesterDirectory> = env.connectors.clone();
     build_with_directory(spec, env, directory)
 }
@@ -125,15 +126,10 @@ pub fn build_with_directory(
     spec: &ItsmSpec,
     env: &BuildEnv<'_>,
     directory: Arc<dyn RequesterDirectory>,
-) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
-    let mut add = |key: &str, message: String, fix: &str| {
-        problems.push(SpecProblem {
-            key: key.to_string(),
-            message,
-            fix: fix.to_string(),
-        })
-    };
+    let mut add =
+        |key: &str, message: String, fix: &str| problems.push(Diagnostic::error(key, message, fix));
     let Some(system) = ticket_vendor(&spec.system) else {
         add(
             "system",
@@ -209,9 +205,7 @@ pub fn build_with_directory(
         }
     }
     if system.tables {
-        for (key, message, fix) in (system.check_states)(&spec.tables, &spec.states) {
-            add(&key, message, &fix);
-        }
+        problems.extend((system.check_states)(&spec.tables, &spec.states));
     }
     if !problems.is_empty() {
         return Err(problems);

@@ -13,10 +13,11 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::util::{compile_regex, ticket_tokens};
 use super::{Check, CheckContext, CheckOutcome};
 use crate::connectors::ConnectorId;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `justification: { min_length: 20, min_words: 3, deny_patterns: [...], must_reference_ticket: true }`
 ///
@@ -59,7 +60,7 @@ impl CheckKind for JustificationKind {
     fn build(
         spec: &JustificationSpec,
         env: &BuildEnv<'_>,
-    ) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    ) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
@@ -67,30 +68,28 @@ impl CheckKind for JustificationKind {
 pub fn build(
     spec: &JustificationSpec,
     _env: &BuildEnv<'_>,
-) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let mut deny_patterns = Vec::new();
     for (index, pattern) in spec.deny_patterns.iter().enumerate() {
         match compile_regex(&format!("deny_patterns[{index}]"), pattern, false) {
             Ok(regex) => deny_patterns.push(regex),
-            Err(problem) => problems.push(problem),
+            Err(problem) => problems.push(*problem),
         }
     }
     if spec.min_length == Some(0) {
-        problems.push(SpecProblem {
-            key: "min_length".to_string(),
-            message: "`min_length: 0` accepts any justification".to_string(),
-            fix: "set a minimum of at least 1 character, e.g. `min_length: 20`, or remove the key"
-                .to_string(),
-        });
+        problems.push(Diagnostic::error(
+            "min_length",
+            "`min_length: 0` accepts any justification",
+            "set a minimum of at least 1 character, e.g. `min_length: 20`, or remove the key",
+        ));
     }
     if spec.min_words == Some(0) {
-        problems.push(SpecProblem {
-            key: "min_words".to_string(),
-            message: "`min_words: 0` accepts any justification".to_string(),
-            fix: "set a minimum of at least 1 word, e.g. `min_words: 3`, or remove the key"
-                .to_string(),
-        });
+        problems.push(Diagnostic::error(
+            "min_words",
+            "`min_words: 0` accepts any justification",
+            "set a minimum of at least 1 word, e.g. `min_words: 3`, or remove the key",
+        ));
     }
     if !problems.is_empty() {
         return Err(problems);

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::ConnectorId;
 use crate::connectors::http::{Fetched, UpstreamCall};
@@ -32,6 +32,7 @@ use crate::connectors::oncall::{
     Duty, OncallAnswer, OncallAsk, OncallVendor, RequesterAddresses, oncall_vendor,
 };
 use crate::connectors::{Connectors, UserProfile};
+use crate::vocabulary::diagnostic::Diagnostic;
 use tokio::time::Instant;
 
 /// `oncall: { source: pagerduty, schedules: [P1ABCDE], max_escalation_level: 1 }`
@@ -66,12 +67,12 @@ impl CheckKind for OncallKind {
         oncall_vendor(&spec.source).map(|vendor| vendor.connector)
     }
 
-    fn build(spec: &OncallSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    fn build(spec: &OncallSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
 
-pub fn build(spec: &OncallSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(spec: &OncallSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     build_check(spec, env, Identity::Directory(Arc::clone(env.connectors)))
 }
 
@@ -80,7 +81,7 @@ pub fn build_with_identity(
     spec: &OncallSpec,
     env: &BuildEnv<'_>,
     identity: IdentityLookup,
-) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     build_check(spec, env, Identity::Given(identity))
 }
 
@@ -88,15 +89,10 @@ fn build_check(
     spec: &OncallSpec,
     env: &BuildEnv<'_>,
     identity: Identity,
-) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
-    let mut problem = |key: &str, message: String, fix: &str| {
-        problems.push(SpecProblem {
-            key: key.to_string(),
-            message,
-            fix: fix.to_string(),
-        })
-    };
+    let mut problem =
+        |key: &str, message: String, fix: &str| problems.push(Diagnostic::error(key, message, fix));
     let vendor = oncall_vendor(&spec.source);
     if vendor.is_none() {
         problem(
@@ -364,7 +360,7 @@ mod tests {
         yaml_serde::from_str(yaml).unwrap()
     }
 
-    fn problems(yaml: &str) -> Vec<SpecProblem> {
+    fn problems(yaml: &str) -> Vec<Diagnostic> {
         let env = TestEnv::default();
         build(&spec(yaml), &env.env()).unwrap_err()
     }

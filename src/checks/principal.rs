@@ -6,10 +6,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::util::is_guid;
 use super::{Check, CheckContext, CheckOutcome};
 use crate::connectors::ConnectorId;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `principal: { allow: [oncall-team], deny: [break-glass, "0c2d...-guid"] }` (list names or object ids)
 ///
@@ -45,21 +46,19 @@ impl CheckKind for PrincipalKind {
         None
     }
 
-    fn build(spec: &PrincipalSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    fn build(spec: &PrincipalSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
 
-pub fn build(spec: &PrincipalSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(spec: &PrincipalSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     if spec.allow.is_empty() && spec.deny.is_empty() {
-        problems.push(SpecProblem {
-            key: String::new(),
-            message: "the principal check has neither `allow` nor `deny`, so it checks nothing"
-                .to_string(),
-            fix: "add `allow: [list-name]` or `deny: [list-name]` (names from `lists:` or object ids)"
-                .to_string(),
-        });
+        problems.push(Diagnostic::error(
+            String::new(),
+            "the principal check has neither `allow` nor `deny`, so it checks nothing",
+            "add `allow: [list-name]` or `deny: [list-name]` (names from `lists:` or object ids)",
+        ));
     }
     let allow = resolve("allow", &spec.allow, env, &mut problems);
     let deny = resolve("deny", &spec.deny, env, &mut problems);
@@ -77,7 +76,7 @@ fn resolve(
     key: &str,
     entries: &[String],
     env: &BuildEnv<'_>,
-    problems: &mut Vec<SpecProblem>,
+    problems: &mut Vec<Diagnostic>,
 ) -> Members {
     let mut members = Members::new();
     for (index, entry) in entries.iter().enumerate() {
@@ -104,11 +103,11 @@ fn resolve(
                     known.join(", ")
                 )
             };
-            problems.push(SpecProblem {
-                key: format!("{key}[{index}]"),
-                message: format!("`{name}` is neither a list in `lists:` nor an object id"),
+            problems.push(Diagnostic::error(
+                format!("{key}[{index}]"),
+                format!("`{name}` is neither a list in `lists:` nor an object id"),
                 fix,
-            });
+            ));
         }
     }
     members

@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer};
 use super::{Check, NamedCheck};
 use super::{duration, group, hr, itsm, justification, oncall, principal, start, ticket, window};
 use crate::connectors::ConnectorId;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// Whether a kind's checks ask an upstream system (and so cannot run offline; `rules test` stubs
 /// them with `facts`).
@@ -42,8 +43,10 @@ pub trait CheckKind {
     /// kind, or for a spec whose source is not one pimgate knows (`build` refuses that one).
     fn connector(spec: &Self::Spec) -> Option<ConnectorId>;
 
-    /// Validates the spec (every problem, not the first) and builds the runtime check.
-    fn build(spec: &Self::Spec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>>;
+    /// Validates the spec (every problem, not the first) and builds the runtime check. Each problem's
+    /// key is below the check (`max`, `deny_patterns[1]`; empty for the check as a whole): `rules`
+    /// places it under the policy and in its file.
+    fn build(spec: &Self::Spec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>>;
 }
 
 /// Generates `CheckSpec` and its dispatch from the table of kinds: `Variant: path::KindType`.
@@ -81,7 +84,7 @@ macro_rules! check_kinds {
             }
 
             /// Validates the spec (reporting every problem, not the first) and builds the runtime check.
-            pub fn build(&self, env: &BuildEnv<'_>) -> Result<NamedCheck, Vec<SpecProblem>> {
+            pub fn build(&self, env: &BuildEnv<'_>) -> Result<NamedCheck, Vec<Diagnostic>> {
                 let check = match self {
                     $(CheckSpec::$variant(spec) => <$kind as CheckKind>::build(spec, env)?,)+
                 };
@@ -165,15 +168,6 @@ pub struct BuildEnv<'a> {
     pub windows: &'a BTreeMap<String, Arc<window::CompiledWindow>>,
     /// Upstream connectors; those not configured are `None` and their checks report "not evaluated".
     pub connectors: &'a Arc<crate::connectors::Connectors>,
-}
-
-/// A problem in one check's configuration; `rules` adds the file, line and policy around it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecProblem {
-    /// Path below the check, e.g. `max` or `deny_patterns[1]`; empty for the check as a whole.
-    pub key: String,
-    pub message: String,
-    pub fix: String,
 }
 
 #[cfg(test)]

@@ -13,11 +13,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::util::duration_value;
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::ConnectorId;
 use crate::payload::format_iso8601_duration;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `start: { max_past: PT5M, max_future: P7D }`: how far back the requested start may lie, and how
 /// far ahead the activation may start. An omitted bound is not checked; a missing start means
@@ -48,27 +49,25 @@ impl CheckKind for StartKind {
         None
     }
 
-    fn build(spec: &StartSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    fn build(spec: &StartSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
 
-pub fn build(spec: &StartSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(spec: &StartSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     if spec.max_past.is_none() && spec.max_future.is_none() {
-        problems.push(SpecProblem {
-            key: String::new(),
-            message:
-                "the start check sets neither `max_past` nor `max_future`, so it checks nothing"
-                    .to_string(),
-            fix: "add `max_past: PT5M` and/or `max_future: P7D`".to_string(),
-        });
+        problems.push(Diagnostic::error(
+            String::new(),
+            "the start check sets neither `max_past` nor `max_future`, so it checks nothing",
+            "add `max_past: PT5M` and/or `max_future: P7D`",
+        ));
     }
     let mut parse = |key: &str, value: &Option<String>| match value {
         Some(text) => match duration_value(key, text) {
             Ok(duration) => Some(duration),
             Err(problem) => {
-                problems.push(problem);
+                problems.push(*problem);
                 None
             }
         },

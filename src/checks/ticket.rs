@@ -17,10 +17,11 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::util::{compile_regex, quote, ticket_tokens};
 use super::{Check, CheckContext, CheckOutcome};
 use crate::connectors::ConnectorId;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `ticket: { systems: [ServiceNow, Jira], patterns: { ServiceNow: "^(CHG|INC)[0-9]{7}$" }, from_justification: true }`
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -70,23 +71,22 @@ impl CheckKind for TicketKind {
         None
     }
 
-    fn build(spec: &TicketSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    fn build(spec: &TicketSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
 
-pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let mut systems: Vec<String> = Vec::new();
     for (index, system) in spec.systems.iter().enumerate() {
         let system = system.trim();
         if system.is_empty() {
-            problems.push(SpecProblem {
-                key: format!("systems[{index}]"),
-                message: "the ticket system name is empty".to_string(),
-                fix: "write the system as PIM's ticket system field carries it, e.g. `ServiceNow`"
-                    .to_string(),
-            });
+            problems.push(Diagnostic::error(
+                format!("systems[{index}]"),
+                "the ticket system name is empty",
+                "write the system as PIM's ticket system field carries it, e.g. `ServiceNow`",
+            ));
         } else if !systems.iter().any(|known| same_system(known, system)) {
             systems.push(system.to_string());
         }
@@ -97,34 +97,25 @@ pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, V
         let key = format!("patterns.{written_system}");
         let system = written_system.trim();
         if system.is_empty() {
-            problems.push(SpecProblem {
-                key,
-                message: "the ticket system name is empty".to_string(),
-                fix: "key the pattern by the system as PIM's ticket system field carries it, e.g. `ServiceNow`"
-                    .to_string(),
-            });
+            problems.push(Diagnostic::error(key, "the ticket system name is empty", "key the pattern by the system as PIM's ticket system field carries it, e.g. `ServiceNow`"));
             continue;
         }
         if seen.iter().any(|known| same_system(known, system)) {
-            problems.push(SpecProblem {
-                key: key.clone(),
-                message: format!(
+            problems.push(Diagnostic::error(
+                key.clone(),
+                format!(
                     "the system `{system}` has more than one pattern (names are case-insensitive)"
                 ),
-                fix: "keep one pattern per system; combine alternatives with `|`".to_string(),
-            });
+                "keep one pattern per system; combine alternatives with `|`",
+            ));
             continue;
         }
         seen.push(system);
         if !spec.systems.is_empty() && !spec.systems.iter().any(|known| same_system(known, system))
         {
-            problems.push(SpecProblem {
-                key: key.clone(),
-                message: format!(
+            problems.push(Diagnostic::error(key.clone(), format!(
                     "the pattern for `{system}` can never apply because `{system}` is not in `systems`"
-                ),
-                fix: format!("add `{system}` to `systems`, or remove its pattern"),
-            });
+                ), format!("add `{system}` to `systems`, or remove its pattern")));
         }
         match compile_regex(&key, pattern, true) {
             Ok(regex) => patterns.push(SystemPattern {
@@ -132,7 +123,7 @@ pub fn build(spec: &TicketSpec, _env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, V
                 written: pattern.clone(),
                 regex,
             }),
-            Err(problem) => problems.push(problem),
+            Err(problem) => problems.push(*problem),
         }
     }
     if !problems.is_empty() {

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use chrono::Duration;
 use regex::Regex;
 
-use super::registry::SpecProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The fix suggested for every malformed duration in the rules, so operators see one consistent hint.
 pub const DURATION_FIX: &str = "use a positive ISO-8601 duration in days, hours, minutes or seconds, such as `PT2H`, `PT30M` or `P1D`";
@@ -25,27 +25,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Parses a duration-valued key, turning a failure into a problem for that key.
-pub fn duration_value(key: &str, text: &str) -> Result<Duration, SpecProblem> {
-    parse_duration(text).map_err(|message| SpecProblem {
-        key: key.to_string(),
-        message,
-        fix: DURATION_FIX.to_string(),
-    })
+/// Parses a duration-valued key, turning a failure into a problem for that key (boxed: the
+/// problem is rare and large, the duration small and common).
+pub fn duration_value(key: &str, text: &str) -> Result<Duration, Box<Diagnostic>> {
+    parse_duration(text).map_err(|message| Box::new(Diagnostic::error(key, message, DURATION_FIX)))
 }
 
 /// Compiles an operator's regex; `anchored` wraps it so it must match the whole value, because a
 /// pattern like `CHG[0-9]{7}` written for a ticket number is meant for the whole number, not a part.
-pub fn compile_regex(key: &str, pattern: &str, anchored: bool) -> Result<Regex, SpecProblem> {
+pub fn compile_regex(key: &str, pattern: &str, anchored: bool) -> Result<Regex, Box<Diagnostic>> {
     let source = if anchored {
         format!("^(?:{pattern})$")
     } else {
         pattern.to_string()
     };
-    Regex::new(&source).map_err(|error| SpecProblem {
-        key: key.to_string(),
-        message: format!("`{pattern}` is not a valid regular expression: {}", first_line(&error)),
-        fix: "write a regular expression in Rust `regex` syntax (no look-around or back-references), e.g. `(?i)^admin$`".to_string(),
+    Regex::new(&source).map_err(|error| {
+        Box::new(Diagnostic::error(
+            key,
+            format!(
+                "`{pattern}` is not a valid regular expression: {}",
+                first_line(&error)
+            ),
+            "write a regular expression in Rust `regex` syntax (no look-around or back-references), e.g. `(?i)^admin$`",
+        ))
     })
 }
 

@@ -26,10 +26,11 @@ use chrono_tz::Tz;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::registry::{BuildEnv, CheckKind, Reach, SpecProblem};
+use super::registry::{BuildEnv, CheckKind, Reach};
 use super::{Check, CheckContext, CheckOutcome, TimeRole};
 use crate::connectors::ConnectorId;
 use crate::payload::{ActivationInterval, format_iso8601_duration};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// How far ahead `next_opening` and `next_closing` look; a window closed for longer is reported as
 /// not opening at all rather than searched for indefinitely.
@@ -113,7 +114,7 @@ impl Slot {
 }
 
 /// Two slots that overlap are almost always a typo (the operator meant adjacent slots): say which.
-fn overlaps(slots: &[Slot]) -> Vec<SpecProblem> {
+fn overlaps(slots: &[Slot]) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     for (later, slot) in slots.iter().enumerate() {
         for (earlier, other) in slots.iter().enumerate().take(later) {
@@ -129,12 +130,7 @@ fn overlaps(slots: &[Slot]) -> Vec<SpecProblem> {
                 });
             if let Some(weekday) = clash {
                 let day = DAY_NAMES.get(weekday as usize).copied().unwrap_or("?");
-                problems.push(SpecProblem {
-                    key: format!("weekly[{later}]"),
-                    message: format!("this slot overlaps `weekly[{earlier}]` on {day}"),
-                    fix: "merge the two slots into one, or make them adjacent (one's `to` is the other's `from`)"
-                        .to_string(),
-                });
+                problems.push(Diagnostic::error(format!("weekly[{later}]"), format!("this slot overlaps `weekly[{earlier}]` on {day}"), "merge the two slots into one, or make them adjacent (one's `to` is the other's `from`)"));
             }
         }
     }
@@ -150,7 +146,7 @@ pub struct CompiledWindow {
     except_dates: BTreeSet<NaiveDate>,
 }
 
-pub fn compile(name: &str, spec: &WindowSpec) -> Result<CompiledWindow, Vec<SpecProblem>> {
+pub fn compile(name: &str, spec: &WindowSpec) -> Result<CompiledWindow, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let timezone = match Tz::from_str(spec.timezone.trim()) {
         Ok(timezone) => Some(timezone),
@@ -159,26 +155,25 @@ pub fn compile(name: &str, spec: &WindowSpec) -> Result<CompiledWindow, Vec<Spec
             let suggestion = chrono_tz::TZ_VARIANTS
                 .iter()
                 .find(|candidate| candidate.name().eq_ignore_ascii_case(wanted));
-            problems.push(SpecProblem {
-                key: "timezone".to_string(),
-                message: format!("unknown time zone `{wanted}`"),
-                fix: match suggestion {
+            problems.push(Diagnostic::error(
+                "timezone",
+                format!("unknown time zone `{wanted}`"),
+                match suggestion {
                     Some(candidate) => format!("write `{}`", candidate.name()),
                     None => {
                         "use an IANA time zone name such as `Europe/Berlin` or `UTC`".to_string()
                     }
                 },
-            });
+            ));
             None
         }
     };
     if spec.weekly.is_empty() {
-        problems.push(SpecProblem {
-            key: "weekly".to_string(),
-            message: "the window has no weekly slots, so it would never open".to_string(),
-            fix: "add a slot such as `{ days: [Tue, Thu], from: \"18:00\", to: \"23:00\" }`"
-                .to_string(),
-        });
+        problems.push(Diagnostic::error(
+            "weekly",
+            "the window has no weekly slots, so it would never open",
+            "add a slot such as `{ days: [Tue, Thu], from: \"18:00\", to: \"23:00\" }`",
+        ));
     }
     let mut slots = Vec::new();
     for (index, slot) in spec.weekly.iter().enumerate() {
@@ -195,11 +190,11 @@ pub fn compile(name: &str, spec: &WindowSpec) -> Result<CompiledWindow, Vec<Spec
             Ok(date) => {
                 except_dates.insert(date);
             }
-            Err(_) => problems.push(SpecProblem {
-                key: format!("except_dates[{index}]"),
-                message: format!("`{text}` is not a date"),
-                fix: "write the date as `YYYY-MM-DD`, e.g. `2026-12-24`".to_string(),
-            }),
+            Err(_) => problems.push(Diagnostic::error(
+                format!("except_dates[{index}]"),
+                format!("`{text}` is not a date"),
+                "write the date as `YYYY-MM-DD`, e.g. `2026-12-24`",
+            )),
         }
     }
     match timezone {
@@ -213,25 +208,24 @@ pub fn compile(name: &str, spec: &WindowSpec) -> Result<CompiledWindow, Vec<Spec
     }
 }
 
-fn compile_slot(key: &str, slot: &WeeklySlot, problems: &mut Vec<SpecProblem>) -> Option<Slot> {
+fn compile_slot(key: &str, slot: &WeeklySlot, problems: &mut Vec<Diagnostic>) -> Option<Slot> {
     let before = problems.len();
     if slot.days.is_empty() {
-        problems.push(SpecProblem {
-            key: format!("{key}.days"),
-            message: "the slot has no days".to_string(),
-            fix: "list the days it starts on, e.g. `days: [Mon, Tue, Wed, Thu, Fri]`".to_string(),
-        });
+        problems.push(Diagnostic::error(
+            format!("{key}.days"),
+            "the slot has no days",
+            "list the days it starts on, e.g. `days: [Mon, Tue, Wed, Thu, Fri]`",
+        ));
     }
     let mut days = 0u8;
     for (index, day) in slot.days.iter().enumerate() {
         match parse_weekday(day) {
             Some(weekday) => days |= 1 << weekday,
-            None => problems.push(SpecProblem {
-                key: format!("{key}.days[{index}]"),
-                message: format!("`{day}` is not a day of the week"),
-                fix: "use `Mon`, `Tue`, `Wed`, `Thu`, `Fri`, `Sat` or `Sun` (full names work too)"
-                    .to_string(),
-            }),
+            None => problems.push(Diagnostic::error(
+                format!("{key}.days[{index}]"),
+                format!("`{day}` is not a day of the week"),
+                "use `Mon`, `Tue`, `Wed`, `Thu`, `Fri`, `Sat` or `Sun` (full names work too)",
+            )),
         }
     }
     let from = parse_clock(&format!("{key}.from"), &slot.from, false, problems);
@@ -239,14 +233,14 @@ fn compile_slot(key: &str, slot: &WeeklySlot, problems: &mut Vec<SpecProblem>) -
     if let (Some(from), Some(to)) = (from, to)
         && from == to
     {
-        problems.push(SpecProblem {
-            key: key.to_string(),
-            message: format!(
+        problems.push(Diagnostic::error(
+            key,
+            format!(
                 "`from` and `to` are both `{}`, so the slot is empty",
                 slot.from.trim()
             ),
-            fix: "to cover whole days write `from: \"00:00\"` and `to: \"24:00\"`".to_string(),
-        });
+            "to cover whole days write `from: \"00:00\"` and `to: \"24:00\"`",
+        ));
     }
     match (from, to) {
         (Some(from), Some(to)) if problems.len() == before => Some(Slot { days, from, to }),
@@ -273,7 +267,7 @@ fn parse_clock(
     key: &str,
     text: &str,
     allow_end_of_day: bool,
-    problems: &mut Vec<SpecProblem>,
+    problems: &mut Vec<Diagnostic>,
 ) -> Option<u32> {
     let value = text.trim();
     let parsed = value.split_once(':').and_then(|(hours, minutes)| {
@@ -295,16 +289,12 @@ fn parse_clock(
         }
     });
     if parsed.is_none() {
-        problems.push(SpecProblem {
-            key: key.to_string(),
-            message: format!("`{value}` is not a time of day"),
-            fix: if allow_end_of_day {
+        problems.push(Diagnostic::error(key, format!("`{value}` is not a time of day"), if allow_end_of_day {
                 "write the time as `HH:MM` on a 24-hour clock, e.g. `23:00`, or `24:00` for the end of the day"
                     .to_string()
             } else {
                 "write the time as `HH:MM` on a 24-hour clock, e.g. `18:00`".to_string()
-            },
-        });
+            }));
     }
     parsed
 }
@@ -540,7 +530,7 @@ impl CheckKind for WindowKind {
     fn build(
         spec: &WindowCheckSpec,
         env: &BuildEnv<'_>,
-    ) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+    ) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }
 }
@@ -548,7 +538,7 @@ impl CheckKind for WindowKind {
 pub fn build(
     spec: &WindowCheckSpec,
     env: &BuildEnv<'_>,
-) -> Result<Arc<dyn Check>, Vec<SpecProblem>> {
+) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let (name_key, cover) = match spec {
         WindowCheckSpec::Name(_) => ("", None),
@@ -561,11 +551,7 @@ pub fn build(
         None | Some("start") => Some(Cover::Start),
         Some("whole") => Some(Cover::Whole),
         Some(_) => {
-            problems.push(SpecProblem {
-                key: "cover".to_string(),
-                message: format!("`{}` is not a cover mode", cover.unwrap_or_default()),
-                fix: "write `cover: start` (the activation starts inside the window) or `cover: whole` (it starts and ends inside)".to_string(),
-            });
+            problems.push(Diagnostic::error("cover", format!("`{}` is not a cover mode", cover.unwrap_or_default()), "write `cover: start` (the activation starts inside the window) or `cover: whole` (it starts and ends inside)"));
             None
         }
     };
@@ -586,12 +572,12 @@ fn unknown_window(
     key: &str,
     name: &str,
     windows: &BTreeMap<String, Arc<CompiledWindow>>,
-) -> SpecProblem {
+) -> Diagnostic {
     let known: Vec<&str> = windows.keys().map(String::as_str).collect();
-    SpecProblem {
-        key: key.to_string(),
-        message: format!("unknown window `{name}`"),
-        fix: if known.is_empty() {
+    Diagnostic::error(
+        key,
+        format!("unknown window `{name}`"),
+        if known.is_empty() {
             format!("define `{name}` under `windows:`")
         } else {
             format!(
@@ -599,7 +585,7 @@ fn unknown_window(
                 known.join(", ")
             )
         },
-    }
+    )
 }
 
 impl WindowCheck {

@@ -28,7 +28,7 @@ use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCal
 use super::oauth::{ClientProof, Token, TokenEndpoint, TokenSource};
 use super::secrets::{Secret, SecretRef};
 use super::{Attribute, BuildContext, Permission, Unknown, UserProfile};
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 use crate::vocabulary::fetch_url::check_fetch_url;
 
 /// The name in upstream call records and error sentences.
@@ -214,7 +214,7 @@ impl fmt::Debug for Graph {
     }
 }
 
-fn problem(key: &str, message: impl Into<String>, fix: &str) -> SettingsProblem {
+fn problem(key: &str, message: impl Into<String>, fix: &str) -> Diagnostic {
     super::settings_problem("graph", key, message, fix)
 }
 
@@ -227,10 +227,7 @@ fn valid_tenant(tenant: &str) -> bool {
 }
 
 impl Graph {
-    pub fn new(
-        settings: &GraphSettings,
-        context: &BuildContext,
-    ) -> Result<Self, Vec<SettingsProblem>> {
+    pub fn new(settings: &GraphSettings, context: &BuildContext) -> Result<Self, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         let tenant_id = settings
             .tenant_id
@@ -794,7 +791,7 @@ async fn read_federated_token(path: &Path) -> Result<Secret, UpstreamError> {
     }
 }
 
-fn credential(settings: &GraphSettings) -> Result<Credential, Vec<SettingsProblem>> {
+fn credential(settings: &GraphSettings) -> Result<Credential, Vec<Diagnostic>> {
     let given = [
         settings.client_secret.is_some(),
         settings.certificate.is_some(),

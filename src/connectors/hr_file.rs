@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Fetched, UpstreamCall, UpstreamError};
 use super::{Attribute, BuildContext, Unknown, UserProfile};
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 pub const CONNECTOR: &str = "hr_file";
 const OPERATION: &str = "lookup user";
@@ -98,11 +98,9 @@ impl HrFile {
     pub fn new(
         settings: &HrFileSettings,
         _context: &BuildContext,
-    ) -> Result<Self, Vec<SettingsProblem>> {
-        let problem = |key: &str, message: String, fix: &str| SettingsProblem {
-            key: format!("connectors.hr_file.{key}"),
-            message,
-            fix: fix.to_string(),
+    ) -> Result<Self, Vec<Diagnostic>> {
+        let problem = |key: &str, message: String, fix: &str| {
+            Diagnostic::error(format!("connectors.hr_file.{key}"), message, fix)
         };
         let path = settings.path.clone();
         let format = match path

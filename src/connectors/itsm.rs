@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::http::{Fetched, UpstreamCall, UpstreamError};
 use super::ticket::{ItsmTicket, TicketPerson};
 use super::{ConnectorId, Connectors, jira, servicenow};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// What a lookup found. `Refused` is the requester's sentence for a number this system cannot
 /// hold (a definite fail, nothing asked).
@@ -62,9 +63,6 @@ pub trait TicketSource: Send + Sync + fmt::Debug {
     }
 }
 
-/// A problem with a rule's `states`: key, message, fix.
-pub type StatesProblem = (String, String, String);
-
 /// What rules may name as an `itsm` system, and what it can do.
 #[derive(Clone, Copy)]
 pub struct TicketVendor {
@@ -87,8 +85,8 @@ pub struct TicketVendor {
     pub planned_window: bool,
     /// Whether a ticket number in a justification contains a `-` (Jira `OPS-12`).
     pub key_has_dash: bool,
-    /// Spec problems with `states` for these `tables` (`key`, message, fix).
-    pub check_states: fn(&[String], &[String]) -> Vec<StatesProblem>,
+    /// Spec problems with `states` for these `tables` (keys below the check, e.g. `states[1]`).
+    pub check_states: fn(&[String], &[String]) -> Vec<Diagnostic>,
     /// What the operator should look at when these ticket fields could not be read.
     pub unreadable_detail: fn(&str) -> String,
     /// The configured connector, if any.
@@ -176,7 +174,7 @@ pub fn either<S: AsRef<str>>(values: &[S]) -> String {
 
 /// States can be checked only when pimgate knows every listed table's states; a custom table may
 /// have any.
-fn servicenow_states(tables: &[String], states: &[String]) -> Vec<StatesProblem> {
+fn servicenow_states(tables: &[String], states: &[String]) -> Vec<Diagnostic> {
     let tables: Vec<String> = if tables.is_empty() {
         servicenow::DEFAULT_TABLES
             .iter()
@@ -203,7 +201,7 @@ fn servicenow_states(tables: &[String], states: &[String]) -> Vec<StatesProblem>
         {
             let mut names: Vec<&str> = known.iter().map(|(_, name)| *name).collect();
             names.dedup();
-            problems.push((
+            problems.push(Diagnostic::error(
                 format!("states[{index}]"),
                 format!("`{state}` is not a state of {}", tables.join(" or ")),
                 format!("use one of {}", quoted(&names)),

@@ -22,7 +22,7 @@ use super::cache::{CacheSettings, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef, required_secret};
 use super::ticket::{ItsmTicket, TicketPerson, cache_hit, non_empty};
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The connector's name in upstream records, messages and rules.
 pub const NAME: &str = "jira";
@@ -114,15 +114,12 @@ pub struct Jira {
     accounts: BTreeMap<String, String>,
 }
 
-fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingsProblem {
+fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> Diagnostic {
     super::settings_problem("jira", key, message, fix)
 }
 
 impl Jira {
-    pub fn new(
-        settings: &JiraSettings,
-        context: &BuildContext,
-    ) -> Result<Self, Vec<SettingsProblem>> {
+    pub fn new(settings: &JiraSettings, context: &BuildContext) -> Result<Self, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         let base_url = super::base_url(
             "jira",
@@ -333,7 +330,7 @@ pub fn is_valid_key(key: &str) -> bool {
 /// The mapping with its keys normalised; an empty key or value is a settings problem.
 fn account_map(
     accounts: &BTreeMap<String, String>,
-    problems: &mut Vec<SettingsProblem>,
+    problems: &mut Vec<Diagnostic>,
 ) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     for (requester, account) in accounts {

@@ -28,7 +28,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `[connectors.*]` in the config file; every section is optional.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -178,13 +178,13 @@ impl Connectors {
     pub fn build(
         settings: &ConnectorsSettings,
         context: &BuildContext,
-    ) -> Result<Arc<Connectors>, Vec<SettingsProblem>> {
+    ) -> Result<Arc<Connectors>, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         let mut connectors = Connectors::default();
         fn take<S, T>(
             settings: &Option<S>,
-            build: impl Fn(&S) -> Result<T, Vec<SettingsProblem>>,
-            problems: &mut Vec<SettingsProblem>,
+            build: impl Fn(&S) -> Result<T, Vec<Diagnostic>>,
+            problems: &mut Vec<Diagnostic>,
         ) -> Option<Arc<T>> {
             match settings.as_ref().map(build) {
                 None => None,
@@ -311,12 +311,8 @@ pub(crate) fn settings_problem(
     key: &str,
     message: impl Into<String>,
     fix: impl Into<String>,
-) -> SettingsProblem {
-    SettingsProblem {
-        key: format!("connectors.{connector}.{key}"),
-        message: message.into(),
-        fix: fix.into(),
-    }
+) -> Diagnostic {
+    Diagnostic::error(key, message, fix).under(&format!("connectors.{connector}"))
 }
 
 /// A connector's API root: the configured one or the vendor's `default`, trailing `/` trimmed, https
@@ -326,7 +322,7 @@ pub(crate) fn base_url(
     given: Option<&str>,
     default: Option<&str>,
     example: &str,
-    problems: &mut Vec<SettingsProblem>,
+    problems: &mut Vec<Diagnostic>,
 ) -> String {
     let url = match given
         .map(str::trim)
@@ -359,7 +355,7 @@ pub(crate) fn base_url(
 pub(crate) fn call_timeout(
     connector: &str,
     timeout_ms: u64,
-    problems: &mut Vec<SettingsProblem>,
+    problems: &mut Vec<Diagnostic>,
 ) -> Duration {
     if timeout_ms == 0 || timeout_ms > 60_000 {
         problems.push(settings_problem(

@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 
 use super::BuildContext;
 use super::http::UpstreamCall;
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The name in `[connectors.oncall_file]` and in audit records.
 pub const CONNECTOR: &str = "oncall_file";
@@ -102,7 +102,7 @@ impl OncallFile {
     pub fn new(
         settings: &OncallFileSettings,
         _context: &BuildContext,
-    ) -> Result<Self, Vec<SettingsProblem>> {
+    ) -> Result<Self, Vec<Diagnostic>> {
         let path = settings.path.clone();
         let loaded = std::fs::metadata(&path)
             .map_err(|error| OncallFileError::Unreadable {
@@ -122,11 +122,7 @@ impl OncallFile {
                 })
             })
             .map_err(|error| {
-                vec![SettingsProblem {
-                    key: format!("connectors.{CONNECTOR}.path"),
-                    message: error.to_string(),
-                    fix: "point it at a YAML file with `shifts: [{ schedule, user, from, to }]` (times in RFC 3339)".into(),
-                }]
+                vec![Diagnostic::error(format!("connectors.{CONNECTOR}.path"), error.to_string(), "point it at a YAML file with `shifts: [{ schedule, user, from, to }]` (times in RFC 3339)")]
             })?;
         Ok(Self {
             path,

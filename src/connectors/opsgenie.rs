@@ -16,7 +16,7 @@ use super::cache::{CacheSettings, Expiring, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::pagerduty::cached_call;
 use super::secrets::{Secret, SecretRef};
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The name in `[connectors.opsgenie]`, in audit records and in error messages.
 pub const CONNECTOR: &str = "opsgenie";
@@ -96,7 +96,7 @@ impl Opsgenie {
     pub fn new(
         settings: &OpsgenieSettings,
         context: &BuildContext,
-    ) -> Result<Self, Vec<SettingsProblem>> {
+    ) -> Result<Self, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         let base_url = super::base_url(
             "opsgenie",
@@ -207,7 +207,7 @@ impl Opsgenie {
     }
 }
 
-fn problem(key: &str, message: String, fix: &str) -> SettingsProblem {
+fn problem(key: &str, message: String, fix: &str) -> Diagnostic {
     super::settings_problem(CONNECTOR, key, message, fix)
 }
 

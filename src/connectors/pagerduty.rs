@@ -15,7 +15,7 @@ use super::BuildContext;
 use super::cache::{CacheSettings, Expiring, TtlCache, remaining};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef};
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The name in `[connectors.pagerduty]`, in audit records and in error messages.
 pub const CONNECTOR: &str = "pagerduty";
@@ -168,7 +168,7 @@ impl PagerDuty {
     pub fn new(
         settings: &PagerDutySettings,
         context: &BuildContext,
-    ) -> Result<Self, Vec<SettingsProblem>> {
+    ) -> Result<Self, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         let base_url = super::base_url(
             "pagerduty",
@@ -415,7 +415,7 @@ pub(crate) fn cached_call<T>(
     }
 }
 
-fn problem(key: &str, message: String, fix: &str) -> SettingsProblem {
+fn problem(key: &str, message: String, fix: &str) -> Diagnostic {
     super::settings_problem(CONNECTOR, key, message, fix)
 }
 

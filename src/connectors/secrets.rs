@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// Where a secret lives: `{ env = "PIMGATE_SERVICENOW_PASSWORD" }` or `{ file = "/mnt/secrets/sn" }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -70,25 +70,25 @@ pub fn required_secret(
     connector: &str,
     key: &str,
     reference: &Option<SecretRef>,
-    problems: &mut Vec<SettingsProblem>,
+    problems: &mut Vec<Diagnostic>,
 ) -> Option<Secret> {
     let full_key = format!("connectors.{connector}.{key}");
     let Some(reference) = reference else {
-        problems.push(SettingsProblem {
-            key: full_key,
-            message: "is missing".into(),
-            fix: format!("set `{key} = {{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"),
-        });
+        problems.push(Diagnostic::error(
+            full_key,
+            "is missing",
+            format!("set `{key} = {{ env = \"VARIABLE\" }}` or `{{ file = \"/path\" }}`"),
+        ));
         return None;
     };
     match reference.resolve() {
         Ok(secret) => Some(secret),
         Err(message) => {
-            problems.push(SettingsProblem {
-                key: full_key,
+            problems.push(Diagnostic::error(
+                full_key,
                 message,
-                fix: "provide the secret through that variable or file".into(),
-            });
+                "provide the secret through that variable or file",
+            ));
             None
         }
     }

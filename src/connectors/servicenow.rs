@@ -23,7 +23,7 @@ use super::secrets::{Secret, SecretRef, required_secret};
 use super::ticket::{
     ItsmTicket, TicketPerson, TicketWindow, cache_hit, non_empty, parse_servicenow_time,
 };
-use crate::vocabulary::diagnostic::SettingsProblem;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The connector's name in upstream records, messages and rules.
 pub const NAME: &str = "servicenow";
@@ -106,7 +106,7 @@ pub struct ServiceNow {
     token: Option<TokenSource>,
 }
 
-fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> SettingsProblem {
+fn problem(key: &str, message: impl Into<String>, fix: impl Into<String>) -> Diagnostic {
     super::settings_problem("servicenow", key, message, fix)
 }
 
@@ -114,7 +114,7 @@ impl ServiceNow {
     pub fn new(
         settings: &ServiceNowSettings,
         context: &BuildContext,
-    ) -> Result<Self, Vec<SettingsProblem>> {
+    ) -> Result<Self, Vec<Diagnostic>> {
         let mut problems = Vec::new();
         let base_url = super::base_url(
             "servicenow",

@@ -11,9 +11,10 @@ use crate::rules::cel::Condition;
 use crate::rules::matcher::Matcher;
 use crate::rules::{FixedDecision, Guard, Policy};
 use crate::vocabulary::Outcome;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 use super::build_match::build_match;
-use super::report::{Problem, has_errors, join};
+use super::report::has_errors;
 use super::spec::{Field, GuardSpec, PolicySpec, RuleSpec};
 use super::validate::outcome;
 
@@ -27,7 +28,7 @@ struct Common {
 }
 
 fn build_common(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     rule: &RuleSpec,
     env: &BuildEnv<'_>,
@@ -37,7 +38,7 @@ fn build_common(
     let when = typed(&rule.when).and_then(|source| match Condition::compile(source) {
         Ok(condition) => Some(condition),
         Err(problem) => {
-            out.push(Problem::error(&path("when"), problem.message, problem.fix));
+            out.push((*problem).under(&path("when")));
             None
         }
     });
@@ -65,7 +66,7 @@ fn typed<T>(field: &Option<Field<T>>) -> Option<&T> {
 
 /// The policy `key` describes, or `None` when it has an error (all reported in `out`).
 pub(super) fn build_policy(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     spec: &PolicySpec,
     env: &BuildEnv<'_>,
@@ -98,7 +99,7 @@ pub(super) fn build_policy(
     };
     let matcher = common.matcher.as_ref();
     if auto_approves && !allow_critical && matcher.is_some_and(Matcher::can_match_critical) {
-        out.push(Problem::error(
+        out.push(Diagnostic::error(
             &at,
             "this policy can auto-approve a Critical-tier role: its `match` names a Critical role, includes tier Critical, or does not restrict roles or tiers",
             "restrict `match` (e.g. `tiers: [High, Medium, Low]` or named non-Critical roles), or set `allow_auto_approve_on_critical: true` if skipping human approval for Critical roles is intended",
@@ -109,7 +110,7 @@ pub(super) fn build_policy(
         && let Some(group) =
             matcher.and_then(|matcher| matcher.critical_group_it_can_match(critical_groups))
     {
-        out.push(Problem::error(
+        out.push(Diagnostic::error(
             &at,
             format!(
                 "this policy can auto-approve group `{group}`, declared Critical under `groups:`: its `match` names the group or does not restrict groups"
@@ -145,7 +146,7 @@ pub(super) fn build_policy(
 /// request can match is an error: an operator who writes "leavers are always denied" must not
 /// believe it holds when it cannot.
 pub(super) fn build_guard(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     spec: &GuardSpec,
     env: &BuildEnv<'_>,
@@ -154,8 +155,8 @@ pub(super) fn build_guard(
     let rule = &spec.rule;
     let common = build_common(out, key, rule, env, Matcher::for_guard());
     if let Some(why) = common.matcher.as_ref().and_then(Matcher::contradiction) {
-        out.push(Problem::error(
-            &format!("{key}.match"),
+        out.push(Diagnostic::error(
+            format!("{key}.match"),
             format!("this guard can never apply: {why}"),
             "remove the contradicting key, or split the guard in two (one per kind of request)",
         ));
@@ -179,7 +180,7 @@ pub(super) fn build_guard(
 
 /// The checks of `require:` or `auto_approve:` (none when absent), or `None` when one cannot be built.
 fn build_checks(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     field: Option<&Field<Vec<Field<CheckSpec>>>>,
     env: &BuildEnv<'_>,
@@ -201,8 +202,8 @@ fn build_checks(
                 if let Some(connector) = spec.required_connector()
                     && !env.connectors.is_configured(connector)
                 {
-                    out.push(Problem::warning(
-                        &format!("{item_key}.{}", spec.kind()),
+                    out.push(Diagnostic::warning(
+                        format!("{item_key}.{}", spec.kind()),
                         format!(
                             "the `{connector}` connector is not configured, so this check cannot be evaluated and the policy's (or guard's) `on_error` decides"
                         ),
@@ -214,13 +215,7 @@ fn build_checks(
             Err(problems) => {
                 ok = false;
                 let prefix = format!("{item_key}.{}", spec.kind());
-                for problem in problems {
-                    out.push(Problem::error(
-                        &join(&prefix, &problem.key),
-                        problem.message,
-                        problem.fix,
-                    ));
-                }
+                out.extend(problems.into_iter().map(|problem| problem.under(&prefix)));
             }
         }
     }

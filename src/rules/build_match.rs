@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use crate::payload::{Action, GroupAccess, ResourceType, Stage};
 use crate::rules::catalog;
 use crate::rules::matcher::{Matcher, ScopePattern, parse_tier};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 use super::compile::parse_guid;
-use super::report::{Problem, closest, has_errors, quote_all};
+use super::report::{closest, has_errors, quote_all};
 use super::spec::{Field, MatchSpec};
 use super::validate::{match_lists, validate_match};
 
@@ -28,7 +29,7 @@ const KNOWN_ACTIONS: &[&str] = &[
 /// The matcher of `match:` at `key` (`defaults` when there is none), or `None` when any of its
 /// values is wrong; every wrong value is reported in `out` (shape problems are `validate`'s).
 pub(super) fn build_match(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     field: Option<&Field<MatchSpec>>,
     lists: &BTreeMap<String, Vec<String>>,
@@ -48,7 +49,7 @@ pub(super) fn build_match(
         let field_key = format!("{key}.{name}");
         let at = |index: usize| format!("{field_key}[{index}]");
         let mut error = |index: usize, message: String, fix: &str| {
-            problems.push(Problem::error(&at(index), message, fix));
+            problems.push(Diagnostic::error(at(index), message, fix));
         };
         match name {
             "roles" => {
@@ -161,8 +162,8 @@ pub(super) fn build_match(
                             Some(near) => format!("did you mean `{near}`?"),
                             None => format!("known actions: {}", KNOWN_ACTIONS.join(", ")),
                         };
-                        problems.push(Problem::warning(
-                            &at(index),
+                        problems.push(Diagnostic::warning(
+                            at(index),
                             format!("`{other}` is not an action PIM is known to send"),
                             fix,
                         ));

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::payload::{ActivationRequest, Target};
 use crate::rules::catalog;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 pub const MAX_LENGTH: usize = 2048;
 pub const MAX_NESTING: usize = 32;
@@ -34,11 +35,9 @@ impl fmt::Debug for Condition {
     }
 }
 
-/// Why a `when:` expression was rejected at load, with the fix to suggest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConditionProblem {
-    pub message: String,
-    pub fix: String,
+/// Why an expression is refused; its key is the `when` the caller names.
+fn rejected(message: impl Into<String>, fix: &str) -> Box<Diagnostic> {
+    Box::new(Diagnostic::error("", message, fix))
 }
 
 fn env() -> Arc<Env> {
@@ -47,37 +46,36 @@ fn env() -> Arc<Env> {
 }
 
 impl Condition {
-    pub fn compile(source: &str) -> Result<Condition, ConditionProblem> {
+    /// The compiled expression, or why it was rejected (its key empty: the caller names the `when`;
+    /// boxed, as a rare error is no reason to make every `Result` large).
+    pub fn compile(source: &str) -> Result<Condition, Box<Diagnostic>> {
         let length = source.chars().count();
         if length > MAX_LENGTH {
-            return Err(ConditionProblem {
-                message: format!(
-                    "the expression is {length} characters long; the limit is {MAX_LENGTH}"
-                ),
-                fix: "split the condition over several policies, or move the logic into checks"
-                    .to_string(),
-            });
+            return Err(rejected(
+                format!("the expression is {length} characters long; the limit is {MAX_LENGTH}"),
+                "split the condition over several policies, or move the logic into checks",
+            ));
         }
         let depth = nesting_depth(source);
         if depth > MAX_NESTING {
-            return Err(ConditionProblem {
-                message: format!(
+            return Err(rejected(
+                format!(
                     "the expression nests {depth} levels of brackets; the limit is {MAX_NESTING}"
                 ),
-                fix: "flatten the expression".to_string(),
-            });
+                "flatten the expression",
+            ));
         }
         if source.trim().is_empty() {
-            return Err(ConditionProblem {
-                message: "the expression is empty".to_string(),
-                fix: "remove `when`, or write a condition such as `request.tier != \"Critical\"`"
-                    .to_string(),
-            });
+            return Err(rejected(
+                "the expression is empty",
+                "remove `when`, or write a condition such as `request.tier != \"Critical\"`",
+            ));
         }
-        let program = env().compile(source).map_err(|errors| ConditionProblem {
-            message: format!("the expression does not parse: {}", one_line(&errors.to_string())),
-            fix: "check the CEL syntax (https://cel.dev); strings are quoted, e.g. `request.role_name == \"Exchange Administrator\"`"
-                .to_string(),
+        let program = env().compile(source).map_err(|errors| {
+            rejected(
+                format!("the expression does not parse: {}", one_line(&errors.to_string())),
+                "check the CEL syntax (https://cel.dev); strings are quoted, e.g. `request.role_name == \"Exchange Administrator\"`",
+            )
         })?;
         Ok(Condition {
             source: source.to_string(),

@@ -13,11 +13,12 @@ use std::sync::Arc;
 use crate::checks::registry::BuildEnv;
 use crate::rules::catalog::Tier;
 use crate::rules::index::PolicyIndex;
-use crate::rules::{Policy, PolicyMode, RuleProblem, RuleSet, Severity};
+use crate::rules::{Policy, PolicyMode, RuleSet};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 use super::build::{build_guard, build_policy};
 use super::declarations::{collect_group_tiers, collect_lists, collect_windows};
-use super::report::{Problem, Report, Source, kind_of};
+use super::report::{Report, Source, kind_of};
 use super::sources::{parse_file, read_sources, revision};
 use super::spec::RuleFileSpec;
 use super::validate::{validate_guard, validate_policy};
@@ -33,7 +34,7 @@ pub fn parse_guid(text: &str) -> Option<String> {
 pub(crate) fn load(
     path: &Path,
     connectors: &Arc<crate::connectors::Connectors>,
-) -> Result<RuleSet, Vec<RuleProblem>> {
+) -> Result<RuleSet, Vec<Diagnostic>> {
     let mut report = Report::default();
     let sources = read_sources(path, &mut report);
     compile_sources(&sources, path, report, connectors)
@@ -45,7 +46,7 @@ pub(crate) fn load_text(
     name: &str,
     text: &str,
     connectors: &Arc<crate::connectors::Connectors>,
-) -> Result<RuleSet, Vec<RuleProblem>> {
+) -> Result<RuleSet, Vec<Diagnostic>> {
     let path = PathBuf::from(name);
     let sources = vec![Source {
         path: path.clone(),
@@ -88,7 +89,7 @@ fn compile_sources(
     path: &Path,
     mut report: Report,
     connectors: &Arc<crate::connectors::Connectors>,
-) -> Result<RuleSet, Vec<RuleProblem>> {
+) -> Result<RuleSet, Vec<Diagnostic>> {
     let revision = revision(sources);
 
     let mut files: Vec<(usize, RuleFileSpec)> = Vec::new();
@@ -133,7 +134,7 @@ fn compile_sources(
             report.add(
                 sources,
                 *file,
-                Problem::error(
+                Diagnostic::error(
                     "policies",
                     format!("`policies` must be a list, found {}", kind_of(&field.raw)),
                     "write each policy as a `- name: ...` item",
@@ -145,8 +146,8 @@ fn compile_sources(
             let key = format!("policies[{index}]");
             let mut out = Vec::new();
             if let Some((name, first_file, first_key)) = names.claim(&item.raw, *file, &key) {
-                out.push(Problem::error(
-                    &format!("{key}.name"),
+                out.push(Diagnostic::error(
+                    format!("{key}.name"),
                     format!(
                         "policy name `{name}` is already used by {first_key} in `{}`",
                         file_name(first_file)
@@ -181,7 +182,7 @@ fn compile_sources(
             report.add(
                 sources,
                 *file,
-                Problem::error(
+                Diagnostic::error(
                     "guards",
                     format!("`guards` must be a list, found {}", kind_of(&field.raw)),
                     "write each guard as a `- name: ...` item",
@@ -198,8 +199,8 @@ fn compile_sources(
                 } else {
                     "a policy"
                 };
-                out.push(Problem::error(
-                    &format!("{key}.name"),
+                out.push(Diagnostic::error(
+                    format!("{key}.name"),
                     format!("guard name `{name}` is already used by {what}, {first_key} in `{}`", file_name(first_file)),
                     "give every guard and policy a unique name: reasons, audit records and test cases refer to it",
                 ));
@@ -220,19 +221,17 @@ fn compile_sources(
     }
 
     global_checks(sources, path, &compiled, &mut report);
-    super::start_bounds::warn_unbounded_starts(&compiled, &mut |file, key, message, fix| {
-        report.add(sources, file, Problem::warning(key, message, fix))
+    super::start_bounds::warn_unbounded_starts(&compiled, &mut |file, warning| {
+        report.add(sources, file, warning)
     });
-    super::stages::warn_stages(&compiled, &mut |file, key, message, fix| {
-        report.add(sources, file, Problem::warning(key, message, fix))
+    super::stages::warn_stages(&compiled, &mut |file, warning| {
+        report.add(sources, file, warning)
     });
 
     let mut problems = report.problems;
     problems.sort_by_key(|(file, problem)| (*file, problem.line.unwrap_or(usize::MAX)));
-    let errors = problems
-        .iter()
-        .any(|(_, problem)| problem.severity == Severity::Error);
-    let problems: Vec<RuleProblem> = problems.into_iter().map(|(_, problem)| problem).collect();
+    let errors = problems.iter().any(|(_, problem)| problem.is_error());
+    let problems: Vec<Diagnostic> = problems.into_iter().map(|(_, problem)| problem).collect();
     if errors {
         return Err(problems);
     }
@@ -254,15 +253,12 @@ fn global_checks(
     if compiled.is_empty() && report.errors() == 0 {
         report.problems.push((
             0,
-            RuleProblem {
-                severity: Severity::Warning,
-                file: path.to_path_buf(),
-                line: None,
-                column: None,
-                key: "policies".to_string(),
-                message: "there are no policies: every request will be denied".to_string(),
-                fix: "add policies, e.g. the examples shipped in `rules/`".to_string(),
-            },
+            Diagnostic::warning(
+                "policies",
+                "there are no policies: every request will be denied",
+                "add policies, e.g. the examples shipped in `rules/`",
+            )
+            .in_file(path),
         ));
     }
     // Only an enforcing policy without `when` can make a later one unreachable (an `audit`
@@ -290,7 +286,7 @@ fn global_checks(
             report.add(
                 sources,
                 *file,
-                Problem::warning(
+                Diagnostic::warning(
                 key,
                 format!(
                     "policy `{}` is unreachable: `{}` above it matches every request it matches (first match wins)",
@@ -306,7 +302,8 @@ fn global_checks(
 #[cfg(test)]
 mod tests {
     use super::parse_guid;
-    use crate::rules::{Severity, load_str};
+    use crate::rules::load_str;
+    use crate::vocabulary::diagnostic::Severity;
 
     #[test]
     fn a_policy_or_guard_with_a_blank_name_is_an_error_not_silently_dropped() {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use crate::checks::window::{self, CompiledWindow, WindowSpec};
 use crate::rules::catalog::{self, Tier};
 use crate::rules::matcher::parse_tier;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 use super::build_match::resolve_role;
 use super::compile::parse_guid;
-use super::report::{Problem, Report, Source, join, mapping, read, unknown_keys};
+use super::report::{Report, Source, mapping, read, unknown_keys};
 use super::spec::{Entries, Field, GroupDeclarationSpec, RuleFileSpec, field_names};
 
 /// The parsed files, each with its index in the sources.
@@ -18,7 +19,7 @@ pub(super) type Files<'a> = [(usize, RuleFileSpec)];
 
 /// The entries of a top-level mapping such as `lists:`, or a problem when it is not a mapping.
 fn entries<'f, T>(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     field: &'f Option<Field<Entries<T>>>,
 ) -> &'f [(String, Field<T>)] {
@@ -29,7 +30,7 @@ fn entries<'f, T>(
         Ok(entries) => &entries.0,
         Err(message) => {
             if mapping(out, key, &field.raw, key).is_some() {
-                out.push(Problem::error(
+                out.push(Diagnostic::error(
                     key,
                     message.clone(),
                     format!("write `{key}` as `name: value` lines"),
@@ -57,7 +58,7 @@ pub(super) fn collect_lists(
         for (name, entry) in entries(&mut out, "lists", &spec.lists) {
             let key = format!("lists.{name}");
             if let Some(first) = origin.get(name) {
-                out.push(Problem::error(
+                out.push(Diagnostic::error(
                     &key,
                     format!(
                         "list `{name}` is already defined in `{}`",
@@ -79,8 +80,8 @@ pub(super) fn collect_lists(
             for (index, item) in items.iter().enumerate() {
                 match parse_guid(item) {
                     Some(id) => ids.push(id),
-                    None => out.push(Problem::error(
-                        &format!("{key}[{index}]"),
+                    None => out.push(Diagnostic::error(
+                        format!("{key}[{index}]"),
                         format!("`{item}` is not a GUID"),
                         "lists hold Entra object ids, e.g. `0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d`",
                     )),
@@ -106,7 +107,7 @@ pub(super) fn collect_windows(
         for (name, entry) in entries::<WindowSpec>(&mut out, "windows", &spec.windows) {
             let key = format!("windows.{name}");
             if let Some(first) = origin.get(name) {
-                out.push(Problem::error(
+                out.push(Diagnostic::error(
                     &key,
                     format!(
                         "window `{name}` is already defined in `{}`",
@@ -130,13 +131,7 @@ pub(super) fn collect_windows(
                     windows.insert(name.clone(), Arc::new(compiled));
                 }
                 Err(problems) => {
-                    for problem in problems {
-                        out.push(Problem::error(
-                            &join(&key, &problem.key),
-                            problem.message,
-                            problem.fix,
-                        ));
-                    }
+                    out.extend(problems.into_iter().map(|problem| problem.under(&key)));
                 }
             }
         }
@@ -177,7 +172,7 @@ pub(super) fn collect_group_tiers(
                 None => match lists.get(name.trim()) {
                     Some(members) => members.clone(),
                     None => {
-                        out.push(Problem::error(
+                        out.push(Diagnostic::error(
                             &key,
                             format!("`{name}` is neither a group id (GUID) nor a list name"),
                             "use the group's object id, or define the list under `lists:`",
@@ -201,7 +196,7 @@ pub(super) fn collect_group_tiers(
 
 /// The tier one `groups:` entry declares: its `tier`, raised by the roles it `holds`.
 fn declared_tier(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     entry: &Field<GroupDeclarationSpec>,
 ) -> Option<Tier> {
@@ -216,7 +211,7 @@ fn declared_tier(
         let at = format!("{key}.tier");
         match read(out, &at, field, "write `tier: Critical`").map(|text| parse_tier(text)) {
             Some(Some(found)) => raise(found),
-            Some(None) => out.push(Problem::error(
+            Some(None) => out.push(Diagnostic::error(
                 &at,
                 "not a tier",
                 "use one of Critical, High, Medium, Low",
@@ -230,8 +225,8 @@ fn declared_tier(
         for (index, role) in holds.into_iter().flatten().enumerate() {
             match resolve_role(role).and_then(|id| catalog::by_id(&id)) {
                 Some(role) => raise(role.tier),
-                None => out.push(Problem::error(
-                    &format!("{at}[{index}]"),
+                None => out.push(Diagnostic::error(
+                    format!("{at}[{index}]"),
                     format!("`{role}` is not a built-in Entra role"),
                     "name the built-in Entra roles the group is assigned, e.g. `Global Administrator`; for other privileges give `tier:`",
                 )),
@@ -239,7 +234,7 @@ fn declared_tier(
         }
     }
     if tier.is_none() {
-        out.push(Problem::error(
+        out.push(Diagnostic::error(
             key,
             "the declaration gives neither `tier` nor `holds`",
             "add `tier: Critical` or `holds: [Global Administrator]`",

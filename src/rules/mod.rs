@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use crate::checks::NamedCheck;
 use crate::payload::{ActivationRequest, Stage};
+use crate::vocabulary::diagnostic::Diagnostic;
 use crate::vocabulary::{Outcome, SkippedPolicy};
 
 /// What happens when a required check cannot be evaluated.
@@ -108,60 +109,6 @@ pub struct GuardMatch<'a> {
     pub condition_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// One problem in the rules, located well enough for an operator to fix it at 3 a.m.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleProblem {
-    pub severity: Severity,
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    /// Dotted path, e.g. `policies[2].require[0].duration.max`.
-    pub key: String,
-    pub message: String,
-    pub fix: String,
-}
-
-/// `file:line:column: severity: `key`: message. Fix: fix`, the one way a problem is printed (CLI,
-/// start-up log, reload log, `/readyz`).
-impl std::fmt::Display for RuleProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let file = self.file.display();
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, "{file}:{line}:{column}")?,
-            (Some(line), None) => write!(f, "{file}:{line}")?,
-            _ => write!(f, "{file}")?,
-        }
-        let severity = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(f, ": {severity}: ")?;
-        if !self.key.is_empty() {
-            write!(f, "`{}`: ", self.key)?;
-        }
-        write!(f, "{}.", self.message.trim_end_matches('.'))?;
-        if !self.fix.is_empty() {
-            write!(f, " Fix: {}", self.fix)?;
-        }
-        Ok(())
-    }
-}
-
-/// Every problem on its own indented line, for an error message that lists them all.
-pub fn format_problems(problems: &[RuleProblem]) -> String {
-    problems
-        .iter()
-        .map(|problem| format!("  {problem}\n"))
-        .collect()
-}
-
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     /// sha256 over the rule files' names and bytes, in load order: audit records name the exact rules.
@@ -170,7 +117,7 @@ pub struct RuleSet {
     /// Guards in load order (file name, then document order); every applicable one is applied.
     pub guards: Vec<Guard>,
     /// Problems that do not stop loading (e.g. a connector that is not configured).
-    pub warnings: Vec<RuleProblem>,
+    pub warnings: Vec<Diagnostic>,
     /// Built from `policies` at load; [`RuleSet::select`] falls back to a scan should the number of
     /// policies have changed since (tests edit checks in place, never matchers).
     index: index::PolicyIndex,
@@ -210,13 +157,13 @@ pub enum Selection<'a> {
 /// Loads a rule file, or every `*.yaml`/`*.yml` of a folder except `*.test.yaml`/`*.test.yml`, in
 /// file-name order. Every problem of every file is reported at once; warnings travel with the errors
 /// in `Err` and in [`RuleSet::warnings`] on success.
-pub fn load(path: &Path) -> Result<RuleSet, Vec<RuleProblem>> {
+pub fn load(path: &Path) -> Result<RuleSet, Vec<Diagnostic>> {
     compile::load(path, &crate::connectors::Connectors::none())
 }
 
 /// As [`load`], for one rule file held in memory and named `name` in problems (fuzzing, property
 /// tests); no connectors, like [`load`].
-pub fn load_str(name: &str, text: &str) -> Result<RuleSet, Vec<RuleProblem>> {
+pub fn load_str(name: &str, text: &str) -> Result<RuleSet, Vec<Diagnostic>> {
     compile::load_text(name, text, &crate::connectors::Connectors::none())
 }
 
@@ -224,7 +171,7 @@ pub fn load_str(name: &str, text: &str) -> Result<RuleSet, Vec<RuleProblem>> {
 pub fn load_with(
     path: &Path,
     connectors: &std::sync::Arc<crate::connectors::Connectors>,
-) -> Result<RuleSet, Vec<RuleProblem>> {
+) -> Result<RuleSet, Vec<Diagnostic>> {
     compile::load(path, connectors)
 }
 
@@ -336,7 +283,7 @@ impl RuleSet {
         revision: String,
         policies: Vec<Policy>,
         guards: Vec<Guard>,
-        warnings: Vec<RuleProblem>,
+        warnings: Vec<Diagnostic>,
     ) -> RuleSet {
         let index = index::PolicyIndex::build(policies.iter().map(|policy| &policy.matcher));
         RuleSet {

@@ -1,4 +1,4 @@
-//! How rule problems are gathered: a [`Problem`] names its key path, and the [`Report`] places it
+//! How rule problems are gathered: a [`Diagnostic`] names its key path, and the [`Report`] places it
 //! in its file (line and column via `locate`), so every stage can say what is wrong without knowing
 //! where the text came from.
 
@@ -7,43 +7,13 @@ use std::path::PathBuf;
 use yaml_serde::Value;
 
 use crate::rules::locate::locate;
-use crate::rules::{RuleProblem, Severity};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 use super::spec::Field;
 
-/// One problem found in a spec, not yet placed in its file.
-#[derive(Debug, Clone)]
-pub(super) struct Problem {
-    pub severity: Severity,
-    /// Dotted key path, e.g. `policies[2].require[0].duration.max`.
-    pub key: String,
-    pub message: String,
-    pub fix: String,
-}
-
-impl Problem {
-    pub(super) fn error(key: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Problem {
-            severity: Severity::Error,
-            key: key.to_string(),
-            message: message.into(),
-            fix: fix.into(),
-        }
-    }
-
-    pub(super) fn warning(key: &str, message: impl Into<String>, fix: impl Into<String>) -> Self {
-        Problem {
-            severity: Severity::Warning,
-            ..Problem::error(key, message, fix)
-        }
-    }
-}
-
 /// Whether any of `problems` is an error (warnings do not stop a rule from loading).
-pub(super) fn has_errors(problems: &[Problem]) -> bool {
-    problems
-        .iter()
-        .any(|problem| problem.severity == Severity::Error)
+pub(super) fn has_errors(problems: &[Diagnostic]) -> bool {
+    problems.iter().any(Diagnostic::is_error)
 }
 
 /// One rule file as read from disk.
@@ -57,31 +27,27 @@ pub(super) struct Source {
 /// Every problem of a load, each with the index of its file in the sources.
 #[derive(Default)]
 pub(super) struct Report {
-    pub problems: Vec<(usize, RuleProblem)>,
+    pub problems: Vec<(usize, Diagnostic)>,
 }
 
 impl Report {
-    /// Adds `problem` of file `file`, located in that file's text.
-    pub(super) fn add(&mut self, sources: &[Source], file: usize, problem: Problem) {
-        let (path, location) = match sources.get(file) {
-            Some(source) => (source.path.clone(), locate(&source.text, &problem.key)),
-            None => (PathBuf::new(), None),
+    /// Adds `problem` (its key relative to the file's root) of file `file`, located in that file's
+    /// text.
+    pub(super) fn add(&mut self, sources: &[Source], file: usize, problem: Diagnostic) {
+        let placed = match sources.get(file) {
+            Some(source) => {
+                let placed = problem.in_file(source.path.clone());
+                match locate(&source.text, &placed.key) {
+                    Some((line, column)) => placed.at(line, column),
+                    None => placed,
+                }
+            }
+            None => problem,
         };
-        self.problems.push((
-            file,
-            RuleProblem {
-                severity: problem.severity,
-                file: path,
-                line: location.map(|(line, _)| line),
-                column: location.map(|(_, column)| column),
-                key: problem.key,
-                message: problem.message,
-                fix: problem.fix,
-            },
-        ));
+        self.problems.push((file, placed));
     }
 
-    pub(super) fn add_all(&mut self, sources: &[Source], file: usize, problems: Vec<Problem>) {
+    pub(super) fn add_all(&mut self, sources: &[Source], file: usize, problems: Vec<Diagnostic>) {
         for problem in problems {
             self.add(sources, file, problem);
         }
@@ -90,7 +56,7 @@ impl Report {
     pub(super) fn errors(&self) -> usize {
         self.problems
             .iter()
-            .filter(|(_, problem)| problem.severity == Severity::Error)
+            .filter(|(_, problem)| problem.is_error())
             .count()
     }
 }
@@ -98,7 +64,7 @@ impl Report {
 /// The typed reading of `field`, or `None` after reporting serde's message at `key` (refined to
 /// the unknown field it names, if any).
 pub(super) fn read<'f, T>(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     field: &'f Field<T>,
     fix: &str,
@@ -110,7 +76,7 @@ pub(super) fn read<'f, T>(
                 Some(unknown) => format!("{key}.{unknown}"),
                 None => key.to_string(),
             };
-            out.push(Problem::error(&key, message.clone(), fix));
+            out.push(Diagnostic::error(&key, message.clone(), fix));
             None
         }
     }
@@ -118,7 +84,7 @@ pub(super) fn read<'f, T>(
 
 /// The mapping a spec was read from, or a problem saying what was found instead.
 pub(super) fn mapping<'v>(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     value: &'v Value,
     what: &str,
@@ -126,7 +92,7 @@ pub(super) fn mapping<'v>(
     match value {
         Value::Mapping(mapping) => Some(mapping),
         other => {
-            out.push(Problem::error(
+            out.push(Diagnostic::error(
                 key,
                 format!("{what} must be a mapping, found {}", kind_of(other)),
                 format!("write `{what}` as `key: value` lines"),
@@ -139,7 +105,7 @@ pub(super) fn mapping<'v>(
 /// A problem for every key of `mapping` (the value a spec was read from) not in `known`, with a
 /// "did you mean".
 pub(super) fn unknown_keys(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     prefix: &str,
     mapping: &yaml_serde::Mapping,
     known: &[&str],
@@ -153,15 +119,15 @@ pub(super) fn unknown_keys(
             Some(near) => format!("did you mean `{near}`? Known keys: {}", known.join(", ")),
             None => format!("known keys: {}", known.join(", ")),
         };
-        out.push(Problem::error(
-            &join(prefix, &name),
+        out.push(Diagnostic::error(
+            join(prefix, &name),
             format!("unknown key `{name}`"),
             fix,
         ));
     }
 }
 
-pub(super) fn join(prefix: &str, key: &str) -> String {
+fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_string()
     } else {

@@ -7,25 +7,16 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use yaml_serde::Value;
 
-use crate::rules::{RuleProblem, Severity};
+use crate::vocabulary::diagnostic::Diagnostic;
 
-use super::report::{Problem, Report, Source, kind_of, one_line, read};
+use super::report::{Report, Source, kind_of, one_line, read};
 use super::spec::{Field, RuleFileSpec, field_names};
 
 pub(super) fn read_sources(path: &Path, report: &mut Report) -> Vec<Source> {
     let mut problem = |message: String, fix: &str| {
-        report.problems.push((
-            0,
-            RuleProblem {
-                severity: Severity::Error,
-                file: path.to_path_buf(),
-                line: None,
-                column: None,
-                key: String::new(),
-                message,
-                fix: fix.to_string(),
-            },
-        ))
+        report
+            .problems
+            .push((0, Diagnostic::error("", message, fix).in_file(path)))
     };
     let files: Vec<(PathBuf, String)> = if path.is_dir() {
         let entries = match std::fs::read_dir(path) {
@@ -119,34 +110,32 @@ pub(super) fn parse_file(
     report: &mut Report,
     sources: &[Source],
     file: usize,
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
 ) -> Option<RuleFileSpec> {
     let source = sources.get(file)?;
     let value = match yaml_serde::from_str::<Value>(&source.text) {
         Ok(Value::Null) => Value::Mapping(yaml_serde::Mapping::new()),
         Ok(value) => value,
         Err(error) => {
-            let location = error.location();
-            report.problems.push((
-                file,
-                RuleProblem {
-                    severity: Severity::Error,
-                    file: source.path.clone(),
-                    line: location.as_ref().map(|at| at.line()),
-                    column: location.as_ref().map(|at| at.column()),
-                    key: String::new(),
-                    message: format!(
-                        "the file is not valid YAML: {}",
-                        one_line(&error.to_string())
-                    ),
-                    fix: "fix the YAML syntax (indentation, quotes, `key: value`)".to_string(),
-                },
-            ));
+            let problem = Diagnostic::error(
+                "",
+                format!(
+                    "the file is not valid YAML: {}",
+                    one_line(&error.to_string())
+                ),
+                "fix the YAML syntax (indentation, quotes, `key: value`)",
+            )
+            .in_file(source.path.clone());
+            let problem = match error.location() {
+                Some(at) => problem.at(at.line(), at.column()),
+                None => problem,
+            };
+            report.problems.push((file, problem));
             return None;
         }
     };
     let Value::Mapping(mapping) = &value else {
-        out.push(Problem::error(
+        out.push(Diagnostic::error(
             "",
             format!("a rule file must be a mapping with `policies`, `guards`, `windows` and `lists`, found {}", kind_of(&value)),
             "start the file with `policies:`",

@@ -11,15 +11,16 @@
 
 use crate::payload::Stage;
 use crate::vocabulary::Outcome;
+use crate::vocabulary::diagnostic::Diagnostic;
 
 use super::{Policy, PolicyMode};
 
-/// Reports, through `warn(file, key, message, fix)`, the stage problems of `compiled` (policy, file
+/// Reports, through `warn(file, warning)`, the stage problems of `compiled` (policy, file
 /// index, key such as `policies[3]`). A stage nobody covers is reported against the first file
 /// (index 0) under `policies`; nothing is said about an empty rule set, which has its own warning.
 pub(super) fn warn_stages(
     compiled: &[(Policy, usize, String)],
-    warn: &mut dyn FnMut(usize, &str, String, String),
+    warn: &mut dyn FnMut(usize, Diagnostic),
 ) {
     if !compiled.is_empty() {
         for stage in Stage::ALL {
@@ -34,13 +35,15 @@ pub(super) fn warn_stages(
             if !covered {
                 warn(
                     0,
-                    "policies",
-                    format!(
-                        "no enforcing policy applies at {stage}: if PIM's {stage} extension calls pimgate (POST {}), every activation is Denied there",
-                        stage.path()
-                    ),
-                    format!(
-                        "add a policy with `match: {{ stages: [{stage}] }}`, or leave `stages` out of a policy so it applies at both stages"
+                    Diagnostic::warning(
+                        "policies",
+                        format!(
+                            "no enforcing policy applies at {stage}: if PIM's {stage} extension calls pimgate (POST {}), every activation is Denied there",
+                            stage.path()
+                        ),
+                        format!(
+                            "add a policy with `match: {{ stages: [{stage}] }}`, or leave `stages` out of a policy so it applies at both stages"
+                        ),
                     ),
                 );
             }
@@ -60,12 +63,14 @@ pub(super) fn warn_stages(
         if names_post_approval && auto_approves {
             warn(
                 *file,
-                &format!("{key}.match.stages"),
-                format!(
-                    "policy `{}` auto-approves, but after a human approved `AutoApproved` means nothing: at post_approval it answers Approved (its `auto_approve` checks are not run)",
-                    policy.name
+                Diagnostic::warning(
+                    format!("{key}.match.stages"),
+                    format!(
+                        "policy `{}` auto-approves, but after a human approved `AutoApproved` means nothing: at post_approval it answers Approved (its `auto_approve` checks are not run)",
+                        policy.name
+                    ),
+                    "drop `post_approval` from `stages`, or make a separate post-approval policy without auto-approval",
                 ),
-                "drop `post_approval` from `stages`, or make a separate post-approval policy without auto-approval".to_string(),
             );
         }
     }
@@ -73,16 +78,17 @@ pub(super) fn warn_stages(
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::{RuleProblem, Severity, load_str};
+    use crate::rules::load_str;
+    use crate::vocabulary::diagnostic::{Diagnostic, Severity};
 
-    fn warnings(yaml: &str) -> Vec<RuleProblem> {
+    fn warnings(yaml: &str) -> Vec<Diagnostic> {
         match load_str("rules.yaml", yaml) {
             Ok(rules) => rules.warnings,
             Err(problems) => panic!("rules do not load: {problems:?}"),
         }
     }
 
-    fn about_stages(problems: &[RuleProblem]) -> Vec<(String, Option<usize>, String)> {
+    fn about_stages(problems: &[Diagnostic]) -> Vec<(String, Option<usize>, String)> {
         problems
             .iter()
             .filter(|problem| problem.severity == Severity::Warning)

@@ -8,28 +8,31 @@
 //! `auto_approve`, a bound there (which only costs the shortcut) is enough.
 
 use crate::checks::{NamedCheck, TimeRole};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 use super::Policy;
 
 /// The fix every warning carries.
 const FIX: &str = "add `- start: { max_future: P1D }` to the policy's `require` (the longest lead time you accept), so a far-future start is refused instead of judged against a forecast";
 
-/// Reports, through `warn(file, key, message, fix)`, each policy of `compiled` (policy, file index,
+/// Reports, through `warn(file, warning)`, each policy of `compiled` (policy, file index,
 /// key such as `policies[3]`) whose time-sensitive checks leave the start unbounded.
 pub(super) fn warn_unbounded_starts(
     compiled: &[(Policy, usize, String)],
-    warn: &mut dyn FnMut(usize, &str, String, String),
+    warn: &mut dyn FnMut(usize, Diagnostic),
 ) {
     for (policy, file, key) in compiled {
         if let Some((check_key, kinds)) = unbounded(policy, key) {
             warn(
                 *file,
-                &check_key,
-                format!(
-                    "policy `{}` has checks that judge the activation's time ({kinds}), but no `start` check bounds how far ahead the activation may start",
-                    policy.name
+                Diagnostic::warning(
+                    check_key,
+                    format!(
+                        "policy `{}` has checks that judge the activation's time ({kinds}), but no `start` check bounds how far ahead the activation may start",
+                        policy.name
+                    ),
+                    FIX,
                 ),
-                FIX.to_string(),
             );
         }
     }
@@ -77,9 +80,10 @@ fn unbounded(policy: &Policy, key: &str) -> Option<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::{RuleProblem, Severity, load_str};
+    use crate::rules::load_str;
+    use crate::vocabulary::diagnostic::{Diagnostic, Severity};
 
-    fn warnings(yaml: &str) -> Vec<RuleProblem> {
+    fn warnings(yaml: &str) -> Vec<Diagnostic> {
         let rules = match load_str("rules.yaml", yaml) {
             Ok(rules) => rules.warnings,
             Err(problems) => problems,

@@ -5,8 +5,9 @@
 use yaml_serde::Value;
 
 use crate::vocabulary::Outcome;
+use crate::vocabulary::diagnostic::Diagnostic;
 
-use super::report::{Problem, has_errors, kind_of, mapping, read, unknown_keys};
+use super::report::{has_errors, kind_of, mapping, read, unknown_keys};
 use super::spec::{Field, GuardSpec, MatchSpec, PolicySpec, RuleSpec, field_names, policy_keys};
 use crate::checks::registry::CheckSpec;
 
@@ -28,7 +29,7 @@ impl Kind {
 
 /// The spec of `policies[n]`, if it is a mapping, with every problem of its own keys in `out`.
 pub(super) fn validate_policy<'s>(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     item: &'s Field<PolicySpec>,
 ) -> Option<&'s PolicySpec> {
@@ -47,8 +48,8 @@ pub(super) fn validate_policy<'s>(
         )
         && outcome(text).is_none()
     {
-        out.push(Problem::error(
-            &path("decide"),
+        out.push(Diagnostic::error(
+            path("decide"),
             format!("unknown outcome `{text}`"),
             "use Approved, AutoApproved or Denied",
         ));
@@ -66,8 +67,8 @@ pub(super) fn validate_policy<'s>(
     }
     let has_checks = rule.require.is_some() || spec.approving.auto_approve.is_some();
     if rule.decide.is_some() && has_checks {
-        out.push(Problem::error(
-            &path("decide"),
+        out.push(Diagnostic::error(
+            path("decide"),
             "`decide` gives a fixed answer, so the policy's `require`/`auto_approve` checks would never run",
             "remove `decide` and `reason`, or remove the checks",
         ));
@@ -78,7 +79,7 @@ pub(super) fn validate_policy<'s>(
 
 /// The spec of `guards[n]`, if it is a mapping, with every problem of its own keys in `out`.
 pub(super) fn validate_guard<'s>(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     item: &'s Field<GuardSpec>,
 ) -> Option<&'s GuardSpec> {
@@ -87,8 +88,8 @@ pub(super) fn validate_guard<'s>(
     unknown_keys(out, key, mapping, &policy_keys());
     for approving in field_names::<super::spec::ApprovingSpec>() {
         if mapping.contains_key(*approving) {
-            out.push(Problem::error(
-                &format!("{key}.{approving}"),
+            out.push(Diagnostic::error(
+                format!("{key}.{approving}"),
                 format!("a guard can only deny, so `{approving}` has no place in it"),
                 "remove it; to auto-approve, write a policy (under `policies:`) with `auto_approve` checks",
             ));
@@ -103,23 +104,23 @@ pub(super) fn validate_guard<'s>(
     {
         match outcome(text) {
             Some(Outcome::Denied) => {}
-            Some(_) => out.push(Problem::error(
-                &path("decide"),
+            Some(_) => out.push(Diagnostic::error(
+                path("decide"),
                 format!(
                     "a guard can only deny, never `{text}`: it applies whichever policy decides"
                 ),
                 "write `decide: Denied` with a `reason`; to approve, write a policy (under `policies:`)",
             )),
-            None => out.push(Problem::error(
-                &path("decide"),
+            None => out.push(Diagnostic::error(
+                path("decide"),
                 format!("unknown outcome `{text}`"),
                 "a guard's fixed answer is `decide: Denied`",
             )),
         }
     }
     if rule.decide.is_some() && rule.require.is_some() {
-        out.push(Problem::error(
-            &path("decide"),
+        out.push(Diagnostic::error(
+            path("decide"),
             "`decide` gives a fixed denial, so the guard's `require` checks would never run",
             "remove `decide` and `reason`, or remove the checks",
         ));
@@ -130,8 +131,8 @@ pub(super) fn validate_guard<'s>(
         Some(field) => field.typed.as_ref().is_ok_and(Vec::is_empty),
     };
     if rule.decide.is_none() && no_checks {
-        out.push(Problem::error(
-            &path("require"),
+        out.push(Diagnostic::error(
+            path("require"),
             "the guard has no checks and no fixed denial, so it could never deny anything",
             "add `require:` checks, or `decide: Denied` with a `reason`",
         ));
@@ -140,12 +141,12 @@ pub(super) fn validate_guard<'s>(
 }
 
 /// The keys policies and guards share, each on its own.
-fn validate_rule(out: &mut Vec<Problem>, key: &str, rule: &RuleSpec, kind: Kind) {
+fn validate_rule(out: &mut Vec<Diagnostic>, key: &str, rule: &RuleSpec, kind: Kind) {
     let path = |name: &str| format!("{key}.{name}");
     let noun = kind.noun();
     match &rule.name {
-        None => out.push(Problem::error(
-            &path("name"),
+        None => out.push(Diagnostic::error(
+            path("name"),
             format!("the {noun} has no `name`"),
             "add `name: some-unique-name`: reasons and audit records cite it",
         )),
@@ -153,8 +154,8 @@ fn validate_rule(out: &mut Vec<Problem>, key: &str, rule: &RuleSpec, kind: Kind)
             if read(out, &path("name"), field, "a name is a string")
                 .is_some_and(|name| name.trim().is_empty())
             {
-                out.push(Problem::error(
-                    &path("name"),
+                out.push(Diagnostic::error(
+                    path("name"),
                     format!("the {noun} has no `name`"),
                     "add `name: some-unique-name`: reasons and audit records cite it",
                 ));
@@ -210,11 +211,11 @@ fn validate_rule(out: &mut Vec<Problem>, key: &str, rule: &RuleSpec, kind: Kind)
 }
 
 /// `decide` and `reason` come together.
-fn validate_decide_reason(out: &mut Vec<Problem>, key: &str, rule: &RuleSpec, kind: Kind) {
+fn validate_decide_reason(out: &mut Vec<Diagnostic>, key: &str, rule: &RuleSpec, kind: Kind) {
     let path = |name: &str| format!("{key}.{name}");
     if rule.decide.is_some() && rule.reason.is_none() {
-        out.push(Problem::error(
-            &path("reason"),
+        out.push(Diagnostic::error(
+            path("reason"),
             "`decide` needs a `reason`",
             "add `reason:` with a sentence the requester sees in PIM",
         ));
@@ -230,7 +231,7 @@ fn validate_decide_reason(out: &mut Vec<Problem>, key: &str, rule: &RuleSpec, ki
                 "remove `reason`, or add `decide: Denied`; checks write their own reasons",
             ),
         };
-        out.push(Problem::error(&path("reason"), message, fix));
+        out.push(Diagnostic::error(path("reason"), message, fix));
     }
 }
 
@@ -243,12 +244,12 @@ pub(super) fn outcome(text: &str) -> Option<Outcome> {
 
 /// `require:` or `auto_approve:`: a list of checks, each one of the known kinds.
 pub(super) fn validate_checks(
-    out: &mut Vec<Problem>,
+    out: &mut Vec<Diagnostic>,
     key: &str,
     field: &Field<Vec<Field<CheckSpec>>>,
 ) {
     let Ok(items) = &field.typed else {
-        out.push(Problem::error(
+        out.push(Diagnostic::error(
             key,
             format!("expected a list of checks, found {}", kind_of(&field.raw)),
             "write each check as a list item, e.g. `- duration: { max: PT2H }`",
@@ -275,7 +276,7 @@ pub(super) fn validate_checks(
             (Some(field), None) => format!("{item_key}.{field}"),
             _ => item_key,
         };
-        out.push(Problem::error(
+        out.push(Diagnostic::error(
             &at,
             message.clone(),
             "a check is one of duration, justification, ticket, principal, window, start, e.g. `- duration: { max: PT2H }`",
@@ -298,7 +299,11 @@ pub(super) fn match_example(name: &str) -> &'static str {
 
 /// `match:`: a mapping of known keys, each a non-empty list of strings. Returns whether it is valid
 /// (values are resolved by `build_match`).
-pub(super) fn validate_match(out: &mut Vec<Problem>, key: &str, field: &Field<MatchSpec>) -> bool {
+pub(super) fn validate_match(
+    out: &mut Vec<Diagnostic>,
+    key: &str,
+    field: &Field<MatchSpec>,
+) -> bool {
     let mut problems = Vec::new();
     if let Some(raw) = mapping(&mut problems, key, &field.raw, "match") {
         unknown_keys(&mut problems, key, raw, field_names::<MatchSpec>());
@@ -314,7 +319,7 @@ pub(super) fn validate_match(out: &mut Vec<Problem>, key: &str, field: &Field<Ma
                 let example = match_example(name);
                 let fix = format!("write a list of strings, e.g. `{example}`");
                 if read(&mut problems, &field_key, list, &fix).is_some_and(Vec::is_empty) {
-                    problems.push(Problem::error(
+                    problems.push(Diagnostic::error(
                         &field_key,
                         format!("an empty `{name}` list matches nothing"),
                         format!("remove `{name}` to match any, or list values, e.g. `{example}`"),

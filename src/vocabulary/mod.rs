@@ -1,5 +1,5 @@
-//! Words every layer speaks: PIM's answer, why a policy was passed over, how a configuration
-//! problem is reported (`diagnostic`), what an object id is (`ids`) and which URLs may be fetched (`fetch_url`). A leaf module, so the
+//! Words every layer speaks: PIM's answer, why a policy was passed over, how a problem in operator
+//! input is reported (`diagnostic`), what an object id is (`ids`) and which URLs may be fetched (`fetch_url`). A leaf module, so the
 //! rules (which name outcomes) and the decision (which produces them) both depend on it and not on
 //! each other.
 

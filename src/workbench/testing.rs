@@ -25,7 +25,8 @@ use crate::payload::{
     Ticket,
 };
 use crate::rules::compile::{is_test_file, parse_guid};
-use crate::rules::{RuleProblem, RuleSet, Severity, catalog};
+use crate::rules::{RuleSet, catalog};
+use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The principal of a shorthand request that names none.
 pub const DEFAULT_PRINCIPAL: &str = "00000000-0000-4000-8000-000000000001";
@@ -157,7 +158,7 @@ impl OneOrMany {
 /// Loads the rules at `path` and runs every case of the test files beside them: for a folder, all its
 /// `*.test.yaml`/`*.test.yml`; for a file `x.yaml`, `x.test.yaml` or `x.test.yml`. Rule or test-file
 /// problems are returned as `Err`; failing cases are part of the report.
-pub async fn run_tests(path: &Path) -> Result<TestReport, Vec<RuleProblem>> {
+pub async fn run_tests(path: &Path) -> Result<TestReport, Vec<Diagnostic>> {
     run_tests_with(path, &crate::connectors::Connectors::none()).await
 }
 
@@ -165,18 +166,20 @@ pub async fn run_tests(path: &Path) -> Result<TestReport, Vec<RuleProblem>> {
 pub async fn run_tests_with(
     path: &Path,
     connectors: &std::sync::Arc<crate::connectors::Connectors>,
-) -> Result<TestReport, Vec<RuleProblem>> {
+) -> Result<TestReport, Vec<Diagnostic>> {
     let rules = crate::rules::load_with(path, connectors)?;
     let mut problems = Vec::new();
     let mut report = TestReport::default();
     let files = test_files(path);
     if files.is_empty() {
-        problems.push(problem(
-            path,
-            "",
-            "no test files found",
-            "add cases in a `*.test.yaml` file beside the rules",
-        ));
+        problems.push(
+            Diagnostic::error(
+                "",
+                "no test files found",
+                "add cases in a `*.test.yaml` file beside the rules",
+            )
+            .in_file(path),
+        );
         return Err(problems);
     }
     let mut parsed = Vec::new();
@@ -184,28 +187,30 @@ pub async fn run_tests_with(
         let text = match std::fs::read_to_string(&file) {
             Ok(text) => text,
             Err(error) => {
-                problems.push(problem(
-                    &file,
-                    "",
-                    &format!("cannot read the test file: {error}"),
-                    "check the file",
-                ));
+                problems.push(
+                    Diagnostic::error(
+                        "",
+                        format!("cannot read the test file: {error}"),
+                        "check the file",
+                    )
+                    .in_file(file),
+                );
                 continue;
             }
         };
         match yaml_serde::from_str::<TestFile>(&text) {
             Ok(tests) => parsed.push((file, tests)),
             Err(error) => {
-                let location = error.location();
-                let mut located = problem(
-                    &file,
+                let problem = Diagnostic::error(
                     "cases",
-                    &error.to_string(),
+                    error.to_string(),
                     "a case has `name`, `now`, `request` (or `request_file`), optional `stage` and `facts`, and `expect: { outcome, policy, guard, reason_contains }`",
-                );
-                located.line = location.as_ref().map(|at| at.line());
-                located.column = location.as_ref().map(|at| at.column());
-                problems.push(located);
+                )
+                .in_file(file);
+                problems.push(match error.location() {
+                    Some(at) => problem.at(at.line(), at.column()),
+                    None => problem,
+                });
             }
         }
     }
@@ -215,14 +220,12 @@ pub async fn run_tests_with(
             let facts = match parse_facts(&case.facts) {
                 Ok(facts) => facts,
                 Err(errors) => {
-                    for (field, message, fix) in errors {
-                        problems.push(problem(
-                            file,
-                            &format!("{key}.facts.{field}"),
-                            &message,
-                            &fix,
-                        ));
-                    }
+                    let facts = format!("{key}.facts");
+                    problems.extend(
+                        errors
+                            .into_iter()
+                            .map(|problem| problem.under(&facts).in_file(file.clone())),
+                    );
                     continue;
                 }
             };
@@ -250,9 +253,7 @@ pub async fn run_tests_with(
                         }
                     }
                 }
-                Err((field, message, fix)) => {
-                    problems.push(problem(file, &format!("{key}.{field}"), &message, &fix))
-                }
+                Err(problem) => problems.push((*problem).under(&key).in_file(file.clone())),
             }
         }
     }
@@ -266,19 +267,16 @@ pub async fn run_tests_with(
 /// An upstream kind's `'static` name and what its checks report instead of asking.
 type Fact = (&'static str, CheckOutcome);
 
-/// A bad `facts` entry: (key below `facts`, message, fix).
-type FactProblem = (String, String, String);
-
 /// Each fact as the outcome its checks will report, keyed by the kind's `'static` name; every bad
-/// entry is a `(key, message, fix)`.
-fn parse_facts(facts: &BTreeMap<String, yaml_serde::Value>) -> Result<Vec<Fact>, Vec<FactProblem>> {
+/// bad entry is a problem keyed below `facts`.
+fn parse_facts(facts: &BTreeMap<String, yaml_serde::Value>) -> Result<Vec<Fact>, Vec<Diagnostic>> {
     let mut parsed = Vec::new();
     let mut errors = Vec::new();
     let shape =
         "write `pass`, `fail` or `error`, or `{ status: fail, message: \"ticket is closed\" }`";
     for (key, value) in facts {
         let Some(kind) = UPSTREAM_KINDS.iter().copied().find(|kind| *kind == key) else {
-            errors.push((
+            errors.push(Diagnostic::error(
                 key.clone(),
                 format!("`{key}` is not an upstream check kind"),
                 format!(
@@ -299,7 +297,7 @@ fn parse_facts(facts: &BTreeMap<String, yaml_serde::Value>) -> Result<Vec<Fact>,
         let detail = match detail {
             Ok(detail) => detail,
             Err(error) => {
-                errors.push((key.clone(), error.to_string(), shape.to_string()));
+                errors.push(Diagnostic::error(key.clone(), error.to_string(), shape));
                 continue;
             }
         };
@@ -355,18 +353,6 @@ fn with_facts<'r>(rules: &'r RuleSet, facts: &[Fact]) -> Cow<'r, RuleSet> {
         guard.require.iter_mut().for_each(stub);
     }
     Cow::Owned(stubbed)
-}
-
-fn problem(file: &Path, key: &str, message: &str, fix: &str) -> RuleProblem {
-    RuleProblem {
-        severity: Severity::Error,
-        file: file.to_path_buf(),
-        line: None,
-        column: None,
-        key: key.to_string(),
-        message: message.to_string(),
-        fix: fix.to_string(),
-    }
 }
 
 fn test_files(path: &Path) -> Vec<PathBuf> {
@@ -444,16 +430,19 @@ fn compare(expect: &Expectation, decision: &Decision) -> Option<String> {
     ))
 }
 
-type CaseError = (&'static str, String, String);
-
-fn prepare(case: &TestCase, file: &Path) -> Result<(ActivationRequest, DateTime<Utc>), CaseError> {
+/// The case's request and `now`, or what is wrong with them (keyed below the case; boxed, as a
+/// rare error is no reason to make every `Result` large).
+fn prepare(
+    case: &TestCase,
+    file: &Path,
+) -> Result<(ActivationRequest, DateTime<Utc>), Box<Diagnostic>> {
     let now = DateTime::parse_from_rfc3339(&case.now)
         .map(|at| at.with_timezone(&Utc))
         .map_err(|error| {
-            (
+            bad_case(
                 "now",
                 format!("`{}` is not an RFC 3339 time: {error}", case.now),
-                "e.g. `2026-11-24T19:05:00+01:00`".to_string(),
+                "e.g. `2026-11-24T19:05:00+01:00`",
             )
         })?;
     let request = match (&case.request, &case.request_file) {
@@ -462,36 +451,40 @@ fn prepare(case: &TestCase, file: &Path) -> Result<(ActivationRequest, DateTime<
             // Relative to the test file, so a rule folder and its captured requests move together.
             let path = file.parent().unwrap_or(Path::new(".")).join(request_file);
             let body = std::fs::read(&path).map_err(|error| {
-                (
+                bad_case(
                     "request_file",
                     format!("cannot read `{}`: {error}", path.display()),
-                    "give a path relative to the test file".to_string(),
+                    "give a path relative to the test file",
                 )
             })?;
             crate::payload::decode(&body).map_err(|error| {
-                (
+                bad_case(
                     "request_file",
                     format!("`{}` is not a valid PIM request: {error}", path.display()),
-                    "use a body exactly as PIM sends it".to_string(),
+                    "use a body exactly as PIM sends it",
                 )
             })?
         }
         _ => {
-            return Err((
+            return Err(bad_case(
                 "request",
-                "give exactly one of `request` and `request_file`".to_string(),
-                "e.g. `request: { role: Global Administrator, duration: PT1H }`".to_string(),
+                "give exactly one of `request` and `request_file`",
+                "e.g. `request: { role: Global Administrator, duration: PT1H }`",
             ));
         }
     };
     Ok((request, now))
 }
 
-fn bad(field: &'static str, message: String, fix: &str) -> CaseError {
-    ("request", format!("{field}: {message}"), fix.to_string())
+fn bad_case(key: &str, message: impl Into<String>, fix: &str) -> Box<Diagnostic> {
+    Box::new(Diagnostic::error(key, message, fix))
 }
 
-fn shorthand_request(short: &ShorthandRequest) -> Result<ActivationRequest, CaseError> {
+fn bad(field: &'static str, message: String, fix: &str) -> Box<Diagnostic> {
+    bad_case("request", format!("{field}: {message}"), fix)
+}
+
+fn shorthand_request(short: &ShorthandRequest) -> Result<ActivationRequest, Box<Diagnostic>> {
     let scope = short.scope.clone().unwrap_or_else(|| "/".to_string());
     let resource_type = match short.resource_type.as_deref() {
         None if short.group.is_some() => ResourceType::EntraGroups,

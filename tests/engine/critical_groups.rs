@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use pimgate::decision::{Outcome, evaluate};
 use pimgate::payload::GroupAccess;
-use pimgate::rules::{RuleProblem, RuleSet, Severity, load_str};
+use pimgate::rules::{RuleSet, load_str};
+use pimgate::vocabulary::diagnostic::{Diagnostic, Severity};
 
 use crate::support::rules as common_rules;
 use common_rules::{GROUP, NOW, group};
@@ -20,7 +21,7 @@ fn loads(rules: &str) -> RuleSet {
     load_str("rules.yaml", rules).unwrap_or_else(|problems| panic!("{}", render(&problems)))
 }
 
-fn errors(rules: &str) -> Vec<RuleProblem> {
+fn errors(rules: &str) -> Vec<Diagnostic> {
     match load_str("rules.yaml", rules) {
         Ok(_) => panic!("rules loaded but should not have:\n{rules}"),
         Err(problems) => problems
@@ -30,7 +31,7 @@ fn errors(rules: &str) -> Vec<RuleProblem> {
     }
 }
 
-fn render(problems: &[RuleProblem]) -> String {
+fn render(problems: &[Diagnostic]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
@@ -44,7 +45,7 @@ fn now() -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn critical_group_refused(problems: &[RuleProblem], key: &str) {
+fn critical_group_refused(problems: &[Diagnostic], key: &str) {
     let found = problems
         .iter()
         .find(|problem| problem.message.contains("declared Critical"))

@@ -13,7 +13,8 @@ use pimgate::connectors::hr_file::{HrFile, HrFileSettings};
 use pimgate::connectors::{BuildContext, Connectors};
 use pimgate::decision::{Decision, Outcome, evaluate};
 use pimgate::payload::{Action, ActivationRequest, Stage};
-use pimgate::rules::{RuleProblem, RuleSet, Severity};
+use pimgate::rules::RuleSet;
+use pimgate::vocabulary::diagnostic::{Diagnostic, Severity};
 
 use crate::support::rules as common_rules;
 use common_rules::{EXCHANGE_ADMIN, GLOBAL_ADMIN, NOW, role, with_action, with_principal};
@@ -33,7 +34,7 @@ fn load(yaml: &str) -> (RuleSet, tempfile::TempDir) {
     }
 }
 
-fn try_load(yaml: &str) -> (Result<RuleSet, Vec<RuleProblem>>, tempfile::TempDir) {
+fn try_load(yaml: &str) -> (Result<RuleSet, Vec<Diagnostic>>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let hr = dir.path().join("hr.csv");
     std::fs::write(&hr, HR).unwrap();
@@ -54,7 +55,7 @@ fn try_load(yaml: &str) -> (Result<RuleSet, Vec<RuleProblem>>, tempfile::TempDir
     (pimgate::rules::load_with(&rules, &connectors), dir)
 }
 
-fn render(problems: &[RuleProblem]) -> String {
+fn render(problems: &[Diagnostic]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
@@ -73,14 +74,14 @@ async fn decide(rules: &RuleSet, request: ActivationRequest) -> Decision {
 }
 
 /// The problems of rules that must not load.
-fn refused(yaml: &str) -> Vec<RuleProblem> {
+fn refused(yaml: &str) -> Vec<Diagnostic> {
     match try_load(yaml).0 {
         Ok(_) => panic!("rules loaded but should not have:\n{yaml}"),
         Err(problems) => problems,
     }
 }
 
-fn error_at<'p>(problems: &'p [RuleProblem], key: &str) -> &'p RuleProblem {
+fn error_at<'p>(problems: &'p [Diagnostic], key: &str) -> &'p Diagnostic {
     problems
         .iter()
         .find(|problem| problem.severity == Severity::Error && problem.key == key)

@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use pimgate::decision::{Decision, Outcome, evaluate};
 use pimgate::payload::{Action, ActivationRequest, GroupAccess, Stage};
-use pimgate::rules::{RuleProblem, Severity, load};
+use pimgate::rules::load;
+use pimgate::vocabulary::diagnostic::{Diagnostic, Severity};
 
 use crate::support::rules as common_rules;
 use common_rules::{
@@ -98,7 +99,7 @@ async fn check(rules: &str, request: ActivationRequest, now: &str, expected: Exp
 }
 
 /// Loads `rules` expecting failure; returns every problem.
-fn problems(rules: &str) -> Vec<RuleProblem> {
+fn problems(rules: &str) -> Vec<Diagnostic> {
     let dir = tempfile::tempdir().unwrap();
     match load(&rules_path(rules, &dir)) {
         Ok(_) => panic!("rules loaded but should not have:\n{rules}"),
@@ -106,7 +107,7 @@ fn problems(rules: &str) -> Vec<RuleProblem> {
     }
 }
 
-fn render(problems: &[RuleProblem]) -> String {
+fn render(problems: &[Diagnostic]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
@@ -1325,7 +1326,7 @@ policies:
 async fn run_cases(
     rules: &str,
     cases: &str,
-) -> Result<pimgate::workbench::testing::TestReport, Vec<RuleProblem>> {
+) -> Result<pimgate::workbench::testing::TestReport, Vec<Diagnostic>> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
     std::fs::write(dir.path().join("rules.test.yaml"), cases).unwrap();
