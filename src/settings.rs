@@ -49,7 +49,7 @@ pub struct ServerSettings {
     /// Between the signal and closing the listener, `/readyz` already answers 503 while requests are
     /// still accepted, so load balancers stop sending traffic before connections are refused. Not 0 by
     /// default: with 0, a POST already sent on a pooled keep-alive connection as the listener closes
-    /// gets no answer (tests/shutdown.rs measured 7–8 of 16 clients under load), and PIM does not
+    /// gets no answer (tests/process/shutdown.rs measured 7–8 of 16 clients under load), and PIM does not
     /// retry a POST. The example (development) config sets 0 for a quick Ctrl-C.
     pub shutdown_delay_ms: u64,
     /// HTTPS on the listener; absent means plain HTTP (TLS terminated by an ingress or sidecar).

@@ -1,6 +1,6 @@
 //! The fuzzed entry points and the properties every input must keep.
 //!
-//! Shared by the cargo-fuzz targets (`fuzz_targets/`) and by `tests/fuzz_corpus.rs`, which replays
+//! Shared by the cargo-fuzz targets (`fuzz_targets/`) and by `tests/engine/fuzz_corpus.rs`, which replays
 //! the committed corpora and regressions under plain `cargo test` on stable; so a property lives in
 //! one place. A broken property panics: that is how libFuzzer learns of a crash.
 

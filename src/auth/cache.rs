@@ -1,7 +1,7 @@
 //! Verified tokens remembered until they expire: PIM sends the same bearer token on every call for
 //! about an hour, and an RS256 check costs ~25 µs of CPU each time.
 //!
-//! Safety rules, each with a test in `tests/auth_tokens.rs`:
+//! Safety rules, each with a test in `tests/engine/auth_tokens.rs`:
 //! - only tokens that passed every check are stored; a rejection is never remembered, so a forged
 //!   token (whose hash differs from the real one's anyway) is verified, and refused, every time;
 //! - the key is the sha256 of the whole compact token, so the cache never holds a usable credential;
