@@ -209,8 +209,9 @@ async fn a_policy_written_for_post_approval_decides_only_there() {
 
 #[tokio::test]
 async fn decisions_are_counted_per_stage_on_the_admin_listener() {
+    // The metrics registry is the process's: a policy name of its own keeps other tests' counts out.
     let app = spawn_app_with(AppOptions {
-        rules: STAGED_RULES,
+        rules: "policies:\n  - name: counted-per-stage\n    decide: Approved\n    reason: ok\n",
         ..AppOptions::default()
     })
     .await;
@@ -232,7 +233,9 @@ async fn decisions_are_counted_per_stage_on_the_admin_listener() {
     let line = metrics
         .lines()
         .find(|line| {
-            line.starts_with("pimgate_decisions_total{") && line.contains("stage=\"post_approval\"")
+            line.starts_with("pimgate_decisions_total{")
+                && line.contains("stage=\"post_approval\"")
+                && line.contains("policy=\"counted-per-stage\"")
         })
         .unwrap_or_else(|| panic!("no post-approval decision counted:\n{metrics}"));
     assert!(line.contains("outcome=\"Approved\""), "{line}");
