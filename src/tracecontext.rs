@@ -10,7 +10,7 @@
 //!
 //! Reading and writing the header is OpenTelemetry's own [`TraceContextPropagator`]; this module
 //! adds only the task-local and a grammar check the propagator does not make (see
-//! [`is_version_00_shape`]).
+//! `is_version_00_shape`).
 //!
 //! With `tracing.endpoint` set, `telemetry` exports the request spans over OTLP in this same trace;
 //! without it, this only correlates logs and upstream calls.
