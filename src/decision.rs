@@ -146,7 +146,8 @@ pub async fn evaluate_at_stage(
         evaluated_at: now,
         duration_ms: 0.0,
     };
-    let context = CheckContext::new(request, now, tokio::time::Instant::now() + budget);
+    let context =
+        CheckContext::new(request, now, tokio::time::Instant::now() + budget).at_stage(stage);
     let guards = rules.applicable_guards(request, stage, now);
     match rules.select(request, stage, now) {
         Selection::NoMatch { skipped, shadows } => {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::payload::{ActivationInterval, ActivationRequest};
+use crate::payload::{ActivationInterval, ActivationRequest, Stage};
 
 /// What a check found. `Error` means "could not be evaluated" (upstream down, timeout, bad data):
 /// it is never read as a pass.
@@ -88,6 +88,8 @@ pub struct CheckContext<'a> {
     pub interval: ActivationInterval,
     /// When the decision must be made; upstream calls (and their retries) stop before it.
     pub deadline: tokio::time::Instant,
+    /// Which of PIM's callbacks asks (checks that hand the request to another system say so).
+    pub stage: Stage,
 }
 
 impl<'a> CheckContext<'a> {
@@ -102,7 +104,13 @@ impl<'a> CheckContext<'a> {
             now,
             interval: ActivationInterval::of(&request.schedule, now),
             deadline,
+            stage: Stage::PreApproval,
         }
+    }
+
+    /// The same context for the stage that asks (the pre-approval stage unless said otherwise).
+    pub fn at_stage(self, stage: Stage) -> Self {
+        Self { stage, ..self }
     }
 }
 
@@ -150,6 +158,7 @@ pub mod justification;
 pub mod oncall;
 pub mod principal;
 pub mod registry;
+pub mod request_document;
 pub mod start;
 pub mod ticket;
 pub mod util;

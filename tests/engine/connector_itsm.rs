@@ -1521,3 +1521,65 @@ async fn an_html_error_page_and_its_status_code_stay_out_of_the_reason_and_go_to
         logs.text()
     );
 }
+
+/// The post-approval re-check (rules/README.md, "Stages") against ServiceNow: after a human
+/// approved, the change must still be implementing and assigned to the requester. A change closed
+/// while the request waited denies; one still implementing is `Approved`, never `AutoApproved`.
+#[tokio::test]
+async fn after_approval_the_change_is_asked_again_and_a_closed_one_denies() {
+    use pimgate::checks::NamedCheck;
+    use pimgate::decision::{Outcome, evaluate_at_stage};
+    use pimgate::payload::Stage;
+
+    for (state, name, expected) in [
+        ("-1", "Implement", Outcome::Approved),
+        ("3", "Closed", Outcome::Denied),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(table("change_request")))
+            .and(query_param("sysparm_query", "number=CHG0031337"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(change_with(&[("state", state)])),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let upstreams = servicenow(&server.uri());
+        let Ok(mut rules) = pimgate::rules::load_str(
+            "rules.yaml",
+            "policies:
+  - name: recheck-the-change
+    match: { stages: [post_approval] }
+    require:
+      - duration: { max: PT2H }
+    auto_approve:
+      - duration: { max: PT2H }
+    allow_auto_approve_on_critical: true
+",
+        ) else {
+            panic!("rules load");
+        };
+        rules.policies[0].require.push(NamedCheck {
+            kind: "itsm",
+            check: check(CHANGE_RULE, &upstreams.connectors, Some(ada())),
+        });
+        let decision = evaluate_at_stage(
+            &rules,
+            &request(Some("CHG0031337")),
+            Stage::PostApproval,
+            now(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(decision.outcome, expected, "{name}: {:?}", decision.reasons);
+        assert_eq!(decision.stage, Stage::PostApproval);
+        if expected == Outcome::Denied {
+            assert!(
+                decision.reasons.iter().any(|reason| reason.contains(name)),
+                "{:?}",
+                decision.reasons
+            );
+        }
+    }
+}
