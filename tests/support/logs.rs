@@ -27,8 +27,46 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
     }
 }
 
+/// The process-wide subscriber behind the per-test ones: enabled for everything, keeps nothing.
+///
+/// Tests run in parallel threads of one binary, each capturing with its own thread-local subscriber.
+/// `tracing` caches per call site whether anyone is interested, computed from the subscribers alive
+/// at that moment; a call site first reached while another test's subscriber was being dropped could
+/// be cached as "never" and then missed by the next test (seen as a flaky log assertion). With this
+/// one always interested, no call site is ever cached as uninteresting.
+struct Everything;
+
+impl tracing::Subscriber for Everything {
+    fn enabled(&self, _metadata: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+
+    fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+
+    fn event(&self, _event: &tracing::Event<'_>) {}
+
+    fn enter(&self, _span: &tracing::span::Id) {}
+
+    fn exit(&self, _span: &tracing::span::Id) {}
+}
+
 impl CapturedLogs {
     pub fn start() -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
+        static EVERYTHING: std::sync::Once = std::sync::Once::new();
+        // Another global subscriber already set is as good (it is there for the whole run).
+        EVERYTHING.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(Everything);
+        });
         let logs = CapturedLogs::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(logs.clone())
