@@ -150,6 +150,7 @@ pub struct NamedCheck {
     pub check: Arc<dyn Check>,
 }
 
+pub mod auth_methods;
 pub mod duration;
 pub mod group;
 pub mod hr;

@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock};
 use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::auth_methods;
 use super::{Check, NamedCheck};
 use super::{duration, group, hr, itsm, justification, oncall, principal, start, ticket, window};
 use crate::connectors::ConnectorId;
@@ -118,6 +119,7 @@ check_kinds! {
     Hr: hr::HrKind,
     Oncall: oncall::OncallKind,
     Group: group::GroupKind,
+    AuthMethods: auth_methods::AuthMethodsKind,
 }
 
 /// The kinds that ask an upstream system (and so cannot run offline).

@@ -197,6 +197,8 @@ pub struct Graph {
     /// The app-only token, cached and fetched single-flight; each token's grants read with it.
     token: TokenSource<Grants>,
     users: TtlCache<UserProfile>,
+    /// Registered authentication methods per user, for `auth_methods` checks (same TTLs as `users`).
+    methods: TtlCache<Vec<methods::RegisteredMethod>>,
     /// What the last token fetched was granted; `None` before the first. For `/readyz`.
     last_grants: std::sync::Mutex<Option<Grants>>,
 }
@@ -337,6 +339,7 @@ impl Graph {
             graph_url,
             timeout,
             users: TtlCache::with_name("graph_users", settings.cache),
+            methods: TtlCache::with_name("graph_auth_methods", settings.cache),
             last_grants: std::sync::Mutex::new(None),
         })
     }
@@ -897,6 +900,9 @@ fn load_certificate(path: &Path) -> Result<Credential, String> {
 
 /// The `group` check's membership lookup, in its own file to keep this one about users.
 pub mod groups;
+
+/// The `auth_methods` check's lookup of registered authentication methods.
+pub mod methods;
 
 #[cfg(test)]
 mod tests {

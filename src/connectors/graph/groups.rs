@@ -114,7 +114,7 @@ impl Graph {
                     groups.extend(page.value);
                     next = match page.next_link {
                         None => None,
-                        Some(link) => Some(self.same_origin(&link)?),
+                        Some(link) => Some(self.same_origin(&link, GROUPS_OPERATION)?),
                     };
                 }
             }
@@ -123,8 +123,12 @@ impl Graph {
     }
 
     /// A `@odata.nextLink` is followed only under the configured Graph root: the bearer token goes
-    /// with it.
-    fn same_origin(&self, link: &str) -> Result<reqwest::Url, UpstreamError> {
+    /// with it. `operation` names the lookup in the log.
+    pub(super) fn same_origin(
+        &self,
+        link: &str,
+        operation: &'static str,
+    ) -> Result<reqwest::Url, UpstreamError> {
         let malformed = UpstreamError::Malformed {
             connector: CONNECTOR,
         };
@@ -132,7 +136,7 @@ impl Graph {
         if !link.starts_with(&root) {
             tracing::warn!(
                 connector = CONNECTOR,
-                operation = GROUPS_OPERATION,
+                operation,
                 "Microsoft Graph's next page link leaves the configured Graph URL; not following it"
             );
             return Err(malformed);
