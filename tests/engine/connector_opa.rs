@@ -309,10 +309,17 @@ fn plain_http_to_a_host_that_is_not_loopback_is_refused_at_load() {
     let mut all = ConnectorsSettings::default();
     all.opa.insert(
         "main".to_string(),
-        settings("http://opa.contoso.example:8181", dir.path(), Justification::Full),
+        settings(
+            "http://opa.contoso.example:8181",
+            dir.path(),
+            Justification::Full,
+        ),
     );
     let problems = Connectors::build(&all, &context()).unwrap_err();
-    assert_eq!(problems[0].key, "connectors.opa.main.base_url", "{problems:?}");
+    assert_eq!(
+        problems[0].key, "connectors.opa.main.base_url",
+        "{problems:?}"
+    );
     assert!(problems[0].message.contains("plain http"), "{problems:?}");
     assert!(!format!("{problems:?}").contains(TOKEN));
 }
@@ -323,11 +330,18 @@ async fn a_bad_path_or_an_unknown_connector_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let connectors = connectors_with(&server, dir.path(), Justification::Full);
 
-    let bad_path = build_spec(&connectors, "opa: { connector: main, path: ../v1/policies }")
-        .unwrap_err();
+    let bad_path = build_spec(
+        &connectors,
+        "opa: { connector: main, path: ../v1/policies }",
+    )
+    .unwrap_err();
     assert_eq!(bad_path[0].key, "path", "{bad_path:?}");
-    let leading = build_spec(&connectors, "opa: { connector: main, path: /pim/allow }").unwrap_err();
-    assert!(leading[0].message.contains("starts with `/`"), "{leading:?}");
+    let leading =
+        build_spec(&connectors, "opa: { connector: main, path: /pim/allow }").unwrap_err();
+    assert!(
+        leading[0].message.contains("starts with `/`"),
+        "{leading:?}"
+    );
 
     let typo = build_spec(&connectors, "opa: { connector: mian, path: pim/allow }").unwrap_err();
     assert_eq!(typo[0].key, "connector");
