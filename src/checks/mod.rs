@@ -157,6 +157,7 @@ pub mod hr;
 pub mod itsm;
 pub mod justification;
 pub mod oncall;
+pub mod opa;
 pub mod principal;
 pub mod registry;
 pub mod request_document;

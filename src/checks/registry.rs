@@ -16,7 +16,9 @@ use serde::{Deserialize, Deserializer};
 
 use super::auth_methods;
 use super::{Check, NamedCheck};
-use super::{duration, group, hr, itsm, justification, oncall, principal, start, ticket, window};
+use super::{
+    duration, group, hr, itsm, justification, oncall, opa, principal, start, ticket, window,
+};
 use crate::connectors::ConnectorId;
 use crate::vocabulary::diagnostic::Diagnostic;
 
@@ -120,6 +122,7 @@ check_kinds! {
     Oncall: oncall::OncallKind,
     Group: group::GroupKind,
     AuthMethods: auth_methods::AuthMethodsKind,
+    Opa: opa::OpaKind,
 }
 
 /// The kinds that ask an upstream system (and so cannot run offline).

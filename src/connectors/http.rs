@@ -279,6 +279,18 @@ impl Upstream {
         self.circuit.is_open()
     }
 
+    /// A POST that is a pure read (OPA's data API: the question travels in the body), so it is
+    /// retried, traced, capped and recorded exactly like a GET. Never for a call that changes
+    /// anything upstream. The body must be buffered (`.json(...)`) so every attempt can resend it.
+    pub async fn read_json<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        operation: &str,
+        deadline: Instant,
+    ) -> (Result<Fetched<T>, UpstreamError>, UpstreamCall) {
+        self.get_json(request, operation, deadline).await
+    }
+
     /// Sends a GET (built by the caller, with auth headers) and decodes JSON. Only idempotent GETs
     /// come through here, which is what makes retrying them safe. Headers the caller set (auth) are
     /// sent unchanged on every attempt, with a `traceparent` continuing the request's trace.

@@ -16,12 +16,14 @@ pub mod limits;
 pub mod oauth;
 pub mod oncall;
 pub mod oncall_file;
+pub mod opa;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod secrets;
 pub mod servicenow;
 pub mod ticket;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +43,8 @@ pub struct ConnectorsSettings {
     pub pagerduty: Option<pagerduty::PagerDutySettings>,
     pub opsgenie: Option<opsgenie::OpsgenieSettings>,
     pub oncall_file: Option<oncall_file::OncallFileSettings>,
+    /// `[connectors.opa.NAME]`: each organisation OPA by the name rules give it.
+    pub opa: BTreeMap<String, opa::OpaSettings>,
 }
 
 /// What every connector is built with.
@@ -165,6 +169,7 @@ pub struct Connectors {
     pub pagerduty: Option<Arc<pagerduty::PagerDuty>>,
     pub opsgenie: Option<Arc<opsgenie::Opsgenie>>,
     pub oncall_file: Option<Arc<oncall_file::OncallFile>>,
+    pub opa: BTreeMap<String, Arc<opa::Opa>>,
 }
 
 impl Connectors {
@@ -230,6 +235,14 @@ impl Connectors {
             |s| oncall_file::OncallFile::new(s, context),
             &mut problems,
         );
+        for (name, opa_settings) in &settings.opa {
+            match opa::Opa::new(name, opa_settings, context) {
+                Ok(opa) => {
+                    connectors.opa.insert(name.clone(), Arc::new(opa));
+                }
+                Err(found) => problems.extend(found),
+            }
+        }
         if problems.is_empty() {
             Ok(Arc::new(connectors))
         } else {
@@ -255,6 +268,7 @@ impl Connectors {
             ConnectorId::PagerDuty => self.pagerduty.is_some(),
             ConnectorId::Opsgenie => self.opsgenie.is_some(),
             ConnectorId::OncallFile => self.oncall_file.is_some(),
+            ConnectorId::Opa => !self.opa.is_empty(),
         }
     }
 }
@@ -269,10 +283,11 @@ pub enum ConnectorId {
     PagerDuty,
     Opsgenie,
     OncallFile,
+    Opa,
 }
 
 impl ConnectorId {
-    pub const ALL: [ConnectorId; 7] = [
+    pub const ALL: [ConnectorId; 8] = [
         ConnectorId::Graph,
         ConnectorId::HrFile,
         ConnectorId::ServiceNow,
@@ -280,6 +295,7 @@ impl ConnectorId {
         ConnectorId::PagerDuty,
         ConnectorId::Opsgenie,
         ConnectorId::OncallFile,
+        ConnectorId::Opa,
     ];
 
     /// The name of its `[connectors.<name>]` section.
@@ -292,6 +308,7 @@ impl ConnectorId {
             ConnectorId::PagerDuty => "pagerduty",
             ConnectorId::Opsgenie => "opsgenie",
             ConnectorId::OncallFile => "oncall_file",
+            ConnectorId::Opa => "opa",
         }
     }
 }

@@ -20,6 +20,7 @@ mod connector_graph;
 mod connector_group;
 mod connector_itsm;
 mod connector_oncall;
+mod connector_opa;
 mod critical_groups;
 mod fuzz_corpus;
 mod guards;
