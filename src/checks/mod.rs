@@ -153,6 +153,7 @@ pub struct NamedCheck {
 pub mod duration;
 pub mod group;
 pub mod hr;
+pub mod http;
 pub mod itsm;
 pub mod justification;
 pub mod oncall;

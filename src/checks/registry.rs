@@ -15,7 +15,9 @@ use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 use super::{Check, NamedCheck};
-use super::{duration, group, hr, itsm, justification, oncall, principal, start, ticket, window};
+use super::{
+    duration, group, hr, http, itsm, justification, oncall, principal, start, ticket, window,
+};
 use crate::connectors::ConnectorId;
 use crate::vocabulary::diagnostic::Diagnostic;
 
@@ -118,6 +120,7 @@ check_kinds! {
     Hr: hr::HrKind,
     Oncall: oncall::OncallKind,
     Group: group::GroupKind,
+    Http: http::HttpKind,
 }
 
 /// The kinds that ask an upstream system (and so cannot run offline).

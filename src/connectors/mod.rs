@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod circuit;
+pub mod compliance_api;
 pub mod graph;
 pub mod hr_file;
 pub mod http;
@@ -41,6 +42,8 @@ pub struct ConnectorsSettings {
     pub pagerduty: Option<pagerduty::PagerDutySettings>,
     pub opsgenie: Option<opsgenie::OpsgenieSettings>,
     pub oncall_file: Option<oncall_file::OncallFileSettings>,
+    /// `[connectors.http.NAME]`: the organisation's own compliance APIs, by name.
+    pub http: std::collections::BTreeMap<String, compliance_api::ComplianceApiSettings>,
 }
 
 /// What every connector is built with.
@@ -165,6 +168,8 @@ pub struct Connectors {
     pub pagerduty: Option<Arc<pagerduty::PagerDuty>>,
     pub opsgenie: Option<Arc<opsgenie::Opsgenie>>,
     pub oncall_file: Option<Arc<oncall_file::OncallFile>>,
+    /// `[connectors.http.NAME]`, by name.
+    pub http: std::collections::BTreeMap<String, Arc<compliance_api::ComplianceApi>>,
 }
 
 impl Connectors {
@@ -230,6 +235,14 @@ impl Connectors {
             |s| oncall_file::OncallFile::new(s, context),
             &mut problems,
         );
+        for (name, api) in &settings.http {
+            match compliance_api::ComplianceApi::new(name, api, settings.graph.as_ref(), context) {
+                Ok(api) => {
+                    connectors.http.insert(name.clone(), Arc::new(api));
+                }
+                Err(found) => problems.extend(found),
+            }
+        }
         if problems.is_empty() {
             Ok(Arc::new(connectors))
         } else {
@@ -255,6 +268,7 @@ impl Connectors {
             ConnectorId::PagerDuty => self.pagerduty.is_some(),
             ConnectorId::Opsgenie => self.opsgenie.is_some(),
             ConnectorId::OncallFile => self.oncall_file.is_some(),
+            ConnectorId::Http => !self.http.is_empty(),
         }
     }
 }
@@ -269,10 +283,12 @@ pub enum ConnectorId {
     PagerDuty,
     Opsgenie,
     OncallFile,
+    /// Any `[connectors.http.NAME]`; the check names which.
+    Http,
 }
 
 impl ConnectorId {
-    pub const ALL: [ConnectorId; 7] = [
+    pub const ALL: [ConnectorId; 8] = [
         ConnectorId::Graph,
         ConnectorId::HrFile,
         ConnectorId::ServiceNow,
@@ -280,6 +296,7 @@ impl ConnectorId {
         ConnectorId::PagerDuty,
         ConnectorId::Opsgenie,
         ConnectorId::OncallFile,
+        ConnectorId::Http,
     ];
 
     /// The name of its `[connectors.<name>]` section.
@@ -292,6 +309,7 @@ impl ConnectorId {
             ConnectorId::PagerDuty => "pagerduty",
             ConnectorId::Opsgenie => "opsgenie",
             ConnectorId::OncallFile => "oncall_file",
+            ConnectorId::Http => "http",
         }
     }
 }
