@@ -17,6 +17,7 @@ mod auth_config_edges;
 mod auth_tokens;
 mod connector_graph;
 mod connector_group;
+mod connector_http;
 mod connector_itsm;
 mod connector_oncall;
 mod critical_groups;
