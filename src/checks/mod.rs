@@ -154,6 +154,7 @@ pub mod auth_methods;
 pub mod duration;
 pub mod group;
 pub mod hr;
+pub mod http;
 pub mod itsm;
 pub mod justification;
 pub mod oncall;

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::registry::{BuildEnv, CheckKind, Reach};
-use super::request_document::{Disclosure, request_document};
+use super::request_document::request_document;
 use super::{Check, CheckContext, CheckOutcome};
-use crate::connectors::opa::{Justification, Opa};
+use crate::connectors::opa::Opa;
 use crate::connectors::{ConnectorId, Connectors};
 use crate::vocabulary::diagnostic::Diagnostic;
 
@@ -210,14 +210,6 @@ fn bounded(reasons: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn disclosure(justification: Justification) -> Disclosure {
-    match justification {
-        Justification::Full => Disclosure::Full,
-        Justification::Hash => Disclosure::Hash,
-        Justification::Omit => Disclosure::Omit,
-    }
-}
-
 impl OpaCheck {
     fn judge(&self, verdict: Verdict) -> CheckOutcome {
         let path = &self.path;
@@ -245,7 +237,7 @@ impl OpaCheck {
     }
 
     async fn ask(&self, opa: &Opa, context: &CheckContext<'_>) -> CheckOutcome {
-        let input = request_document(context, disclosure(opa.justification()));
+        let input = request_document(context, opa.justification());
         let (answer, call) = opa.query(&self.path, input, context.deadline).await;
         let outcome = match answer {
             Ok(decision) => self

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer};
 use super::auth_methods;
 use super::{Check, NamedCheck};
 use super::{
-    duration, group, hr, itsm, justification, oncall, opa, principal, start, ticket, window,
+    duration, group, hr, http, itsm, justification, oncall, opa, principal, start, ticket, window,
 };
 use crate::connectors::ConnectorId;
 use crate::vocabulary::diagnostic::Diagnostic;
@@ -123,6 +123,7 @@ check_kinds! {
     Group: group::GroupKind,
     AuthMethods: auth_methods::AuthMethodsKind,
     Opa: opa::OpaKind,
+    Http: http::HttpKind,
 }
 
 /// The kinds that ask an upstream system (and so cannot run offline).

@@ -7,25 +7,14 @@
 //! says how much of it leaves the process ([`Disclosure`]).
 
 use chrono::SecondsFormat;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::CheckContext;
 use crate::payload::{ActivationEnd, format_iso8601_duration};
 
-/// How much of the justification a receiver gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Disclosure {
-    /// As normalised at decode (what the rules judged).
-    #[default]
-    Full,
-    /// `sha256:<hex>` of it: a receiver can compare, not read.
-    Hash,
-    /// Not sent (`null`).
-    Omit,
-}
+/// How much of the justification a receiver gets (a connector setting, so it lives in `vocabulary`).
+pub use crate::vocabulary::disclosure::Disclosure;
 
 /// Version of the document's shape; a receiver can refuse one it does not know.
 pub const DOCUMENT_VERSION: &str = "pimgate.activation.v1";

@@ -547,6 +547,57 @@ fn inspect_token(token: &Secret) -> (Grants, Option<Duration>) {
     (grants, (!complete).then_some(GRANT_RECHECK))
 }
 
+/// A client-credentials token source for another audience (`scope`, e.g. `api://contoso/.default`)
+/// with pimgate's Graph app credentials: the `http` connector's `entra` auth, so a customer's Azure
+/// Function can check Entra tokens. `None` when the Graph settings cannot give one (Graph's own
+/// build reports why).
+pub fn app_token_source(
+    settings: &GraphSettings,
+    context: &BuildContext,
+    connector: &'static str,
+    scope: String,
+    timeout: Duration,
+) -> Option<TokenSource<()>> {
+    let tenant_id = settings
+        .tenant_id
+        .clone()
+        .unwrap_or_else(|| context.tenant_id.clone())
+        .trim()
+        .to_string();
+    let client_id = settings.client_id.clone()?.trim().to_string();
+    let authority = settings
+        .authority_url
+        .clone()
+        .unwrap_or_else(|| "https://login.microsoftonline.com".to_string());
+    let authority = authority.trim_end_matches('/').to_string();
+    if !valid_tenant(&tenant_id) || client_id.is_empty() || check_fetch_url(&authority).is_err() {
+        return None;
+    }
+    let credential = credential(settings).ok()?;
+    let token_url = format!("{authority}/{tenant_id}/oauth2/v2.0/token");
+    let proof = GraphProof {
+        credential,
+        token_url: token_url.clone(),
+        client_id: client_id.clone(),
+    };
+    let endpoint = TokenEndpoint {
+        connector,
+        operation: TOKEN_OPERATION,
+        system: "Microsoft Entra",
+        url: token_url,
+        client_id,
+        scope: Some(scope),
+        timeout,
+        margin: TOKEN_REFRESH_MARGIN,
+    };
+    Some(TokenSource::new(
+        endpoint,
+        context.http.clone(),
+        Box::new(proof),
+        parse_token_answer,
+    ))
+}
+
 /// Graph's [`ClientProof`]: a client secret, a certificate-signed assertion or the projected
 /// workload identity token. `Debug` names the kind only.
 struct GraphProof {

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod circuit;
+pub mod compliance_api;
 pub mod graph;
 pub mod hr_file;
 pub mod http;
@@ -45,6 +46,8 @@ pub struct ConnectorsSettings {
     pub oncall_file: Option<oncall_file::OncallFileSettings>,
     /// `[connectors.opa.NAME]`: each organisation OPA by the name rules give it.
     pub opa: BTreeMap<String, opa::OpaSettings>,
+    /// `[connectors.http.NAME]`: the organisation's own compliance APIs, by name.
+    pub http: std::collections::BTreeMap<String, compliance_api::ComplianceApiSettings>,
 }
 
 /// What every connector is built with.
@@ -170,6 +173,8 @@ pub struct Connectors {
     pub opsgenie: Option<Arc<opsgenie::Opsgenie>>,
     pub oncall_file: Option<Arc<oncall_file::OncallFile>>,
     pub opa: BTreeMap<String, Arc<opa::Opa>>,
+    /// `[connectors.http.NAME]`, by name.
+    pub http: std::collections::BTreeMap<String, Arc<compliance_api::ComplianceApi>>,
 }
 
 impl Connectors {
@@ -243,6 +248,14 @@ impl Connectors {
                 Err(found) => problems.extend(found),
             }
         }
+        for (name, api) in &settings.http {
+            match compliance_api::ComplianceApi::new(name, api, settings.graph.as_ref(), context) {
+                Ok(api) => {
+                    connectors.http.insert(name.clone(), Arc::new(api));
+                }
+                Err(found) => problems.extend(found),
+            }
+        }
         if problems.is_empty() {
             Ok(Arc::new(connectors))
         } else {
@@ -269,6 +282,7 @@ impl Connectors {
             ConnectorId::Opsgenie => self.opsgenie.is_some(),
             ConnectorId::OncallFile => self.oncall_file.is_some(),
             ConnectorId::Opa => !self.opa.is_empty(),
+            ConnectorId::Http => !self.http.is_empty(),
         }
     }
 }
@@ -284,10 +298,12 @@ pub enum ConnectorId {
     Opsgenie,
     OncallFile,
     Opa,
+    /// Any `[connectors.http.NAME]`; the check names which.
+    Http,
 }
 
 impl ConnectorId {
-    pub const ALL: [ConnectorId; 8] = [
+    pub const ALL: [ConnectorId; 9] = [
         ConnectorId::Graph,
         ConnectorId::HrFile,
         ConnectorId::ServiceNow,
@@ -296,6 +312,7 @@ impl ConnectorId {
         ConnectorId::Opsgenie,
         ConnectorId::OncallFile,
         ConnectorId::Opa,
+        ConnectorId::Http,
     ];
 
     /// The name of its `[connectors.<name>]` section.
@@ -309,6 +326,7 @@ impl ConnectorId {
             ConnectorId::Opsgenie => "opsgenie",
             ConnectorId::OncallFile => "oncall_file",
             ConnectorId::Opa => "opa",
+            ConnectorId::Http => "http",
         }
     }
 }

@@ -15,26 +15,13 @@ use super::BuildContext;
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef};
 use crate::vocabulary::diagnostic::Diagnostic;
+use crate::vocabulary::disclosure::Disclosure;
 
 /// The name in `[connectors.opa.NAME]`, in audit records, metrics and error messages.
 pub const CONNECTOR: &str = "opa";
 
 /// The longest `decision_id` kept: OPA's are UUIDs; anything far longer is not one.
 const MAX_DECISION_ID_CHARS: usize = 128;
-
-/// How much of the requester's justification OPA is sent (the check maps it onto
-/// `checks::request_document::Disclosure`, which lives above this layer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Justification {
-    /// As normalised at decode.
-    #[default]
-    Full,
-    /// `sha256:<hex>` of it.
-    Hash,
-    /// Not sent (`null`).
-    Omit,
-}
 
 /// `[connectors.opa.NAME]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -46,7 +33,7 @@ pub struct OpaSettings {
     /// OPA's token authentication (`--authentication=token`): sent as `Authorization: Bearer`.
     pub bearer: Option<SecretRef>,
     /// How much of the justification leaves the process.
-    pub justification: Justification,
+    pub justification: Disclosure,
     /// Retries (a query is a pure read); defaults suit most systems.
     pub retry: RetrySettings,
     /// When to stop calling this OPA for a while after repeated failures.
@@ -59,7 +46,7 @@ impl Default for OpaSettings {
             base_url: None,
             timeout_ms: 2000,
             bearer: None,
-            justification: Justification::Full,
+            justification: Disclosure::Full,
             retry: RetrySettings::default(),
             circuit: CircuitSettings::default(),
         }
@@ -81,7 +68,7 @@ pub struct Opa {
     upstream: Upstream,
     base_url: String,
     bearer: Option<Secret>,
-    justification: Justification,
+    justification: Disclosure,
 }
 
 impl Opa {
@@ -140,7 +127,7 @@ impl Opa {
         &self.name
     }
 
-    pub fn justification(&self) -> Justification {
+    pub fn justification(&self) -> Disclosure {
         self.justification
     }
 

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 pub mod diagnostic;
+pub mod disclosure;
 pub mod fetch_url;
 pub mod ids;
 

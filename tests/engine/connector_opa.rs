@@ -11,13 +11,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use pimgate::checks::registry::{BuildEnv, CheckSpec};
 use pimgate::checks::{Check, CheckContext, CheckOutcome, CheckStatus};
-use pimgate::connectors::opa::{Justification, OpaSettings};
+use pimgate::connectors::opa::OpaSettings;
 use pimgate::connectors::secrets::SecretRef;
 use pimgate::connectors::{BuildContext, Connectors, ConnectorsSettings};
 use pimgate::payload::{
     Action, ActivationRequest, ExpirationKind, ResourceType, Schedule, Stage, Target,
 };
 use pimgate::vocabulary::diagnostic::Diagnostic;
+use pimgate::vocabulary::disclosure::Disclosure;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -35,7 +36,7 @@ fn context() -> BuildContext {
     }
 }
 
-fn settings(base_url: &str, dir: &std::path::Path, justification: Justification) -> OpaSettings {
+fn settings(base_url: &str, dir: &std::path::Path, justification: Disclosure) -> OpaSettings {
     let token = dir.join("opa-token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     OpaSettings {
@@ -53,7 +54,7 @@ fn settings(base_url: &str, dir: &std::path::Path, justification: Justification)
 fn connectors_with(
     server: &MockServer,
     dir: &std::path::Path,
-    justification: Justification,
+    justification: Disclosure,
 ) -> Arc<Connectors> {
     let mut all = ConnectorsSettings::default();
     all.opa.insert(
@@ -129,7 +130,7 @@ async fn opa_answering(response: ResponseTemplate) -> MockServer {
 async fn outcome_for(response: ResponseTemplate) -> CheckOutcome {
     let server = opa_answering(response).await;
     let dir = tempfile::tempdir().unwrap();
-    let connectors = connectors_with(&server, dir.path(), Justification::Full);
+    let connectors = connectors_with(&server, dir.path(), Disclosure::Full);
     let check = build_spec(&connectors, "opa: { connector: main, path: pim/allow }").unwrap();
     evaluate(&check, Stage::PreApproval).await
 }
@@ -155,7 +156,7 @@ async fn opa_is_asked_for_the_document_with_the_request_as_input_and_true_passes
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let connectors = connectors_with(&server, dir.path(), Justification::Full);
+    let connectors = connectors_with(&server, dir.path(), Disclosure::Full);
     let check = build_spec(&connectors, "opa: { connector: main, path: pim/allow }").unwrap();
 
     let outcome = evaluate(&check, Stage::PostApproval).await;
@@ -289,7 +290,7 @@ async fn no_other_answer_is_ever_a_pass() {
 async fn a_connector_that_omits_the_justification_sends_none() {
     let server = opa_answering(answer(json!({ "result": true }))).await;
     let dir = tempfile::tempdir().unwrap();
-    let connectors = connectors_with(&server, dir.path(), Justification::Omit);
+    let connectors = connectors_with(&server, dir.path(), Disclosure::Omit);
     let check = build_spec(&connectors, "opa: { connector: main, path: pim/allow }").unwrap();
 
     let outcome = evaluate(&check, Stage::PreApproval).await;
@@ -312,7 +313,7 @@ fn plain_http_to_a_host_that_is_not_loopback_is_refused_at_load() {
         settings(
             "http://opa.contoso.example:8181",
             dir.path(),
-            Justification::Full,
+            Disclosure::Full,
         ),
     );
     let problems = Connectors::build(&all, &context()).unwrap_err();
@@ -328,7 +329,7 @@ fn plain_http_to_a_host_that_is_not_loopback_is_refused_at_load() {
 async fn a_bad_path_or_an_unknown_connector_is_refused_at_load() {
     let server = MockServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let connectors = connectors_with(&server, dir.path(), Justification::Full);
+    let connectors = connectors_with(&server, dir.path(), Disclosure::Full);
 
     let bad_path = build_spec(
         &connectors,

@@ -18,6 +18,7 @@ mod auth_tokens;
 mod connector_auth_methods;
 mod connector_graph;
 mod connector_group;
+mod connector_http;
 mod connector_itsm;
 mod connector_oncall;
 mod connector_opa;
