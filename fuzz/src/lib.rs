@@ -219,7 +219,7 @@ fn select_samples(rule_set: &rules::RuleSet) {
 }
 
 /// The answers `connector_responses` can be told to interpret, by the name on its first line.
-const CONNECTOR_KINDS: [&str; 9] = [
+const CONNECTOR_KINDS: [&str; 11] = [
     "graph-token",
     "graph-user",
     "servicenow-token",
@@ -229,6 +229,8 @@ const CONNECTOR_KINDS: [&str; 9] = [
     "pagerduty-oncalls",
     "opsgenie-oncall",
     "retry-after",
+    "opa-answer",
+    "http-verdict",
 ];
 
 /// What each lookup asks for; an answer about anything else must be refused as another record.
@@ -246,7 +248,9 @@ const JIRA_EMAIL: &str = "ada.lovelace@contoso.com";
 /// parsed record is the one asked for, and an error's requester sentence carries no status, code
 /// or body text.
 pub fn connector_responses(data: &[u8]) -> Class {
-    use pimgate::connectors::{graph, jira, limits, opsgenie, pagerduty, servicenow};
+    use pimgate::connectors::{
+        compliance_api, graph, jira, limits, opa, opsgenie, pagerduty, servicenow,
+    };
 
     let (first, rest) = split_line(data);
     let first = String::from_utf8_lossy(first);
@@ -340,6 +344,39 @@ pub fn connector_responses(data: &[u8]) -> Class {
                 assert_eq!(name, name.trim().to_ascii_lowercase());
             }
         }),
+        "opa-answer" => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(answer) => checked(opa::parse_answer(&answer), |decision| {
+                if let Some(id) = &decision.decision_id {
+                    assert!(
+                        !id.chars().any(char::is_control),
+                        "a decision id with control characters was kept: {id:?}"
+                    );
+                }
+            }),
+            Err(_) => false,
+        },
+        "http-verdict" => match serde_json::from_slice::<serde_json::Value>(body) {
+            // Only `{"result": "pass"|"fail", "message": "..."}` may be a verdict: never anything else.
+            Ok(answer) => match compliance_api::parse_verdict(&answer) {
+                Ok(verdict) => {
+                    let result = answer.get("result").and_then(serde_json::Value::as_str);
+                    assert_eq!(
+                        result,
+                        Some(if verdict.passed { "pass" } else { "fail" }),
+                        "a verdict read from {answer}"
+                    );
+                    assert!(
+                        !verdict.message.chars().any(char::is_control)
+                            && verdict.message.chars().count() <= compliance_api::MAX_MESSAGE_CHARS,
+                        "an unclean receiver message was kept: {:?}",
+                        verdict.message
+                    );
+                    true
+                }
+                Err(_) => false,
+            },
+            Err(_) => false,
+        },
         _ => false,
     };
     if accepted {

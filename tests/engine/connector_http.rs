@@ -516,3 +516,83 @@ async fn a_rule_naming_an_unknown_http_connector_is_refused_with_a_suggestion() 
     assert!(joined.contains("did you mean `compliance`"), "{joined}");
     assert!(build(&Connectors::none(), "http: { connector: anything }").is_ok());
 }
+
+/// `entra = { audience }`: the receiver (e.g. an Azure Function behind Entra auth) gets an Entra
+/// client-credentials token for its own audience, fetched with `[connectors.graph]`'s credentials.
+#[tokio::test]
+async fn entra_auth_sends_a_client_credentials_token_for_the_receivers_audience() {
+    use pimgate::connectors::compliance_api::EntraAuth;
+    use pimgate::connectors::graph::GraphSettings;
+    use wiremock::matchers::body_string_contains;
+
+    const TENANT: &str = "11111111-2222-4333-8444-555555555555";
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/{TENANT}/oauth2/v2.0/token")))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .and(body_string_contains(
+            "scope=api%3A%2F%2Fcontoso-compliance%2F.default",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer",
+            "expires_in": 3599,
+            "access_token": "entra-token-for-the-receiver"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/pimgate/verdict"))
+        .and(header(
+            "authorization",
+            "Bearer entra-token-for-the-receiver",
+        ))
+        .respond_with(VerifyingReceiver {
+            verdict: json!({"result": "pass", "message": "training complete"}),
+        })
+        .expect(2)
+        .mount(&server)
+        .await;
+    let mut setup = settings(&server);
+    setup.settings.entra = Some(EntraAuth {
+        audience: "api://contoso-compliance".to_string(),
+    });
+    let graph = GraphSettings {
+        client_id: Some("aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee".to_string()),
+        client_secret: Some(secret_file(
+            setup._dir.path(),
+            "graph-secret",
+            "graph-s3cret",
+        )),
+        authority_url: Some(server.uri()),
+        graph_url: Some(server.uri()),
+        ..GraphSettings::default()
+    };
+    let all = ConnectorsSettings {
+        http: BTreeMap::from([("compliance".to_string(), setup.settings.clone())]),
+        graph: Some(graph),
+        ..ConnectorsSettings::default()
+    };
+    let context = BuildContext {
+        http: reqwest::Client::new(),
+        tenant_id: TENANT.to_string(),
+    };
+    let connectors = Connectors::build(&all, &context).unwrap_or_else(|problems| {
+        panic!(
+            "{}",
+            pimgate::vocabulary::diagnostic::format_problems(&problems)
+        )
+    });
+    let check = build(&connectors, "http: { connector: compliance }").unwrap();
+
+    // Two decisions, one token: it is cached like Graph's own.
+    for _ in 0..2 {
+        let outcome = evaluate(&check).await;
+        assert_eq!(outcome.status, CheckStatus::Pass, "{outcome:?}");
+        let shown = format!("{outcome:?}");
+        assert!(
+            !shown.contains("graph-s3cret") && !shown.contains("entra-token-for-the-receiver"),
+            "{shown}"
+        );
+    }
+}
