@@ -468,7 +468,8 @@ fn clean_message(text: &str) -> String {
     if joined.chars().count() <= MAX_MESSAGE_CHARS {
         return joined;
     }
-    let cut: String = joined.chars().take(MAX_MESSAGE_CHARS).collect();
+    // The ellipsis counts: the requester sees at most MAX_MESSAGE_CHARS characters.
+    let cut: String = joined.chars().take(MAX_MESSAGE_CHARS - 1).collect();
     format!("{cut}…")
 }
 
@@ -520,7 +521,8 @@ mod tests {
         let verdict = parse_verdict(&json!({"result": "fail", "message": long})).unwrap();
         assert!(verdict.message.starts_with("line one [31mred x"));
         assert!(!verdict.message.chars().any(char::is_control));
-        assert_eq!(verdict.message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(verdict.message.chars().count(), MAX_MESSAGE_CHARS);
+        assert!(verdict.message.ends_with('…'));
     }
 
     #[test]

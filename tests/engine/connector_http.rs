@@ -596,3 +596,92 @@ async fn entra_auth_sends_a_client_credentials_token_for_the_receivers_audience(
         );
     }
 }
+
+/// Kills the receiver process when the test ends, however it ends.
+struct Receiver(std::process::Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Python receiver README.md publishes, run as written (its code block; the port from `PORT`):
+/// an implementation of the signature scheme that is not ours checks pimgate's requests, and its
+/// answers are read as verdicts. A wrong secret gets its 401, which is never a pass.
+#[tokio::test]
+async fn the_readme_python_receiver_verifies_pimgates_signature_and_answers_verdicts() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```python\n")
+        .expect("README has a Python receiver")
+        + 10;
+    let code = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("receiver.py");
+    std::fs::write(&script, code).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _receiver = Receiver(
+        std::process::Command::new("python3")
+            .arg(&script)
+            .env("PIMGATE_HTTP_SIGNING_SECRET", SIGNING_SECRET)
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    let mut listening = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            listening = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listening, "the README receiver did not listen within 5 s");
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings_with = |secret: &str| ComplianceApiSettings {
+        url: Some(format!("http://127.0.0.1:{port}/verdict")),
+        timeout_ms: 2000,
+        signing_secret: Some(secret_file(dir.path(), "signing", secret)),
+        ..ComplianceApiSettings::default()
+    };
+    let check = check_for(&settings_with(SIGNING_SECRET));
+
+    // The receiver's example lookup knows the test requester: a pass, with its evidence.
+    let outcome = evaluate(&check).await;
+    assert_eq!(outcome.status, CheckStatus::Pass, "{outcome:?}");
+    assert!(
+        outcome.message.contains("security training is current"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(
+        outcome.evidence["verdict"]["course"], "SEC-101",
+        "{:?}",
+        outcome.evidence
+    );
+
+    // Anyone else: the receiver's fail, as the requester's reason.
+    let mut stranger = request();
+    stranger.principal_id = "0d0d0d0d-1111-4222-8333-444444444444".to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let outcome = check
+        .evaluate(&CheckContext::new(&stranger, now(), deadline))
+        .await;
+    assert_eq!(outcome.status, CheckStatus::Fail, "{outcome:?}");
+    assert!(outcome.message.contains("complete security training first"));
+
+    // Signed with another secret, the receiver refuses (401): not evaluated, never a pass.
+    let forged = check_for(&settings_with("not-the-shared-secret"));
+    let outcome = evaluate(&forged).await;
+    assert_eq!(outcome.status, CheckStatus::Error, "{outcome:?}");
+}
