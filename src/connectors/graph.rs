@@ -535,6 +535,56 @@ impl Graph {
         }
         Ok(token)
     }
+
+    /// One page of a Graph list that needs `permission` (group memberships, authentication
+    /// methods): a token that does not show the permission is refused without asking Graph
+    /// (`missing`), and a refused cached token is replaced and tried once more before the answer is
+    /// `refused`. `missing` and `refused` are the operator's sentences naming the permission.
+    pub(crate) async fn get_page<T: serde::de::DeserializeOwned>(
+        &self,
+        url: reqwest::Url,
+        permission: &crate::connectors::Permission,
+        operation: &'static str,
+        (missing, refused): (&str, &str),
+        deadline: Instant,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> Result<Fetched<T>, UpstreamError> {
+        let refused = || UpstreamError::Auth {
+            connector: CONNECTOR,
+            detail: refused.to_string(),
+        };
+        for _ in 0..2 {
+            let lease = self.lease(deadline, calls).await?;
+            if !lease.meta.allow(permission) {
+                return Err(UpstreamError::Auth {
+                    connector: CONNECTOR,
+                    detail: missing.to_string(),
+                });
+            }
+            let request = self
+                .upstream
+                .client()
+                .get(url.clone())
+                .bearer_auth(lease.value.expose())
+                .header(reqwest::header::ACCEPT, "application/json");
+            let (result, call) = self
+                .upstream
+                .get_json::<T>(request, operation, deadline)
+                .await;
+            calls.push(call);
+            match result {
+                Err(UpstreamError::Auth { .. }) => {
+                    self.token.invalidate(lease.generation);
+                    // A cached token may have been revoked: one retry with a fresh one.
+                    if lease.fresh {
+                        return Err(refused());
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(refused())
+    }
 }
 
 /// What a new token is granted, and, when it lacks a permission pimgate uses, how soon it is

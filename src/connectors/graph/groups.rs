@@ -150,40 +150,17 @@ impl Graph {
         deadline: Instant,
         calls: &mut Vec<UpstreamCall>,
     ) -> Result<Fetched<GroupPage>, UpstreamError> {
-        let refused = UpstreamError::Auth {
-            connector: CONNECTOR,
-            detail: "Microsoft Graph refused the app's token; grant it GroupMember.Read.All with admin consent".to_string(),
-        };
-        for _ in 0..2 {
-            let lease = self.lease(deadline, calls).await?;
-            if !lease.meta.allow(&GROUP_MEMBER_READ_ALL) {
-                return Err(UpstreamError::Auth {
-                    connector: CONNECTOR,
-                    detail: "the app's token does not show GroupMember.Read.All, without which Graph leaves groups out; grant it with admin consent".to_string(),
-                });
-            }
-            let request = self
-                .upstream
-                .client()
-                .get(url.clone())
-                .bearer_auth(lease.value.expose())
-                .header(reqwest::header::ACCEPT, "application/json");
-            let (result, call) = self
-                .upstream
-                .get_json::<GroupPage>(request, GROUPS_OPERATION, deadline)
-                .await;
-            calls.push(call);
-            match result {
-                Err(UpstreamError::Auth { .. }) => {
-                    self.token.invalidate(lease.generation);
-                    // A cached token may have been revoked: one retry with a fresh one.
-                    if lease.fresh {
-                        return Err(refused);
-                    }
-                }
-                other => return other,
-            }
-        }
-        Err(refused)
+        self.get_page(
+            url,
+            &GROUP_MEMBER_READ_ALL,
+            GROUPS_OPERATION,
+            (
+                "the app's token does not show GroupMember.Read.All, without which Graph leaves groups out; grant it with admin consent",
+                "Microsoft Graph refused the app's token; grant it GroupMember.Read.All with admin consent",
+            ),
+            deadline,
+            calls,
+        )
+        .await
     }
 }

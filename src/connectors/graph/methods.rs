@@ -235,41 +235,18 @@ impl Graph {
         deadline: Instant,
         calls: &mut Vec<UpstreamCall>,
     ) -> Result<Fetched<MethodPage>, UpstreamError> {
-        let refused = UpstreamError::Auth {
-            connector: CONNECTOR,
-            detail: "Microsoft Graph refused the app's token; grant it UserAuthenticationMethod.Read.All with admin consent".to_string(),
-        };
-        for _ in 0..2 {
-            let lease = self.lease(deadline, calls).await?;
-            if !lease.meta.allow(&USER_AUTH_METHOD_READ_ALL) {
-                return Err(UpstreamError::Auth {
-                    connector: CONNECTOR,
-                    detail: "the app's token does not show UserAuthenticationMethod.Read.All, so users' authentication methods cannot be read; grant it with admin consent".to_string(),
-                });
-            }
-            let request = self
-                .upstream
-                .client()
-                .get(url.clone())
-                .bearer_auth(lease.value.expose())
-                .header(reqwest::header::ACCEPT, "application/json");
-            let (result, call) = self
-                .upstream
-                .get_json::<MethodPage>(request, METHODS_OPERATION, deadline)
-                .await;
-            calls.push(call);
-            match result {
-                Err(UpstreamError::Auth { .. }) => {
-                    self.token.invalidate(lease.generation);
-                    // A cached token may have been revoked: one retry with a fresh one.
-                    if lease.fresh {
-                        return Err(refused);
-                    }
-                }
-                other => return other,
-            }
-        }
-        Err(refused)
+        self.get_page(
+            url,
+            &USER_AUTH_METHOD_READ_ALL,
+            METHODS_OPERATION,
+            (
+                "the app's token does not show UserAuthenticationMethod.Read.All, so users' authentication methods cannot be read; grant it with admin consent",
+                "Microsoft Graph refused the app's token; grant it UserAuthenticationMethod.Read.All with admin consent",
+            ),
+            deadline,
+            calls,
+        )
+        .await
     }
 }
 
