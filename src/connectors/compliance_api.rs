@@ -338,11 +338,7 @@ impl ComplianceApi {
             None => (fetch.await, false),
         };
         if cached {
-            calls.push(super::pagerduty::cached_call(
-                CONNECTOR,
-                &self.operation,
-                &result,
-            ));
+            calls.push(UpstreamCall::cached(CONNECTOR, &self.operation, &result));
         }
         let result = match result {
             Ok(Fetched::Found(answer)) => Ok(answer),

@@ -619,6 +619,30 @@ fn wait_hint(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     super::limits::wait_hint(headers, chrono::Utc::now())
 }
 
+impl UpstreamCall {
+    /// The record of an answer served from a connector's cache: no request was sent. Every
+    /// connector that caches records its hits this way, so audit records tell them apart.
+    pub(crate) fn cached<T>(
+        connector: &'static str,
+        operation: &str,
+        result: &Result<Fetched<T>, UpstreamError>,
+    ) -> Self {
+        let outcome = match result {
+            Ok(Fetched::Found(_)) => "ok",
+            Ok(Fetched::NotFound) => "not_found",
+            Err(error) => error.outcome(),
+        };
+        UpstreamCall {
+            connector,
+            operation: operation.to_string(),
+            outcome: outcome.to_string(),
+            latency_ms: 0.0,
+            cached: true,
+            attempts: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use super::BuildContext;
 use super::cache::{CacheSettings, Expiring, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
-use super::pagerduty::cached_call;
 use super::secrets::{Secret, SecretRef};
 use crate::vocabulary::diagnostic::Diagnostic;
 
@@ -201,7 +200,7 @@ impl Opsgenie {
         let key = format!("{schedule}|{}", date.as_deref().unwrap_or("now"));
         let (result, cached) = self.cache.get_or_fetch_expiring(&key, fetch).await;
         if cached {
-            calls.push(cached_call(CONNECTOR, OPERATION, &result));
+            calls.push(UpstreamCall::cached(CONNECTOR, OPERATION, &result));
         }
         (result, calls)
     }

@@ -275,7 +275,7 @@ impl PagerDuty {
         };
         let (result, cached) = self.users.get_or_fetch(&wanted, fetch).await;
         if cached {
-            calls.push(cached_call(CONNECTOR, "GET /users", &result));
+            calls.push(UpstreamCall::cached(CONNECTOR, "GET /users", &result));
         }
         (result, calls)
     }
@@ -362,7 +362,7 @@ impl PagerDuty {
             .get_or_fetch_expiring(&query.cache_key(range.as_ref()), fetch)
             .await;
         if cached {
-            calls.push(cached_call(CONNECTOR, "GET /oncalls", &result));
+            calls.push(UpstreamCall::cached(CONNECTOR, "GET /oncalls", &result));
         }
         let entries = result.map(|fetched| match fetched {
             Fetched::Found(entries) => entries,
@@ -391,27 +391,6 @@ fn expiring(
     Expiring {
         answer: Fetched::Found(entries),
         valid_for,
-    }
-}
-
-/// The audit record of an answer served from the cache: no request was sent.
-pub(crate) fn cached_call<T>(
-    connector: &'static str,
-    operation: &str,
-    result: &Result<Fetched<T>, UpstreamError>,
-) -> UpstreamCall {
-    let outcome = match result {
-        Ok(Fetched::Found(_)) => "ok",
-        Ok(Fetched::NotFound) => "not_found",
-        Err(error) => error.outcome(),
-    };
-    UpstreamCall {
-        connector,
-        operation: operation.to_string(),
-        outcome: outcome.to_string(),
-        latency_ms: 0.0,
-        cached: true,
-        attempts: 0,
     }
 }
 
