@@ -46,6 +46,10 @@ impl CheckKind for HttpKind {
         Some(ConnectorId::Http)
     }
 
+    fn connector_section(spec: &HttpSpec) -> Option<String> {
+        Some(format!("http.{}", spec.connector.trim()))
+    }
+
     fn build(spec: &HttpSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }

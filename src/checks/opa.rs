@@ -51,6 +51,10 @@ impl CheckKind for OpaKind {
         Some(ConnectorId::Opa)
     }
 
+    fn connector_section(spec: &OpaSpec) -> Option<String> {
+        Some(format!("opa.{}", spec.connector.trim()))
+    }
+
     fn build(spec: &OpaSpec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>> {
         build(spec, env)
     }

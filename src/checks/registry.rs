@@ -46,6 +46,12 @@ pub trait CheckKind {
     /// kind, or for a spec whose source is not one pimgate knows (`build` refuses that one).
     fn connector(spec: &Self::Spec) -> Option<ConnectorId>;
 
+    /// The config section to point an operator at when that connector is missing: `graph`, or
+    /// `http.compliance` for a kind that names one of several connectors of its kind.
+    fn connector_section(spec: &Self::Spec) -> Option<String> {
+        Self::connector(spec).map(|id| id.name().to_string())
+    }
+
     /// Validates the spec (every problem, not the first) and builds the runtime check. Each problem's
     /// key is below the check (`max`, `deny_patterns[1]`; empty for the check as a whole): `rules`
     /// places it under the policy and in its file.
@@ -84,6 +90,13 @@ macro_rules! check_kinds {
                     $(CheckSpec::$variant(spec) => <$kind as CheckKind>::connector(spec),)+
                 };
                 connector.map(ConnectorId::name)
+            }
+
+            /// Where that connector is configured (`[connectors.<section>]`), for loading's warning.
+            pub fn connector_section(&self) -> Option<String> {
+                match self {
+                    $(CheckSpec::$variant(spec) => <$kind as CheckKind>::connector_section(spec),)+
+                }
             }
 
             /// Validates the spec (reporting every problem, not the first) and builds the runtime check.

@@ -61,6 +61,10 @@ pub struct ComplianceApiSettings {
     pub entra: Option<EntraAuth>,
     /// A client certificate (PEM files).
     pub mtls: Option<MtlsFiles>,
+    /// The CA certificates (PEM bundle) the receiver's certificate must chain to, for a receiver
+    /// behind an internal CA. When given, only these are trusted for this connector (not the system
+    /// roots): the receiver is known, so nothing else should be able to impersonate it.
+    pub ca_file: Option<PathBuf>,
     /// Retries (only when `idempotent`).
     pub retry: RetrySettings,
     pub circuit: CircuitSettings,
@@ -78,6 +82,7 @@ impl Default for ComplianceApiSettings {
             bearer: None,
             entra: None,
             mtls: None,
+            ca_file: None,
             retry: RetrySettings::default(),
             circuit: CircuitSettings::default(),
         }
@@ -219,29 +224,18 @@ impl ComplianceApi {
                 "keep the one the receiver checks",
             ));
         }
-        let mut client = context.http.clone();
-        if let Some(files) = &settings.mtls {
-            match identity(files) {
-                Ok(identity) => match reqwest::Client::builder()
-                    .user_agent(concat!("pimgate/", env!("CARGO_PKG_VERSION")))
-                    .redirect(reqwest::redirect::Policy::none())
-                    .identity(identity)
-                    .build()
-                {
-                    Ok(built) => client = built,
-                    Err(_) => problems.push(problem(
-                        "mtls",
-                        "the client certificate could not be used".into(),
-                        "give a PEM certificate and its unencrypted PEM private key",
-                    )),
-                },
-                Err(message) => problems.push(problem(
-                    "mtls",
-                    message,
-                    "give a PEM certificate and its unencrypted PEM private key",
-                )),
+        let client = match own_client(settings) {
+            Ok(Some(built)) => built,
+            Ok(None) => context.http.clone(),
+            Err(found) => {
+                problems.extend(
+                    found
+                        .into_iter()
+                        .map(|(key, message, fix)| problem(key, message, fix)),
+                );
+                context.http.clone()
             }
-        }
+        };
         let mut auth = Auth::None;
         if let Some(reference) = &settings.bearer
             && let Some(secret) = super::secrets::required_secret(
@@ -314,7 +308,13 @@ impl ComplianceApi {
             disclosure: settings.justification,
             url: url.to_string(),
             operation: format!("POST {path}"),
-            upstream: Upstream::with_settings(CONNECTOR, client, timeout, retry, settings.circuit),
+            upstream: Upstream::with_settings(
+                super::instance_name(CONNECTOR, name),
+                client,
+                timeout,
+                retry,
+                settings.circuit,
+            ),
             signing,
             auth,
             verdicts,
@@ -469,16 +469,75 @@ fn clean_message(text: &str) -> String {
     format!("{cut}…")
 }
 
+/// A problem with the TLS files: (key, message, fix).
+type TlsProblem = (&'static str, String, &'static str);
+
+const MTLS_FIX: &str = "give a PEM certificate and its unencrypted PEM private key";
+const CA_FIX: &str =
+    "give a PEM file with the CA certificate(s) that issued the receiver's certificate";
+
+/// A client of this connector's own when it has TLS settings of its own (a client certificate, its
+/// own CA); `None` shares pimgate's client. Every problem with the files is reported, not the first.
+fn own_client(
+    settings: &ComplianceApiSettings,
+) -> Result<Option<reqwest::Client>, Vec<TlsProblem>> {
+    if settings.mtls.is_none() && settings.ca_file.is_none() {
+        return Ok(None);
+    }
+    let mut problems = Vec::new();
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("pimgate/", env!("CARGO_PKG_VERSION")))
+        // As pimgate's shared client: a redirect could lead the request somewhere not vetted.
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(files) = &settings.mtls {
+        match identity(files) {
+            Ok(identity) => builder = builder.identity(identity),
+            Err(message) => problems.push(("mtls", message, MTLS_FIX)),
+        }
+    }
+    if let Some(path) = &settings.ca_file {
+        match roots(path) {
+            Ok(certificates) => builder = builder.tls_certs_only(certificates),
+            Err(message) => problems.push(("ca_file", message, CA_FIX)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    match builder.build() {
+        Ok(client) => Ok(Some(client)),
+        Err(_) => Err(vec![(
+            if settings.mtls.is_some() {
+                "mtls"
+            } else {
+                "ca_file"
+            },
+            "the TLS files could not be used together".into(),
+            MTLS_FIX,
+        )]),
+    }
+}
+
 /// The client identity from two PEM files (certificate chain, then key), read now.
 fn identity(files: &MtlsFiles) -> Result<reqwest::Identity, String> {
-    let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|error| format!("cannot read `{}`: {error}", path.display()))
-    };
     let mut pem = read(&files.cert_file)?;
     pem.push(b'\n');
     pem.extend(read(&files.key_file)?);
     reqwest::Identity::from_pem(&pem)
         .map_err(|_| "the certificate and key files are not a PEM certificate and key".to_string())
+}
+
+/// The trusted CA certificates of `ca_file`: at least one, all of them readable.
+fn roots(path: &PathBuf) -> Result<Vec<reqwest::Certificate>, String> {
+    let bundle = read(path)?;
+    match reqwest::Certificate::from_pem_bundle(&bundle) {
+        Ok(certificates) if !certificates.is_empty() => Ok(certificates),
+        _ => Err(format!("`{}` holds no PEM certificate", path.display())),
+    }
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|error| format!("cannot read `{}`: {error}", path.display()))
 }
 
 #[cfg(test)]

@@ -341,6 +341,29 @@ pub(crate) fn present<'de, D: serde::Deserializer<'de>>(
 }
 
 /// The one shape of a connector settings problem: the key is `connectors.<connector>.<key>`.
+/// The name a connector of a kind with several named instances (`[connectors.http.NAME]`,
+/// `[connectors.opa.NAME]`) goes by in metrics, logs and audit evidence: `http.compliance`, so two
+/// receivers do not share one series or one circuit label.
+///
+/// Interned as `&'static str` because every upstream call labels itself with it (metrics keys,
+/// `UpstreamError`): each distinct name is allocated once per process, and there are only as many as
+/// the config file names.
+pub fn instance_name(kind: &str, name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let full = format!("{kind}.{name}");
+    // A poisoned lock only means a panic between two inserts; the set is whole.
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = names.get(full.as_str()) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(full.into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
+
 pub(crate) fn settings_problem(
     connector: &str,
     key: &str,

@@ -110,7 +110,7 @@ impl Opa {
         Ok(Self {
             name: name.to_string(),
             upstream: Upstream::with_settings(
-                CONNECTOR,
+                super::instance_name(CONNECTOR, name),
                 context.http.clone(),
                 Duration::from_millis(settings.timeout_ms),
                 settings.retry,

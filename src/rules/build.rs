@@ -207,7 +207,10 @@ fn build_checks(
                         format!(
                             "the `{connector}` connector is not configured, so this check cannot be evaluated and the policy's (or guard's) `on_error` decides"
                         ),
-                        format!("configure `[connectors.{connector}]` in the service's config file"),
+                        format!(
+                            "configure `[connectors.{}]` in the service's config file",
+                            spec.connector_section().unwrap_or_else(|| connector.to_string())
+                        ),
                     ));
                 }
                 checks.push(check);

@@ -242,6 +242,8 @@ async fn a_signed_request_document_gets_the_receivers_pass_with_its_evidence() {
     assert_eq!(outcome.holds_at, Some(now()));
     let calls = outcome.evidence["upstream"].as_array().unwrap();
     assert_eq!(calls[0]["operation"], "POST /pimgate/verdict");
+    // Each receiver is its own upstream in metrics, logs and evidence, not one shared `http`.
+    assert_eq!(calls[0]["connector"], "http.compliance");
     let document = received_document(&server).await;
     assert_eq!(document["version"], "pimgate.activation.v1");
     assert_eq!(document["stage"], "post_approval");
@@ -515,6 +517,30 @@ async fn a_rule_naming_an_unknown_http_connector_is_refused_with_a_suggestion() 
     );
     assert!(joined.contains("did you mean `compliance`"), "{joined}");
     assert!(build(&Connectors::none(), "http: { connector: anything }").is_ok());
+}
+
+#[test]
+fn loading_without_the_named_connector_warns_pointing_at_its_own_section() {
+    let rules = r#"
+policies:
+  - name: attested
+    match: { roles: ["62e90394-69f5-4237-9190-012177145e10"] }
+    require:
+      - http: { connector: device-attestation }
+      - opa: { connector: central, path: pim/allow }
+"#;
+    let loaded = pimgate::rules::load_str("compliance.yaml", rules).unwrap();
+
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("`[connectors.http.device-attestation]`"),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings[1].contains("`[connectors.opa.central]`"),
+        "{warnings:#?}"
+    );
 }
 
 /// `entra = { audience }`: the receiver (e.g. an Azure Function behind Entra auth) gets an Entra

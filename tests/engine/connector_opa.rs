@@ -169,6 +169,7 @@ async fn opa_is_asked_for_the_document_with_the_request_as_input_and_true_passes
     let calls = outcome.evidence["upstream"].as_array().unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0]["operation"], "POST /v1/data/pim/allow");
+    assert_eq!(calls[0]["connector"], "opa.main");
     assert_eq!(calls[0]["outcome"], "ok");
     assert_eq!(outcome.holds_at, Some(now()));
     // The body is exactly `{"input": <document>}`, nothing beside it.

@@ -19,6 +19,7 @@ mod connector_auth_methods;
 mod connector_graph;
 mod connector_group;
 mod connector_http;
+mod connector_http_mtls;
 mod connector_itsm;
 mod connector_oncall;
 mod connector_opa;
