@@ -17,7 +17,6 @@ use pimgate::checks::{Check, CheckContext, CheckStatus};
 use pimgate::connectors::compliance_api::{ComplianceApiSettings, MtlsFiles};
 use pimgate::connectors::secrets::SecretRef;
 use pimgate::connectors::{BuildContext, Connectors, ConnectorsSettings};
-use pimgate::payload::{Action, ActivationRequest, ExpirationKind, ResourceType, Schedule, Target};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -177,32 +176,9 @@ fn check_for(settings: &ComplianceApiSettings) -> Arc<dyn Check> {
     .unwrap()
 }
 
-fn request() -> ActivationRequest {
-    ActivationRequest {
-        request_id: Some("req-mtls".to_string()),
-        resource_type: ResourceType::EntraRoles,
-        principal_id: "5b2a9c1e-2222-4d3e-8f40-1a2b3c4d5e6f".to_string(),
-        principal_type: Some("User".to_string()),
-        action: Action::SelfActivate,
-        target: Target::EntraRole {
-            role_definition_id: "62e90394-69f5-4237-9190-012177145e10".to_string(),
-            directory_scope_id: "/".to_string(),
-            app_scope_id: None,
-        },
-        justification: Some("CHG0031337: attest".to_string()),
-        ticket: None,
-        schedule: Schedule {
-            start: None,
-            expiration_kind: ExpirationKind::AfterDuration,
-            duration: Some(chrono::Duration::hours(1)),
-            end: None,
-        },
-    }
-}
-
 async fn status_with(settings: &ComplianceApiSettings) -> (CheckStatus, String) {
     let check = check_for(settings);
-    let request = request();
+    let request = crate::support::rules::role("62e90394-69f5-4237-9190-012177145e10");
     let now: DateTime<Utc> = Utc::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let outcome = check
