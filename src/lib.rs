@@ -8,7 +8,8 @@
 //! - `connectors`: upstream systems (ITSM, HR, on-call) over HTTP, with timeouts, retries, caches.
 //! - `decision`: the decision value and the evaluation that runs a policy's checks.
 //! - `audit`: one structured record per decision.
-//! - `http`: routes, error → response mapping, health and metrics.
+//! - `http`: routes, error → response mapping, health and metrics, the ring of recent decisions.
+//! - `console`: the read-only operator pages on the admin listener (askama templates, SVG charts).
 //! - `cli`: the `pimgate` command line.
 //! - `onboard`: registers the PIM custom extension and links it to roles' policies via Microsoft Graph.
 //! - `startup`: wires the pieces into a running server.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod checks;
 pub mod cli;
 pub mod connectors;
+pub mod console;
 pub mod decision;
 pub mod http;
 pub mod onboard;

@@ -97,12 +97,27 @@ pub struct AdminSettings {
     /// The empty string turns the second listener off and serves every route on `server.listen`
     /// (the old single-listener layout; only for a listener that is itself private).
     pub listen: String,
+    /// The read-only operator console at `/` of the admin listener (never on `server.listen`; with
+    /// `listen = ""` there is no console).
+    pub console: bool,
+    /// A file holding a secret the console and `/metrics` require (`Authorization: Bearer <secret>`,
+    /// or HTTP Basic with the secret as password, which a browser asks for). Probes (`/healthz`,
+    /// `/readyz`) stay open: kubelet sends no credentials. Read once at start-up.
+    pub token_file: Option<PathBuf>,
+    /// How many of this replica's recent decisions the console keeps in memory (0 = none).
+    pub recent_decisions: usize,
 }
+
+/// The most decisions the console may keep: each is a few kilobytes.
+pub const MAX_RECENT_DECISIONS: usize = 10_000;
 
 impl Default for AdminSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9090".into(),
+            console: true,
+            token_file: None,
+            recent_decisions: 200,
         }
     }
 }
@@ -679,6 +694,26 @@ impl Settings {
                 }
             }
         }
+        if self.admin.recent_decisions > MAX_RECENT_DECISIONS {
+            problem(
+                "admin.recent_decisions",
+                format!(
+                    "`{}` is more than {MAX_RECENT_DECISIONS}",
+                    self.admin.recent_decisions
+                ),
+                "keep a few hundred (the default is 200); the audit log holds every decision",
+            );
+        }
+        if let Some(path) = &self.admin.token_file {
+            match crate::settings::read_admin_token(path) {
+                Ok(_) => {}
+                Err(message) => problem(
+                    "admin.token_file",
+                    message,
+                    "point it at a file holding one line, the secret (at least 16 characters)",
+                ),
+            }
+        }
         if !self.rules.path.exists() {
             problem(
                 "rules.path",
@@ -789,4 +824,19 @@ fn error_key(message: &str) -> String {
         .and_then(|(_, rest)| rest.split_once('`'))
         .map(|(key, _)| key.to_string())
         .unwrap_or_else(|| "(value)".into())
+}
+
+/// The admin secret of `admin.token_file`: the file's text without surrounding whitespace, at least
+/// 16 characters. The message names the file, never its content.
+pub fn read_admin_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+    let token = text.trim();
+    if token.chars().count() < 16 {
+        return Err(format!(
+            "`{}` holds fewer than 16 characters: too easy to guess",
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
 }

@@ -31,6 +31,7 @@ use anyhow::Context;
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::connectors::{BuildContext, Connectors};
+use crate::http::admin_access::AdminToken;
 use crate::http::state::AppState;
 use crate::reload::Reloader;
 use crate::rules;
@@ -361,13 +362,32 @@ impl AdminServer {
         limits: &crate::settings::ServerSettings,
         grace: Duration,
     ) -> anyhow::Result<AdminServer> {
+        let token = match &state.settings.admin.token_file {
+            Some(path) => AdminToken::new(
+                &crate::settings::read_admin_token(path)
+                    .map_err(|message| anyhow::anyhow!("`admin.token_file`: {message}"))?,
+            ),
+            None => AdminToken::none(),
+        };
+        let token = web::Data::new(token);
+        let console = state.settings.admin.console;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(connectors.clone())
+                .app_data(token.clone())
+                .app_data(
+                    web::FormConfig::default().limit(crate::console::pages::MAX_DRY_RUN_BYTES),
+                )
+                .wrap(middleware::from_fn(crate::http::admin_access::middleware))
                 .wrap(middleware::from_fn(close_connections_when_draining))
                 .wrap(middleware::from_fn(crate::http::request_id::middleware))
                 .configure(crate::http::operator_routes)
+                .configure(|config| {
+                    if console {
+                        crate::console::routes(config);
+                    }
+                })
         })
         .disable_signals()
         .workers(1)
@@ -384,7 +404,7 @@ impl AdminServer {
             .first()
             .map(std::net::SocketAddr::port)
             .with_context(|| format!("no admin listener bound on {address}"))?;
-        tracing::info!(admin_listen = %address, admin_port = port, "operator endpoints (/healthz, /readyz, /metrics) served on the admin listener");
+        tracing::info!(admin_listen = %address, admin_port = port, "operator endpoints (/healthz, /readyz, /metrics, the console at /) served on the admin listener");
         Ok(AdminServer {
             port,
             server: server.run(),

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::error::ApiError;
+use super::recent::{RecentDecision, RequestSummary};
 use super::replay::{Answer, ReplayCache};
 use super::request_id::RequestId;
 use super::state::AppState;
@@ -148,6 +149,20 @@ async fn evaluate(
         latency_ms,
     );
     record_metrics(&decision, replay, started);
+    if state.recent.capacity() > 0 {
+        state.recent.push(RecentDecision {
+            answered_at: Utc::now(),
+            decision: Arc::clone(&decision),
+            request: RequestSummary::of(
+                &activation,
+                state
+                    .audit
+                    .mask_justification(activation.justification.as_deref()),
+            ),
+            replay,
+            latency_ms,
+        });
+    }
     tracing::Span::current()
         .record(
             "evaluation_id",

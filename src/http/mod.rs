@@ -1,8 +1,10 @@
 //! HTTP surface: routes, the request-id middleware, and the single error → response mapping.
 
+pub mod admin_access;
 pub mod error;
 pub mod evaluate;
 pub mod health;
+pub mod recent;
 pub mod replay;
 pub mod request_id;
 pub mod state;

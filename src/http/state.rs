@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::recent::RecentDecisions;
 use super::replay::ReplayCache;
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// PIM retries: the same request gets the same stored decision (same evaluationId) for a while.
     pub replays: ReplayCache,
+    /// This replica's last answers for the console; empty (capacity 0) when no console is served.
+    pub recent: RecentDecisions,
     shutting_down: AtomicBool,
     /// The last reload attempt, for `/readyz`; `None` until the first one.
     last_reload: RwLock<Option<ReloadStatus>>,
@@ -62,12 +65,19 @@ impl AppState {
             settings.server.idempotency_capacity,
             std::time::Duration::from_secs(settings.server.idempotency_ttl_seconds),
         );
+        let console = settings.admin.enabled() && settings.admin.console;
+        let recent = RecentDecisions::new(if console {
+            settings.admin.recent_decisions
+        } else {
+            0
+        });
         Self {
             settings,
             authenticator,
             rules: RwLock::new(Arc::new(rules)),
             audit,
             replays,
+            recent,
             shutting_down: AtomicBool::new(false),
             last_reload: RwLock::new(None),
         }

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 /// shared piece down, usually into `vocabulary`), not a line to add.
 const LAYERS: &[&[&str]] = &[
     &["cli"],
-    &["startup", "onboard", "workbench"],
+    &["startup", "onboard"],
+    &["console"],
+    &["workbench"],
     &["reload"],
     &["http"],
     &["audit"],
