@@ -124,6 +124,12 @@ pub enum RulesCommand {
         path: Option<PathBuf>,
         #[arg(long, env = "PIMGATE_CONFIG")]
         config: Option<PathBuf>,
+        /// Run only the cases whose name contains this text (ignoring case).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Also write a JUnit XML report to this file, for CI systems.
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
 }
 
@@ -157,9 +163,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(code) => code,
         },
         Command::Rules {
-            command: RulesCommand::Test { path, config },
+            command:
+                RulesCommand::Test {
+                    path,
+                    config,
+                    filter,
+                    junit,
+                },
         } => match rules_context(path, config.as_deref(), true) {
-            Ok((path, connectors)) => test(&path, &connectors).await,
+            Ok((path, connectors)) => {
+                let options = crate::workbench::testing::TestOptions { filter };
+                test(&path, &connectors, &options, junit.as_deref()).await
+            }
             Err(code) => code,
         },
         Command::Evaluate {
@@ -388,10 +403,27 @@ fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connecto
     }
 }
 
-async fn test(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connectors>) -> ExitCode {
-    match crate::workbench::testing::run_tests_with(path, connectors).await {
+/// Exit 0 when every case that ran passed, 1 on a failure or a problem, 2 when the JUnit report
+/// cannot be written.
+async fn test(
+    path: &Path,
+    connectors: &std::sync::Arc<crate::connectors::Connectors>,
+    options: &crate::workbench::testing::TestOptions,
+    junit: Option<&Path>,
+) -> ExitCode {
+    match crate::workbench::testing::run_tests_filtered(path, connectors, options).await {
         Ok(report) => {
             println!("{report}");
+            if let Some(junit) = junit {
+                let xml = crate::workbench::testing::junit::to_junit_xml(&report);
+                if let Err(error) = std::fs::write(junit, xml) {
+                    eprintln!(
+                        "pimgate: cannot write the JUnit report `{}`: {error}",
+                        junit.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
             if report.failed == 0 {
                 ExitCode::SUCCESS
             } else {
