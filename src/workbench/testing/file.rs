@@ -92,10 +92,13 @@ pub(super) fn read_cases(path: &Path, text: &str) -> Result<Vec<Case>, Vec<Diagn
     if problems.is_empty() {
         return Ok(cases);
     }
-    Err(problems
+    let mut placed: Vec<Diagnostic> = problems
         .into_iter()
         .map(|problem| place(problem, path, text))
-        .collect())
+        .collect();
+    // In the order they are written, as an operator reads the file top to bottom.
+    placed.sort_by_key(|problem| (problem.line, problem.column));
+    Err(placed)
 }
 
 /// The problem in `path`, at the line of its key when it has none yet.
@@ -144,10 +147,10 @@ fn read_case(
     )
     .and_then(|now| match DateTime::parse_from_rfc3339(&now) {
         Ok(at) => Some(at.with_timezone(&Utc)),
-        Err(error) => {
+        Err(_) => {
             problems.push(Diagnostic::error(
                 format!("{key}.now"),
-                format!("`{now}` is not an RFC 3339 time: {error}"),
+                format!("`{now}` is not an RFC 3339 time (a date, `T`, a time and an offset)"),
                 "e.g. `2026-11-24T19:05:00+01:00`",
             ));
             None
