@@ -23,6 +23,7 @@ mod connector_itsm;
 mod connector_oncall;
 mod connector_opa;
 mod critical_groups;
+mod evaluate_output;
 mod fuzz_corpus;
 mod guards;
 mod input_props;
