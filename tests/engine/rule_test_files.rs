@@ -262,8 +262,7 @@ cases:
     };
     let problems = run_tests_filtered(dir.path(), &Connectors::none(), &options)
         .await
-        .err()
-        .expect("the broken case is reported although filtered out");
+        .expect_err("the broken case is reported although filtered out");
     assert_eq!(problems[0].key, "cases[1].now");
 }
 
