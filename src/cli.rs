@@ -8,11 +8,13 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::auth::dev::{DevTokenOptions, issue_token};
-use crate::decision::{self, CheckStage, Decision};
+use crate::decision;
 use crate::payload;
 use crate::rules;
 use crate::settings::Settings;
 use crate::startup::Application;
+use crate::workbench::explain;
+pub use crate::workbench::explain::explain;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -124,6 +126,12 @@ pub enum RulesCommand {
         path: Option<PathBuf>,
         #[arg(long, env = "PIMGATE_CONFIG")]
         config: Option<PathBuf>,
+        /// Run only the cases whose name contains this text (ignoring case).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Also write a JUnit XML report to this file, for CI systems.
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
 }
 
@@ -157,9 +165,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             Err(code) => code,
         },
         Command::Rules {
-            command: RulesCommand::Test { path, config },
+            command:
+                RulesCommand::Test {
+                    path,
+                    config,
+                    filter,
+                    junit,
+                },
         } => match rules_context(path, config.as_deref(), true) {
-            Ok((path, connectors)) => test(&path, &connectors).await,
+            Ok((path, connectors)) => {
+                let options = crate::workbench::testing::TestOptions { filter };
+                test(&path, &connectors, &options, junit.as_deref()).await
+            }
             Err(code) => code,
         },
         Command::Evaluate {
@@ -388,10 +405,27 @@ fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connecto
     }
 }
 
-async fn test(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connectors>) -> ExitCode {
-    match crate::workbench::testing::run_tests_with(path, connectors).await {
+/// Exit 0 when every case that ran passed, 1 on a failure or a problem, 2 when the JUnit report
+/// cannot be written.
+async fn test(
+    path: &Path,
+    connectors: &std::sync::Arc<crate::connectors::Connectors>,
+    options: &crate::workbench::testing::TestOptions,
+    junit: Option<&Path>,
+) -> ExitCode {
+    match crate::workbench::testing::run_tests_filtered(path, connectors, options).await {
         Ok(report) => {
             println!("{report}");
+            if let Some(junit) = junit {
+                let xml = crate::workbench::testing::junit::to_junit_xml(&report);
+                if let Err(error) = std::fs::write(junit, xml) {
+                    eprintln!(
+                        "pimgate: cannot write the JUnit report `{}`: {error}",
+                        junit.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
             if report.failed == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -447,15 +481,34 @@ async fn evaluate(
             return ExitCode::from(2);
         }
     };
-    // Offline: no connector is built, so upstream checks report "not evaluated" and say so.
-    let connectors = match (offline, &settings) {
+    // Offline: only the connectors that read local files are built (the HR file, the on-call
+    // roster); the checks of every other connector report "not evaluated", and the report names them.
+    let (connectors, local_sources) = match (offline, &settings) {
         (false, Some(settings)) => {
             match build_connectors(&settings.connectors, &settings.auth.tenant_id) {
-                Ok(connectors) => connectors,
+                Ok(connectors) => (connectors, Vec::new()),
                 Err(code) => return code,
             }
         }
-        _ => crate::connectors::Connectors::none(),
+        (true, Some(settings)) => {
+            let local = crate::connectors::ConnectorsSettings {
+                hr_file: settings.connectors.hr_file.clone(),
+                oncall_file: settings.connectors.oncall_file.clone(),
+                ..Default::default()
+            };
+            let mut sources = Vec::new();
+            if local.hr_file.is_some() {
+                sources.push("hr_file");
+            }
+            if local.oncall_file.is_some() {
+                sources.push("oncall_file");
+            }
+            match build_connectors(&local, &settings.auth.tenant_id) {
+                Ok(connectors) => (connectors, sources),
+                Err(code) => return code,
+            }
+        }
+        (_, None) => (crate::connectors::Connectors::none(), Vec::new()),
     };
     let rules = match rules::load_with(&rules_path, &connectors) {
         Ok(rules) => rules,
@@ -471,10 +524,12 @@ async fn evaluate(
     let mut decision = decision::evaluate_at_stage(&rules, &request, stage, now, budget).await;
     // The explanation names every policy passed over, not only those the index could not rule out.
     decision.skipped_policies = rules.select_explained(&request, stage, now).into_skipped();
+    let offline = offline.then(|| explain::offline_report(&rules, &decision, local_sources));
     if json {
+        // `decision` carries the audit record's field names (`evaluationId`, `shadowDecisions`, ...).
         let document = serde_json::json!({
             "request": request,
-            "decision": decision,
+            "decision": explain::decision_json(&decision, &request),
             "offline": offline,
             "response": {
                 "evaluationId": decision.evaluation_id.to_string(),
@@ -490,192 +545,10 @@ async fn evaluate(
             }
         }
     } else {
-        print!("{}", explain(&decision, &request, offline));
+        print!(
+            "{}",
+            explain::explain_with(&decision, &request, offline.as_ref())
+        );
     }
     ExitCode::SUCCESS
-}
-
-/// The human explanation tree printed by `pimgate evaluate`.
-pub fn explain(decision: &Decision, request: &payload::ActivationRequest, offline: bool) -> String {
-    let mut out = String::new();
-    let mut line = |text: String| {
-        out.push_str(&text);
-        out.push('\n');
-    };
-    line(format!("Outcome:    {}", decision.outcome.as_str()));
-    line(format!("Stage:      {}", decision.stage));
-    line(format!(
-        "Request:    {} asks for {} ({})",
-        request.principal_id,
-        decision::describe_target(request),
-        request.action.as_str()
-    ));
-    line(format!(
-        "Policy:     {}",
-        decision.policy.as_deref().unwrap_or("(none matched)")
-    ));
-    line(format!("Rules:      revision {}", decision.rules_revision));
-    if !decision.skipped_policies.is_empty() {
-        line("Passed over:".into());
-        for skipped in &decision.skipped_policies {
-            line(format!("  - {}: {}", skipped.policy, skipped.why));
-        }
-    }
-    if !decision.guards.is_empty() {
-        line("Guards (applied whichever policy decides):".into());
-        for guard in &decision.guards {
-            let effect = format!("{:?}", guard.effect).to_uppercase();
-            let effect = match guard.mode {
-                crate::rules::PolicyMode::Enforce => effect,
-                crate::rules::PolicyMode::Audit => {
-                    format!("would {effect} (audit mode: does not change the answer)")
-                }
-            };
-            line(format!("  - {}: {effect}", guard.name));
-            for reason in &guard.reasons {
-                line(format!("      {reason}"));
-            }
-            for report in &guard.checks {
-                let status = format!("{:?}", report.outcome.status).to_uppercase();
-                line(format!(
-                    "      [require] {} {status} ({:.2} ms): {}",
-                    report.kind, report.duration_ms, report.outcome.message
-                ));
-                if !report.outcome.evidence.is_empty() {
-                    line(format!(
-                        "          evidence: {}",
-                        serde_json::Value::Object(report.outcome.evidence.clone())
-                    ));
-                }
-            }
-        }
-    }
-    if !decision.checks.is_empty() {
-        line("Checks:".into());
-        for report in &decision.checks {
-            let stage = match report.stage {
-                CheckStage::Require => "require",
-                CheckStage::AutoApprove => "auto_approve",
-            };
-            let status = format!("{:?}", report.outcome.status).to_uppercase();
-            line(format!(
-                "  [{stage}] {} {status} ({:.2} ms): {}",
-                report.kind, report.duration_ms, report.outcome.message
-            ));
-            if !report.outcome.evidence.is_empty() {
-                line(format!(
-                    "      evidence: {}",
-                    serde_json::Value::Object(report.outcome.evidence.clone())
-                ));
-            }
-        }
-    }
-    line("Reasons (what PIM shows the requester):".into());
-    for reason in &decision.reasons {
-        line(format!("  - {reason}"));
-    }
-    let hints = what_would_change(decision);
-    if !hints.is_empty() {
-        line("What would change the outcome:".into());
-        for hint in hints {
-            line(format!("  - {hint}"));
-        }
-    }
-    if offline {
-        let not_run: Vec<&str> = decision
-            .checks
-            .iter()
-            .filter(|report| {
-                crate::checks::registry::UPSTREAM_KINDS.contains(&report.kind.as_str())
-            })
-            .map(|report| report.kind.as_str())
-            .collect();
-        if not_run.is_empty() {
-            line("Offline: no upstream system was called; every check that ran is local.".into());
-        } else {
-            line(format!(
-                "Offline: no upstream system was called; these checks could not run: {}.",
-                not_run.join(", ")
-            ));
-        }
-    }
-    line(format!(
-        "Evaluated in {:.2} ms; evaluationId {}",
-        decision.duration_ms, decision.evaluation_id
-    ));
-    out
-}
-
-/// The checks standing between this request and a better outcome, phrased as what to change: the
-/// enforcing guards that denied or capped first, then the policy's.
-fn what_would_change(decision: &Decision) -> Vec<String> {
-    let mut hints = guard_hints(decision);
-    hints.extend(policy_hints(decision));
-    hints
-}
-
-fn guard_hints(decision: &Decision) -> Vec<String> {
-    use crate::checks::CheckStatus;
-    use crate::decision::GuardEffect;
-    let mut hints = Vec::new();
-    let enforcing = decision.guards.iter().filter(|guard| {
-        guard.mode == crate::rules::PolicyMode::Enforce && guard.effect != GuardEffect::Pass
-    });
-    for guard in enforcing {
-        if guard.checks.is_empty() {
-            hints.push(format!(
-                "guard `{}` denies every request it applies to: only a request outside its `match` (or `when`) escapes it",
-                guard.name
-            ));
-        }
-        for report in &guard.checks {
-            match report.outcome.status {
-                CheckStatus::Pass => {}
-                CheckStatus::Error => hints.push(format!(
-                    "guard `{}`: `{}` must be evaluable (it errored: {})",
-                    guard.name, report.kind, report.outcome.message
-                )),
-                CheckStatus::Fail => hints.push(format!(
-                    "guard `{}`: `{}` must pass: {}",
-                    guard.name, report.kind, report.outcome.message
-                )),
-            }
-        }
-    }
-    hints
-}
-
-fn policy_hints(decision: &Decision) -> Vec<String> {
-    use crate::checks::CheckStatus;
-    let blocking = |stage: CheckStage| {
-        decision.checks.iter().filter(move |report| {
-            report.stage == stage && report.outcome.status != CheckStatus::Pass
-        })
-    };
-    match decision.outcome {
-        crate::decision::Outcome::Denied if decision.policy.is_none() => {
-            vec![
-                "a policy whose `match` covers this request (or a catch-all policy) in the rules"
-                    .into(),
-            ]
-        }
-        crate::decision::Outcome::Denied => blocking(CheckStage::Require)
-            .map(|report| match report.outcome.status {
-                CheckStatus::Error => format!(
-                    "`{}` must be evaluable (it errored: {}), or the policy's `on_error: approve`",
-                    report.kind, report.outcome.message
-                ),
-                _ => format!("`{}` must pass: {}", report.kind, report.outcome.message),
-            })
-            .collect(),
-        crate::decision::Outcome::Approved => blocking(CheckStage::AutoApprove)
-            .map(|report| {
-                format!(
-                    "auto-approval needs `{}` to pass: {}",
-                    report.kind, report.outcome.message
-                )
-            })
-            .collect(),
-        crate::decision::Outcome::AutoApproved => Vec::new(),
-    }
 }

@@ -104,7 +104,7 @@ pub(super) fn mapping<'v>(
 
 /// A problem for every key of `mapping` (the value a spec was read from) not in `known`, with a
 /// "did you mean".
-pub(super) fn unknown_keys(
+pub(crate) fn unknown_keys(
     out: &mut Vec<Diagnostic>,
     prefix: &str,
     mapping: &yaml_serde::Mapping,
@@ -135,7 +135,7 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-pub(super) fn key_text(key: &Value) -> String {
+pub(crate) fn key_text(key: &Value) -> String {
     match key {
         Value::String(text) => text.clone(),
         other => yaml_serde::to_string(other)
@@ -144,7 +144,7 @@ pub(super) fn key_text(key: &Value) -> String {
     }
 }
 
-pub(super) fn kind_of(value: &Value) -> &'static str {
+pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "nothing",
         Value::Bool(_) => "a boolean",

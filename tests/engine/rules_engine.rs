@@ -1104,7 +1104,7 @@ async fn a_broken_test_case_is_a_problem_not_a_failure() {
     assert!(
         problems
             .iter()
-            .any(|problem| problem.message.contains("unknown field `stubs`")),
+            .any(|problem| problem.message.contains("unknown key `stubs`")),
         "{}",
         render(&problems)
     );

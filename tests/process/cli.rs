@@ -275,7 +275,7 @@ fn evaluate_answers_as_the_stage_it_is_given() {
     assert_eq!(after["stage"], "post_approval");
     assert_eq!(after["policy"], "critical-roles-recheck-after-approval");
     assert_ne!(before["policy"], after["policy"]);
-    assert_ne!(before["evaluation_id"], after["evaluation_id"]);
+    assert_ne!(before["evaluationId"], after["evaluationId"]);
 
     let wrong = pimgate(&[
         "evaluate",

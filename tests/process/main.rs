@@ -9,6 +9,7 @@ mod cli;
 mod justification_hardening;
 mod otlp;
 mod reload;
+mod rules_workbench_cli;
 mod shutdown;
 mod slow_clients;
 mod soak;
