@@ -15,6 +15,7 @@ use crate::connectors::Connectors;
 use crate::http::recent::RequestSummary;
 use crate::http::state::AppState;
 use crate::payload::{self, Stage};
+use crate::workbench::explain;
 
 /// No script at all (the pages need none), styles only inline, forms only to this origin.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -208,5 +209,14 @@ pub async fn dry_run(
             .mask_justification(request.justification.as_deref()),
     );
     view.explanation = Some(Explanation::of(&decision, &summary));
+    let local_sources = [
+        ("hr_file", connectors.hr_file.is_some()),
+        ("oncall_file", connectors.oncall_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, configured)| configured.then_some(name))
+    .collect();
+    let offline = explain::offline_report(&rules, &decision, local_sources);
+    view.text = explain::explain_with(&decision, &request, Some(&offline));
     ok(view.render())
 }
