@@ -18,6 +18,7 @@ pub mod matcher;
 mod report;
 mod sources;
 mod spec;
+pub use spec::field_names;
 mod stages;
 mod start_bounds;
 mod validate;

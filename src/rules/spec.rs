@@ -153,7 +153,7 @@ pub(super) fn policy_keys() -> Vec<&'static str> {
 /// The field names serde's derive gives a struct `T` (its `deserialize_struct` call), so the list of
 /// known keys cannot drift from the struct. Empty for types that are not plain structs (a struct
 /// with `#[serde(flatten)]` fields is read as a map: list its parts instead).
-pub(super) fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+pub fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
     let mut fields: &'static [&'static str] = &[];
     // The introspector always fails once it has seen the field list: the error is the expected end.
     let _ = T::deserialize(FieldNames(&mut fields));
