@@ -54,8 +54,20 @@ impl CheckKind for AuthMethodsKind {
             summary: "The requester has registered a strong authentication method (Graph `authentication/methods`).",
             example: "- auth_methods: { phishing_resistant: true }",
             keys: vec![
-                crate::checks::registry::KeyDoc::new("phishing_resistant", "boolean", "none", "true", "`true`: the phishing-resistant kinds are accepted (`false` is refused)."),
-                crate::checks::registry::KeyDoc::new("any_of", "list of method kinds", "[]", "[microsoftAuthenticator]", "Further accepted kinds, by name."),
+                crate::checks::registry::KeyDoc::new(
+                    "phishing_resistant",
+                    "boolean",
+                    "none",
+                    "true",
+                    "`true`: the phishing-resistant kinds are accepted (`false` is refused).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "any_of",
+                    "list of method kinds",
+                    "[]",
+                    "[microsoftAuthenticator]",
+                    "Further accepted kinds, by name.",
+                ),
             ],
             reads: auth_methods_reads(),
         }
@@ -377,15 +389,31 @@ mod tests {
 /// What the reference says `auth_methods` reads: the Graph call, permission and method kinds.
 fn auth_methods_reads() -> Vec<crate::checks::registry::UpstreamFact> {
     let names = |kinds: &[MethodKind]| {
-        kinds.iter().map(|kind| format!("`{}`", kind.name())).collect::<Vec<_>>().join(", ")
+        kinds
+            .iter()
+            .map(|kind| format!("`{}`", kind.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     vec![
-        crate::checks::registry::UpstreamFact::new("Microsoft Graph", format!("`{}`", crate::connectors::graph::methods::METHODS_OPERATION)),
         crate::checks::registry::UpstreamFact::new(
             "Microsoft Graph",
-            format!("permission: `{}` ({})", USER_AUTH_METHOD_READ_ALL.name, USER_AUTH_METHOD_READ_ALL.reads),
+            format!("`{}`", crate::connectors::graph::methods::METHODS_OPERATION),
         ),
-        crate::checks::registry::UpstreamFact::new("Microsoft Graph", format!("method kinds: {}", names(&MethodKind::ALL))),
-        crate::checks::registry::UpstreamFact::new("Microsoft Graph", format!("phishing-resistant: {}", names(&PHISHING_RESISTANT))),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!(
+                "permission: `{}` ({})",
+                USER_AUTH_METHOD_READ_ALL.name, USER_AUTH_METHOD_READ_ALL.reads
+            ),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("method kinds: {}", names(&MethodKind::ALL)),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("phishing-resistant: {}", names(&PHISHING_RESISTANT)),
+        ),
     ]
 }

@@ -48,8 +48,20 @@ impl CheckKind for DurationKind {
             summary: "The requested activation is no longer than `max`.",
             example: "- duration: { max: PT2H }",
             keys: vec![
-                crate::checks::registry::KeyDoc::new("max", "ISO-8601 duration", "required", "PT2H", "Longest activation allowed."),
-                crate::checks::registry::KeyDoc::new("allow_no_expiration", "boolean", "false", "true", "Whether a request without an end (`noExpiration`) may pass."),
+                crate::checks::registry::KeyDoc::new(
+                    "max",
+                    "ISO-8601 duration",
+                    "required",
+                    "PT2H",
+                    "Longest activation allowed.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "allow_no_expiration",
+                    "boolean",
+                    "false",
+                    "true",
+                    "Whether a request without an end (`noExpiration`) may pass.",
+                ),
             ],
             reads: Vec::new(),
         }

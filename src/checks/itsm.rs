@@ -107,13 +107,55 @@ impl CheckKind for ItsmKind {
             summary: "The request's ticket exists in ServiceNow or Jira, in an allowed state, assigned to the requester, and (ServiceNow changes) planned around the activation.",
             example: "- itsm: { system: servicenow, states: [Implement], assigned_to_requester: true, covers_activation: true }",
             keys: vec![
-                crate::checks::registry::KeyDoc::new("system", "`servicenow` or `jira`", "required", "servicenow", "Which connector is asked."),
-                crate::checks::registry::KeyDoc::new("tables", "list of ServiceNow tables", "[change_request, incident]", "[change_request]", "ServiceNow tables a ticket may come from."),
-                crate::checks::registry::KeyDoc::new("states", "list of state names or ServiceNow codes", "[] (any)", "[Implement, \"-1\"]", "Allowed states, case-insensitive."),
-                crate::checks::registry::KeyDoc::new("status_categories", "list of Jira status category keys", "[] (any)", "[indeterminate]", "Jira only: allowed status categories."),
-                crate::checks::registry::KeyDoc::new("assigned_to_requester", "boolean", "false", "true", "The requester must be one of `requester_roles` on the ticket (matched by e-mail or user name)."),
-                crate::checks::registry::KeyDoc::new("requester_roles", "list of ticket person fields", "ServiceNow `assigned_to`; Jira `assignee`", "[assigned_to, requested_by]", "Who on the ticket counts as the requester; any one matching is enough."),
-                crate::checks::registry::KeyDoc::new("covers_activation", "boolean", "false", "true", "ServiceNow only: the change's planned window must contain the activation."),
+                crate::checks::registry::KeyDoc::new(
+                    "system",
+                    "`servicenow` or `jira`",
+                    "required",
+                    "servicenow",
+                    "Which connector is asked.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "tables",
+                    "list of ServiceNow tables",
+                    "[change_request, incident]",
+                    "[change_request]",
+                    "ServiceNow tables a ticket may come from.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "states",
+                    "list of state names or ServiceNow codes",
+                    "[] (any)",
+                    "[Implement, \"-1\"]",
+                    "Allowed states, case-insensitive.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "status_categories",
+                    "list of Jira status category keys",
+                    "[] (any)",
+                    "[indeterminate]",
+                    "Jira only: allowed status categories.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "assigned_to_requester",
+                    "boolean",
+                    "false",
+                    "true",
+                    "The requester must be one of `requester_roles` on the ticket (matched by e-mail or user name).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "requester_roles",
+                    "list of ticket person fields",
+                    "ServiceNow `assigned_to`; Jira `assignee`",
+                    "[assigned_to, requested_by]",
+                    "Who on the ticket counts as the requester; any one matching is enough.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "covers_activation",
+                    "boolean",
+                    "false",
+                    "true",
+                    "ServiceNow only: the change's planned window must contain the activation.",
+                ),
             ],
             reads: itsm_reads(),
         }
@@ -708,7 +750,10 @@ fn itsm_reads() -> Vec<crate::checks::registry::UpstreamFact> {
     for table in servicenow::DEFAULT_TABLES {
         reads.push(crate::checks::registry::UpstreamFact::new(
             "ServiceNow",
-            format!("`{table}` fields: {}", servicenow::fields_for(table).join(", ")),
+            format!(
+                "`{table}` fields: {}",
+                servicenow::fields_for(table).join(", ")
+            ),
         ));
         let states: Vec<String> = servicenow::known_states(table)
             .iter()
@@ -727,10 +772,16 @@ fn itsm_reads() -> Vec<crate::checks::registry::UpstreamFact> {
         "ServiceNow",
         format!("`requester_roles`: {}", servicenow::PERSON_ROLES.join(", ")),
     ));
-    reads.push(crate::checks::registry::UpstreamFact::new("Jira", format!("issue fields: {}", jira::ISSUE_FIELDS)));
     reads.push(crate::checks::registry::UpstreamFact::new(
         "Jira",
-        format!("status categories (`statusCategory.key`): {}", jira::STATUS_CATEGORIES.join(", ")),
+        format!("issue fields: {}", jira::ISSUE_FIELDS),
+    ));
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "Jira",
+        format!(
+            "status categories (`statusCategory.key`): {}",
+            jira::STATUS_CATEGORIES.join(", ")
+        ),
     ));
     reads.push(crate::checks::registry::UpstreamFact::new(
         "Jira",
@@ -738,7 +789,10 @@ fn itsm_reads() -> Vec<crate::checks::registry::UpstreamFact> {
     ));
     reads.push(crate::checks::registry::UpstreamFact::new(
         "Microsoft Graph",
-        format!("the requester's e-mail and user name, with `{}`", graph::USER_READ_ALL.name),
+        format!(
+            "the requester's e-mail and user name, with `{}`",
+            graph::USER_READ_ALL.name
+        ),
     ));
     reads
 }

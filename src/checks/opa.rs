@@ -48,10 +48,25 @@ impl CheckKind for OpaKind {
             summary: "An Open Policy Agent document decides, given the request document.",
             example: "- opa: { connector: main, path: pim/allow }",
             keys: vec![
-                crate::checks::registry::KeyDoc::new("connector", "connector name", "required", "main", "The `[connectors.opa.NAME]` to ask."),
-                crate::checks::registry::KeyDoc::new("path", "document path", "required", "pim/allow", "The document under `/v1/data/`."),
+                crate::checks::registry::KeyDoc::new(
+                    "connector",
+                    "connector name",
+                    "required",
+                    "main",
+                    "The `[connectors.opa.NAME]` to ask.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "path",
+                    "document path",
+                    "required",
+                    "pim/allow",
+                    "The document under `/v1/data/`.",
+                ),
             ],
-            reads: vec![crate::checks::registry::UpstreamFact::new("OPA", "POST /v1/data/{path} with {\"input\": <request document>}; `result` true/false or { allow: bool, reasons: [string] } decides, anything else is not evaluated")],
+            reads: vec![crate::checks::registry::UpstreamFact::new(
+                "OPA",
+                "POST /v1/data/{path} with {\"input\": <request document>}; `result` true/false or { allow: bool, reasons: [string] } decides, anything else is not evaluated",
+            )],
         }
     }
 

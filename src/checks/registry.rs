@@ -58,7 +58,7 @@ pub trait CheckKind {
     /// The keys the spec's map form accepts, read off serde (so they cannot drift from the type);
     /// a kind whose spec is not a plain struct names its map form's keys itself.
     fn keys() -> &'static [&'static str] {
-        crate::rules::field_names::<Self::Spec>()
+        crate::vocabulary::serde_keys::field_names::<Self::Spec>()
     }
 }
 

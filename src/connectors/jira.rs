@@ -238,8 +238,7 @@ impl Jira {
             let mut url =
                 reqwest::Url::parse(&format!("{}{}/issue/{key}", self.base_url, self.api()))
                     .map_err(|_| UpstreamError::Unreachable { connector: NAME })?;
-            url.query_pairs_mut()
-                .append_pair("fields", ISSUE_FIELDS);
+            url.query_pairs_mut().append_pair("fields", ISSUE_FIELDS);
             let request = self.authorized(self.upstream.client().get(url));
             let (result, mut call) = self
                 .upstream

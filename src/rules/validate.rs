@@ -285,7 +285,7 @@ pub(super) fn validate_checks(
 }
 
 /// The example each `match:` key's fix shows.
-pub(super) fn match_example(name: &str) -> &'static str {
+pub fn match_example(name: &str) -> &'static str {
     match name {
         "roles" => "roles: [Exchange Administrator]",
         "tiers" => "tiers: [High, Medium]",
@@ -293,6 +293,8 @@ pub(super) fn match_example(name: &str) -> &'static str {
         "resource_types" => "resource_types: [entraRoles]",
         "scopes" => "scopes: [/subscriptions/<id>/*]",
         "actions" => "actions: [selfExtend, selfRenew]",
+        "groups" => "groups: [tier0-admins]",
+        "stages" => "stages: [pre_approval]",
         _ => "[0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d]",
     }
 }

@@ -2,5 +2,9 @@
 //! `decision::evaluate`, so they depend on both `rules` and `decision` and neither depends on them.
 //!
 //! - `testing`: `pimgate rules test`, the cases kept in `*.test.yaml` beside the rules.
+//! - `reference`: `pimgate rules reference`, the rule reference generated from the code.
+//! - `roles`: `pimgate roles`, the built-in role catalog with ids and tiers.
 
+pub mod reference;
+pub mod roles;
 pub mod testing;

@@ -30,6 +30,7 @@ mod never_more_permissive;
 mod onboard;
 mod onboard_lifecycle;
 mod payload_decode;
+mod reference;
 mod rules_engine;
 mod rules_index;
 mod settings;
