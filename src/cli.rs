@@ -332,7 +332,11 @@ fn rules_context(
             ..Default::default()
         };
     }
-    let connectors = build_connectors(&connector_settings, &settings.auth.tenant_id)?;
+    // Neither `validate` nor `test` calls an upstream system, so they need no secrets: CI has the
+    // configuration, not the production credentials.
+    let connectors = crate::connectors::secrets::without_secrets(|| {
+        build_connectors(&connector_settings, &settings.auth.tenant_id)
+    })?;
     Ok((path.unwrap_or(settings.rules.path), connectors))
 }
 

@@ -12,3 +12,4 @@ mod reload;
 mod shutdown;
 mod slow_clients;
 mod soak;
+mod workbench_cli;
