@@ -162,3 +162,41 @@ fn rules_reference_and_roles_print_the_generated_documents() {
     let unknown = pimgate(&["roles", "--tier", "extreme"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+/// README's first command (`serve --config config/example.toml`, development mode) asks no one for
+/// signing keys: every outbound HTTPS call is sent to a proxy the test holds, which must see none,
+/// and the log must not warn about a key refresh.
+#[test]
+fn development_mode_with_the_example_config_makes_no_outbound_call() {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy");
+    proxy.set_nonblocking(true).expect("nonblocking");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("address"));
+    let served = crate::support::serve::serve(
+        std::path::Path::new("config/example.toml"),
+        &[
+            ("HTTPS_PROXY", proxy_url.as_str()),
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("ALL_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", ""),
+        ],
+    );
+    // Long enough for the first key fetch and its first retry (1 s backoff) to be attempted.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut connections = 0;
+    while std::time::Instant::now() < until {
+        if proxy.accept().is_ok() {
+            connections += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = [served.stdout_lines(), served.stderr_lines()].concat();
+    let warnings: Vec<&String> = log
+        .iter()
+        .filter(|line| {
+            line.contains("signing key refresh failed")
+                || line.contains("login.microsoftonline.com")
+        })
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert_eq!(connections, 0, "outbound connections through the proxy");
+}
