@@ -243,6 +243,38 @@ impl Check for AuthMethodsCheck {
     }
 }
 
+/// What the reference says `auth_methods` reads: the Graph call, permission and method kinds.
+fn auth_methods_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    let names = |kinds: &[MethodKind]| {
+        kinds
+            .iter()
+            .map(|kind| format!("`{}`", kind.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("`{}`", crate::connectors::graph::methods::METHODS_OPERATION),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!(
+                "permission: `{}` ({})",
+                USER_AUTH_METHOD_READ_ALL.name, USER_AUTH_METHOD_READ_ALL.reads
+            ),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("method kinds: {}", names(&MethodKind::ALL)),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("phishing-resistant: {}", names(&PHISHING_RESISTANT)),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,36 +416,4 @@ mod tests {
         assert!(CHECK_KINDS.contains(&"auth_methods"));
         assert!(UPSTREAM_KINDS.contains(&"auth_methods"));
     }
-}
-
-/// What the reference says `auth_methods` reads: the Graph call, permission and method kinds.
-fn auth_methods_reads() -> Vec<crate::checks::registry::UpstreamFact> {
-    let names = |kinds: &[MethodKind]| {
-        kinds
-            .iter()
-            .map(|kind| format!("`{}`", kind.name()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    vec![
-        crate::checks::registry::UpstreamFact::new(
-            "Microsoft Graph",
-            format!("`{}`", crate::connectors::graph::methods::METHODS_OPERATION),
-        ),
-        crate::checks::registry::UpstreamFact::new(
-            "Microsoft Graph",
-            format!(
-                "permission: `{}` ({})",
-                USER_AUTH_METHOD_READ_ALL.name, USER_AUTH_METHOD_READ_ALL.reads
-            ),
-        ),
-        crate::checks::registry::UpstreamFact::new(
-            "Microsoft Graph",
-            format!("method kinds: {}", names(&MethodKind::ALL)),
-        ),
-        crate::checks::registry::UpstreamFact::new(
-            "Microsoft Graph",
-            format!("phishing-resistant: {}", names(&PHISHING_RESISTANT)),
-        ),
-    ]
 }

@@ -216,6 +216,24 @@ impl Check for GroupCheck {
     }
 }
 
+/// What the reference says `group` reads, from the Graph groups module.
+fn group_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    use crate::connectors::graph::groups;
+    vec![
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("`{}?$select=id,displayName`", groups::GROUPS_OPERATION),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!(
+                "permission: `{}` ({})",
+                GROUP_MEMBER_READ_ALL.name, GROUP_MEMBER_READ_ALL.reads
+            ),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,22 +276,4 @@ mod tests {
                 .contains("graph connector is not configured")
         );
     }
-}
-
-/// What the reference says `group` reads, from the Graph groups module.
-fn group_reads() -> Vec<crate::checks::registry::UpstreamFact> {
-    use crate::connectors::graph::groups;
-    vec![
-        crate::checks::registry::UpstreamFact::new(
-            "Microsoft Graph",
-            format!("`{}?$select=id,displayName`", groups::GROUPS_OPERATION),
-        ),
-        crate::checks::registry::UpstreamFact::new(
-            "Microsoft Graph",
-            format!(
-                "permission: `{}` ({})",
-                GROUP_MEMBER_READ_ALL.name, GROUP_MEMBER_READ_ALL.reads
-            ),
-        ),
-    ]
 }

@@ -475,6 +475,30 @@ impl Check for HrCheck {
     }
 }
 
+/// What the reference says `hr` reads, from the Graph connector's `$select` and permissions.
+fn hr_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    vec![
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("`GET /v1.0/users/{{id}}?$select={}`", graph::USER_SELECT),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!(
+                "permissions: `{}` ({}); `{}` ({}, for `not_leaving_within`)",
+                graph::USER_READ_ALL.name,
+                graph::USER_READ_ALL.reads,
+                graph::LIFECYCLE_READ_ALL.name,
+                graph::LIFECYCLE_READ_ALL.reads
+            ),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "HR file",
+            "the same attributes, by the requester's object id, from `[connectors.hr_file]`",
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,28 +530,4 @@ mod tests {
         assert_eq!(human(Duration::hours(8)), "8 hours");
         assert_eq!(human(Duration::minutes(90)), "PT1H30M");
     }
-}
-
-/// What the reference says `hr` reads, from the Graph connector's `$select` and permissions.
-fn hr_reads() -> Vec<crate::checks::registry::UpstreamFact> {
-    vec![
-        crate::checks::registry::UpstreamFact::new(
-            "Microsoft Graph",
-            format!("`GET /v1.0/users/{{id}}?$select={}`", graph::USER_SELECT),
-        ),
-        crate::checks::registry::UpstreamFact::new(
-            "Microsoft Graph",
-            format!(
-                "permissions: `{}` ({}); `{}` ({}, for `not_leaving_within`)",
-                graph::USER_READ_ALL.name,
-                graph::USER_READ_ALL.reads,
-                graph::LIFECYCLE_READ_ALL.name,
-                graph::LIFECYCLE_READ_ALL.reads
-            ),
-        ),
-        crate::checks::registry::UpstreamFact::new(
-            "HR file",
-            "the same attributes, by the requester's object id, from `[connectors.hr_file]`",
-        ),
-    ]
 }

@@ -389,6 +389,36 @@ fn not_configured(connector: &str) -> String {
     )
 }
 
+/// What the reference says `oncall` reads, per vendor, from the vendor table and connectors.
+fn oncall_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    let mut reads: Vec<crate::checks::registry::UpstreamFact> =
+        crate::connectors::oncall::ONCALL_VENDORS
+            .iter()
+            .map(|vendor| {
+                crate::checks::registry::UpstreamFact::new(
+                    vendor.name,
+                    if vendor.escalation_policies {
+                        "asked by schedules and escalation policies".to_string()
+                    } else {
+                        "asked by schedules only (no `escalation_policies`)".to_string()
+                    },
+                )
+            })
+            .collect();
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "pagerduty",
+        "`GET /oncalls`: each entry's `escalation_level` is the level `max_escalation_level` judges",
+    ));
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "opsgenie",
+        format!(
+            "schedule on-call recipients (`flat=true`) all count as level {}",
+            crate::connectors::opsgenie::RECIPIENT_LEVEL
+        ),
+    ));
+    reads
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,34 +477,4 @@ mod tests {
         assert_eq!(until(Some(tomorrow), now), "until 2026-11-25 06:30 UTC");
         assert_eq!(until(None, now), "with no end");
     }
-}
-
-/// What the reference says `oncall` reads, per vendor, from the vendor table and connectors.
-fn oncall_reads() -> Vec<crate::checks::registry::UpstreamFact> {
-    let mut reads: Vec<crate::checks::registry::UpstreamFact> =
-        crate::connectors::oncall::ONCALL_VENDORS
-            .iter()
-            .map(|vendor| {
-                crate::checks::registry::UpstreamFact::new(
-                    vendor.name,
-                    if vendor.escalation_policies {
-                        "asked by schedules and escalation policies".to_string()
-                    } else {
-                        "asked by schedules only (no `escalation_policies`)".to_string()
-                    },
-                )
-            })
-            .collect();
-    reads.push(crate::checks::registry::UpstreamFact::new(
-        "pagerduty",
-        "`GET /oncalls`: each entry's `escalation_level` is the level `max_escalation_level` judges",
-    ));
-    reads.push(crate::checks::registry::UpstreamFact::new(
-        "opsgenie",
-        format!(
-            "schedule on-call recipients (`flat=true`) all count as level {}",
-            crate::connectors::opsgenie::RECIPIENT_LEVEL
-        ),
-    ));
-    reads
 }

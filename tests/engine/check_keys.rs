@@ -1,6 +1,8 @@
 //! Problems inside a check name that check's own keys: "did you mean", the kind's key list, and a
 //! key path that never ends in a dot.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use pimgate::connectors::Connectors;
 use pimgate::vocabulary::diagnostic::Diagnostic;
 

@@ -1,5 +1,7 @@
 //! The generated operator documents equal the checked-in ones, so they cannot drift from the code.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
+
 use pimgate::workbench::{reference, roles};
 
 fn read(path: &str) -> String {
