@@ -105,6 +105,18 @@ pub enum Command {
         #[arg(long, requires = "status")]
         json: bool,
     },
+    /// List the built-in Entra roles with their template ids and tiers.
+    Roles {
+        /// Only the roles of this tier (critical, high, medium, low).
+        #[arg(long, value_parser = parse_tier)]
+        tier: Option<crate::rules::catalog::Tier>,
+        /// JSON (one array of `{id, name, tier}`) instead of a table.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+        /// The Markdown table kept at the end of `rules/CATALOG.md` (every role).
+        #[arg(long, conflicts_with = "tier")]
+        markdown: bool,
+    },
     /// Development helpers.
     Dev {
         #[command(subcommand)]
@@ -120,7 +132,13 @@ pub enum RulesCommand {
         path: Option<PathBuf>,
         #[arg(long, env = "PIMGATE_CONFIG")]
         config: Option<PathBuf>,
+        /// `text` (one `file:line:column: severity: ...` line each) or `json` (one object with
+        /// every diagnostic, for CI annotations).
+        #[arg(long, value_enum, default_value = "text")]
+        format: ValidateFormat,
     },
+    /// Print the rule reference (Markdown) generated from the code: `rules/REFERENCE.md`.
+    Reference,
     /// Run the test cases kept beside the rules (`*.test.yaml`); exit 1 on any failure.
     Test {
         path: Option<PathBuf>,
@@ -133,6 +151,18 @@ pub enum RulesCommand {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+}
+
+/// How `rules validate` prints its diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+}
+
+fn parse_tier(text: &str) -> Result<crate::rules::catalog::Tier, String> {
+    crate::rules::catalog::Tier::parse(text)
+        .ok_or_else(|| format!("unknown tier `{text}`, expected critical, high, medium or low"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,11 +189,30 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config.as_deref()).await,
         Command::Rules {
-            command: RulesCommand::Validate { path, config },
+            command:
+                RulesCommand::Validate {
+                    path,
+                    config,
+                    format,
+                },
         } => match rules_context(path, config.as_deref(), false) {
-            Ok((path, connectors)) => validate(&path, &connectors),
+            Ok((path, connectors)) => match format {
+                ValidateFormat::Text => validate(&path, &connectors),
+                ValidateFormat::Json => validate_json(&path, &connectors),
+            },
             Err(code) => code,
         },
+        Command::Rules {
+            command: RulesCommand::Reference,
+        } => {
+            print!("{}", crate::workbench::reference::markdown());
+            ExitCode::SUCCESS
+        }
+        Command::Roles {
+            tier,
+            json,
+            markdown,
+        } => roles(tier, json, markdown),
         Command::Rules {
             command:
                 RulesCommand::Test {
@@ -300,7 +349,11 @@ fn rules_context(
             ..Default::default()
         };
     }
-    let connectors = build_connectors(&connector_settings, &settings.auth.tenant_id)?;
+    // Neither `validate` nor `test` calls an upstream system, so they need no secrets: CI has the
+    // configuration, not the production credentials.
+    let connectors = crate::connectors::secrets::without_secrets(|| {
+        build_connectors(&connector_settings, &settings.auth.tenant_id)
+    })?;
     Ok((path.unwrap_or(settings.rules.path), connectors))
 }
 
@@ -403,6 +456,64 @@ fn validate(path: &Path, connectors: &std::sync::Arc<crate::connectors::Connecto
             ExitCode::from(1)
         }
     }
+}
+
+/// `rules validate --format json`: `{"path", "ok", "errors", "warnings", "diagnostics": [...]}`, each
+/// diagnostic with the stable fields of [`crate::vocabulary::diagnostic::Diagnostic`]. Exit 1 on
+/// any error, as the text form.
+fn validate_json(
+    path: &Path,
+    connectors: &std::sync::Arc<crate::connectors::Connectors>,
+) -> ExitCode {
+    let (ok, diagnostics) = match rules::load_with(path, connectors) {
+        Ok(rules) => (true, rules.warnings),
+        Err(problems) => (false, problems),
+    };
+    let errors = diagnostics
+        .iter()
+        .filter(|problem| problem.is_error())
+        .count();
+    let document = serde_json::json!({
+        "path": path,
+        "ok": ok,
+        "errors": errors,
+        "warnings": diagnostics.len() - errors,
+        "diagnostics": diagnostics,
+    });
+    match serde_json::to_string_pretty(&document) {
+        Ok(text) => println!("{text}"),
+        Err(error) => {
+            eprintln!("pimgate: {error}");
+            return ExitCode::from(2);
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `pimgate roles`: the catalog as a table, JSON or the Markdown of `rules/CATALOG.md`.
+fn roles(tier: Option<crate::rules::catalog::Tier>, json: bool, markdown: bool) -> ExitCode {
+    use crate::workbench::roles;
+    if markdown {
+        print!("{}", roles::markdown());
+        return ExitCode::SUCCESS;
+    }
+    let selected = roles::roles(tier);
+    if json {
+        match serde_json::to_string_pretty(&selected) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("pimgate: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", roles::table(&selected));
+    }
+    ExitCode::SUCCESS
 }
 
 /// Exit 0 when every case that ran passed, 1 on a failure or a problem, 2 when the JUnit report

@@ -90,7 +90,11 @@ impl Authenticator {
             }
         }
         let tenant_id = settings.tenant_id.trim();
-        let entra_enabled = !(settings.dev_mode && tenant_id.is_empty());
+        // The all-zero guid is a placeholder (Entra never issues it; the example config carries it):
+        // in development mode it means "no tenant", so only the built-in issuer is trusted and no
+        // key is fetched from login.microsoftonline.com for a tenant that cannot exist.
+        let placeholder_tenant = uuid::Uuid::try_parse(tenant_id).is_ok_and(|id| id.is_nil());
+        let entra_enabled = !(settings.dev_mode && (tenant_id.is_empty() || placeholder_tenant));
         let mut normalized_tenant = String::new();
         let mut metadata_url = None;
         if entra_enabled {

@@ -49,6 +49,30 @@ pub struct AuthMethodsSpec {
 pub struct AuthMethodsKind;
 
 impl CheckKind for AuthMethodsKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The requester has registered a strong authentication method (Graph `authentication/methods`).",
+            example: "- auth_methods: { phishing_resistant: true }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "phishing_resistant",
+                    "boolean",
+                    "none",
+                    "true",
+                    "`true`: the phishing-resistant kinds are accepted (`false` is refused).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "any_of",
+                    "list of method kinds",
+                    "[]",
+                    "[microsoftAuthenticator]",
+                    "Further accepted kinds, by name.",
+                ),
+            ],
+            reads: auth_methods_reads(),
+        }
+    }
+
     const NAME: &'static str = "auth_methods";
     const REACH: Reach = Reach::Upstream;
     type Spec = AuthMethodsSpec;
@@ -217,6 +241,38 @@ impl Check for AuthMethodsCheck {
             needed_for: "`auth_methods` checks (the requester's registered authentication methods)",
         }]
     }
+}
+
+/// What the reference says `auth_methods` reads: the Graph call, permission and method kinds.
+fn auth_methods_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    let names = |kinds: &[MethodKind]| {
+        kinds
+            .iter()
+            .map(|kind| format!("`{}`", kind.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("`{}`", crate::connectors::graph::methods::METHODS_OPERATION),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!(
+                "permission: `{}` ({})",
+                USER_AUTH_METHOD_READ_ALL.name, USER_AUTH_METHOD_READ_ALL.reads
+            ),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("method kinds: {}", names(&MethodKind::ALL)),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("phishing-resistant: {}", names(&PHISHING_RESISTANT)),
+        ),
+    ]
 }
 
 #[cfg(test)]

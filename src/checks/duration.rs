@@ -43,6 +43,30 @@ struct DurationCheck {
 pub struct DurationKind;
 
 impl CheckKind for DurationKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The requested activation is no longer than `max`.",
+            example: "- duration: { max: PT2H }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "max",
+                    "ISO-8601 duration",
+                    "required",
+                    "PT2H",
+                    "Longest activation allowed.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "allow_no_expiration",
+                    "boolean",
+                    "false",
+                    "true",
+                    "Whether a request without an end (`noExpiration`) may pass.",
+                ),
+            ],
+            reads: Vec::new(),
+        }
+    }
+
     const NAME: &'static str = "duration";
     const REACH: Reach = Reach::Local;
     type Spec = DurationSpec;

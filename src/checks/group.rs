@@ -37,6 +37,30 @@ pub struct GroupSpec {
 pub struct GroupKind;
 
 impl CheckKind for GroupKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The requester is (or is not) a member of Entra groups, directly or nested, as Graph says now.",
+            example: "- group: { member_of: [3f1c...], not_member_of: [9a2b...] }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "member_of",
+                    "list of group object ids",
+                    "[]",
+                    "[3f1c2d4e-...]",
+                    "When given, the requester must be in at least one.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "not_member_of",
+                    "list of group object ids",
+                    "[]",
+                    "[9a2b7c6d-...]",
+                    "The requester must be in none.",
+                ),
+            ],
+            reads: group_reads(),
+        }
+    }
+
     const NAME: &'static str = "group";
     const REACH: Reach = Reach::Upstream;
     type Spec = GroupSpec;
@@ -190,6 +214,24 @@ impl Check for GroupCheck {
             needed_for: "`group` checks (the requester's transitive group memberships)",
         }]
     }
+}
+
+/// What the reference says `group` reads, from the Graph groups module.
+fn group_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    use crate::connectors::graph::groups;
+    vec![
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("`{}?$select=id,displayName`", groups::GROUPS_OPERATION),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!(
+                "permission: `{}` ({})",
+                GROUP_MEMBER_READ_ALL.name, GROUP_MEMBER_READ_ALL.reads
+            ),
+        ),
+    ]
 }
 
 #[cfg(test)]

@@ -63,6 +63,51 @@ struct HrCheck {
 pub struct HrKind;
 
 impl CheckKind for HrKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The requester is an active employee: account enabled, not leaving soon, of an allowed type and department.",
+            example: "- hr: { source: graph, not_leaving_within: P7D, employee_types: [Employee] }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "source",
+                    "`graph` or `file`",
+                    "required",
+                    "graph",
+                    "Microsoft Graph user properties, or the `[connectors.hr_file]` export.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "account_enabled",
+                    "boolean",
+                    "true",
+                    "true",
+                    "The account must be enabled; `false` turns the condition off (it can never require a disabled account).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "not_leaving_within",
+                    "ISO-8601 duration",
+                    "none (not checked)",
+                    "P7D",
+                    "A leave date before the activation's end plus this fails.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "employee_types",
+                    "list of strings",
+                    "[] (any)",
+                    "[Employee]",
+                    "Allowed `employeeType` values, case-insensitive.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "departments",
+                    "list of strings",
+                    "[] (any)",
+                    "[Platform]",
+                    "Allowed `department` values, case-insensitive.",
+                ),
+            ],
+            reads: hr_reads(),
+        }
+    }
+
     const NAME: &'static str = "hr";
     const REACH: Reach = Reach::Upstream;
     type Spec = HrSpec;
@@ -428,6 +473,30 @@ impl Check for HrCheck {
         }
         needs
     }
+}
+
+/// What the reference says `hr` reads, from the Graph connector's `$select` and permissions.
+fn hr_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    vec![
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!("`GET /v1.0/users/{{id}}?$select={}`", graph::USER_SELECT),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "Microsoft Graph",
+            format!(
+                "permissions: `{}` ({}); `{}` ({}, for `not_leaving_within`)",
+                graph::USER_READ_ALL.name,
+                graph::USER_READ_ALL.reads,
+                graph::LIFECYCLE_READ_ALL.name,
+                graph::LIFECYCLE_READ_ALL.reads
+            ),
+        ),
+        crate::checks::registry::UpstreamFact::new(
+            "HR file",
+            "the same attributes, by the requester's object id, from `[connectors.hr_file]`",
+        ),
+    ]
 }
 
 #[cfg(test)]

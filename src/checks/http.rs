@@ -38,6 +38,33 @@ pub struct HttpSpec {
 pub struct HttpKind;
 
 impl CheckKind for HttpKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The organisation's own compliance API decides, through a signed POST.",
+            example: "- http: { connector: training, name: \"Security training\" }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "connector",
+                    "connector name",
+                    "required",
+                    "training",
+                    "The `[connectors.http.NAME]` to ask.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "name",
+                    "string",
+                    "the connector's name",
+                    "Security training",
+                    "What the requester is told was checked.",
+                ),
+            ],
+            reads: vec![crate::checks::registry::UpstreamFact::new(
+                "compliance API",
+                "POST of the request document, signed; the verdict { result: pass | fail, message, evidence } decides, anything else is not evaluated",
+            )],
+        }
+    }
+
     const NAME: &'static str = "http";
     const REACH: Reach = Reach::Upstream;
     type Spec = HttpSpec;

@@ -102,6 +102,65 @@ struct ItsmCheck {
 pub struct ItsmKind;
 
 impl CheckKind for ItsmKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The request's ticket exists in ServiceNow or Jira, in an allowed state, assigned to the requester, and (ServiceNow changes) planned around the activation.",
+            example: "- itsm: { system: servicenow, states: [Implement], assigned_to_requester: true, covers_activation: true }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "system",
+                    "`servicenow` or `jira`",
+                    "required",
+                    "servicenow",
+                    "Which connector is asked.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "tables",
+                    "list of ServiceNow tables",
+                    "[change_request, incident]",
+                    "[change_request]",
+                    "ServiceNow tables a ticket may come from.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "states",
+                    "list of state names or ServiceNow codes",
+                    "[] (any)",
+                    "[Implement, \"-1\"]",
+                    "Allowed states, case-insensitive.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "status_categories",
+                    "list of Jira status category keys",
+                    "[] (any)",
+                    "[indeterminate]",
+                    "Jira only: allowed status categories.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "assigned_to_requester",
+                    "boolean",
+                    "false",
+                    "true",
+                    "The requester must be one of `requester_roles` on the ticket (matched by e-mail or user name).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "requester_roles",
+                    "list of ticket person fields",
+                    "ServiceNow `assigned_to`; Jira `assignee`",
+                    "[assigned_to, requested_by]",
+                    "Who on the ticket counts as the requester; any one matching is enough.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "covers_activation",
+                    "boolean",
+                    "false",
+                    "true",
+                    "ServiceNow only: the change's planned window must contain the activation.",
+                ),
+            ],
+            reads: itsm_reads(),
+        }
+    }
+
     const NAME: &'static str = "itsm";
     const REACH: Reach = Reach::Upstream;
     type Spec = ItsmSpec;
@@ -681,4 +740,59 @@ impl Check for ItsmCheck {
             TimeRole::Timeless
         }
     }
+}
+
+/// What the reference says `itsm` reads: the fields asked for, the planned-window fields and the
+/// state codes, from the connectors' own constants.
+fn itsm_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    use crate::connectors::{jira, servicenow};
+    let mut reads = Vec::new();
+    for table in servicenow::DEFAULT_TABLES {
+        reads.push(crate::checks::registry::UpstreamFact::new(
+            "ServiceNow",
+            format!(
+                "`{table}` fields: {}",
+                servicenow::fields_for(table).join(", ")
+            ),
+        ));
+        let states: Vec<String> = servicenow::known_states(table)
+            .iter()
+            .map(|(code, name)| format!("{code} = {name}"))
+            .collect();
+        reads.push(crate::checks::registry::UpstreamFact::new(
+            "ServiceNow",
+            format!("`{table}` state codes: {}", states.join(", ")),
+        ));
+    }
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "ServiceNow",
+        "`covers_activation`: the planned window is `start_date`–`end_date` of a `change_request`",
+    ));
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "ServiceNow",
+        format!("`requester_roles`: {}", servicenow::PERSON_ROLES.join(", ")),
+    ));
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "Jira",
+        format!("issue fields: {}", jira::ISSUE_FIELDS),
+    ));
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "Jira",
+        format!(
+            "status categories (`statusCategory.key`): {}",
+            jira::STATUS_CATEGORIES.join(", ")
+        ),
+    ));
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "Jira",
+        format!("`requester_roles`: {}", jira::PERSON_ROLES.join(", ")),
+    ));
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "Microsoft Graph",
+        format!(
+            "the requester's e-mail and user name, with `{}`",
+            graph::USER_READ_ALL.name
+        ),
+    ));
+    reads
 }

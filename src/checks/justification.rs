@@ -49,6 +49,44 @@ struct JustificationCheck {
 pub struct JustificationKind;
 
 impl CheckKind for JustificationKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The requester's justification is long, specific and (optionally) names a ticket.",
+            example: "- justification: { min_length: 20, min_words: 4, deny_patterns: ['(?i)^(admin|test|fix)$'] }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "min_length",
+                    "integer",
+                    "none (not checked)",
+                    "20",
+                    "Fewest characters of the normalised text.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "min_words",
+                    "integer",
+                    "none (not checked)",
+                    "4",
+                    "Fewest distinct words (a repeated word counts once).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "deny_patterns",
+                    "list of regexes",
+                    "[]",
+                    "['(?i)^admin$']",
+                    "A justification matching any of them is refused as too vague.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "must_reference_ticket",
+                    "boolean",
+                    "false",
+                    "true",
+                    "The justification must mention the ticket number (from ticketInfo, or any ticket-looking token).",
+                ),
+            ],
+            reads: Vec::new(),
+        }
+    }
+
     const NAME: &'static str = "justification";
     const REACH: Reach = Reach::Local;
     type Spec = JustificationSpec;

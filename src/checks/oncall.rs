@@ -59,6 +59,44 @@ pub type IdentityLookup = Arc<dyn Fn(&str) -> Option<UserProfile> + Send + Sync>
 pub struct OncallKind;
 
 impl CheckKind for OncallKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The requester is on call (PagerDuty, Opsgenie or the on-call file) during the activation.",
+            example: "- oncall: { source: pagerduty, escalation_policies: [PABC123], max_escalation_level: 1 }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "source",
+                    "`pagerduty`, `opsgenie` or `file`",
+                    "required",
+                    "pagerduty",
+                    "Which on-call system is asked.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "schedules",
+                    "list of schedule ids",
+                    "[]",
+                    "[PSCHED1]",
+                    "Schedules whose on-call people pass.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "escalation_policies",
+                    "list of escalation policy ids",
+                    "[]",
+                    "[PABC123]",
+                    "Escalation policies whose on-call people pass (not Opsgenie).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "max_escalation_level",
+                    "integer",
+                    "none (any level)",
+                    "1",
+                    "Highest escalation level that counts (1 = primary).",
+                ),
+            ],
+            reads: oncall_reads(),
+        }
+    }
+
     const NAME: &'static str = "oncall";
     const REACH: Reach = Reach::Upstream;
     type Spec = OncallSpec;
@@ -349,6 +387,36 @@ fn not_configured(connector: &str) -> String {
     format!(
         "on-call status could not be checked: the {connector} connector is not configured (`[connectors.{connector}]`)"
     )
+}
+
+/// What the reference says `oncall` reads, per vendor, from the vendor table and connectors.
+fn oncall_reads() -> Vec<crate::checks::registry::UpstreamFact> {
+    let mut reads: Vec<crate::checks::registry::UpstreamFact> =
+        crate::connectors::oncall::ONCALL_VENDORS
+            .iter()
+            .map(|vendor| {
+                crate::checks::registry::UpstreamFact::new(
+                    vendor.name,
+                    if vendor.escalation_policies {
+                        "asked by schedules and escalation policies".to_string()
+                    } else {
+                        "asked by schedules only (no `escalation_policies`)".to_string()
+                    },
+                )
+            })
+            .collect();
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "pagerduty",
+        "`GET /oncalls`: each entry's `escalation_level` is the level `max_escalation_level` judges",
+    ));
+    reads.push(crate::checks::registry::UpstreamFact::new(
+        "opsgenie",
+        format!(
+            "schedule on-call recipients (`flat=true`) all count as level {}",
+            crate::connectors::opsgenie::RECIPIENT_LEVEL
+        ),
+    ));
+    reads
 }
 
 #[cfg(test)]

@@ -43,6 +43,33 @@ pub struct OpaSpec {
 pub struct OpaKind;
 
 impl CheckKind for OpaKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "An Open Policy Agent document decides, given the request document.",
+            example: "- opa: { connector: main, path: pim/allow }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "connector",
+                    "connector name",
+                    "required",
+                    "main",
+                    "The `[connectors.opa.NAME]` to ask.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "path",
+                    "document path",
+                    "required",
+                    "pim/allow",
+                    "The document under `/v1/data/`.",
+                ),
+            ],
+            reads: vec![crate::checks::registry::UpstreamFact::new(
+                "OPA",
+                "POST /v1/data/{path} with {\"input\": <request document>}; `result` true/false or { allow: bool, reasons: [string] } decides, anything else is not evaluated",
+            )],
+        }
+    }
+
     const NAME: &'static str = "opa";
     const REACH: Reach = Reach::Upstream;
     type Spec = OpaSpec;

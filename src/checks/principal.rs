@@ -38,6 +38,30 @@ struct PrincipalCheck {
 pub struct PrincipalKind;
 
 impl CheckKind for PrincipalKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The requester is (or is not) one of the named principals.",
+            example: "- principal: { deny: [break-glass] }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "allow",
+                    "list of list names or object ids",
+                    "[] (anyone)",
+                    "[platform-admins]",
+                    "When given, only these principals pass (a name refers to a top-level `lists:` entry).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "deny",
+                    "list of list names or object ids",
+                    "[]",
+                    "[break-glass]",
+                    "These principals never pass.",
+                ),
+            ],
+            reads: Vec::new(),
+        }
+    }
+
     const NAME: &'static str = "principal";
     const REACH: Reach = Reach::Local;
     type Spec = PrincipalSpec;

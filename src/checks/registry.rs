@@ -56,6 +56,85 @@ pub trait CheckKind {
     /// key is below the check (`max`, `deny_patterns[1]`; empty for the check as a whole): `rules`
     /// places it under the policy and in its file.
     fn build(spec: &Self::Spec, env: &BuildEnv<'_>) -> Result<Arc<dyn Check>, Vec<Diagnostic>>;
+
+    /// What `pimgate rules reference` says about this kind: no default, so a new kind cannot be
+    /// added undocumented, and a test holds its key list equal to [`CheckKind::keys`].
+    fn reference() -> KindReference;
+
+    /// The keys the spec's map form accepts, read off serde (so they cannot drift from the type);
+    /// a kind whose spec is not a plain struct names its map form's keys itself.
+    fn keys() -> &'static [&'static str] {
+        crate::vocabulary::serde_keys::field_names::<Self::Spec>()
+    }
+}
+
+/// One check kind's entry in the operator reference.
+#[derive(Debug, Clone)]
+pub struct KindReference {
+    /// One sentence: what the check passes.
+    pub summary: &'static str,
+    /// A check as written in `require:`, e.g. `- duration: { max: PT2H }`.
+    pub example: &'static str,
+    /// Every key of the spec, in the order written in the reference.
+    pub keys: Vec<KeyDoc>,
+    /// What the check reads from its upstream systems (fields, permissions, codes), taken from the
+    /// constants the connectors use; empty for a local check.
+    pub reads: Vec<UpstreamFact>,
+}
+
+/// One key of a check's spec.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    pub name: &'static str,
+    /// The YAML type, e.g. `list of strings`.
+    pub ty: &'static str,
+    /// `required`, or the value an absent key means.
+    pub default: &'static str,
+    pub example: &'static str,
+    pub doc: &'static str,
+}
+
+impl KeyDoc {
+    pub const fn new(
+        name: &'static str,
+        ty: &'static str,
+        default: &'static str,
+        example: &'static str,
+        doc: &'static str,
+    ) -> Self {
+        KeyDoc {
+            name,
+            ty,
+            default,
+            example,
+            doc,
+        }
+    }
+}
+
+/// One thing a check reads upstream: which system, and what (built from the connectors' constants).
+#[derive(Debug, Clone)]
+pub struct UpstreamFact {
+    pub system: &'static str,
+    pub fact: String,
+}
+
+impl UpstreamFact {
+    pub fn new(system: &'static str, fact: impl Into<String>) -> Self {
+        UpstreamFact {
+            system,
+            fact: fact.into(),
+        }
+    }
+}
+
+/// One kind as the reference lists it: name, reach, serde's key list and the kind's own entry.
+#[derive(Debug, Clone)]
+pub struct KindEntry {
+    pub name: &'static str,
+    pub reach: Reach,
+    pub keys: &'static [&'static str],
+    pub reference: KindReference,
 }
 
 /// Generates `CheckSpec` and its dispatch from the table of kinds: `Variant: path::KindType`.
@@ -72,6 +151,24 @@ macro_rules! check_kinds {
 
         /// The names operators write, in table order.
         pub const CHECK_KINDS: &[&str] = &[$(<$kind as CheckKind>::NAME,)+];
+
+        /// Every kind's reference entry, in table order.
+        pub fn kind_entries() -> Vec<KindEntry> {
+            vec![$(KindEntry {
+                name: <$kind as CheckKind>::NAME,
+                reach: <$kind as CheckKind>::REACH,
+                keys: <$kind as CheckKind>::keys(),
+                reference: <$kind as CheckKind>::reference(),
+            },)+]
+        }
+
+        /// The keys of kind `name`'s spec (empty for a name that is no kind).
+        pub fn kind_keys(name: &str) -> &'static [&'static str] {
+            $(if name == <$kind as CheckKind>::NAME {
+                return <$kind as CheckKind>::keys();
+            })+
+            &[]
+        }
 
         /// Each kind's name and reach, in table order.
         const REACHES: &[(&str, Reach)] = &[$((<$kind as CheckKind>::NAME, <$kind as CheckKind>::REACH),)+];

@@ -41,6 +41,30 @@ struct StartCheck {
 pub struct StartKind;
 
 impl CheckKind for StartKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The activation is not back-dated or scheduled too far ahead.",
+            example: "- start: { max_past: PT5M, max_future: P7D }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "max_past",
+                    "ISO-8601 duration",
+                    "none (not checked)",
+                    "PT5M",
+                    "How far in the past the requested start may be.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "max_future",
+                    "ISO-8601 duration",
+                    "none (not checked)",
+                    "P7D",
+                    "How far ahead the effective start may be (bounds the lead time other time checks judge).",
+                ),
+            ],
+            reads: Vec::new(),
+        }
+    }
+
     const NAME: &'static str = "start";
     const REACH: Reach = Reach::Local;
     type Spec = StartSpec;

@@ -63,6 +63,37 @@ fn same_system(left: &str, right: &str) -> bool {
 pub struct TicketKind;
 
 impl CheckKind for TicketKind {
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The request carries a ticket number of an accepted system and shape (format only; `itsm` asks the system).",
+            example: "- ticket: { systems: [ServiceNow], patterns: { ServiceNow: \"CHG[0-9]{7}\" }, from_justification: true }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "systems",
+                    "list of strings",
+                    "[] (the keys of `patterns`; with none, any system)",
+                    "[ServiceNow, Jira]",
+                    "Accepted `ticketSystem` values, trimmed and case-insensitive.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "patterns",
+                    "map of system to regex",
+                    "{}",
+                    "{ ServiceNow: \"CHG[0-9]{7}\" }",
+                    "Per system, a regex the whole ticket number must match (anchored for you).",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "from_justification",
+                    "boolean",
+                    "false",
+                    "true",
+                    "Accept a ticket number found in the justification when `ticketInfo` is empty.",
+                ),
+            ],
+            reads: Vec::new(),
+        }
+    }
+
     const NAME: &'static str = "ticket";
     const REACH: Reach = Reach::Local;
     type Spec = TicketSpec;

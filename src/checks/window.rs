@@ -519,6 +519,35 @@ struct WindowCheck {
 pub struct WindowKind;
 
 impl CheckKind for WindowKind {
+    /// The map form's keys (`window: { name, cover }`); the short form is just the name.
+    fn keys() -> &'static [&'static str] {
+        crate::vocabulary::serde_keys::field_names::<FullWindowCheckSpec>()
+    }
+
+    fn reference() -> crate::checks::registry::KindReference {
+        crate::checks::registry::KindReference {
+            summary: "The activation falls inside a named maintenance window (top-level `windows:`).",
+            example: "- window: { name: change-windows, cover: whole }",
+            keys: vec![
+                crate::checks::registry::KeyDoc::new(
+                    "name",
+                    "window name",
+                    "required",
+                    "change-windows",
+                    "A window declared under `windows:`; `- window: change-windows` is the short form.",
+                ),
+                crate::checks::registry::KeyDoc::new(
+                    "cover",
+                    "`start` or `whole`",
+                    "start",
+                    "whole",
+                    "`start`: the activation must start inside the window; `whole`: start and end.",
+                ),
+            ],
+            reads: Vec::new(),
+        }
+    }
+
     const NAME: &'static str = "window";
     const REACH: Reach = Reach::Local;
     type Spec = WindowCheckSpec;

@@ -36,7 +36,7 @@ pub const CONNECTOR: &str = "graph";
 
 /// What pimgate reads about a user; nothing more, so the app needs only `User.Read.All` (plus
 /// `User-LifeCycleInfo.Read.All` for the leave date).
-const USER_SELECT: &str = "id,userPrincipalName,mail,displayName,accountEnabled,employeeLeaveDateTime,employeeType,department";
+pub const USER_SELECT: &str = "id,userPrincipalName,mail,displayName,accountEnabled,employeeLeaveDateTime,employeeType,department";
 
 /// Application permission for users' full profiles (`accountEnabled`, `employeeType`, `department`,
 /// `mail`); `User.ReadBasic.All` does not include those properties.

@@ -31,6 +31,9 @@ pub const NAME: &str = "jira";
 pub const PERSON_ROLES: &[&str] = &["assignee", "reporter"];
 
 /// Jira's fixed status category keys.
+/// The issue fields pimgate asks Jira for (`GET /rest/api/…/issue/{key}?fields=…`).
+pub const ISSUE_FIELDS: &str = "status,assignee,reporter,duedate";
+
 pub const STATUS_CATEGORIES: &[&str] = &["new", "indeterminate", "done"];
 
 /// `[connectors.jira]`.
@@ -235,8 +238,7 @@ impl Jira {
             let mut url =
                 reqwest::Url::parse(&format!("{}{}/issue/{key}", self.base_url, self.api()))
                     .map_err(|_| UpstreamError::Unreachable { connector: NAME })?;
-            url.query_pairs_mut()
-                .append_pair("fields", "status,assignee,reporter,duedate");
+            url.query_pairs_mut().append_pair("fields", ISSUE_FIELDS);
             let request = self.authorized(self.upstream.client().get(url));
             let (result, mut call) = self
                 .upstream

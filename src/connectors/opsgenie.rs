@@ -20,6 +20,9 @@ use crate::vocabulary::diagnostic::Diagnostic;
 /// The name in `[connectors.opsgenie]`, in audit records and in error messages.
 pub const CONNECTOR: &str = "opsgenie";
 
+/// The escalation level every on-call recipient counts as: Opsgenie schedules have no levels.
+pub const RECIPIENT_LEVEL: u32 = 1;
+
 const DEFAULT_BASE_URL: &str = "https://api.opsgenie.com";
 const OPERATION: &str = "GET /v2/schedules/{identifier}/on-calls";
 
@@ -258,7 +261,7 @@ impl super::oncall::OncallSource for Opsgenie {
                     if recipients.iter().any(|name| addresses.contains(name)) {
                         duties.push(Duty {
                             target: schedule.clone(),
-                            level: 1,
+                            level: RECIPIENT_LEVEL,
                             end: None,
                         });
                     }

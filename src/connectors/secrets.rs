@@ -1,6 +1,7 @@
 //! Secrets come from an environment variable or a file (Kubernetes/Key Vault CSI mounts), never from
 //! the rules or the config file itself, and never appear in `Debug`, logs or errors.
 
+use std::cell::Cell;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -42,9 +43,41 @@ impl fmt::Display for Secret {
     }
 }
 
+thread_local! {
+    /// Set while [`without_secrets`] builds connectors on this thread.
+    static SECRETS_DEFERRED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `build` (connector construction, which is synchronous) with secrets not required: a
+/// reference to a variable or file that is not there resolves to an empty secret instead of an
+/// error, so `rules validate` and `rules test` work in CI with the configuration but without the
+/// production secrets. A malformed reference (both `env` and `file`, or neither) is still an error.
+/// Only for tools that never call an upstream system; the service builds its connectors outside it
+/// and refuses to start on a missing secret.
+pub fn without_secrets<R>(build: impl FnOnce() -> R) -> R {
+    let before = SECRETS_DEFERRED.with(|deferred| deferred.replace(true));
+    let result = build();
+    SECRETS_DEFERRED.with(|deferred| deferred.set(before));
+    result
+}
+
 impl SecretRef {
-    /// Reads the secret now. The error names where we looked, never the value.
+    /// Reads the secret now. The error names where we looked, never the value. Inside
+    /// [`without_secrets`], a secret that is not there is empty instead of an error.
     pub fn resolve(&self) -> Result<Secret, String> {
+        let found = self.read();
+        match found {
+            Err(_)
+                if self.env.is_some() != self.file.is_some()
+                    && SECRETS_DEFERRED.with(Cell::get) =>
+            {
+                Ok(Secret(String::new()))
+            }
+            found => found,
+        }
+    }
+
+    fn read(&self) -> Result<Secret, String> {
         match (&self.env, &self.file) {
             (Some(_), Some(_)) => Err("give either `env` or `file`, not both".into()),
             (None, None) => Err("give `env` (a variable name) or `file` (a path)".into()),
@@ -131,5 +164,23 @@ mod tests {
         };
         assert!(both.resolve().is_err());
         assert!(SecretRef::default().resolve().is_err());
+    }
+
+    #[test]
+    fn without_secrets_a_missing_secret_is_empty_but_a_malformed_reference_is_still_an_error() {
+        let missing = SecretRef {
+            env: Some("PIMGATE_TEST_SURELY_UNSET_VARIABLE".into()),
+            file: None,
+        };
+        let deferred = without_secrets(|| missing.resolve());
+        assert_eq!(
+            deferred.map(|secret| secret.expose().to_string()),
+            Ok(String::new())
+        );
+        assert!(without_secrets(|| SecretRef::default().resolve()).is_err());
+        assert!(
+            missing.resolve().is_err(),
+            "outside, a missing secret is an error again"
+        );
     }
 }

@@ -434,7 +434,7 @@ pub const PERSON_ROLES: &[&str] = &[
 ];
 
 /// `sysparm_fields` for a table: only fields that exist there (planned dates live on changes).
-fn fields_for(table: &str) -> Vec<String> {
+pub fn fields_for(table: &str) -> Vec<String> {
     let mut fields = vec!["number".to_string(), "state".to_string()];
     for role in person_roles(table) {
         fields.push(role.to_string());

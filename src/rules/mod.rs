@@ -18,6 +18,8 @@ pub mod matcher;
 pub(crate) mod report;
 mod sources;
 mod spec;
+pub use spec::{FileKeys, field_names, file_keys};
+pub use validate::match_example;
 mod stages;
 mod start_bounds;
 mod validate;

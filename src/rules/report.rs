@@ -73,7 +73,7 @@ pub(super) fn read<'f, T>(
         Ok(typed) => Some(typed),
         Err(message) => {
             let key = match quoted_after(message, "unknown field `") {
-                Some(unknown) => format!("{key}.{unknown}"),
+                Some(unknown) => child(key, unknown),
                 None => key.to_string(),
             };
             out.push(Diagnostic::error(&key, message.clone(), fix));
@@ -131,7 +131,17 @@ fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_string()
     } else {
-        format!("{prefix}.{key}")
+        child(prefix, key)
+    }
+}
+
+/// The path of key `name` below `parent`. An empty name (`"": 1` in YAML) is written `""`, so a
+/// path never ends in a dot.
+pub(super) fn child(parent: &str, name: &str) -> String {
+    if name.is_empty() {
+        format!("{parent}.\"\"")
+    } else {
+        format!("{parent}.{name}")
     }
 }
 

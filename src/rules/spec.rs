@@ -6,8 +6,8 @@
 //! once, `build` compiles what is valid). The keys a spec knows, for "unknown key" and "did you
 //! mean", are read off the types themselves by [`field_names`], never kept in a second list.
 
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
-use serde::{Deserialize, forward_to_deserialize_any};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
 use yaml_serde::{Mapping, Value};
 
 use crate::checks::registry::CheckSpec;
@@ -15,6 +15,7 @@ use crate::checks::window::WindowSpec;
 use crate::rules::{FailureMode, PolicyMode};
 
 use super::report::{key_text, one_line};
+pub use crate::vocabulary::serde_keys::{field_names, variant_names};
 
 /// One value as written (`raw`) and its typed reading, or serde's message when it is not a `T`.
 #[derive(Debug)]
@@ -150,38 +151,36 @@ pub(super) fn policy_keys() -> Vec<&'static str> {
     [field_names::<RuleSpec>(), field_names::<ApprovingSpec>()].concat()
 }
 
-/// The field names serde's derive gives a struct `T` (its `deserialize_struct` call), so the list of
-/// known keys cannot drift from the struct. Empty for types that are not plain structs (a struct
-/// with `#[serde(flatten)]` fields is read as a map: list its parts instead).
-pub(super) fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
-    let mut fields: &'static [&'static str] = &[];
-    // The introspector always fails once it has seen the field list: the error is the expected end.
-    let _ = T::deserialize(FieldNames(&mut fields));
-    fields
+/// The keys of a rule file and its parts, read off the spec types, for the operator reference
+/// (`pimgate rules reference`): documenting a key the types do not have, or missing one they
+/// have, is then a test failure instead of drift.
+#[derive(Debug, Clone, Copy)]
+pub struct FileKeys {
+    pub top: &'static [&'static str],
+    /// Keys of a guard (the policy's keys without the approving ones).
+    pub guard: &'static [&'static str],
+    /// Keys only a policy has (they let a rule approve without a human).
+    pub approving: &'static [&'static str],
+    pub matching: &'static [&'static str],
+    pub window: &'static [&'static str],
+    pub weekly_slot: &'static [&'static str],
+    pub group_declaration: &'static [&'static str],
+    /// The values of `on_error:` and `mode:`.
+    pub on_error: &'static [&'static str],
+    pub mode: &'static [&'static str],
 }
 
-struct FieldNames<'a>(&'a mut &'static [&'static str]);
-
-impl<'de> Deserializer<'de> for FieldNames<'_> {
-    type Error = de::value::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
-        Err(de::Error::custom("not a struct"))
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        _visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        *self.0 = fields;
-        Err(de::Error::custom("field names read"))
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+pub fn file_keys() -> FileKeys {
+    FileKeys {
+        top: field_names::<RuleFileSpec>(),
+        guard: field_names::<RuleSpec>(),
+        approving: field_names::<ApprovingSpec>(),
+        matching: field_names::<MatchSpec>(),
+        window: field_names::<WindowSpec>(),
+        weekly_slot: field_names::<crate::checks::window::WeeklySlot>(),
+        group_declaration: field_names::<GroupDeclarationSpec>(),
+        on_error: variant_names::<FailureMode>(),
+        mode: variant_names::<PolicyMode>(),
     }
 }
 
@@ -213,6 +212,8 @@ mod tests {
             ]
         );
         assert!(field_names::<PolicySpec>().is_empty(), "flattened: a map");
+        assert_eq!(variant_names::<FailureMode>(), ["deny", "approve"]);
+        assert_eq!(variant_names::<PolicyMode>(), ["enforce", "audit"]);
     }
 
     #[test]

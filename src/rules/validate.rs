@@ -7,9 +7,9 @@ use yaml_serde::Value;
 use crate::vocabulary::Outcome;
 use crate::vocabulary::diagnostic::Diagnostic;
 
-use super::report::{has_errors, kind_of, mapping, read, unknown_keys};
+use super::report::{child, closest, has_errors, kind_of, mapping, read, unknown_keys};
 use super::spec::{Field, GuardSpec, MatchSpec, PolicySpec, RuleSpec, field_names, policy_keys};
-use crate::checks::registry::CheckSpec;
+use crate::checks::registry::{CHECK_KINDS, CheckSpec, kind_keys};
 
 /// Policies and guards share most keys; the words around them differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,24 +268,45 @@ pub(super) fn validate_checks(
             _ => None,
         };
         let item_key = format!("{key}[{index}]");
-        let at = match (
-            super::report::quoted_after(message, "unknown field `"),
-            kind,
-        ) {
-            (Some(field), Some(kind)) => format!("{item_key}.{kind}.{field}"),
-            (Some(field), None) => format!("{item_key}.{field}"),
-            _ => item_key,
+        let (at, fix) = check_problem(&item_key, kind.as_deref(), message);
+        out.push(Diagnostic::error(&at, message.clone(), fix));
+    }
+}
+
+/// Where a check's problem is and its fix: an unknown key inside a known kind gets "did you mean"
+/// and that kind's own keys; an unknown kind gets "did you mean" among every kind.
+fn check_problem(item_key: &str, kind: Option<&str>, message: &str) -> (String, String) {
+    let kinds = CHECK_KINDS.join(", ");
+    let Some(kind) = kind.filter(|kind| CHECK_KINDS.contains(kind)) else {
+        let near = kind.and_then(|kind| closest(kind, CHECK_KINDS.iter().copied()));
+        let fix = match near {
+            Some(near) => format!("did you mean `{near}`? A check is one of: {kinds}"),
+            None => format!(
+                "a check is one of: {kinds}, e.g. `- duration: {{ max: PT2H }}` (`pimgate rules reference` lists their keys)"
+            ),
         };
-        out.push(Diagnostic::error(
-            &at,
-            message.clone(),
-            "a check is one of duration, justification, ticket, principal, window, start, e.g. `- duration: { max: PT2H }`",
-        ));
+        return (item_key.to_string(), fix);
+    };
+    let kind_key = format!("{item_key}.{kind}");
+    let keys = kind_keys(kind);
+    let known = format!("`{kind}` keys: {}", keys.join(", "));
+    match super::report::quoted_after(message, "unknown field `") {
+        Some(field) => {
+            let fix = match closest(field, keys.iter().copied()) {
+                Some(near) if !field.is_empty() => format!("did you mean `{near}`? {known}"),
+                _ => known,
+            };
+            (child(&kind_key, field), fix)
+        }
+        None => (
+            kind_key,
+            format!("{known} (`pimgate rules reference` gives their types and an example)"),
+        ),
     }
 }
 
 /// The example each `match:` key's fix shows.
-pub(super) fn match_example(name: &str) -> &'static str {
+pub fn match_example(name: &str) -> &'static str {
     match name {
         "roles" => "roles: [Exchange Administrator]",
         "tiers" => "tiers: [High, Medium]",
@@ -293,6 +314,8 @@ pub(super) fn match_example(name: &str) -> &'static str {
         "resource_types" => "resource_types: [entraRoles]",
         "scopes" => "scopes: [/subscriptions/<id>/*]",
         "actions" => "actions: [selfExtend, selfRenew]",
+        "groups" => "groups: [tier0-admins]",
+        "stages" => "stages: [pre_approval]",
         _ => "[0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d]",
     }
 }

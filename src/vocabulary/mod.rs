@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod disclosure;
 pub mod fetch_url;
 pub mod ids;
+pub mod serde_keys;
 
 /// PIM's three answers (`evaluationOutcome`), spelled exactly as PIM expects them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]

@@ -3,6 +3,10 @@
 //!
 //! - `explain`: what `pimgate evaluate` prints (text, `--json`, what `--offline` skipped);
 //! - `testing`: `pimgate rules test`, the cases kept in `*.test.yaml` beside the rules.
+//! - `reference`: `pimgate rules reference`, the rule reference generated from the code.
+//! - `roles`: `pimgate roles`, the built-in role catalog with ids and tiers.
 
 pub mod explain;
+pub mod reference;
+pub mod roles;
 pub mod testing;

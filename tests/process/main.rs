@@ -13,3 +13,4 @@ mod rules_workbench_cli;
 mod shutdown;
 mod slow_clients;
 mod soak;
+mod workbench_cli;

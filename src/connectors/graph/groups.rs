@@ -35,7 +35,7 @@ pub const GROUP_MEMBER_READ_ALL: Permission = Permission {
 /// At most this many pages (Graph's default page is 100 groups): a user in more is not judged.
 pub const MAX_GROUP_PAGES: usize = 20;
 
-const GROUPS_OPERATION: &str = "GET /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group";
+pub const GROUPS_OPERATION: &str = "GET /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group";
 
 /// One group the user is a member of, directly or through nested groups.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -31,7 +31,7 @@ pub const USER_AUTH_METHOD_READ_ALL: Permission = Permission {
 /// At most this many pages: a user has a handful of methods, so more pages than this is not Graph.
 pub const MAX_METHOD_PAGES: usize = 10;
 
-const METHODS_OPERATION: &str = "GET /v1.0/users/{id}/authentication/methods";
+pub const METHODS_OPERATION: &str = "GET /v1.0/users/{id}/authentication/methods";
 
 /// The `@odata.type` prefix and suffix around a method's kind name.
 const ODATA_PREFIX: &str = "#microsoft.graph.";
