@@ -17,7 +17,7 @@ enum Listener {
 }
 
 /// route × listener → status, with a ready service and a valid token on every request.
-const ROUTE_TABLE: [(&str, &str, Listener, u16); 10] = [
+const ROUTE_TABLE: [(&str, &str, Listener, u16); 14] = [
     ("POST", "/v1/evaluate", Listener::Public, 200),
     ("POST", "/v1/evaluate", Listener::Admin, 404),
     ("GET", "/healthz", Listener::Public, 404),
@@ -26,8 +26,18 @@ const ROUTE_TABLE: [(&str, &str, Listener, u16); 10] = [
     ("GET", "/readyz", Listener::Admin, 200),
     ("GET", "/metrics", Listener::Public, 404),
     ("GET", "/metrics", Listener::Admin, 200),
+    // The console (tests/api/console.rs): on the admin listener only.
     ("GET", "/", Listener::Public, 404),
-    ("GET", "/", Listener::Admin, 404),
+    ("GET", "/", Listener::Admin, 200),
+    ("GET", "/dry-run", Listener::Public, 404),
+    ("GET", "/dry-run", Listener::Admin, 200),
+    ("POST", "/dry-run", Listener::Public, 404),
+    (
+        "GET",
+        "/decisions/0192e4a0-0000-7000-8000-000000000000",
+        Listener::Public,
+        404,
+    ),
 ];
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use support::app as helpers;
 use support::auth as common_auth;
 
 mod connectors;
+mod console;
 mod evaluate;
 mod lifecycle;
 mod listeners;
