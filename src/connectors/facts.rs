@@ -244,6 +244,44 @@ impl<T> Unanswerable for Result<Fetched<T>, UpstreamError> {
     }
 }
 
+/// An answer that has no "not found" (a verdict, an OPA decision): the value or the error.
+#[derive(Debug)]
+pub struct Plain<T>(pub Result<T, UpstreamError>);
+
+impl<T: Serialize + DeserializeOwned> Recordable for Plain<T> {
+    fn to_answer(&self) -> FactAnswer {
+        match &self.0 {
+            Ok(value) => match serde_json::to_value(value) {
+                Ok(value) => FactAnswer::Value(value),
+                Err(_) => FactAnswer::Error("malformed".into()),
+            },
+            Err(error) => FactAnswer::Error(error.outcome().into()),
+        }
+    }
+
+    fn from_answer(answer: FactAnswer, source: &str) -> Result<Self, String> {
+        Ok(Plain(match answer {
+            FactAnswer::Value(value) => {
+                Ok(serde_json::from_value(value).map_err(|error| error.to_string())?)
+            }
+            FactAnswer::NotFound(_) => return Err("`notFound` for a question that has none".into()),
+            FactAnswer::Error(class) => Err(replay_error(source, format!("recorded error: {class}"))),
+        }))
+    }
+}
+
+impl<T> Unanswerable for Plain<T> {
+    fn unanswerable(source: &str, detail: String) -> Self {
+        Plain(Err(replay_error(source, detail)))
+    }
+}
+
+/// A short stable key for a question asked with a whole document (OPA's input).
+pub fn digest(value: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(value.to_string().as_bytes()))
+}
+
 /// Asks `fetch` (or the book) the question `key` of `source`, as the book in scope says. `calls` is
 /// what the fetch also returns (its upstream call records); a replayed answer has none.
 pub async fn through<T, C, F>(source: &str, key: &str, fetch: F) -> (T, C)
