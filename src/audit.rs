@@ -306,6 +306,53 @@ mod tests {
     }
 
     #[test]
+    fn a_record_says_when_its_justification_is_not_the_one_judged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let request = crate::checks::test_support::request();
+        assert!(request.justification.is_some());
+        let mut masked = Vec::new();
+        for masking in [
+            JustificationMasking::Full,
+            JustificationMasking::Hash,
+            JustificationMasking::Omit,
+        ] {
+            let path = dir.path().join(format!("{masking:?}.jsonl"));
+            let audit = AuditLog::new(&AuditSettings {
+                sink: AuditSink::File,
+                path: Some(path.clone()),
+                justification: masking,
+                justification_max_chars: 200,
+            })
+            .expect("audit log");
+            let decision = Decision {
+                evaluation_id: uuid::Uuid::now_v7(),
+                stage: Stage::PreApproval,
+                outcome: crate::decision::Outcome::Approved,
+                reasons: Vec::new(),
+                policy: None,
+                skipped_policies: Vec::new(),
+                checks: Vec::new(),
+                shadow: Vec::new(),
+                guards: Vec::new(),
+                rules_revision: "r".into(),
+                evaluated_at: Utc::now(),
+                duration_ms: 0.1,
+            };
+            let caller = CallerSummary {
+                app_id: "app".into(),
+                token_version: "v2".into(),
+                dev: false,
+            };
+            audit.record(&decision, &request, &caller, "h", false, 1.0, &[]);
+            let line: serde_json::Value =
+                serde_json::from_str(std::fs::read_to_string(&path).expect("read").trim())
+                    .expect("json");
+            masked.push(line["justificationMasked"].clone());
+        }
+        assert_eq!(masked, [false, true, true]);
+    }
+
+    #[test]
     fn truncation_counts_characters_not_bytes() {
         let masked = log(JustificationMasking::Truncate, 3).mask_justification(Some("äöüß"));
         assert_eq!(masked.as_deref(), Some("äöü…"));
