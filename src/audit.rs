@@ -13,9 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::connectors::facts::Fact;
 use crate::decision::{CheckReport, Decision, GuardReport, ShadowDecision, SkippedPolicy};
-use crate::payload::{
-    ActivationRequest, Schedule, Stage, Target, Ticket, format_iso8601_duration,
-};
+use crate::payload::{ActivationRequest, Schedule, Stage, Target, Ticket, format_iso8601_duration};
 use crate::settings::{AuditSettings, AuditSink, JustificationMasking};
 
 #[derive(Debug, thiserror::Error)]
@@ -430,7 +428,10 @@ mod tests {
         assert_eq!(lines[0]["facts"][0]["value"], "profile");
         assert_eq!(lines[1]["facts"], serde_json::json!([]));
         assert_eq!(lines[0]["schedule"]["duration"], "PT1H");
-        assert_eq!(lines[0]["decidedAt"], serde_json::json!(decision.evaluated_at));
+        assert_eq!(
+            lines[0]["decidedAt"],
+            serde_json::json!(decision.evaluated_at)
+        );
         assert_eq!(lines[0]["justificationMasked"], false);
         audit.flush().expect("a file sink flushes");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), text);

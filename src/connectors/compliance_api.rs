@@ -333,7 +333,9 @@ impl ComplianceApi {
     ) -> (Result<Answer, UpstreamError>, Vec<UpstreamCall>) {
         let source = format!("http.{}", self.name);
         let fetch = async {
-            let (answer, calls) = self.cached_verdict(document, cache_key, now, deadline).await;
+            let (answer, calls) = self
+                .cached_verdict(document, cache_key, now, deadline)
+                .await;
             (super::facts::Plain(answer), calls)
         };
         let (answer, calls) = super::facts::through(&source, cache_key, fetch).await;

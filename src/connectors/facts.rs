@@ -228,7 +228,9 @@ impl<T: Serialize + DeserializeOwned> Recordable for Result<Fetched<T>, Upstream
                 serde_json::from_value(value).map_err(|error| error.to_string())?,
             )),
             FactAnswer::NotFound(_) => Ok(Fetched::NotFound),
-            FactAnswer::Error(class) => Err(replay_error(source, format!("recorded error: {class}"))),
+            FactAnswer::Error(class) => {
+                Err(replay_error(source, format!("recorded error: {class}")))
+            }
         })
     }
 }
@@ -265,7 +267,9 @@ impl<T: Serialize + DeserializeOwned> Recordable for Plain<T> {
                 Ok(serde_json::from_value(value).map_err(|error| error.to_string())?)
             }
             FactAnswer::NotFound(_) => return Err("`notFound` for a question that has none".into()),
-            FactAnswer::Error(class) => Err(replay_error(source, format!("recorded error: {class}"))),
+            FactAnswer::Error(class) => {
+                Err(replay_error(source, format!("recorded error: {class}")))
+            }
         }))
     }
 }

@@ -61,8 +61,12 @@ impl Connectors {
             ProfileSource::Graph => "graph.user",
             ProfileSource::HrFile => "hr_file.user",
         };
-        super::facts::through(fact, principal_id, self.fetch_profile(source, principal_id, deadline))
-            .await
+        super::facts::through(
+            fact,
+            principal_id,
+            self.fetch_profile(source, principal_id, deadline),
+        )
+        .await
     }
 
     async fn fetch_profile(

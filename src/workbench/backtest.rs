@@ -86,7 +86,11 @@ impl Report {
 
     /// The last line: `N decisions, M changed`, then what could not be replayed or was skipped.
     pub fn summary(&self) -> String {
-        let mut line = format!("{} decisions, {} changed", self.decisions, self.changed.len());
+        let mut line = format!(
+            "{} decisions, {} changed",
+            self.decisions,
+            self.changed.len()
+        );
         let counted = |counts: &BTreeMap<String, usize>| {
             counts
                 .iter()
@@ -128,9 +132,10 @@ impl Report {
         let side = |side: &Side| {
             format!(
                 "{}: {}",
-                side.policy
-                    .as_deref()
-                    .map_or_else(|| "no policy".to_string(), |name| format!("policy '{name}'")),
+                side.policy.as_deref().map_or_else(
+                    || "no policy".to_string(),
+                    |name| format!("policy '{name}'")
+                ),
                 side.reasons.first().map_or("", String::as_str)
             )
         };

@@ -133,10 +133,7 @@ async fn recorded_log(upstreams: &Upstreams) -> Vec<Value> {
 }
 
 fn lines(records: &[Value]) -> String {
-    records
-        .iter()
-        .map(|record| format!("{record}\n"))
-        .collect()
+    records.iter().map(|record| format!("{record}\n")).collect()
 }
 
 async fn backtest_with(upstreams: &Upstreams, rules: &str, log: &str) -> Report {
@@ -159,7 +156,12 @@ async fn backtest_with(upstreams: &Upstreams, rules: &str, log: &str) -> Report 
 
 async fn requests_seen(upstreams: &Upstreams) -> usize {
     upstreams.graph.received_requests().await.unwrap().len()
-        + upstreams.servicenow.received_requests().await.unwrap().len()
+        + upstreams
+            .servicenow
+            .received_requests()
+            .await
+            .unwrap()
+            .len()
 }
 
 #[tokio::test]
@@ -186,7 +188,8 @@ async fn a_recorded_log_is_decided_again_from_its_facts_with_exact_changes_and_n
     assert_eq!(same.decisions, 2);
     assert!(same.changed.is_empty(), "{:?}", same.changed);
     assert_eq!(
-        same.skipped.get("retries answered from an earlier decision"),
+        same.skipped
+            .get("retries answered from an earlier decision"),
         Some(&1)
     );
     let tally = &same.shadows["rehearsal"];
@@ -236,10 +239,15 @@ async fn a_recorded_log_is_decided_again_from_its_facts_with_exact_changes_and_n
     assert_eq!((tally.matched, tally.disagreed), (2, 0));
     let text = report.render();
     assert!(
-        text.ends_with("2 decisions, 2 changed, 1 skipped (1 retries answered from an earlier decision)\n"),
+        text.ends_with(
+            "2 decisions, 2 changed, 1 skipped (1 retries answered from an earlier decision)\n"
+        ),
         "{text}"
     );
-    assert!(text.starts_with("policy 'change-bound': 2 changed\n"), "{text}");
+    assert!(
+        text.starts_with("policy 'change-bound': 2 changed\n"),
+        "{text}"
+    );
 
     // A stricter policy (a shorter activation) denies too, for its own reason.
     let stricter = LIVE_RULES.replace(
@@ -274,7 +282,11 @@ async fn records_without_facts_masked_justifications_and_unrecorded_questions_ar
     let mut masked = records[1].clone();
     masked["justification"] = json!("sha256:0000");
     masked["justificationMasked"] = json!(true);
-    let log = lines(&[old, masked, json!({"level": "INFO", "message": "a log line"})]);
+    let log = lines(&[
+        old,
+        masked,
+        json!({"level": "INFO", "message": "a log line"}),
+    ]);
     let with_justification = LIVE_RULES.replace(
         "      - hr: { source: graph",
         "      - justification: { min_length: 10 }\n      - hr: { source: graph",
@@ -283,7 +295,9 @@ async fn records_without_facts_masked_justifications_and_unrecorded_questions_ar
     assert_eq!(report.decisions, 1);
     assert!(report.changed.is_empty());
     assert_eq!(
-        report.cannot_replay.get("justification masked in the record"),
+        report
+            .cannot_replay
+            .get("justification masked in the record"),
         Some(&1)
     );
     assert_eq!(

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 
 use crate::support::serve::BIN;
 
-const RULES: &str = "policies:\n  - name: short\n    match: {}\n    require:\n      - duration: { max: PT4H }\n";
+const RULES: &str =
+    "policies:\n  - name: short\n    match: {}\n    require:\n      - duration: { max: PT4H }\n";
 
 fn rules_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -54,6 +55,8 @@ fn standard_input_is_read_with_a_dash_and_the_last_line_counts_what_was_done() {
     assert!(output.status.success(), "{stdout}");
     assert_eq!(
         stdout.lines().last(),
-        Some("0 decisions, 0 changed, 1 skipped (1 recorded without facts (written before pimgate kept them))")
+        Some(
+            "0 decisions, 0 changed, 1 skipped (1 recorded without facts (written before pimgate kept them))"
+        )
     );
 }
