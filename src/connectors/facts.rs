@@ -337,9 +337,9 @@ mod tests {
         let asked = std::sync::atomic::AtomicUsize::new(0);
         let book = FactBook::recording();
         scope(book.clone(), async {
-            ask("a", &asked).await;
-            ask("a", &asked).await;
-            ask("b", &asked).await;
+            let _ = ask("a", &asked).await;
+            let _ = ask("a", &asked).await;
+            let _ = ask("b", &asked).await;
         })
         .await;
         assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
