@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::connectors::facts::Fact;
 use crate::decision::{CheckReport, Decision, GuardReport, ShadowDecision, SkippedPolicy};
-use crate::payload::{ActivationRequest, Stage, Target, Ticket, format_iso8601_duration};
+use crate::payload::{ActivationRequest, Schedule, Stage, Target, Ticket, format_iso8601_duration};
 use crate::settings::{AuditSettings, AuditSink, JustificationMasking};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,18 @@ pub struct AuditRecord<'a> {
     pub requested_duration: Option<String>,
     pub start: Option<DateTime<Utc>>,
     pub caller: &'a CallerSummary,
+    // What `pimgate rules backtest` needs to decide the request again (`workbench::backtest`).
+    /// The instant the rules judged the request at (`time` is when the record was written).
+    pub decided_at: DateTime<Utc>,
+    pub principal_type: Option<&'a str>,
+    /// The request's schedule as decoded: `start`, `expirationKind`, `duration`, `end`.
+    pub schedule: &'a Schedule,
+    /// True when `justification` is not the text the rules judged (truncated, hashed, omitted):
+    /// a backtest then reports justification checks as "cannot replay".
+    pub justification_masked: bool,
+    /// What the upstream systems answered the checks (`connectors::facts`); `[]` for a replayed
+    /// answer, which asked nothing.
+    pub facts: &'a [Fact],
 }
 
 pub struct AuditLog {
@@ -143,12 +156,14 @@ impl AuditLog {
         http_request_id: &str,
         replay: bool,
         latency_ms: f64,
+        facts: &[Fact],
     ) {
         // Building and serializing the record is most of its cost: skip it when nobody reads it.
         if self.settings.sink == AuditSink::Off {
             return;
         }
         let now = Utc::now();
+        let justification = self.mask_justification(request.justification.as_deref());
         let record = AuditRecord {
             record_type: "pimgate.audit",
             time: now,
@@ -174,13 +189,18 @@ impl AuditLog {
             role_name: crate::rules::catalog::by_id(request.target_id()).map(|role| role.name),
             scope: request.scope(),
             ticket: request.ticket.as_ref(),
-            justification: self.mask_justification(request.justification.as_deref()),
+            justification: justification.clone(),
             requested_duration: request
                 .schedule
                 .requested_duration(decision.evaluated_at)
                 .map(format_iso8601_duration),
             start: request.schedule.start,
             caller,
+            decided_at: decision.evaluated_at,
+            principal_type: request.principal_type.as_deref(),
+            schedule: &request.schedule,
+            justification_masked: justification != request.justification,
+            facts,
         };
         self.write(&record);
     }
@@ -284,6 +304,53 @@ mod tests {
     }
 
     #[test]
+    fn a_record_says_when_its_justification_is_not_the_one_judged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut request = crate::checks::test_support::request();
+        request.justification = Some("Rotate the certificate for CHG0031337".into());
+        let mut masked = Vec::new();
+        for masking in [
+            JustificationMasking::Full,
+            JustificationMasking::Hash,
+            JustificationMasking::Omit,
+        ] {
+            let path = dir.path().join(format!("{masking:?}.jsonl"));
+            let audit = AuditLog::new(&AuditSettings {
+                sink: AuditSink::File,
+                path: Some(path.clone()),
+                justification: masking,
+                justification_max_chars: 200,
+            })
+            .expect("audit log");
+            let decision = Decision {
+                evaluation_id: uuid::Uuid::now_v7(),
+                stage: Stage::PreApproval,
+                outcome: crate::decision::Outcome::Approved,
+                reasons: Vec::new(),
+                policy: None,
+                skipped_policies: Vec::new(),
+                checks: Vec::new(),
+                shadow: Vec::new(),
+                guards: Vec::new(),
+                rules_revision: "r".into(),
+                evaluated_at: Utc::now(),
+                duration_ms: 0.1,
+            };
+            let caller = CallerSummary {
+                app_id: "app".into(),
+                token_version: "v2".into(),
+                dev: false,
+            };
+            audit.record(&decision, &request, &caller, "h", false, 1.0, &[]);
+            let line: serde_json::Value =
+                serde_json::from_str(std::fs::read_to_string(&path).expect("read").trim())
+                    .expect("json");
+            masked.push(line["justificationMasked"].clone());
+        }
+        assert_eq!(masked, [false, true, true]);
+    }
+
+    #[test]
     fn truncation_counts_characters_not_bytes() {
         let masked = log(JustificationMasking::Truncate, 3).mask_justification(Some("äöüß"));
         assert_eq!(masked.as_deref(), Some("äöü…"));
@@ -335,8 +402,9 @@ mod tests {
             token_version: "v2".into(),
             dev: false,
         };
-        audit.record(&decision, &request, &caller, "http-1", false, 1.0);
-        audit.record(&decision, &request, &caller, "http-2", true, 1.0);
+        let facts = [Fact::found("graph.user", "u1", &"profile")];
+        audit.record(&decision, &request, &caller, "http-1", false, 1.0, &facts);
+        audit.record(&decision, &request, &caller, "http-2", true, 1.0, &[]);
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -356,6 +424,15 @@ mod tests {
         assert_eq!(guard["checks"][0]["status"], "fail");
         assert_eq!(lines[0]["roleName"], "Global Administrator");
         assert_eq!(lines[0]["requestedDuration"], "PT1H");
+        assert_eq!(lines[0]["facts"][0]["source"], "graph.user");
+        assert_eq!(lines[0]["facts"][0]["value"], "profile");
+        assert_eq!(lines[1]["facts"], serde_json::json!([]));
+        assert_eq!(lines[0]["schedule"]["duration"], "PT1H");
+        assert_eq!(
+            lines[0]["decidedAt"],
+            serde_json::json!(decision.evaluated_at)
+        );
+        assert_eq!(lines[0]["justificationMasked"], false);
         audit.flush().expect("a file sink flushes");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
     }

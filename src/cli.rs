@@ -151,6 +151,21 @@ pub enum RulesCommand {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Decide recorded requests again with the rules at PATH, from the facts in the audit records
+    /// (no upstream call); print every decision that would change. Exit 0 when it ran, 2 on
+    /// unreadable input (with its line number) or rules that do not load.
+    Backtest {
+        /// The audit log (JSON lines); `-` for standard input.
+        #[arg(long)]
+        audit: PathBuf,
+        /// A rule file or folder (default: `rules.path` of --config, else `rules`).
+        path: Option<PathBuf>,
+        #[arg(long, env = "PIMGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// One JSON object per changed decision (JSON lines); the summary goes to standard error.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How `rules validate` prints its diagnostics.
@@ -226,6 +241,18 @@ pub async fn run(cli: Cli) -> ExitCode {
                 let options = crate::workbench::testing::TestOptions { filter };
                 test(&path, &connectors, &options, junit.as_deref()).await
             }
+            Err(code) => code,
+        },
+        Command::Rules {
+            command:
+                RulesCommand::Backtest {
+                    audit,
+                    path,
+                    config,
+                    json,
+                },
+        } => match rules_context(path, config.as_deref(), false) {
+            Ok((path, connectors)) => backtest(&audit, &path, &connectors, json).await,
             Err(code) => code,
         },
         Command::Evaluate {
@@ -512,6 +539,55 @@ fn roles(tier: Option<crate::rules::catalog::Tier>, json: bool, markdown: bool) 
         }
     } else {
         print!("{}", roles::table(&selected));
+    }
+    ExitCode::SUCCESS
+}
+
+/// `rules backtest`: the connectors are the config's, but a replaying fact book answers every
+/// upstream question, so nothing is called.
+async fn backtest(
+    audit: &Path,
+    path: &Path,
+    connectors: &std::sync::Arc<crate::connectors::Connectors>,
+    json: bool,
+) -> ExitCode {
+    let rules = match rules::load_with(path, connectors) {
+        Ok(rules) => rules,
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("pimgate: {problem}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let input: Box<dyn std::io::BufRead> = if audit == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(audit) {
+            Ok(file) => Box::new(std::io::BufReader::new(file)),
+            Err(error) => {
+                eprintln!("pimgate: cannot read `{}`: {error}", audit.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let report = match crate::workbench::backtest::run(&rules, input).await {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("pimgate: backtest: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        for change in &report.changed {
+            match serde_json::to_string(change) {
+                Ok(line) => println!("{line}"),
+                Err(error) => eprintln!("pimgate: {error}"),
+            }
+        }
+        eprintln!("{}", report.summary());
+    } else {
+        print!("{}", report.render());
     }
     ExitCode::SUCCESS
 }

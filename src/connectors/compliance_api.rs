@@ -105,7 +105,7 @@ pub struct MtlsFiles {
 }
 
 /// What the receiver said, once read and bounded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub passed: bool,
     /// The receiver's sentence: control characters out, at most [`MAX_MESSAGE_CHARS`].
@@ -114,7 +114,7 @@ pub struct Verdict {
 }
 
 /// A verdict and when it was given (a cached one keeps its own time).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {
     pub verdict: Verdict,
     pub given_at: DateTime<Utc>,
@@ -325,6 +325,24 @@ impl ComplianceApi {
     /// signature covers exactly the bytes sent). `cache_key` names the request and stage; a cached
     /// verdict is recorded as a cached call.
     pub async fn verdict(
+        &self,
+        document: &Value,
+        cache_key: &str,
+        now: DateTime<Utc>,
+        deadline: Instant,
+    ) -> (Result<Answer, UpstreamError>, Vec<UpstreamCall>) {
+        let source = format!("http.{}", self.name);
+        let fetch = async {
+            let (answer, calls) = self
+                .cached_verdict(document, cache_key, now, deadline)
+                .await;
+            (super::facts::Plain(answer), calls)
+        };
+        let (answer, calls) = super::facts::through(&source, cache_key, fetch).await;
+        (answer.0, calls)
+    }
+
+    async fn cached_verdict(
         &self,
         document: &Value,
         cache_key: &str,

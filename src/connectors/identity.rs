@@ -47,7 +47,29 @@ impl Connectors {
     }
 
     /// The requester's profile from one named source; `NotConfigured` when that source is absent.
+    /// Through the fact book (`connectors::facts`): recorded, or answered from a replay.
     pub async fn user_profile_from(
+        &self,
+        source: ProfileSource,
+        principal_id: &str,
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<UserProfile>, UpstreamError>,
+        Vec<UpstreamCall>,
+    ) {
+        let fact = match source {
+            ProfileSource::Graph => "graph.user",
+            ProfileSource::HrFile => "hr_file.user",
+        };
+        super::facts::through(
+            fact,
+            principal_id,
+            self.fetch_profile(source, principal_id, deadline),
+        )
+        .await
+    }
+
+    async fn fetch_profile(
         &self,
         source: ProfileSource,
         principal_id: &str,

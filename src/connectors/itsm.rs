@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::facts::{self, FactAnswer, Recordable, Unanswerable};
 use super::http::{Fetched, UpstreamCall, UpstreamError};
 use super::ticket::{ItsmTicket, TicketPerson};
 use super::{ConnectorId, Connectors, jira, servicenow};
@@ -60,6 +61,131 @@ pub trait TicketSource: Send + Sync + fmt::Debug {
         _calls: &mut Vec<UpstreamCall>,
     ) -> Result<Option<String>, Unresolved> {
         Ok(None)
+    }
+}
+
+/// A ticket system whose answers go through the fact book (`connectors::facts`): recorded by the
+/// service, answered from the record by a replay. Every vendor in [`TICKET_VENDORS`] is handed out
+/// wrapped, so no check can ask around the book.
+#[derive(Debug)]
+struct Booked {
+    name: &'static str,
+    inner: Arc<dyn TicketSource>,
+}
+
+impl Booked {
+    fn wrap(name: &'static str, inner: Arc<dyn TicketSource>) -> Arc<dyn TicketSource> {
+        Arc::new(Booked { name, inner })
+    }
+}
+
+#[async_trait]
+impl TicketSource for Booked {
+    async fn lookup(
+        &self,
+        number: &str,
+        tables: &[String],
+        deadline: Instant,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> TicketLookup {
+        let key = format!("{}|{number}", tables.join(","));
+        let fetch = async {
+            let mut made = Vec::new();
+            let lookup = self.inner.lookup(number, tables, deadline, &mut made).await;
+            (lookup, made)
+        };
+        let (lookup, made) = facts::through(&format!("{}.ticket", self.name), &key, fetch).await;
+        calls.extend(made);
+        lookup
+    }
+
+    async fn match_hidden(
+        &self,
+        hidden: &[&TicketPerson],
+        requester: &Requester<'_>,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> Result<Option<String>, Unresolved> {
+        let people: Vec<&str> = hidden.iter().map(|person| person.label()).collect();
+        let key = format!("{}|{}", requester.principal_id, people.join(","));
+        let fetch = async {
+            let mut made = Vec::new();
+            let matched = HiddenMatch(self.inner.match_hidden(hidden, requester, &mut made).await);
+            (matched, made)
+        };
+        let (matched, made) =
+            facts::through(&format!("{}.hidden_people", self.name), &key, fetch).await;
+        calls.extend(made);
+        matched.0
+    }
+}
+
+impl Recordable for TicketLookup {
+    fn to_answer(&self) -> FactAnswer {
+        match self {
+            TicketLookup::Answer(answer) => answer.to_answer(),
+            TicketLookup::Refused(why) => FactAnswer::Value(serde_json::json!({ "refused": why })),
+        }
+    }
+
+    fn from_answer(answer: FactAnswer, source: &str) -> Result<Self, String> {
+        if let FactAnswer::Value(value) = &answer
+            && let Some(why) = value.get("refused").and_then(serde_json::Value::as_str)
+        {
+            return Ok(TicketLookup::Refused(why.to_string()));
+        }
+        Recordable::from_answer(answer, source).map(TicketLookup::Answer)
+    }
+}
+
+impl Unanswerable for TicketLookup {
+    fn unanswerable(source: &str, detail: String) -> Self {
+        TicketLookup::Answer(Unanswerable::unanswerable(source, detail))
+    }
+}
+
+/// [`TicketSource::match_hidden`]'s answer, as the fact book keeps it.
+struct HiddenMatch(Result<Option<String>, Unresolved>);
+
+impl Recordable for HiddenMatch {
+    fn to_answer(&self) -> FactAnswer {
+        match &self.0 {
+            Ok(Some(role)) => FactAnswer::Value(serde_json::json!({ "role": role })),
+            Ok(None) => FactAnswer::NotFound(true),
+            Err(unresolved) => FactAnswer::Value(serde_json::json!({
+                "unresolved": unresolved.message,
+                "detail": unresolved.detail,
+            })),
+        }
+    }
+
+    fn from_answer(answer: FactAnswer, _source: &str) -> Result<Self, String> {
+        let text = |value: &serde_json::Value, key: &str| {
+            value
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        };
+        match answer {
+            FactAnswer::NotFound(_) => Ok(HiddenMatch(Ok(None))),
+            FactAnswer::Value(value) => match (text(&value, "role"), text(&value, "unresolved")) {
+                (Some(role), _) => Ok(HiddenMatch(Ok(Some(role)))),
+                (None, Some(message)) => Ok(HiddenMatch(Err(Unresolved {
+                    message,
+                    detail: text(&value, "detail"),
+                }))),
+                (None, None) => Err("neither a role nor an unresolved match".into()),
+            },
+            FactAnswer::Error(class) => Err(format!("an error class ({class}) for a match")),
+        }
+    }
+}
+
+impl Unanswerable for HiddenMatch {
+    fn unanswerable(_source: &str, detail: String) -> Self {
+        HiddenMatch(Err(Unresolved {
+            message: "the people on the ticket could not be matched to you".into(),
+            detail: Some(detail),
+        }))
     }
 }
 
@@ -121,7 +247,7 @@ pub const TICKET_VENDORS: &[TicketVendor] = &[
         },
         get: |connectors| {
             let source: Arc<dyn TicketSource> = connectors.servicenow.clone()?;
-            Some(source)
+            Some(Booked::wrap(servicenow::NAME, source))
         },
     },
     TicketVendor {
@@ -144,7 +270,7 @@ pub const TICKET_VENDORS: &[TicketVendor] = &[
         },
         get: |connectors| {
             let source: Arc<dyn TicketSource> = connectors.jira.clone()?;
-            Some(source)
+            Some(Booked::wrap(jira::NAME, source))
         },
     },
 ];

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod circuit;
 pub mod compliance_api;
+pub mod facts;
 pub mod graph;
 pub mod hr_file;
 pub mod http;
@@ -64,16 +65,20 @@ pub struct BuildContext {
 /// The attributes the `hr` check judges are [`Attribute`]s, so "the directory says there is none" and
 /// "pimgate does not know" cannot be confused: the first may be held against the requester, the
 /// second makes the check not evaluated.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserProfile {
     pub id: String,
     pub user_principal_name: Option<String>,
     pub mail: Option<String>,
     pub display_name: Option<String>,
+    #[serde(default)]
     pub account_enabled: Attribute<bool>,
+    #[serde(default)]
     pub employee_leave_date_time: Attribute<DateTime<Utc>>,
+    #[serde(default)]
     pub employee_type: Attribute<String>,
+    #[serde(default)]
     pub department: Attribute<String>,
 }
 
@@ -129,6 +134,45 @@ impl<T: Serialize> Serialize for Attribute<T> {
         }
     }
 }
+
+/// The inverse of the `Serialize` above, for replayed facts (`connectors::facts`): `null` is
+/// empty, `{"unknown": ...}` unknown (a permission pimgate does not know is read as absent: still
+/// unknown, never an answer), anything else the value.
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Attribute<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.is_null() {
+            return Ok(Attribute::Empty);
+        }
+        if let Some(why) = value.get("unknown").and_then(serde_json::Value::as_str) {
+            let unknown = match why {
+                "unparsable" => Unknown::Unparsable,
+                "unreadable" => {
+                    let named = value.get("permission").and_then(serde_json::Value::as_str);
+                    match KNOWN_PERMISSIONS.iter().find(|p| Some(p.name) == named) {
+                        Some(permission) => Unknown::Unreadable {
+                            permission: permission.name,
+                        },
+                        None => Unknown::Absent,
+                    }
+                }
+                _ => Unknown::Absent,
+            };
+            return Ok(Attribute::Unknown(unknown));
+        }
+        serde_json::from_value(value)
+            .map(Attribute::Known)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Every permission an [`Unknown::Unreadable`] may name.
+const KNOWN_PERMISSIONS: [&Permission; 4] = [
+    &graph::USER_READ_ALL,
+    &graph::LIFECYCLE_READ_ALL,
+    &graph::groups::GROUP_MEMBER_READ_ALL,
+    &graph::methods::USER_AUTH_METHOD_READ_ALL,
+];
 
 /// An upstream permission a check relies on: the one to grant (`name`), and every grant that
 /// includes it.

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::facts::{self, FactAnswer, Recordable, Unanswerable};
 use super::http::{UpstreamCall, UpstreamError};
 use super::{ConnectorId, Connectors};
 
@@ -28,7 +30,7 @@ pub struct OncallAsk<'a> {
 }
 
 /// One way the requester is on call at the asked instant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Duty {
     /// The schedule or escalation policy from the rule that this duty is for.
     pub target: String,
@@ -37,7 +39,8 @@ pub struct Duty {
 }
 
 /// A vendor's answer. `Unknown` and `NotOnCall` carry the requester's whole sentence.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum OncallAnswer {
     /// Every duty found (possibly none): the check judges levels and targets.
     Duties(Vec<Duty>),
@@ -70,6 +73,73 @@ pub trait OncallSource: Send + Sync + fmt::Debug {
     ) -> OncallAnswer;
 }
 
+/// An on-call system whose answers go through the fact book (`connectors::facts`); every vendor in
+/// [`ONCALL_VENDORS`] is handed out wrapped. The key is the requester, the targets and the instant.
+#[derive(Debug)]
+struct Booked {
+    name: &'static str,
+    inner: Arc<dyn OncallSource>,
+}
+
+impl Booked {
+    fn wrap(name: &'static str, inner: Arc<dyn OncallSource>) -> Arc<dyn OncallSource> {
+        Arc::new(Booked { name, inner })
+    }
+}
+
+#[async_trait]
+impl OncallSource for Booked {
+    async fn on_call(
+        &self,
+        ask: &OncallAsk<'_>,
+        who: &dyn RequesterAddresses,
+        calls: &mut Vec<UpstreamCall>,
+    ) -> OncallAnswer {
+        let key = format!(
+            "{}|schedules={}|policies={}|at={}",
+            ask.principal_id,
+            ask.schedules.join(","),
+            ask.policies.join(","),
+            ask.at.to_rfc3339()
+        );
+        let fetch = async {
+            let mut made = Vec::new();
+            let answer = self.inner.on_call(ask, who, &mut made).await;
+            (answer, made)
+        };
+        let (answer, made) = facts::through(&format!("{}.oncall", self.name), &key, fetch).await;
+        calls.extend(made);
+        answer
+    }
+}
+
+impl Recordable for OncallAnswer {
+    fn to_answer(&self) -> FactAnswer {
+        match serde_json::to_value(self) {
+            Ok(value) => FactAnswer::Value(value),
+            Err(_) => FactAnswer::Error("malformed".into()),
+        }
+    }
+
+    fn from_answer(answer: FactAnswer, _source: &str) -> Result<Self, String> {
+        match answer {
+            FactAnswer::Value(value) => {
+                serde_json::from_value(value).map_err(|error| error.to_string())
+            }
+            other => Err(format!("not an on-call answer: {other:?}")),
+        }
+    }
+}
+
+impl Unanswerable for OncallAnswer {
+    fn unanswerable(source: &str, detail: String) -> Self {
+        let connector = source.split('.').next().unwrap_or(source).to_string();
+        OncallAnswer::Unknown(format!(
+            "on-call status could not be checked: {connector} could not be read ({detail})"
+        ))
+    }
+}
+
 /// What rules may name as an `oncall` source, and what it can do.
 #[derive(Clone, Copy)]
 pub struct OncallVendor {
@@ -96,7 +166,7 @@ pub const ONCALL_VENDORS: &[OncallVendor] = &[
         escalation_policies: true,
         get: |connectors| {
             let source: Arc<dyn OncallSource> = connectors.pagerduty.clone()?;
-            Some(source)
+            Some(Booked::wrap("pagerduty", source))
         },
     },
     OncallVendor {
@@ -105,7 +175,7 @@ pub const ONCALL_VENDORS: &[OncallVendor] = &[
         escalation_policies: false,
         get: |connectors| {
             let source: Arc<dyn OncallSource> = connectors.opsgenie.clone()?;
-            Some(source)
+            Some(Booked::wrap("opsgenie", source))
         },
     },
     OncallVendor {
@@ -114,7 +184,7 @@ pub const ONCALL_VENDORS: &[OncallVendor] = &[
         escalation_policies: true,
         get: |connectors| {
             let source: Arc<dyn OncallSource> = connectors.oncall_file.clone()?;
-            Some(source)
+            Some(Booked::wrap("file", source))
         },
     },
 ];

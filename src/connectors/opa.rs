@@ -54,7 +54,7 @@ impl Default for OpaSettings {
 }
 
 /// OPA's answer to one query: `result` absent means the document is undefined (not `false`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpaDecision {
     pub result: Option<Value>,
     /// OPA's id for this decision in its decision log (present when decision logging is on).
@@ -135,6 +135,31 @@ impl Opa {
     /// 404 is not an OPA answer for `/v1/data` (an undefined document is `200 {}`), so it is an
     /// error like any other non-2xx.
     pub async fn query(
+        &self,
+        path: &str,
+        input: Value,
+        deadline: Instant,
+    ) -> (Result<OpaDecision, UpstreamError>, UpstreamCall) {
+        let source = format!("opa.{}", self.name);
+        let key = format!("{path}|{}", super::facts::digest(&input));
+        let fetch = async {
+            let (decision, call) = self.ask(path, input, deadline).await;
+            (super::facts::Plain(decision), Some(call))
+        };
+        let (decision, call) = super::facts::through(&source, &key, fetch).await;
+        // A replayed answer asked nothing: its record says so.
+        let call = call.unwrap_or_else(|| UpstreamCall {
+            connector: CONNECTOR,
+            operation: format!("POST /v1/data/{path}"),
+            outcome: "replayed".into(),
+            latency_ms: 0.0,
+            cached: true,
+            attempts: 0,
+        });
+        (decision.0, call)
+    }
+
+    async fn ask(
         &self,
         path: &str,
         input: Value,

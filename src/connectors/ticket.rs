@@ -2,7 +2,7 @@
 //! check decides on ServiceNow records and Jira issues with the same code.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::http::{Fetched, UpstreamCall, UpstreamError};
 
@@ -45,7 +45,7 @@ impl ItsmTicket {
 
 /// One person on a ticket. Which identifiers are present depends on the system and its privacy
 /// settings (Jira Cloud may hide email addresses and give only an account id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketPerson {
     pub role: String,
     pub email: Option<String>,
@@ -76,10 +76,52 @@ impl TicketPerson {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketWindow {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+}
+
+/// A recorded ticket (`connectors::facts`), read back: its `system` must be a vendor pimgate knows.
+#[derive(Deserialize)]
+struct RecordedTicket {
+    system: String,
+    number: String,
+    table: Option<String>,
+    state: String,
+    state_code: Option<String>,
+    status_category: Option<String>,
+    people: Vec<TicketPerson>,
+    window: Option<TicketWindow>,
+    unreadable: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for ItsmTicket {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let recorded = RecordedTicket::deserialize(deserializer)?;
+        ItsmTicket::try_from(recorded).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<RecordedTicket> for ItsmTicket {
+    type Error = String;
+
+    fn try_from(recorded: RecordedTicket) -> Result<Self, String> {
+        let system = super::itsm::ticket_vendor(&recorded.system)
+            .map(|vendor| vendor.name)
+            .ok_or_else(|| format!("`{}` is not a ticket system", recorded.system))?;
+        Ok(ItsmTicket {
+            system,
+            number: recorded.number,
+            table: recorded.table,
+            state: recorded.state,
+            state_code: recorded.state_code,
+            status_category: recorded.status_category,
+            people: recorded.people,
+            window: recorded.window,
+            unreadable: recorded.unreadable,
+        })
+    }
 }
 
 /// Trims and drops empty strings: upstreams send `""` for an empty reference or date.

@@ -20,6 +20,7 @@ use super::replay::{Answer, ReplayCache};
 use super::request_id::RequestId;
 use super::state::AppState;
 use crate::audit::CallerSummary;
+use crate::connectors::facts::{self, FactBook};
 use crate::decision::{self, Decision, Outcome};
 use crate::payload::{self, EvaluationKey, Stage};
 use crate::settings::TokenVersion;
@@ -114,7 +115,12 @@ async fn evaluate(
     let key = ReplayCache::key(&evaluation_key, &verified.caller_app_id);
     let remaining = deadline.saturating_sub(started.elapsed());
     let budget = remaining.saturating_sub(ANSWER_MARGIN.min(remaining / 10));
-    let evaluation = decision::evaluate_at_stage(&rules, &activation, stage, Utc::now(), budget);
+    // The fact book keeps what the upstreams answered, for the audit record (`rules backtest`).
+    let book = FactBook::recording();
+    let evaluation = facts::scope(
+        book.clone(),
+        decision::evaluate_at_stage(&rules, &activation, stage, Utc::now(), budget),
+    );
     let (decision, replay) =
         match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
         {
@@ -147,6 +153,7 @@ async fn evaluate(
         &http_request_id,
         replay,
         latency_ms,
+        &if replay { Vec::new() } else { book.facts() },
     );
     record_metrics(&decision, replay, started);
     if state.recent.capacity() > 0 {

@@ -155,6 +155,11 @@ pub fn decision_json(
             .map(format_iso8601_duration),
         start: request.schedule.start,
         caller: &caller,
+        decided_at: decision.evaluated_at,
+        principal_type: request.principal_type.as_deref(),
+        schedule: &request.schedule,
+        justification_masked: false,
+        facts: &[],
     };
     let mut value = serde_json::to_value(&record).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {

@@ -76,7 +76,7 @@ async fn the_json_decision_uses_the_audit_records_names_and_values_for_every_sha
         token_version: "v2".into(),
         dev: true,
     };
-    log.record(&decision, &request, &caller, "http-1", false, 1.0);
+    log.record(&decision, &request, &caller, "http-1", false, 1.0, &[]);
     log.flush().unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let audit: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();

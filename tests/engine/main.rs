@@ -15,6 +15,7 @@ mod harness;
 mod activation_interval;
 mod auth_config_edges;
 mod auth_tokens;
+mod backtest;
 mod check_keys;
 mod connector_auth_methods;
 mod connector_graph;

@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backtest;
 mod cli;
 mod justification_hardening;
 mod otlp;

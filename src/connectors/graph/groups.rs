@@ -10,7 +10,7 @@
 //! prove the grant is therefore refused here, before asking: a short list read as "not a member"
 //! would let a `not_member_of` rule pass.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{CONNECTOR, Graph};
@@ -38,7 +38,7 @@ pub const MAX_GROUP_PAGES: usize = 20;
 pub const GROUPS_OPERATION: &str = "GET /v1.0/users/{id}/transitiveMemberOf/microsoft.graph.group";
 
 /// One group the user is a member of, directly or through nested groups.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupRef {
     pub id: String,
@@ -64,11 +64,14 @@ impl Graph {
         Result<Fetched<Vec<GroupRef>>, UpstreamError>,
         Vec<UpstreamCall>,
     ) {
-        let mut calls = Vec::new();
-        let result = self
-            .fetch_groups(user_id.trim(), deadline, &mut calls)
-            .await;
-        (result, calls)
+        let fetch = async {
+            let mut calls = Vec::new();
+            let result = self
+                .fetch_groups(user_id.trim(), deadline, &mut calls)
+                .await;
+            (result, calls)
+        };
+        crate::connectors::facts::through("graph.groups", user_id.trim(), fetch).await
     }
 
     async fn fetch_groups(

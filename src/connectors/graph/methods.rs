@@ -10,7 +10,7 @@
 //! prove the grant is still refused here, before asking, like the `group` lookup: a future Graph that
 //! answered with fewer methods would otherwise read as "nothing strong registered" or worse.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::{CONNECTOR, Graph};
@@ -126,11 +126,29 @@ impl MethodKind {
 }
 
 /// One registered method: its kind, or `None` with the raw type when pimgate does not know it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", from = "RecordedMethod")]
 pub struct RegisteredMethod {
+    #[serde(skip_serializing)]
     pub kind: Option<MethodKind>,
     /// Graph's `@odata.type`, kept for the audit record of an unrecognised method.
     pub odata_type: String,
+}
+
+/// A method as the fact book keeps it (`connectors::facts`): its type; the kind follows from it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordedMethod {
+    odata_type: String,
+}
+
+impl From<RecordedMethod> for RegisteredMethod {
+    fn from(recorded: RecordedMethod) -> Self {
+        RegisteredMethod {
+            kind: MethodKind::from_odata_type(&recorded.odata_type),
+            odata_type: recorded.odata_type,
+        }
+    }
 }
 
 /// Only the type of each method is read; every other property is ignored.
@@ -159,8 +177,20 @@ impl Graph {
         Result<Fetched<Vec<RegisteredMethod>>, UpstreamError>,
         Vec<UpstreamCall>,
     ) {
-        let mut calls = Vec::new();
         let user_id = user_id.trim();
+        let fetch = self.cached_methods(user_id, deadline);
+        crate::connectors::facts::through("graph.methods", user_id, fetch).await
+    }
+
+    async fn cached_methods(
+        &self,
+        user_id: &str,
+        deadline: Instant,
+    ) -> (
+        Result<Fetched<Vec<RegisteredMethod>>, UpstreamError>,
+        Vec<UpstreamCall>,
+    ) {
+        let mut calls = Vec::new();
         let key = user_id.to_ascii_lowercase();
         let (result, cached) = self
             .methods
