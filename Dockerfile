@@ -31,9 +31,11 @@ FROM chef AS build
 # 1. Dependencies only: cached as long as recipe.json is unchanged.
 COPY --from=planner /src/recipe.json recipe.json
 RUN cargo chef cook --release --locked --bin pimgate --recipe-path recipe.json
-# 2. The service (the manifest declares the benches, so they must be there for it to load).
+# 2. The service (the manifest declares the benches, so they must be there for it to load; the
+#    console's askama templates are compiled into the binary).
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY templates ./templates
 COPY benches ./benches
 RUN cargo build --release --locked --bin pimgate
 

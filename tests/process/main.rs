@@ -7,6 +7,7 @@ mod support;
 
 mod backtest;
 mod cli;
+mod console_browser;
 mod justification_hardening;
 mod otlp;
 mod reload;
