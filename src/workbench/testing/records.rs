@@ -83,7 +83,7 @@ pub(super) fn parse_record(
             if matches!(kind, "oncall" | "http" | "opa") {
                 problems.push(Diagnostic::error(
                     prefix,
-                    format!("a `{kind}` answer has no `not_found`"),
+                    format!("the `{kind}` answer has no `not_found`"),
                     match kind {
                         "oncall" => "write `{ on_call: false }` for someone not on call",
                         _ => "write the answer, or `unavailable`",
