@@ -277,7 +277,10 @@ async fn a_question_no_stub_answers_is_not_evaluated_and_the_failure_names_it() 
     assert_eq!(report.failed, 1, "{report}");
     let failure = &report.failures[0].2;
     assert!(failure.contains("got Denied"), "{failure}");
-    assert!(failure.contains("no stub answered: graph.user"), "{failure}");
+    assert!(
+        failure.contains("no stub answered: graph.user"),
+        "{failure}"
+    );
     // The same with the ticket unstubbed (an hr record only).
     let no_ticket = case(
         "no ticket stub",
@@ -335,10 +338,9 @@ async fn record_stubs_never_call_a_configured_upstream_even_for_an_unstubbed_que
         http: reqwest::Client::new(),
         tenant_id: "00000000-0000-0000-0000-000000000000".into(),
     };
-    let connectors = pimgate::connectors::secrets::without_secrets(|| {
-        Connectors::build(&settings, &context)
-    })
-    .unwrap();
+    let connectors =
+        pimgate::connectors::secrets::without_secrets(|| Connectors::build(&settings, &context))
+            .unwrap();
     let report = run(
         &[
             change_case(

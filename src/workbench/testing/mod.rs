@@ -246,7 +246,11 @@ async fn run_with_records(
     )
     .await;
     let failure = expect::compare(&case.expect, &decision)?;
-    let mut unanswered: Vec<String> = book.misses().into_iter().map(|(source, _)| source).collect();
+    let mut unanswered: Vec<String> = book
+        .misses()
+        .into_iter()
+        .map(|(source, _)| source)
+        .collect();
     unanswered.dedup();
     if unanswered.is_empty() {
         Some(failure)

@@ -195,7 +195,10 @@ pub(super) fn facts_for(
                 "hr" => vec!["graph.user".into(), "hr_file.user".into()],
                 "group" => vec!["graph.groups".into()],
                 "auth_methods" => vec!["graph.methods".into()],
-                "http" => http_names.iter().map(|name| format!("http.{name}")).collect(),
+                "http" => http_names
+                    .iter()
+                    .map(|name| format!("http.{name}"))
+                    .collect(),
                 "opa" => opa_names.iter().map(|name| format!("opa.{name}")).collect(),
                 _ => Vec::new(),
             };
@@ -595,7 +598,12 @@ fn plain(value: &Value) -> String {
 }
 
 /// A text field (numbers are read as their text); `None` when absent or `null`.
-fn text(map: &Mapping, prefix: &str, field: &str, problems: &mut Vec<Diagnostic>) -> Option<String> {
+fn text(
+    map: &Mapping,
+    prefix: &str,
+    field: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<String> {
     match map.get(field)? {
         Value::Null => None,
         Value::String(text) => Some(text.clone()),
@@ -611,7 +619,12 @@ fn text(map: &Mapping, prefix: &str, field: &str, problems: &mut Vec<Diagnostic>
     }
 }
 
-fn boolean(map: &Mapping, prefix: &str, field: &str, problems: &mut Vec<Diagnostic>) -> Option<bool> {
+fn boolean(
+    map: &Mapping,
+    prefix: &str,
+    field: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<bool> {
     match map.get(field)? {
         Value::Null => None,
         Value::Bool(value) => Some(*value),
@@ -651,17 +664,19 @@ fn instant(
     if parsed.is_none() {
         problems.push(Diagnostic::error(
             format!("{prefix}.{field}"),
-            format!(
-                "`{}` is not an RFC 3339 time or a date",
-                plain(value)
-            ),
+            format!("`{}` is not an RFC 3339 time or a date", plain(value)),
             "e.g. `\"2026-11-24T18:00:00Z\"` or `2026-12-01`",
         ));
     }
     parsed
 }
 
-fn list(map: &Mapping, prefix: &str, field: &str, problems: &mut Vec<Diagnostic>) -> Option<Vec<Value>> {
+fn list(
+    map: &Mapping,
+    prefix: &str,
+    field: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<Vec<Value>> {
     match map.get(field)? {
         Value::Null => None,
         Value::Sequence(items) => Some(items.clone()),

@@ -60,7 +60,10 @@ pub(super) fn with_stand_ins(
             .pagerduty
             .clone()
             .or_else(|| stand_ins.pagerduty.clone()),
-        opsgenie: given.opsgenie.clone().or_else(|| stand_ins.opsgenie.clone()),
+        opsgenie: given
+            .opsgenie
+            .clone()
+            .or_else(|| stand_ins.opsgenie.clone()),
         oncall_file: given
             .oncall_file
             .clone()

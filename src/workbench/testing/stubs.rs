@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use super::records::{RecordStub, parse_record};
 use crate::checks::registry::UPSTREAM_KINDS;
-use crate::rules::report::unknown_keys;
 use crate::checks::{Check, CheckContext, CheckOutcome, CheckStatus, NamedCheck};
 use crate::rules::RuleSet;
+use crate::rules::report::unknown_keys;
 use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `facts: { itsm: { status: fail, message: ... } }`; the short form is the status alone.
@@ -66,8 +66,7 @@ pub(super) fn parse_facts(
     let mut parsed = Vec::new();
     let mut records = Vec::new();
     let mut errors = Vec::new();
-    let shape =
-        "write `pass`, `fail` or `error`, `{ status: fail, message: \"ticket is closed\" }`, or the upstream's answer as `{ record: ... }`";
+    let shape = "write `pass`, `fail` or `error`, `{ status: fail, message: \"ticket is closed\" }`, or the upstream's answer as `{ record: ... }`";
     for (key, value) in facts {
         let Some(kind) = UPSTREAM_KINDS.iter().copied().find(|kind| *kind == key) else {
             errors.push(Diagnostic::error(
