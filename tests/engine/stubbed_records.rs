@@ -158,6 +158,13 @@ async fn a_stubbed_hr_record_leaving_before_the_activation_ends_is_a_leaver() {
                 "{ outcome: Approved, policy: leavers }",
             ),
             case(
+                "unknown to the directory",
+                "User Administrator",
+                "PT4H",
+                "{ hr: { record: not_found } }",
+                "{ outcome: Denied, policy: leavers }",
+            ),
+            case(
                 "an attribute left out is unknown, never a pass",
                 "User Administrator",
                 "PT4H",
@@ -188,6 +195,13 @@ async fn a_stubbed_shift_is_judged_at_the_start_and_its_end_is_named() {
                 "PT4H",
                 "{ oncall: { record: { on_call: false } } }",
                 "{ outcome: Approved, reason_contains: Not auto-approved }",
+            ),
+            case(
+                "the on-call system cannot be asked",
+                "Exchange Administrator",
+                "PT4H",
+                "{ oncall: { record: unavailable } }",
+                "{ outcome: Approved, reason_contains: [Not auto-approved, could not be checked] }",
             ),
         ],
         None,
@@ -241,6 +255,13 @@ async fn stubbed_groups_methods_verdicts_and_opa_answers_are_judged_by_their_rea
                 "PT1H",
                 "{ http: { record: { result: fail, message: training overdue } } }",
                 "{ outcome: Denied, reason_contains: \"`Security training`: training overdue\" }",
+            ),
+            case(
+                "the compliance API cannot be asked",
+                "Teams Administrator",
+                "PT1H",
+                "{ http: { record: unavailable } }",
+                "{ outcome: Denied, reason_contains: could not be evaluated }",
             ),
             case(
                 "opa denies",
