@@ -39,6 +39,7 @@ mod rule_test_files;
 mod rules_engine;
 mod rules_index;
 mod settings;
+mod stubbed_records;
 mod tidy;
 mod upstream_http;
 mod upstream_numbers;

@@ -142,6 +142,20 @@ const BROKEN: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "bad-stub-records.test.yaml",
+        &[
+            "bad-stub-records.test.yaml:6:43: error: `cases[0].facts.itsm.record.asigned_to`: unknown key `asigned_to`. Fix: did you mean `assigned_to`? Known keys: number, table, state, state_code, status_category, assigned_to, people, planned, unreadable",
+            "bad-stub-records.test.yaml:6:74: error: `cases[0].facts.itsm.record.planned`: missing `end`. Fix: give both ends, e.g. `planned: { start: \"2026-11-24T08:00:00Z\", end: \"2026-11-24T18:00:00Z\" }`",
+            "bad-stub-records.test.yaml:6:85: error: `cases[0].facts.itsm.record.planned.start`: `tomorrow` is not an RFC 3339 time or a date. Fix: e.g. `\"2026-11-24T18:00:00Z\"` or `2026-12-01`",
+            "bad-stub-records.test.yaml:7:23: error: `cases[0].facts.hr.record.enabled`: `maybe` is not true or false. Fix: write `true` or `false`",
+            "bad-stub-records.test.yaml:7:39: error: `cases[0].facts.hr.record.leave_date`: `2026-13-01` is not an RFC 3339 time or a date. Fix: e.g. `\"2026-11-24T18:00:00Z\"` or `2026-12-01`",
+            "bad-stub-records.test.yaml:8:17: error: `cases[0].facts.oncall.record`: the `oncall` answer has no `not_found`. Fix: write `{ on_call: false }` for someone not on call",
+            "bad-stub-records.test.yaml:9:33: error: `cases[0].facts.auth_methods.record.methods[0]`: `fido` is not an authentication method. Fix: did you mean `fido2`? Known: fido2, windowsHelloForBusiness, x509Certificate, platformCredential, microsoftAuthenticator, softwareOath, phone, email, password, temporaryAccessPass, qrCodePin, external",
+            "bad-stub-records.test.yaml:10:25: error: `cases[0].facts.http.record.result`: `passed` is not a verdict. Fix: use `pass` or `fail` (`unavailable` instead of the record for no verdict)",
+            "bad-stub-records.test.yaml:11:14: error: `cases[0].facts.opa.recrd`: unknown key `recrd`. Fix: did you mean `record`? Known keys: record",
+        ],
+    ),
+    (
         "unknown-fact-kind.test.yaml",
         &[
             "unknown-fact-kind.test.yaml:5:14: error: `cases[0].facts.duration`: `duration` is not an upstream check kind. Fix: facts stub upstream checks only: itsm, hr, oncall, group, auth_methods, opa, http",

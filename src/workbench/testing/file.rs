@@ -11,7 +11,7 @@ use yaml_serde::{Mapping, Value};
 
 use super::expect::{EXPECT_KEYS, Expectation, ExpectedGuard, ExpectedShadow};
 use super::request::{REQUEST_KEYS, ShorthandRequest, bad_case, shorthand_request};
-use super::stubs::{Fact, parse_facts};
+use super::stubs::{Stubs, parse_facts};
 use crate::decision::Outcome;
 use crate::payload::{ActivationRequest, Stage};
 use crate::rules::locate::locate;
@@ -39,7 +39,7 @@ pub(super) struct Case {
     pub(super) now: DateTime<Utc>,
     pub(super) stage: Stage,
     pub(super) request: ActivationRequest,
-    pub(super) facts: Vec<Fact>,
+    pub(super) facts: Stubs,
     pub(super) expect: Expectation,
 }
 
@@ -369,10 +369,10 @@ fn request_from_file(
     })
 }
 
-fn read_facts(key: &str, case: &Mapping, problems: &mut Vec<Diagnostic>) -> Option<Vec<Fact>> {
+fn read_facts(key: &str, case: &Mapping, problems: &mut Vec<Diagnostic>) -> Option<Stubs> {
     let prefix = format!("{key}.facts");
     let facts = match case.get("facts") {
-        None | Some(Value::Null) => return Some(Vec::new()),
+        None | Some(Value::Null) => return Some(Stubs::default()),
         Some(Value::Mapping(facts)) => facts,
         Some(other) => {
             problems.push(Diagnostic::error(

@@ -4,13 +4,17 @@
 //! - `file`: reading a test file into cases, every problem at once at its `file:line:column`;
 //! - `request`: the shorthand request a case may write instead of a captured PIM body;
 //! - `stubs`: stubbed upstream facts (`facts: { itsm: fail }`);
+//! - `records`: stubbed upstream records (`facts: { itsm: { record: ... } }`), answered through a
+//!   replaying fact book so the real checks run; `stub_connectors`: the connectors they run with;
 //! - `expect`: what a case expects (outcome, policy, reasons, guards, shadow decisions);
 //! - `junit`: the JUnit XML report for CI systems.
 
 mod expect;
 mod file;
 pub mod junit;
+mod records;
 mod request;
+mod stub_connectors;
 mod stubs;
 
 use std::fmt;
@@ -135,6 +139,9 @@ pub async fn run_tests_filtered(
     }
     let filter = options.filter.as_deref().map(str::to_lowercase);
     let mut report = TestReport::default();
+    // Built on the first record-stubbed case: the rules again, with stand-ins for the connectors
+    // they need that are not configured.
+    let mut stubbed: Option<(crate::rules::RuleSet, Arc<crate::connectors::Connectors>)> = None;
     for (file, cases) in &parsed {
         for case in cases {
             if let Some(filter) = &filter
@@ -143,11 +150,22 @@ pub async fn run_tests_filtered(
                 report.filtered_out += 1;
                 continue;
             }
-            let rules = stubs::with_facts(&rules, &case.facts);
             let started = Instant::now();
-            let decision =
-                evaluate_at_stage(&rules, &case.request, case.stage, case.now, CASE_BUDGET).await;
-            let failure = expect::compare(&case.expect, &decision);
+            let failure = if case.facts.records.is_empty() {
+                let rules = stubs::with_facts(&rules, &case.facts.statuses);
+                let decision =
+                    evaluate_at_stage(&rules, &case.request, case.stage, case.now, CASE_BUDGET)
+                        .await;
+                expect::compare(&case.expect, &decision)
+            } else {
+                if stubbed.is_none() {
+                    stubbed = Some(stubbed_rules(path, connectors, &rules)?);
+                }
+                let Some((stub_rules, stand_ins)) = &stubbed else {
+                    continue;
+                };
+                run_with_records(case, stub_rules, stand_ins).await
+            };
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             match &failure {
                 None => {
@@ -180,6 +198,68 @@ pub async fn run_tests_filtered(
         }
     }
     Ok(report)
+}
+
+/// The rules compiled against the configured connectors plus stand-ins (`stub_connectors`).
+fn stubbed_rules(
+    path: &Path,
+    connectors: &Arc<crate::connectors::Connectors>,
+    rules: &crate::rules::RuleSet,
+) -> Result<(crate::rules::RuleSet, Arc<crate::connectors::Connectors>), Vec<Diagnostic>> {
+    let missing = stub_connectors::missing_sections(&rules.warnings);
+    let stand_ins = stub_connectors::with_stand_ins(connectors, &missing).map_err(|message| {
+        vec![
+            Diagnostic::error(
+                "",
+                format!("cannot prepare the connectors for stubbed records: {message}"),
+                "report this as a bug",
+            )
+            .in_file(path),
+        ]
+    })?;
+    let rules = crate::rules::load_with(path, &stand_ins)?;
+    Ok((rules, stand_ins))
+}
+
+/// A case with record stubs: the real checks (status stubs still swapped) under a replaying fact
+/// book holding only the case's records, so no upstream is ever asked and a question no stub
+/// answers is not evaluated. A failure names those questions.
+async fn run_with_records(
+    case: &file::Case,
+    rules: &crate::rules::RuleSet,
+    connectors: &Arc<crate::connectors::Connectors>,
+) -> Option<String> {
+    use crate::connectors::facts::{self, FactBook};
+    let http: Vec<String> = connectors.http.keys().cloned().collect();
+    let opa: Vec<String> = connectors.opa.keys().cloned().collect();
+    let stubbed: Vec<facts::Fact> = case
+        .facts
+        .records
+        .iter()
+        .flat_map(|stub| records::facts_for(stub, &http, &opa, case.now))
+        .collect();
+    let book = FactBook::replaying(stubbed);
+    let rules = stubs::with_facts(rules, &case.facts.statuses);
+    let decision = facts::scope(
+        Arc::clone(&book),
+        evaluate_at_stage(&rules, &case.request, case.stage, case.now, CASE_BUDGET),
+    )
+    .await;
+    let failure = expect::compare(&case.expect, &decision)?;
+    let mut unanswered: Vec<String> = book
+        .misses()
+        .into_iter()
+        .map(|(source, _)| source)
+        .collect();
+    unanswered.dedup();
+    if unanswered.is_empty() {
+        Some(failure)
+    } else {
+        Some(format!(
+            "{failure} (no stub answered: {}; stub them under `facts`)",
+            unanswered.join(", ")
+        ))
+    }
 }
 
 fn test_files(path: &Path) -> Vec<PathBuf> {

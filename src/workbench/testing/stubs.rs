@@ -1,6 +1,7 @@
-//! Stubbed upstream facts of a rule test case (`facts: { itsm: fail }`): the checks of those kinds
-//! are swapped for stubs in a copy of the rules, so a case can pin "what happens when ServiceNow is
-//! down" without a ServiceNow.
+//! Stubbed upstream facts of a rule test case. The status form (`facts: { itsm: fail }`) swaps the
+//! checks of those kinds for stubs in a copy of the rules, so a case can pin "what happens when
+//! ServiceNow is down" without a ServiceNow. The record form (`facts: { itsm: { record: ... } }`,
+//! `records`) keeps the real check and stubs what the upstream system answers.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -9,9 +10,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::records::{RecordStub, parse_record};
 use crate::checks::registry::UPSTREAM_KINDS;
 use crate::checks::{Check, CheckContext, CheckOutcome, CheckStatus, NamedCheck};
 use crate::rules::RuleSet;
+use crate::rules::report::unknown_keys;
 use crate::vocabulary::diagnostic::Diagnostic;
 
 /// `facts: { itsm: { status: fail, message: ... } }`; the short form is the status alone.
@@ -47,15 +50,23 @@ impl Check for StubbedCheck {
 /// An upstream kind's `'static` name and what its checks report instead of asking.
 pub(super) type Fact = (&'static str, CheckOutcome);
 
-/// Each fact as the outcome its checks will report, keyed by the kind's `'static` name; every bad
-/// entry is a problem keyed below `facts`.
+/// A case's stubs: status stubs (checks swapped) and record stubs (real checks, stubbed answers).
+#[derive(Debug, Default)]
+pub(super) struct Stubs {
+    pub(super) statuses: Vec<Fact>,
+    pub(super) records: Vec<RecordStub>,
+}
+
+/// Each fact as the outcome its checks will report (status form) or the record its upstream
+/// answers with (record form), keyed by the kind's `'static` name; every bad entry is a problem
+/// keyed below `facts`.
 pub(super) fn parse_facts(
     facts: &BTreeMap<String, yaml_serde::Value>,
-) -> Result<Vec<Fact>, Vec<Diagnostic>> {
+) -> Result<Stubs, Vec<Diagnostic>> {
     let mut parsed = Vec::new();
+    let mut records = Vec::new();
     let mut errors = Vec::new();
-    let shape =
-        "write `pass`, `fail` or `error`, or `{ status: fail, message: \"ticket is closed\" }`";
+    let shape = "write `pass`, `fail` or `error`, `{ status: fail, message: \"ticket is closed\" }`, or the upstream's answer as `{ record: ... }`";
     for (key, value) in facts {
         let Some(kind) = UPSTREAM_KINDS.iter().copied().find(|kind| *kind == key) else {
             errors.push(Diagnostic::error(
@@ -68,6 +79,18 @@ pub(super) fn parse_facts(
             ));
             continue;
         };
+        if let yaml_serde::Value::Mapping(map) = value
+            && map.contains_key("record")
+        {
+            unknown_keys(&mut errors, key, map, &["record"]);
+            if let Some(record) = map.get("record")
+                && let Some(stub) =
+                    parse_record(kind, record, &format!("{key}.record"), &mut errors)
+            {
+                records.push(stub);
+            }
+            continue;
+        }
         let detail = match value {
             yaml_serde::Value::String(_) => yaml_serde::from_value::<FactStatus>(value.clone())
                 .map(|status| FactDetail {
@@ -107,7 +130,10 @@ pub(super) fn parse_facts(
         parsed.push((kind, outcome));
     }
     if errors.is_empty() {
-        Ok(parsed)
+        Ok(Stubs {
+            statuses: parsed,
+            records,
+        })
     } else {
         Err(errors)
     }
