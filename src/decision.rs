@@ -739,6 +739,7 @@ mod tests {
         NamedCheck {
             kind: "sleeps",
             check: Arc::new(Sleeps),
+            unconfigured: None,
         }
     }
 
@@ -746,6 +747,7 @@ mod tests {
         NamedCheck {
             kind,
             check: Arc::new(behaviour),
+            unconfigured: None,
         }
     }
 
@@ -938,12 +940,14 @@ mod tests {
             NamedCheck {
                 kind: "sleeps",
                 check: Arc::new(Sleeps),
+                unconfigured: None,
             },
             named("hangs", Behaviour::Hang),
         ];
         rules.policies[1].require = vec![NamedCheck {
             kind: "sleeps",
             check: Arc::new(Sleeps),
+            unconfigured: None,
         }];
         // Tokio's clock: paused time advances it, not the wall clock.
         let started = tokio::time::Instant::now();
@@ -1277,6 +1281,7 @@ mod tests {
             vec![NamedCheck {
                 kind: "oncall",
                 check: counter.clone(),
+                unconfigured: None,
             }],
             FailureMode::Deny,
         );

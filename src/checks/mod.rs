@@ -148,6 +148,11 @@ pub trait Check: Send + Sync + fmt::Debug {
 pub struct NamedCheck {
     pub kind: &'static str,
     pub check: Arc<dyn Check>,
+    /// `Some(section)` when the connector this check asks (`servicenow`, `http.compliance`) was not
+    /// configured when the rules were built: the check can only report "not evaluated". Set by
+    /// `rules` beside its load warning, so `evaluate --offline` and `rules test` read it here
+    /// instead of parsing the warning's words.
+    pub unconfigured: Option<String>,
 }
 
 pub mod auth_methods;

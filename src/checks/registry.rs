@@ -204,6 +204,7 @@ macro_rules! check_kinds {
                 Ok(NamedCheck {
                     kind: self.kind(),
                     check,
+                    unconfigured: None,
                 })
             }
         }

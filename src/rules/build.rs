@@ -198,20 +198,21 @@ fn build_checks(
             continue;
         };
         match spec.build(env) {
-            Ok(check) => {
+            Ok(mut check) => {
                 if let Some(connector) = spec.required_connector()
                     && !env.connectors.is_configured(connector)
                 {
+                    let section = spec
+                        .connector_section()
+                        .unwrap_or_else(|| connector.to_string());
                     out.push(Diagnostic::warning(
                         format!("{item_key}.{}", spec.kind()),
                         format!(
                             "the `{connector}` connector is not configured, so this check cannot be evaluated and the policy's (or guard's) `on_error` decides"
                         ),
-                        format!(
-                            "configure `[connectors.{}]` in the service's config file",
-                            spec.connector_section().unwrap_or_else(|| connector.to_string())
-                        ),
+                        format!("configure `[connectors.{section}]` in the service's config file"),
                     ));
+                    check.unconfigured = Some(section);
                 }
                 checks.push(check);
             }

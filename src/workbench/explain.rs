@@ -17,7 +17,7 @@ pub struct SkippedCheck {
     pub owner: String,
     /// The check kind, e.g. `itsm`.
     pub kind: String,
-    /// The connector it needs, e.g. `servicenow`.
+    /// The connector section it needs, e.g. `servicenow` or `http.compliance`.
     pub connector: String,
 }
 
@@ -32,60 +32,33 @@ pub struct Offline {
     pub skipped_checks: Vec<SkippedCheck>,
 }
 
-/// Every check of the rules that needs a connector not built for this run. Loading already works
-/// this out (it warns "the `X` connector is not configured" at the check's key), so this reads
-/// those warnings back instead of judging connectors a second time: a warning keyed
-/// `policies[i].….kind` or `guards[i].….kind` names the i-th policy or guard of its file.
+/// Every check of the rules that needs a connector not built for this run, in rule order (guards
+/// first): what loading marked `NamedCheck::unconfigured` when it warned about it.
 pub fn checks_without_connector(rules: &RuleSet) -> Vec<SkippedCheck> {
-    let mut skipped = Vec::new();
-    for warning in &rules.warnings {
-        let Some(connector) = warning
-            .message
-            .strip_prefix("the `")
-            .and_then(|rest| rest.split_once("` connector is not configured"))
-            .map(|(connector, _)| connector.to_string())
-        else {
-            continue;
-        };
-        let Some(kind) = warning.key.rsplit('.').next().map(str::to_string) else {
-            continue;
-        };
-        let index = |prefix: &str| -> Option<usize> {
-            warning
-                .key
-                .strip_prefix(prefix)?
-                .split_once(']')?
-                .0
-                .parse()
-                .ok()
-        };
-        let (owner_kind, owner) = if let Some(index) = index("policies[") {
-            let name = rules
-                .policies
-                .iter()
-                .filter(|policy| policy.source == warning.file)
-                .nth(index)
-                .map(|policy| policy.name.clone());
-            ("policy", name)
-        } else if let Some(index) = index("guards[") {
-            let name = rules
-                .guards
-                .iter()
-                .filter(|guard| guard.source == warning.file)
-                .nth(index)
-                .map(|guard| guard.name.clone());
-            ("guard", name)
-        } else {
-            continue;
-        };
-        skipped.push(SkippedCheck {
-            owner_kind,
-            owner: owner.unwrap_or_else(|| warning.key.clone()),
-            kind,
-            connector,
-        });
-    }
-    skipped
+    let guards = rules.guards.iter().flat_map(|guard| {
+        guard
+            .require
+            .iter()
+            .map(move |check| ("guard", guard.name.as_str(), check))
+    });
+    let policies = rules.policies.iter().flat_map(|policy| {
+        policy
+            .require
+            .iter()
+            .chain(&policy.auto_approve)
+            .map(move |check| ("policy", policy.name.as_str(), check))
+    });
+    guards
+        .chain(policies)
+        .filter_map(|(owner_kind, owner, check)| {
+            check.unconfigured.as_ref().map(|section| SkippedCheck {
+                owner_kind,
+                owner: owner.to_string(),
+                kind: check.kind.to_string(),
+                connector: section.clone(),
+            })
+        })
+        .collect()
 }
 
 /// What `--offline` reports for this decision: the skipped checks of the deciding policy, the shadow

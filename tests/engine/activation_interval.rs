@@ -355,6 +355,7 @@ fn auto_approving(check: Arc<dyn Check>) -> pimgate::rules::RuleSet {
     rules.policies[0].auto_approve = vec![NamedCheck {
         kind: "oncall",
         check,
+        unconfigured: None,
     }];
     rules
 }
@@ -434,6 +435,7 @@ async fn a_required_check_holding_only_now_also_keeps_a_later_activation_from_au
     rules.policies[0].require = vec![NamedCheck {
         kind: "itsm",
         check: Arc::new(PassesAt(Some(now()))),
+        unconfigured: None,
     }];
 
     let (later, reasons) = decide(&rules, &exchange_admin(Some("2026-11-27T12:00:00Z"))).await;

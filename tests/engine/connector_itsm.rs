@@ -1563,6 +1563,7 @@ async fn after_approval_the_change_is_asked_again_and_a_closed_one_denies() {
         rules.policies[0].require.push(NamedCheck {
             kind: "itsm",
             check: check(CHANGE_RULE, &upstreams.connectors, Some(ada())),
+            unconfigured: None,
         });
         let decision = evaluate_at_stage(
             &rules,

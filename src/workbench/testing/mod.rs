@@ -206,7 +206,7 @@ fn stubbed_rules(
     connectors: &Arc<crate::connectors::Connectors>,
     rules: &crate::rules::RuleSet,
 ) -> Result<(crate::rules::RuleSet, Arc<crate::connectors::Connectors>), Vec<Diagnostic>> {
-    let missing = stub_connectors::missing_sections(&rules.warnings);
+    let missing = stub_connectors::missing_sections(rules);
     let stand_ins = stub_connectors::with_stand_ins(connectors, &missing).map_err(|message| {
         vec![
             Diagnostic::error(

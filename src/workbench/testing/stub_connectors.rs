@@ -14,22 +14,16 @@ use std::sync::Arc;
 use serde_json::{Value as Json, json};
 
 use crate::connectors::{BuildContext, Connectors, ConnectorsSettings, secrets};
-use crate::vocabulary::diagnostic::Diagnostic;
 
 /// Where a stand-in would send a request (never reached: see the module doc).
 const NOWHERE: &str = "http://127.0.0.1:9";
 
-/// The connector sections (`graph`, `http.compliance`, ...) the rules need but `connectors` lacks,
-/// read off the load's "not configured" warnings (`rules::build`).
-pub(super) fn missing_sections(warnings: &[Diagnostic]) -> BTreeSet<String> {
-    warnings
-        .iter()
-        .filter(|warning| warning.message.contains("connector is not configured"))
-        .filter_map(|warning| {
-            let start = warning.fix.find("[connectors.")? + "[connectors.".len();
-            let end = warning.fix[start..].find(']')? + start;
-            Some(warning.fix[start..end].to_string())
-        })
+/// The connector sections (`graph`, `http.compliance`, ...) the rules need but were built without
+/// (`NamedCheck::unconfigured`, set by `rules::build`).
+pub(super) fn missing_sections(rules: &crate::rules::RuleSet) -> BTreeSet<String> {
+    crate::workbench::explain::checks_without_connector(rules)
+        .into_iter()
+        .map(|check| check.connector)
         .collect()
 }
 
