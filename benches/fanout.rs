@@ -92,6 +92,7 @@ fn rules_with(n: usize, url: &str, client: &reqwest::Client) -> RuleSet {
                 cache: TtlCache::new(CacheSettings::default()),
                 url: url.to_string(),
             }),
+            unconfigured: None,
         })
         .collect();
     rules
