@@ -27,6 +27,8 @@ pub struct Settings {
     pub tracing: TracingSettings,
     pub connectors: crate::connectors::ConnectorsSettings,
     pub admin: AdminSettings,
+    /// `[[notify]]` targets told about the decisions their filters select (none by default).
+    pub notify: Vec<crate::notify::NotifySettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -768,6 +770,7 @@ impl Settings {
                 );
             }
         }
+        problems.extend(crate::notify::validate(&self.notify));
         problems
     }
 
