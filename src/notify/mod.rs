@@ -204,3 +204,105 @@ fn place(reference: Option<&crate::connectors::secrets::SecretRef>) -> String {
         _ => "(nowhere)".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::secrets::SecretRef;
+
+    fn target(name: &str, kind: NotifyKind, url_file: &std::path::Path) -> NotifySettings {
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "kind": kind,
+            "url": { "file": url_file },
+        }))
+        .expect("target")
+    }
+
+    #[tokio::test]
+    async fn a_refused_url_is_reported_by_where_it_was_read_never_by_its_token() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("teams.url");
+        std::fs::write(
+            &file,
+            "http://prod-00.westeurope.logic.azure.com/workflows/abc?sig=TOPSECRETSIG",
+        )
+        .expect("write");
+        let problems = Notifier::start(
+            &[target("teams", NotifyKind::Teams, &file)],
+            &reqwest::Client::new(),
+        )
+        .err()
+        .expect("plain http to a public host is refused");
+        let text = format!("{problems:?}");
+        assert!(text.contains("notify[0].url"), "{text}");
+        assert!(text.contains("teams.url"), "names the file: {text}");
+        assert!(!text.contains("TOPSECRETSIG"), "{text}");
+        assert!(!text.contains("logic.azure.com"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn every_target_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("absent.url");
+        let mut webhook = target("hook", NotifyKind::Webhook, &missing);
+        webhook.tiers = vec!["severe".into()];
+        let mut slack = target("hook", NotifyKind::Slack, &missing);
+        slack.secret = Some(SecretRef {
+            env: Some("X".into()),
+            file: None,
+        });
+        slack.url = None;
+        let problems = Notifier::start(&[webhook, slack], &reqwest::Client::new())
+            .err()
+            .expect("invalid");
+        let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "notify[0].secret",
+                "notify[0].tiers",
+                "notify[0].url",
+                "notify[1].name",
+                "notify[1].secret",
+                "notify[1].url",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_config_file_declares_targets_as_an_array_of_tables() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = dir.path().join("pimgate.toml");
+        std::fs::write(
+            &config,
+            r#"
+[[notify]]
+name = "security-teams"
+kind = "teams"
+url = { env = "PIMGATE_TEAMS_WEBHOOK_URL" }
+outcomes = ["AutoApproved"]
+
+[[notify]]
+name = "soc"
+kind = "webhook"
+url = { file = "/mnt/secrets/soc-url" }
+secret = { file = "/mnt/secrets/soc-hmac" }
+outcomes = ["Denied"]
+tiers = ["critical"]
+colour = "red"
+"#,
+        )
+        .expect("write");
+        let error = crate::settings::Settings::load_with_env(Some(&config), Some(Default::default()))
+            .expect_err("the rest of the config is missing");
+        let notify: Vec<&str> = error
+            .problems
+            .iter()
+            .map(|p| p.key.as_str())
+            .filter(|key| key.starts_with("notify"))
+            .collect();
+        assert_eq!(notify, ["notify.1.colour"], "{error}");
+    }
+}
