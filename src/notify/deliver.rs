@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::connectors::compliance_api::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use crate::connectors::secrets::Secret;
 
-use super::config::NotifyKind;
 use super::message::{Event, render};
+use crate::settings::notify::NotifyKind;
 
 /// What a target's queue carries.
 pub enum Job {

@@ -7,7 +7,7 @@ use crate::payload::{ActivationRequest, Stage};
 use crate::rules::catalog::Tier;
 use crate::vocabulary::diagnostic::Diagnostic;
 
-use super::config::NotifySettings;
+use crate::settings::notify::NotifySettings;
 
 /// The facts of one decision a filter looks at, taken without allocating.
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +139,7 @@ fn parse_all<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::config::NotifyKind;
+    use crate::settings::notify::NotifyKind;
 
     fn target(edit: impl FnOnce(&mut NotifySettings)) -> NotifySettings {
         let mut settings: NotifySettings = toml_like("security", NotifyKind::Teams);
@@ -228,6 +228,12 @@ mod tests {
         assert!(!shadow.matches(&disagreeing));
         disagreeing.shadow_disagrees = true;
         assert!(shadow.matches(&disagreeing));
+    }
+
+    #[test]
+    fn the_settings_accept_exactly_the_catalogs_tier_names() {
+        let names: Vec<&str> = Tier::ALL.into_iter().map(Tier::as_str).collect();
+        assert_eq!(names, crate::settings::notify::TIER_NAMES);
     }
 
     #[test]

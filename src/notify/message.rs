@@ -12,7 +12,7 @@ use crate::decision::{Decision, Outcome};
 use crate::payload::{ActivationRequest, Stage, Target};
 use crate::rules::catalog::{self, Tier};
 
-use super::config::NotifyKind;
+use crate::settings::notify::NotifyKind;
 
 /// Versions the webhook event's shape; a receiver can refuse one it does not know.
 pub const EVENT_TYPE: &str = "pimgate.decision.v1";

@@ -6,7 +6,6 @@
 //!
 //! `pimgate_notifications_total{target,result=sent|failed|dropped}` counts what became of each.
 
-pub mod config;
 mod deliver;
 pub mod filter;
 pub mod message;
@@ -22,7 +21,7 @@ use crate::payload::ActivationRequest;
 use crate::vocabulary::diagnostic::Diagnostic;
 use crate::vocabulary::fetch_url::check_fetch_url;
 
-pub use config::{NotifyKind, NotifySettings, validate};
+pub use crate::settings::notify::{NotifyKind, NotifySettings, validate};
 use deliver::{Destination, Job};
 use filter::{Filter, Subject};
 pub use message::Event;
@@ -295,8 +294,9 @@ colour = "red"
 "#,
         )
         .expect("write");
-        let error = crate::settings::Settings::load_with_env(Some(&config), Some(Default::default()))
-            .expect_err("the rest of the config is missing");
+        let error =
+            crate::settings::Settings::load_with_env(Some(&config), Some(Default::default()))
+                .expect_err("the rest of the config is missing");
         let notify: Vec<&str> = error
             .problems
             .iter()

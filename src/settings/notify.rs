@@ -1,12 +1,17 @@
 //! `[[notify]]` targets as the operator writes them, and the checks that need no secret: every
-//! problem is reported at once with its key and a fix, as the other settings are.
+//! problem is reported at once with its key and a fix, as the other settings are. The runtime side
+//! (secrets resolved, queues, delivery) is `crate::notify`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::connectors::secrets::SecretRef;
+use crate::payload::Stage;
+use crate::vocabulary::Outcome;
 use crate::vocabulary::diagnostic::Diagnostic;
 
-use super::filter::Filter;
+/// The tier names `tiers` accepts: `rules::catalog::Tier`'s, which this layer cannot name (a test
+/// in `notify::filter` keeps the two lists equal).
+pub const TIER_NAMES: [&str; 4] = ["critical", "high", "medium", "low"];
 
 /// Where a notification goes and in which shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -132,8 +137,37 @@ pub fn validate(targets: &[NotifySettings]) -> Vec<Diagnostic> {
             )),
             (_, None) => {}
         }
-        if let Err(filter_problems) = Filter::from_settings(target, index) {
-            problems.extend(filter_problems);
+        check_values(
+            &key("outcomes"),
+            &target.outcomes,
+            &[Outcome::Approved, Outcome::AutoApproved, Outcome::Denied].map(Outcome::as_str),
+            "use `Approved`, `AutoApproved` or `Denied`",
+            &mut problems,
+        );
+        check_values(
+            &key("tiers"),
+            &target.tiers,
+            &TIER_NAMES,
+            "use `critical`, `high`, `medium` or `low`",
+            &mut problems,
+        );
+        check_values(
+            &key("stages"),
+            &target.stages,
+            &Stage::ALL.map(Stage::as_str),
+            "use `preApproval` or `postApproval`",
+            &mut problems,
+        );
+        if target
+            .policies
+            .iter()
+            .any(|policy| policy.trim().is_empty())
+        {
+            problems.push(Diagnostic::error(
+                key("policies"),
+                "holds an empty policy name",
+                "list policy names as the rule files spell them",
+            ));
         }
         if !(1..=MAX_QUEUE_CAPACITY).contains(&target.queue_capacity) {
             problems.push(Diagnostic::error(
@@ -171,5 +205,27 @@ fn check_reference(key: &str, reference: &SecretRef, problems: &mut Vec<Diagnost
             "give either `env` or `file`, exactly one",
             "write `{ env = \"VARIABLE\" }` or `{ file = \"/path\" }`",
         ));
+    }
+}
+
+/// Each of `values` is one of `known` (any letter case, surrounding whitespace ignored).
+fn check_values(
+    key: &str,
+    values: &[String],
+    known: &[&str],
+    fix: &str,
+    problems: &mut Vec<Diagnostic>,
+) {
+    for value in values {
+        if !known
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(value.trim()))
+        {
+            problems.push(Diagnostic::error(
+                key,
+                format!("unknown value `{value}`"),
+                fix,
+            ));
+        }
     }
 }
