@@ -1,6 +1,6 @@
 //! `[[notify]]` targets as the operator writes them, and the checks that need no secret: every
 //! problem is reported at once with its key and a fix, as the other settings are. The runtime side
-//! (secrets resolved, queues, delivery) is `crate::notify`.
+//! (secrets resolved, queues, delivery) is the top-level `notify` module.
 
 use serde::{Deserialize, Serialize};
 
