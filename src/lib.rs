@@ -11,6 +11,7 @@
 //! - `http`: routes, error → response mapping, health and metrics, the ring of recent decisions.
 //! - `console`: the read-only operator pages on the admin listener (askama templates, SVG charts).
 //! - `cli`: the `pimgate` command line.
+//! - `notify`: Teams, Slack and signed-webhook notifications of selected decisions, off the decision path.
 //! - `onboard`: registers the PIM custom extension and links it to roles' policies via Microsoft Graph.
 //! - `startup`: wires the pieces into a running server.
 //! - `reload`: hot reload of the rules on SIGHUP or a change of the rule files, validated first.
@@ -26,6 +27,7 @@ pub mod connectors;
 pub mod console;
 pub mod decision;
 pub mod http;
+pub mod notify;
 pub mod onboard;
 pub mod payload;
 pub mod reload;

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::vocabulary::diagnostic::Diagnostic;
 
+pub mod notify;
+
 /// Microsoft's PIM service principal, as seen in live traffic (`shared/spec/wire.md` §3).
 pub const PIM_SERVICE_APP_ID: &str = "1c67c054-65c8-4f7f-92a1-eb7ba6e48627";
 
@@ -27,6 +29,8 @@ pub struct Settings {
     pub tracing: TracingSettings,
     pub connectors: crate::connectors::ConnectorsSettings,
     pub admin: AdminSettings,
+    /// `[[notify]]` targets told about the decisions their filters select (none by default).
+    pub notify: Vec<notify::NotifySettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -768,6 +772,7 @@ impl Settings {
                 );
             }
         }
+        problems.extend(notify::validate(&self.notify));
         problems
     }
 

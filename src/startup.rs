@@ -10,7 +10,8 @@
 //! SIGTERM arrives, before any load balancer has noticed. On the first SIGTERM/SIGINT (or
 //! [`ShutdownHandle::shutdown`]) `/readyz` turns 503, the listener stays open for
 //! `server.shutdown_delay_ms` so traffic drains away, then it closes and requests in flight get
-//! `server.shutdown_grace_seconds` to finish; the audit sink is flushed last. A second signal stops at
+//! `server.shutdown_grace_seconds` to finish; queued notifications are flushed within the same grace
+//! period, and the audit sink is flushed last. A second signal stops at
 //! once.
 //!
 //! SIGHUP reloads the rules (see [`crate::reload`]) and never stops the server; so does a change of
@@ -48,6 +49,7 @@ pub struct Application {
     reloader: Arc<Reloader>,
     reload_interval: Duration,
     signals: Signals,
+    notifier: crate::notify::Notifier,
 }
 
 /// Stops a running [`Application`] the way a SIGTERM does. Cheap to clone; usable before
@@ -60,6 +62,8 @@ pub struct ShutdownHandle {
     delay: Duration,
     grace: Duration,
     force: Arc<tokio::sync::Notify>,
+    /// When the listener closed: the grace period, notifications' flush included, counts from it.
+    closed_at: Arc<std::sync::OnceLock<tokio::time::Instant>>,
 }
 
 impl ShutdownHandle {
@@ -79,6 +83,7 @@ impl ShutdownHandle {
             tokio::time::sleep(self.delay).await;
         }
         tracing::info!("no longer accepting connections; finishing the requests in flight");
+        let _ = self.closed_at.set(tokio::time::Instant::now());
         // Public first: while its requests finish, the admin listener still answers `/healthz` 200
         // (and `/readyz` 503), so the orchestrator does not kill a pod that is draining properly.
         self.server.stop(true).await;
@@ -152,6 +157,17 @@ impl Application {
                 "development mode is on: tokens from the built-in development issuer are trusted (loopback only)"
             );
         }
+        let notifier =
+            crate::notify::Notifier::start(&settings.notify, &http).map_err(|problems| {
+                let lines: Vec<String> = problems
+                    .iter()
+                    .map(|problem| format!("  - {problem}"))
+                    .collect();
+                anyhow::anyhow!(
+                    "the notification targets cannot be started:\n{}",
+                    lines.join("\n")
+                )
+            })?;
         let listen = settings.listen_address()?;
         // The authenticator is told the address it will be served on: development mode is refused
         // there for a non-loopback one, whatever `Settings::validate` saw.
@@ -182,12 +198,14 @@ impl Application {
         let signals = Signals::register();
 
         let app_state = state.clone();
+        let notifier_data = web::Data::new(notifier.clone());
         let admin_connectors = connectors_data.clone();
         let separate_admin = admin_listen.is_some();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
                 .app_data(connectors_data.clone())
+                .app_data(notifier_data.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .wrap(middleware::from_fn(close_connections_when_draining))
                 .wrap(middleware::from_fn(crate::http::request_id::middleware))
@@ -243,6 +261,7 @@ impl Application {
             delay,
             grace,
             force: Arc::new(tokio::sync::Notify::new()),
+            closed_at: Arc::new(std::sync::OnceLock::new()),
         };
         tracing::info!(%listen, port, scheme, "pimgate listening");
         Ok(Application {
@@ -255,6 +274,7 @@ impl Application {
             reloader,
             reload_interval,
             signals,
+            notifier,
         })
     }
 
@@ -294,6 +314,7 @@ impl Application {
             reloader,
             reload_interval,
             signals,
+            notifier,
             ..
         } = self;
         let watcher = (!reload_interval.is_zero()).then(|| reloader.spawn_watcher(reload_interval));
@@ -318,16 +339,26 @@ impl Application {
                 None => server.await,
             }
         };
+        let mut forced = false;
         let result = tokio::select! {
             result = servers => result,
             () = shutdown.force.notified() => {
                 tracing::warn!("stopping at once; requests still in flight are abandoned");
+                forced = true;
                 if let Some(admin) = admin_handle {
                     admin.stop(false).await;
                 }
                 Ok(())
             }
         };
+        if !forced && !notifier.is_empty() {
+            let closed_at = shutdown
+                .closed_at
+                .get()
+                .copied()
+                .unwrap_or_else(tokio::time::Instant::now);
+            notifier.flush(closed_at + shutdown.grace).await;
+        }
         signals.abort();
         upkeep.abort();
         refresher.abort();

@@ -170,6 +170,10 @@ async fn evaluate(
             latency_ms,
         });
     }
+    // A replay repeats an answer already notified; the notifier only queues, never waits.
+    if !replay && let Some(notifier) = request.app_data::<web::Data<crate::notify::Notifier>>() {
+        notifier.notify(&decision, &activation, &state.audit);
+    }
     tracing::Span::current()
         .record(
             "evaluation_id",

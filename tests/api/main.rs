@@ -14,6 +14,7 @@ mod console;
 mod evaluate;
 mod lifecycle;
 mod listeners;
+mod notify;
 mod observability;
 mod permissions;
 mod post_approval;

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["workbench"],
     &["reload"],
     &["http"],
+    &["notify"],
     &["audit"],
     &["decision"],
     &["rules"],

@@ -1,0 +1,308 @@
+//! Notifications: `[[notify]]` targets (Teams, Slack, a signed webhook) told about the decisions
+//! their filters select. Never on the decision path: the handler only filters and `try_send`s onto
+//! a bounded queue per target after the answer is built; a full queue drops (and counts) instead
+//! of waiting. Each target's queue is drained by its own task; on shutdown the queues are flushed
+//! within the grace period.
+//!
+//! `pimgate_notifications_total{target,result=sent|failed|dropped}` counts what became of each.
+
+mod deliver;
+pub mod filter;
+pub mod message;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::audit::AuditLog;
+use crate::decision::Decision;
+use crate::payload::ActivationRequest;
+use crate::vocabulary::diagnostic::Diagnostic;
+use crate::vocabulary::fetch_url::check_fetch_url;
+
+pub use crate::settings::notify::{NotifyKind, NotifySettings, validate};
+use deliver::{Destination, Job};
+use filter::{Filter, Subject};
+pub use message::Event;
+
+/// The handle the decision path holds. Cheap to clone; with no targets, [`Notifier::notify`] is a
+/// no-op.
+#[derive(Clone, Default)]
+pub struct Notifier {
+    targets: Arc<Vec<TargetHandle>>,
+}
+
+struct TargetHandle {
+    name: Arc<str>,
+    filter: Filter,
+    queue: mpsc::Sender<Job>,
+    capacity: usize,
+}
+
+impl Notifier {
+    /// Resolves every target's URL and secret, checks the URL, and starts one delivery task per
+    /// target on the current runtime. Every problem is returned at once; messages name where a
+    /// URL was read from, never the URL (it carries the webhook's token).
+    pub fn start(
+        targets: &[NotifySettings],
+        http: &reqwest::Client,
+    ) -> Result<Notifier, Vec<Diagnostic>> {
+        let mut problems = validate(targets);
+        let mut ready = Vec::new();
+        for (index, target) in targets.iter().enumerate() {
+            let url = resolve(index, "url", target.url.as_ref(), &mut problems).and_then(|url| {
+                match check_fetch_url(url.expose()) {
+                    Ok(_) => Some(url),
+                    Err(_) => {
+                        problems.push(Diagnostic::error(
+                            format!("notify[{index}].url"),
+                            format!(
+                                "the URL read from {} is not an https URL (plain http is accepted only to loopback)",
+                                place(target.url.as_ref())
+                            ),
+                            "store the webhook URL exactly as Teams or Slack shows it, starting with https://",
+                        ));
+                        None
+                    }
+                }
+            });
+            let signing = match target.kind {
+                NotifyKind::Webhook => {
+                    resolve(index, "secret", target.secret.as_ref(), &mut problems)
+                }
+                NotifyKind::Teams | NotifyKind::Slack => None,
+            };
+            let filter = Filter::from_settings(target, index).ok();
+            if let (Some(url), Some(filter)) = (url, filter) {
+                ready.push((target, url, signing, filter));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let handles = ready
+            .into_iter()
+            .map(|(target, url, signing, filter)| {
+                let name: Arc<str> = Arc::from(target.name.as_str());
+                let (sender, receiver) = mpsc::channel(target.queue_capacity);
+                let destination = Destination {
+                    name: Arc::clone(&name),
+                    kind: target.kind,
+                    url,
+                    signing,
+                    timeout: Duration::from_millis(target.timeout_ms),
+                    max_attempts: target.max_attempts,
+                };
+                tokio::spawn(deliver::run(destination, http.clone(), receiver));
+                tracing::info!(target_name = %name, kind = target.kind.as_str(), "notification target ready");
+                TargetHandle {
+                    name,
+                    filter,
+                    queue: sender,
+                    capacity: target.queue_capacity,
+                }
+            })
+            .collect();
+        Ok(Notifier {
+            targets: Arc::new(handles),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Queues `decision` for every target whose filter selects it, without waiting: a full queue
+    /// drops the notification and counts it. The event (and the masked justification) is built
+    /// only when some target wants it.
+    pub fn notify(&self, decision: &Decision, request: &ActivationRequest, audit: &AuditLog) {
+        if self.targets.is_empty() {
+            return;
+        }
+        let subject = Subject::of(decision, request);
+        let mut event: Option<Arc<Event>> = None;
+        for target in self.targets.iter() {
+            if !target.filter.matches(&subject) {
+                continue;
+            }
+            let event = event
+                .get_or_insert_with(|| {
+                    Arc::new(Event::new(
+                        decision,
+                        request,
+                        audit.mask_justification(request.justification.as_deref()),
+                    ))
+                })
+                .clone();
+            if target.queue.try_send(Job::Deliver(event)).is_err() {
+                metrics::counter!(
+                    "pimgate_notifications_total",
+                    "target" => target.name.to_string(),
+                    "result" => "dropped"
+                )
+                .increment(1);
+                tracing::warn!(target_name = %target.name, evaluation_id = %decision.evaluation_id, "notification queue full; notification dropped");
+            }
+        }
+    }
+
+    /// Waits until every notification queued so far has been delivered or given up, or until
+    /// `deadline`. What is still queued then is lost (and logged), never the shutdown delayed.
+    pub async fn flush(&self, deadline: tokio::time::Instant) {
+        let flushes = self.targets.iter().map(|target| async move {
+            let (done, finished) = oneshot::channel();
+            let flushed = tokio::time::timeout_at(deadline, async {
+                target.queue.send(Job::Flush(done)).await.is_ok() && finished.await.is_ok()
+            })
+            .await;
+            if !matches!(flushed, Ok(true)) {
+                let waiting = target.capacity.saturating_sub(target.queue.capacity());
+                tracing::warn!(target_name = %target.name, waiting, "shutdown: notifications still queued are not sent");
+            }
+        });
+        futures::future::join_all(flushes).await;
+    }
+}
+
+/// Reads the secret at `notify[index].key`; a problem names the place looked at, never the value.
+fn resolve(
+    index: usize,
+    key: &str,
+    reference: Option<&crate::connectors::secrets::SecretRef>,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<crate::connectors::secrets::Secret> {
+    // A missing or malformed reference is already reported by `validate`.
+    let reference = reference?;
+    if reference.env.is_some() == reference.file.is_some() {
+        return None;
+    }
+    match reference.resolve() {
+        Ok(secret) => Some(secret),
+        Err(message) => {
+            problems.push(Diagnostic::error(
+                format!("notify[{index}].{key}"),
+                message,
+                "provide it through that variable or file",
+            ));
+            None
+        }
+    }
+}
+
+fn place(reference: Option<&crate::connectors::secrets::SecretRef>) -> String {
+    match reference {
+        Some(crate::connectors::secrets::SecretRef {
+            env: Some(name), ..
+        }) => {
+            format!("environment variable `{name}`")
+        }
+        Some(crate::connectors::secrets::SecretRef {
+            file: Some(path), ..
+        }) => format!("`{}`", path.display()),
+        _ => "(nowhere)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connectors::secrets::SecretRef;
+
+    fn target(name: &str, kind: NotifyKind, url_file: &std::path::Path) -> NotifySettings {
+        serde_json::from_value(serde_json::json!({
+            "name": name,
+            "kind": kind,
+            "url": { "file": url_file },
+        }))
+        .expect("target")
+    }
+
+    #[tokio::test]
+    async fn a_refused_url_is_reported_by_where_it_was_read_never_by_its_token() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("teams.url");
+        std::fs::write(
+            &file,
+            "http://prod-00.westeurope.logic.azure.com/workflows/abc?sig=TOPSECRETSIG",
+        )
+        .expect("write");
+        let problems = Notifier::start(
+            &[target("teams", NotifyKind::Teams, &file)],
+            &reqwest::Client::new(),
+        )
+        .err()
+        .expect("plain http to a public host is refused");
+        let text = format!("{problems:?}");
+        assert!(text.contains("notify[0].url"), "{text}");
+        assert!(text.contains("teams.url"), "names the file: {text}");
+        assert!(!text.contains("TOPSECRETSIG"), "{text}");
+        assert!(!text.contains("logic.azure.com"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn every_target_problem_is_reported_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let missing = dir.path().join("absent.url");
+        let mut webhook = target("hook", NotifyKind::Webhook, &missing);
+        webhook.tiers = vec!["severe".into()];
+        let mut slack = target("hook", NotifyKind::Slack, &missing);
+        slack.secret = Some(SecretRef {
+            env: Some("X".into()),
+            file: None,
+        });
+        slack.url = None;
+        let problems = Notifier::start(&[webhook, slack], &reqwest::Client::new())
+            .err()
+            .expect("invalid");
+        let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "notify[0].secret",
+                "notify[0].tiers",
+                "notify[0].url",
+                "notify[1].name",
+                "notify[1].secret",
+                "notify[1].url",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_config_file_declares_targets_as_an_array_of_tables() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = dir.path().join("pimgate.toml");
+        std::fs::write(
+            &config,
+            r#"
+[[notify]]
+name = "security-teams"
+kind = "teams"
+url = { env = "PIMGATE_TEAMS_WEBHOOK_URL" }
+outcomes = ["AutoApproved"]
+
+[[notify]]
+name = "soc"
+kind = "webhook"
+url = { file = "/mnt/secrets/soc-url" }
+secret = { file = "/mnt/secrets/soc-hmac" }
+outcomes = ["Denied"]
+tiers = ["critical"]
+colour = "red"
+"#,
+        )
+        .expect("write");
+        let error =
+            crate::settings::Settings::load_with_env(Some(&config), Some(Default::default()))
+                .expect_err("the rest of the config is missing");
+        let notify: Vec<&str> = error
+            .problems
+            .iter()
+            .map(|p| p.key.as_str())
+            .filter(|key| key.starts_with("notify"))
+            .collect();
+        assert_eq!(notify, ["notify.1.colour"], "{error}");
+    }
+}
