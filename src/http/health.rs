@@ -253,6 +253,11 @@ pub fn describe_metrics() {
     );
     // {outcome, policy, replay}
     describe_counter!(
+        "pimgate_notifications_total",
+        Unit::Count,
+        "Notifications of decisions, by [[notify]] target and result (sent, failed, dropped)"
+    );
+    describe_counter!(
         "pimgate_decisions_total",
         Unit::Count,
         "Decisions answered, by outcome, deciding policy and whether it was a replay"

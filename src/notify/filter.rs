@@ -70,12 +70,15 @@ impl Filter {
         let stages = parse_all(
             &target.stages,
             |text| {
-                Stage::ALL
-                    .into_iter()
-                    .find(|stage| stage.as_str().eq_ignore_ascii_case(text.trim()))
+                // The rules' spelling (`pre_approval`, `pre-approval`) or Graph's (`preApproval`).
+                text.parse::<Stage>().ok().or_else(|| {
+                    Stage::ALL
+                        .into_iter()
+                        .find(|stage| stage.as_str().eq_ignore_ascii_case(text.trim()))
+                })
             },
             &format!("notify[{index}].stages"),
-            "use `preApproval` or `postApproval`",
+            "use `pre_approval` or `post_approval`",
             &mut problems,
         );
         if target
@@ -217,10 +220,14 @@ mod tests {
             "no policy matched is not `other`"
         );
 
-        let by_stage =
-            Filter::from_settings(&target(|t| t.stages = vec!["postApproval".into()]), 0)
+        for spelling in ["post_approval", "post-approval", "postApproval"] {
+            let by_stage = Filter::from_settings(&target(|t| t.stages = vec![spelling.into()]), 0)
                 .expect("valid");
-        assert!(!by_stage.matches(&subject(Outcome::Denied, None)));
+            assert!(
+                !by_stage.matches(&subject(Outcome::Denied, None)),
+                "{spelling}"
+            );
+        }
 
         let shadow =
             Filter::from_settings(&target(|t| t.shadow_disagreement = true), 0).expect("valid");

@@ -56,7 +56,8 @@ pub struct NotifySettings {
     /// Only requests for Entra built-in roles of these tiers; empty means any target.
     #[serde(default)]
     pub tiers: Vec<String>,
-    /// Only these stages (`preApproval`, `postApproval`); empty means both.
+    /// Only these stages (`pre_approval`, `post_approval`, as the rules spell them; Graph's
+    /// `preApproval` is accepted too); empty means both.
     #[serde(default)]
     pub stages: Vec<String>,
     /// Only decisions where a `mode: audit` policy would have answered differently.
@@ -151,13 +152,19 @@ pub fn validate(targets: &[NotifySettings]) -> Vec<Diagnostic> {
             "use `critical`, `high`, `medium` or `low`",
             &mut problems,
         );
-        check_values(
-            &key("stages"),
-            &target.stages,
-            &Stage::ALL.map(Stage::as_str),
-            "use `preApproval` or `postApproval`",
-            &mut problems,
-        );
+        for stage in &target.stages {
+            // The rules' spelling (`pre_approval`, `pre-approval`) or Graph's (`preApproval`).
+            let graph = Stage::ALL
+                .iter()
+                .any(|known| known.as_str().eq_ignore_ascii_case(stage.trim()));
+            if !graph && stage.parse::<Stage>().is_err() {
+                problems.push(Diagnostic::error(
+                    key("stages"),
+                    format!("unknown value `{stage}`"),
+                    "use `pre_approval` or `post_approval`",
+                ));
+            }
+        }
         if target
             .policies
             .iter()

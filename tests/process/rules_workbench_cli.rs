@@ -30,7 +30,7 @@ fn rules_test_with_a_filter_runs_the_matching_cases_and_writes_a_junit_report() 
             "--config",
             "config/example.toml",
             "--filter",
-            "leaver",
+            "a leaver",
             "--junit",
             junit.to_str().unwrap(),
         ],
