@@ -26,7 +26,12 @@ ROOT=$(pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pimgate-bench.XXXXXX")
 SERVER_PID=""
 
+RECEIVER_PID=""
+
 cleanup() {
+    if [[ -n "$RECEIVER_PID" ]]; then
+        kill "$RECEIVER_PID" 2>/dev/null || true
+    fi
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -256,6 +261,44 @@ start_pimgate off PIMGATE__AUTH__TOKEN_CACHE_CAPACITY=0
 measure warmup "http://$PIMGATE_ADDR/v1/evaluate" distinct warm 0 2s
 measure "pimgate, distinct ids, token cache off (RS256 each request)" "http://$PIMGATE_ADDR/v1/evaluate" distinct nocache 0
 stop_server
+
+# The same evaluations with a notification target selecting every decision: a signed webhook to a
+# loopback receiver (python, on the load generator's core). The handler only enqueues (`try_send`),
+# so this row should be within noise of "distinct ids, audit off"; delivery runs on a background task.
+cp "$ROOT/$CONFIG" "$WORK/notify.toml"
+cat >>"$WORK/notify.toml" <<'TOML'
+
+[[notify]]
+name = "bench"
+kind = "webhook"
+url = { env = "BENCH_NOTIFY_URL" }
+secret = { env = "BENCH_NOTIFY_SECRET" }
+queue_capacity = 10000
+TOML
+"${PIN_LOAD[@]}" python3 -c '
+import http.server, socketserver
+class Receiver(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", 18082), Receiver).serve_forever()
+' &
+RECEIVER_PID=$!
+SAVED_CONFIG=$CONFIG
+CONFIG="$WORK/notify.toml"
+start_pimgate off BENCH_NOTIFY_URL=http://127.0.0.1:18082/hook BENCH_NOTIFY_SECRET=bench-notify-secret-0123456789
+measure warmup "http://$PIMGATE_ADDR/v1/evaluate" distinct warm 0 2s
+measure "pimgate, distinct ids, audit off, notifications on (every decision)" "http://$PIMGATE_ADDR/v1/evaluate" distinct notify 0
+NOTIFY_METRIC=$(curl -sS "http://127.0.0.1:9090/metrics" 2>/dev/null | grep '^pimgate_notifications_total' | tr '\n' ' ' || true)
+stop_server
+CONFIG=$SAVED_CONFIG
+kill "$RECEIVER_PID" 2>/dev/null || true
+RECEIVER_PID=""
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # --- table -----------------------------------------------------------------------------------------
@@ -283,3 +326,4 @@ printf 'audit file (warm-up + run): %s records, %s bytes (%s bytes/record)\n' "$
     "$((AUDIT_BYTES / (AUDIT_LINES > 0 ? AUDIT_LINES : 1)))"
 printf 'pimgate RSS: %s KiB idle after start, %s KiB after the audit-to-file run\n' "$IDLE_RSS_KB" "$LOADED_RSS_KB"
 printf 'release binary: %s bytes (target/release/pimgate)\n' "$(stat -c %s "$PIMGATE")"
+printf 'notifications row: %s\n' "${NOTIFY_METRIC:-no pimgate_notifications_total read}"
