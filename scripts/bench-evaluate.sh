@@ -18,6 +18,8 @@ THREADS=${BENCH_THREADS:-1}
 PACE_MS=${BENCH_PACE_MS:-16} # mean think time per connection, paced runs: 16 conns / 16 ms ≈ 1,000 req/s
 PIMGATE_ADDR=127.0.0.1:18080
 BARE_ADDR=127.0.0.1:18081
+# The operator endpoints (/readyz, /metrics) live on the admin listener, not on PIM's.
+ADMIN_ADDR=127.0.0.1:18083
 FIXTURE=tests/fixtures/requests/group-activation.json
 CONFIG=config/example.toml
 
@@ -161,7 +163,7 @@ stop_server() {
 start_pimgate() { # audit sink: off | file, then extra NAME=VALUE settings
     local sink=$1
     shift
-    local -a env=("$@" PIMGATE__SERVER__LISTEN=$PIMGATE_ADDR PIMGATE__AUDIT__SINK=$sink
+    local -a env=("$@" PIMGATE__SERVER__LISTEN=$PIMGATE_ADDR PIMGATE__ADMIN__LISTEN=$ADMIN_ADDR PIMGATE__AUDIT__SINK=$sink
         PIMGATE__LOG__LEVEL=warn PIMGATE__SERVER__WORKERS=1
         # Dev tokens need no keys, but the refresher would still call Entra's discovery URL from the
         # example config: point it at a closed loopback port so the benchmark stays on loopback.
@@ -170,7 +172,7 @@ start_pimgate() { # audit sink: off | file, then extra NAME=VALUE settings
     env "${env[@]}" "${PIN_SERVER[@]}" "$PIMGATE" serve --config "$CONFIG" \
         >"$WORK/pimgate.out" 2>"$WORK/pimgate.err" &
     SERVER_PID=$!
-    wait_until_up "http://$PIMGATE_ADDR/readyz" GET
+    wait_until_up "http://$ADMIN_ADDR/readyz" GET
 }
 
 start_bare() {
@@ -294,7 +296,7 @@ CONFIG="$WORK/notify.toml"
 start_pimgate off BENCH_NOTIFY_URL=http://127.0.0.1:18082/hook BENCH_NOTIFY_SECRET=bench-notify-secret-0123456789
 measure warmup "http://$PIMGATE_ADDR/v1/evaluate" distinct warm 0 2s
 measure "pimgate, distinct ids, audit off, notifications on (every decision)" "http://$PIMGATE_ADDR/v1/evaluate" distinct notify 0
-NOTIFY_METRIC=$(curl -sS "http://127.0.0.1:9090/metrics" 2>/dev/null | grep '^pimgate_notifications_total' | tr '\n' ' ' || true)
+NOTIFY_METRIC=$(curl -sS "http://$ADMIN_ADDR/metrics" 2>/dev/null | grep '^pimgate_notifications_total' | tr '\n' ' ' || true)
 stop_server
 CONFIG=$SAVED_CONFIG
 kill "$RECEIVER_PID" 2>/dev/null || true
