@@ -85,6 +85,57 @@ pub struct AuditRecord<'a> {
     pub facts: &'a [Fact],
 }
 
+impl<'a> AuditRecord<'a> {
+    /// The record of `decision` on `request` with what only a served request adds left empty (time =
+    /// decision time, no caller, latency 0, no facts) and the justification as given. `AuditLog::record`
+    /// fills those in; `evaluate --json` prints it as it is, so both speak the same field names.
+    pub fn of(decision: &'a Decision, request: &'a ActivationRequest) -> Self {
+        static NO_CALLER: CallerSummary = CallerSummary {
+            app_id: String::new(),
+            token_version: String::new(),
+            dev: false,
+        };
+        AuditRecord {
+            record_type: "pimgate.audit",
+            time: decision.evaluated_at,
+            evaluation_id: decision.evaluation_id.to_string(),
+            stage: decision.stage,
+            replay: false,
+            http_request_id: "",
+            request_id: request.request_id.as_deref(),
+            outcome: decision.outcome.as_str(),
+            reasons: &decision.reasons,
+            policy: decision.policy.as_deref(),
+            skipped_policies: &decision.skipped_policies,
+            checks: &decision.checks,
+            shadow_decisions: &decision.shadow,
+            guards: &decision.guards,
+            rules_revision: &decision.rules_revision,
+            evaluation_ms: decision.duration_ms,
+            latency_ms: 0.0,
+            principal_id: &request.principal_id,
+            resource_type: request.resource_type.as_str(),
+            action: request.action.as_str(),
+            target: &request.target,
+            role_name: crate::rules::catalog::by_id(request.target_id()).map(|role| role.name),
+            scope: request.scope(),
+            ticket: request.ticket.as_ref(),
+            justification: request.justification.clone(),
+            requested_duration: request
+                .schedule
+                .requested_duration(decision.evaluated_at)
+                .map(format_iso8601_duration),
+            start: request.schedule.start,
+            caller: &NO_CALLER,
+            decided_at: decision.evaluated_at,
+            principal_type: request.principal_type.as_deref(),
+            schedule: &request.schedule,
+            justification_masked: false,
+            facts: &[],
+        }
+    }
+}
+
 pub struct AuditLog {
     settings: AuditSettings,
     file: Option<Mutex<File>>,
@@ -165,42 +216,15 @@ impl AuditLog {
         let now = Utc::now();
         let justification = self.mask_justification(request.justification.as_deref());
         let record = AuditRecord {
-            record_type: "pimgate.audit",
             time: now,
-            evaluation_id: decision.evaluation_id.to_string(),
-            stage: decision.stage,
             replay,
             http_request_id,
-            request_id: request.request_id.as_deref(),
-            outcome: decision.outcome.as_str(),
-            reasons: &decision.reasons,
-            policy: decision.policy.as_deref(),
-            skipped_policies: &decision.skipped_policies,
-            checks: &decision.checks,
-            shadow_decisions: &decision.shadow,
-            guards: &decision.guards,
-            rules_revision: &decision.rules_revision,
-            evaluation_ms: decision.duration_ms,
             latency_ms,
-            principal_id: &request.principal_id,
-            resource_type: request.resource_type.as_str(),
-            action: request.action.as_str(),
-            target: &request.target,
-            role_name: crate::rules::catalog::by_id(request.target_id()).map(|role| role.name),
-            scope: request.scope(),
-            ticket: request.ticket.as_ref(),
-            justification: justification.clone(),
-            requested_duration: request
-                .schedule
-                .requested_duration(decision.evaluated_at)
-                .map(format_iso8601_duration),
-            start: request.schedule.start,
-            caller,
-            decided_at: decision.evaluated_at,
-            principal_type: request.principal_type.as_deref(),
-            schedule: &request.schedule,
             justification_masked: justification != request.justification,
+            justification,
+            caller,
             facts,
+            ..AuditRecord::of(decision, request)
         };
         self.write(&record);
     }

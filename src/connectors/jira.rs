@@ -21,7 +21,7 @@ use super::BuildContext;
 use super::cache::{CacheSettings, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::secrets::{Secret, SecretRef, required_secret};
-use super::ticket::{ItsmTicket, TicketPerson, cache_hit, non_empty};
+use super::ticket::{ItsmTicket, TicketPerson, non_empty};
 use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The connector's name in upstream records, messages and rules.
@@ -260,7 +260,7 @@ impl Jira {
         };
         let (answer, cached) = self.issues.get_or_fetch(&key, fetch).await;
         if cached {
-            calls.push(cache_hit(NAME, &operation, &answer));
+            calls.push(UpstreamCall::cached(NAME, &operation, &answer));
         }
         (answer, calls)
     }
@@ -309,7 +309,7 @@ impl Jira {
         };
         let (answer, cached) = self.users.get_or_fetch(&email, fetch).await;
         if cached {
-            calls.push(cache_hit(NAME, &operation, &answer));
+            calls.push(UpstreamCall::cached(NAME, &operation, &answer));
         }
         (answer, calls)
     }

@@ -20,9 +20,7 @@ use super::cache::{CacheSettings, TtlCache};
 use super::http::{CircuitSettings, Fetched, RetrySettings, Upstream, UpstreamCall, UpstreamError};
 use super::oauth::{ClientSecret, TokenEndpoint, TokenSource};
 use super::secrets::{Secret, SecretRef, required_secret};
-use super::ticket::{
-    ItsmTicket, TicketPerson, TicketWindow, cache_hit, non_empty, parse_servicenow_time,
-};
+use super::ticket::{ItsmTicket, TicketPerson, TicketWindow, non_empty, parse_servicenow_time};
 use crate::vocabulary::diagnostic::Diagnostic;
 
 /// The connector's name in upstream records, messages and rules.
@@ -224,7 +222,7 @@ impl ServiceNow {
                 .get_or_fetch(&key, self.fetch(table, &number, deadline, &mut calls))
                 .await;
             if cached {
-                calls.push(cache_hit(NAME, &operation, &answer));
+                calls.push(UpstreamCall::cached(NAME, &operation, &answer));
             }
             match answer {
                 Ok(Fetched::NotFound) => continue,

@@ -4,8 +4,6 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::http::{Fetched, UpstreamCall, UpstreamError};
-
 /// A ticket as the check needs it: its state, the people on it, and its planned window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItsmTicket {
@@ -137,27 +135,6 @@ pub fn parse_servicenow_time(value: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(value.trim(), "%Y-%m-%d %H:%M:%S")
         .ok()
         .map(|naive| naive.and_utc())
-}
-
-/// The record of an answer served from a connector's cache: no request, no latency, zero attempts.
-pub fn cache_hit<T>(
-    connector: &'static str,
-    operation: &str,
-    answer: &Result<Fetched<T>, UpstreamError>,
-) -> UpstreamCall {
-    let outcome = match answer {
-        Ok(Fetched::Found(_)) => "ok",
-        Ok(Fetched::NotFound) => "not_found",
-        Err(error) => error.outcome(),
-    };
-    UpstreamCall {
-        connector,
-        operation: operation.to_string(),
-        outcome: outcome.to_string(),
-        latency_ms: 0.0,
-        cached: true,
-        attempts: 0,
-    }
 }
 
 /// Reads a body up to `limit` bytes: token endpoints go around `Upstream::get_json`, not around its cap.

@@ -2,9 +2,9 @@
 //! checks, what would change the outcome), the `--json` document whose decision carries the audit
 //! record's field names, and what `--offline` could not run.
 
-use crate::audit::{AuditRecord, CallerSummary};
+use crate::audit::AuditRecord;
 use crate::decision::{self, CheckStage, Decision};
-use crate::payload::{self, format_iso8601_duration};
+use crate::payload;
 use crate::rules::{PolicyMode, RuleSet};
 
 /// A check that asks a remote system and so did not run offline.
@@ -91,49 +91,7 @@ pub fn decision_json(
     decision: &Decision,
     request: &payload::ActivationRequest,
 ) -> serde_json::Value {
-    let caller = CallerSummary {
-        app_id: String::new(),
-        token_version: String::new(),
-        dev: false,
-    };
-    let record = AuditRecord {
-        record_type: "pimgate.audit",
-        time: decision.evaluated_at,
-        evaluation_id: decision.evaluation_id.to_string(),
-        stage: decision.stage,
-        replay: false,
-        http_request_id: "",
-        request_id: request.request_id.as_deref(),
-        outcome: decision.outcome.as_str(),
-        reasons: &decision.reasons,
-        policy: decision.policy.as_deref(),
-        skipped_policies: &decision.skipped_policies,
-        checks: &decision.checks,
-        shadow_decisions: &decision.shadow,
-        guards: &decision.guards,
-        rules_revision: &decision.rules_revision,
-        evaluation_ms: decision.duration_ms,
-        latency_ms: 0.0,
-        principal_id: &request.principal_id,
-        resource_type: request.resource_type.as_str(),
-        action: request.action.as_str(),
-        target: &request.target,
-        role_name: crate::rules::catalog::by_id(request.target_id()).map(|role| role.name),
-        scope: request.scope(),
-        ticket: request.ticket.as_ref(),
-        justification: request.justification.clone(),
-        requested_duration: request
-            .schedule
-            .requested_duration(decision.evaluated_at)
-            .map(format_iso8601_duration),
-        start: request.schedule.start,
-        caller: &caller,
-        decided_at: decision.evaluated_at,
-        principal_type: request.principal_type.as_deref(),
-        schedule: &request.schedule,
-        justification_masked: false,
-        facts: &[],
-    };
+    let record = AuditRecord::of(decision, request);
     let mut value = serde_json::to_value(&record).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {
         for served_only in [
