@@ -1,8 +1,7 @@
 //! The decision path with notifications off and on: one evaluation of a catch-all policy plus what
 //! the `/v1/evaluate` handler adds for notifications (filter, event, masked justification,
-//! `try_send`). "on, sent" has a Teams target whose filter selects every decision and whose queue a
-//! background task drains to a loopback stand-in, so its HTTP work competes for the same two
-//! runtime threads, as it would in the service. The point is that the three rows are within noise
+//! `try_send`). "on, sent" has a Teams target whose filter selects every decision and whose queue
+//! the delivery thread (nice 19) drains to a loopback stand-in. The point is that the three rows are within noise
 //! of each other: the handler never waits for a receiver.
 //!
 //! `cargo bench --bench notify` (a short run: `-- --warm-up-time 1 --measurement-time 5`).
@@ -75,17 +74,16 @@ fn main() {
     });
     let url_file = dir.path().join("teams.url");
     std::fs::write(&url_file, server.uri()).unwrap();
-    let http = reqwest::Client::new();
     let _entered = runtime.enter();
     let notifiers = [
         ("notifications off", Notifier::default()),
         (
             "on, filtered out",
-            Notifier::start(&[target(&["Denied"], &url_file)], &http).unwrap(),
+            Notifier::start(&[target(&["Denied"], &url_file)]).unwrap(),
         ),
         (
             "on, sent",
-            Notifier::start(&[target(&[], &url_file)], &http).unwrap(),
+            Notifier::start(&[target(&[], &url_file)]).unwrap(),
         ),
     ];
 

@@ -157,17 +157,16 @@ impl Application {
                 "development mode is on: tokens from the built-in development issuer are trusted (loopback only)"
             );
         }
-        let notifier =
-            crate::notify::Notifier::start(&settings.notify, &http).map_err(|problems| {
-                let lines: Vec<String> = problems
-                    .iter()
-                    .map(|problem| format!("  - {problem}"))
-                    .collect();
-                anyhow::anyhow!(
-                    "the notification targets cannot be started:\n{}",
-                    lines.join("\n")
-                )
-            })?;
+        let notifier = crate::notify::Notifier::start(&settings.notify).map_err(|problems| {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|problem| format!("  - {problem}"))
+                .collect();
+            anyhow::anyhow!(
+                "the notification targets cannot be started:\n{}",
+                lines.join("\n")
+            )
+        })?;
         let listen = settings.listen_address()?;
         // The authenticator is told the address it will be served on: development mode is refused
         // there for a non-loopback one, whatever `Settings::validate` saw.

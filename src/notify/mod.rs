@@ -4,11 +4,17 @@
 //! of waiting. Each target's queue is drained by its own task; on shutdown the queues are flushed
 //! within the grace period.
 //!
+//! The delivery tasks run on one thread of their own (`pimgate-notify`, see [`thread`]), with its
+//! own runtime and HTTP client, at the lowest scheduling priority: a burst of notifications takes
+//! CPU only when the decision workers leave some, so PIM's answers keep their speed and, under
+//! sustained overload, the queues fill and drop (counted) rather than the decisions slowing.
+//!
 //! `pimgate_notifications_total{target,result=sent|failed|dropped}` counts what became of each.
 
 mod deliver;
 pub mod filter;
 pub mod message;
+pub mod thread;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,13 +47,10 @@ struct TargetHandle {
 }
 
 impl Notifier {
-    /// Resolves every target's URL and secret, checks the URL, and starts one delivery task per
-    /// target on the current runtime. Every problem is returned at once; messages name where a
-    /// URL was read from, never the URL (it carries the webhook's token).
-    pub fn start(
-        targets: &[NotifySettings],
-        http: &reqwest::Client,
-    ) -> Result<Notifier, Vec<Diagnostic>> {
+    /// Resolves every target's URL and secret, checks the URL, and starts the delivery thread with
+    /// one task per target. Every problem is returned at once; messages name where a URL was read
+    /// from, never the URL (it carries the webhook's token).
+    pub fn start(targets: &[NotifySettings]) -> Result<Notifier, Vec<Diagnostic>> {
         let mut problems = validate(targets);
         let mut ready = Vec::new();
         for (index, target) in targets.iter().enumerate() {
@@ -81,6 +84,10 @@ impl Notifier {
         if !problems.is_empty() {
             return Err(problems);
         }
+        if ready.is_empty() {
+            return Ok(Notifier::default());
+        }
+        let mut deliveries = Vec::with_capacity(ready.len());
         let handles = ready
             .into_iter()
             .map(|(target, url, signing, filter)| {
@@ -94,7 +101,7 @@ impl Notifier {
                     timeout: Duration::from_millis(target.timeout_ms),
                     max_attempts: target.max_attempts,
                 };
-                tokio::spawn(deliver::run(destination, http.clone(), receiver));
+                deliveries.push((destination, receiver));
                 tracing::info!(target_name = %name, kind = target.kind.as_str(), "notification target ready");
                 TargetHandle {
                     name,
@@ -104,6 +111,13 @@ impl Notifier {
                 }
             })
             .collect();
+        thread::spawn(deliveries).map_err(|why| {
+            vec![Diagnostic::error(
+                "notify",
+                why,
+                "check the process's thread limit (pids.max in its cgroup)",
+            )]
+        })?;
         Ok(Notifier {
             targets: Arc::new(handles),
         })
@@ -227,12 +241,9 @@ mod tests {
             "http://prod-00.westeurope.logic.azure.com/workflows/abc?sig=TOPSECRETSIG",
         )
         .expect("write");
-        let problems = Notifier::start(
-            &[target("teams", NotifyKind::Teams, &file)],
-            &reqwest::Client::new(),
-        )
-        .err()
-        .expect("plain http to a public host is refused");
+        let problems = Notifier::start(&[target("teams", NotifyKind::Teams, &file)])
+            .err()
+            .expect("plain http to a public host is refused");
         let text = format!("{problems:?}");
         assert!(text.contains("notify[0].url"), "{text}");
         assert!(text.contains("teams.url"), "names the file: {text}");
@@ -252,9 +263,7 @@ mod tests {
             file: None,
         });
         slack.url = None;
-        let problems = Notifier::start(&[webhook, slack], &reqwest::Client::new())
-            .err()
-            .expect("invalid");
+        let problems = Notifier::start(&[webhook, slack]).err().expect("invalid");
         let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         keys.sort_unstable();
         assert_eq!(
