@@ -107,6 +107,9 @@ impl Application {
     /// Loads the rules (refusing to start on any error), binds the listener and starts fetching keys.
     /// The server answers `/healthz` at once and `/readyz` once the signing keys are in.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // First: parts built below register metric handles once (e.g. a notification target's
+        // `dropped` counter), and a handle taken before the recorder exists counts nowhere.
+        crate::http::health::handle();
         let http = reqwest::Client::builder()
             .user_agent(concat!("pimgate/", env!("CARGO_PKG_VERSION")))
             // A redirect could lead a key fetch somewhere we did not vet.
@@ -190,7 +193,6 @@ impl Application {
             audit,
         ));
         let refresher = authenticator.spawn_refresher();
-        crate::http::health::handle();
         // `/readyz` reports the permissions the connectors' credentials lack.
         let connectors_data = web::Data::from(Arc::clone(&connectors));
         let reloader = Reloader::new(state.clone(), connectors, rules_path);

@@ -16,8 +16,9 @@ pub mod filter;
 pub mod message;
 pub mod thread;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,7 +37,25 @@ pub use message::Event;
 /// no-op.
 #[derive(Clone, Default)]
 pub struct Notifier {
-    targets: Arc<Vec<TargetHandle>>,
+    targets: Arc<Targets>,
+}
+
+#[derive(Default)]
+struct Targets {
+    handles: Vec<TargetHandle>,
+    /// Dropped with the last clone of the notifier: the delivery thread then stops at once,
+    /// abandoning what is still queued or in flight. A graceful shutdown calls
+    /// [`Notifier::flush`] first; anything else (a test's server, a failed start) must not leave
+    /// deliveries running after the service that queued them is gone.
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::ops::Deref for Targets {
+    type Target = [TargetHandle];
+
+    fn deref(&self) -> &[TargetHandle] {
+        &self.handles
+    }
 }
 
 struct TargetHandle {
@@ -44,7 +63,16 @@ struct TargetHandle {
     filter: Filter,
     queue: mpsc::Sender<Job>,
     capacity: usize,
+    /// Registered once: a full queue under overload must not cost a label lookup per decision.
+    dropped: metrics::Counter,
+    /// Drops since the last warning, and when that was: one log line per [`DROP_WARNING_EVERY`]
+    /// instead of one per dropped notification (thousands a second under overload).
+    drops_unreported: AtomicU64,
+    last_warning: Mutex<Option<Instant>>,
 }
+
+/// How often a target whose queue stays full is logged about.
+const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 impl Notifier {
     /// Resolves every target's URL and secret, checks the URL, and starts the delivery thread with
@@ -104,14 +132,21 @@ impl Notifier {
                 deliveries.push((destination, receiver));
                 tracing::info!(target_name = %name, kind = target.kind.as_str(), "notification target ready");
                 TargetHandle {
+                    dropped: metrics::counter!(
+                        "pimgate_notifications_total",
+                        "target" => name.to_string(),
+                        "result" => "dropped"
+                    ),
                     name,
                     filter,
                     queue: sender,
                     capacity: target.queue_capacity,
+                    drops_unreported: AtomicU64::new(0),
+                    last_warning: Mutex::new(None),
                 }
             })
             .collect();
-        thread::spawn(deliveries).map_err(|why| {
+        let stop = thread::spawn(deliveries).map_err(|why| {
             vec![Diagnostic::error(
                 "notify",
                 why,
@@ -119,7 +154,10 @@ impl Notifier {
             )]
         })?;
         Ok(Notifier {
-            targets: Arc::new(handles),
+            targets: Arc::new(Targets {
+                handles,
+                _stop: Some(stop),
+            }),
         })
     }
 
@@ -140,6 +178,11 @@ impl Notifier {
             if !target.filter.matches(&subject) {
                 continue;
             }
+            // Full: drop before building anything (the send below would fail anyway).
+            if target.queue.capacity() == 0 {
+                target.drop_one(decision);
+                continue;
+            }
             let event = event
                 .get_or_insert_with(|| {
                     Arc::new(Event::new(
@@ -150,13 +193,7 @@ impl Notifier {
                 })
                 .clone();
             if target.queue.try_send(Job::Deliver(event)).is_err() {
-                metrics::counter!(
-                    "pimgate_notifications_total",
-                    "target" => target.name.to_string(),
-                    "result" => "dropped"
-                )
-                .increment(1);
-                tracing::warn!(target_name = %target.name, evaluation_id = %decision.evaluation_id, "notification queue full; notification dropped");
+                target.drop_one(decision);
             }
         }
     }
@@ -176,6 +213,30 @@ impl Notifier {
             }
         });
         futures::future::join_all(flushes).await;
+    }
+}
+
+impl TargetHandle {
+    /// Counts a notification the full queue could not take, and warns at most once per
+    /// [`DROP_WARNING_EVERY`] with how many were dropped since the last warning.
+    fn drop_one(&self, decision: &Decision) {
+        self.dropped.increment(1);
+        self.drops_unreported.fetch_add(1, Ordering::Relaxed);
+        let Ok(mut last) = self.last_warning.try_lock() else {
+            return; // another worker is warning right now
+        };
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < DROP_WARNING_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        let dropped = self.drops_unreported.swap(0, Ordering::Relaxed);
+        tracing::warn!(
+            target_name = %self.name,
+            dropped,
+            evaluation_id = %decision.evaluation_id,
+            "notification queue full; notifications dropped (pimgate_notifications_total{{result=\"dropped\"}} counts them all)"
+        );
     }
 }
 

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::deliver::{self, Destination, Job};
 
@@ -23,9 +23,13 @@ pub const NAME: &str = "pimgate-notify";
 /// The nice value the thread runs at: the lowest priority that still guarantees a share.
 pub const NICE: i32 = 19;
 
-/// Starts the thread and returns once it runs; it ends by itself when every queue's senders are
-/// gone (the [`super::Notifier`] dropped) and each queue is drained.
-pub fn spawn(deliveries: Vec<(Destination, mpsc::Receiver<Job>)>) -> Result<(), String> {
+/// Starts the thread. It ends when the returned sender is dropped (at once, abandoning what is
+/// queued or in flight: flush first to deliver it), or when every queue's senders are gone and
+/// the queues are drained.
+pub fn spawn(
+    deliveries: Vec<(Destination, mpsc::Receiver<Job>)>,
+) -> Result<oneshot::Sender<()>, String> {
+    let (stop, stopped) = oneshot::channel::<()>();
     let http = client()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -35,11 +39,19 @@ pub fn spawn(deliveries: Vec<(Destination, mpsc::Receiver<Job>)>) -> Result<(), 
         .name(NAME.into())
         .spawn(move || {
             lower_priority();
-            runtime.block_on(futures::future::join_all(deliveries.into_iter().map(
-                |(destination, queue)| deliver::run(destination, http.clone(), queue),
-            )));
+            let all = futures::future::join_all(
+                deliveries
+                    .into_iter()
+                    .map(|(destination, queue)| deliver::run(destination, http.clone(), queue)),
+            );
+            runtime.block_on(async {
+                tokio::select! {
+                    _ = all => {}
+                    _ = stopped => {}
+                }
+            });
         })
-        .map(drop)
+        .map(|_| stop)
         .map_err(|error| format!("the notification thread cannot be started: {error}"))
 }
 
@@ -97,7 +109,7 @@ mod tests {
     }
 
     #[test]
-    fn deliveries_run_on_a_named_thread_at_the_lowest_priority_and_end_with_their_queues() {
+    fn deliveries_run_on_a_named_thread_at_the_lowest_priority_and_stop_with_the_notifier() {
         let (sender, receiver) = mpsc::channel(1);
         let destination = Destination {
             name: "t".into(),
@@ -107,7 +119,7 @@ mod tests {
             timeout: Duration::from_millis(100),
             max_attempts: 1,
         };
-        spawn(vec![(destination, receiver)]).expect("spawn");
+        let stop = spawn(vec![(destination, receiver)]).expect("spawn");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut seen = notify_thread_nice_values();
         while seen.is_empty() && std::time::Instant::now() < deadline {
@@ -121,15 +133,17 @@ mod tests {
             rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("nice"),
             0
         );
-        // With its queue's sender gone the thread drains and ends: nothing is left behind.
-        drop(sender);
+        // With the notifier gone (its stop handle dropped) the thread ends even though a queue
+        // still has a sender: nothing keeps delivering for a service that no longer exists.
+        drop(stop);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !notify_thread_nice_values().is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(
             notify_thread_nice_values().is_empty(),
-            "the {NAME} thread outlived its queue"
+            "the {NAME} thread outlived its notifier"
         );
+        drop(sender);
     }
 }
