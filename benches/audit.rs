@@ -112,7 +112,9 @@ fn main() {
 
     let mut group = criterion.benchmark_group("justification_hash");
     group.bench_function("masked once", |b| {
-        b.iter(|| black_box(audit.masked_justification(black_box(request.justification.as_deref()))))
+        b.iter(|| {
+            black_box(audit.masked_justification(black_box(request.justification.as_deref())))
+        })
     });
     group.bench_function("masked three times", |b| {
         b.iter(|| {
