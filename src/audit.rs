@@ -1,8 +1,12 @@
 //! One structured JSON record per answered evaluation, written as a single line.
 //!
 //! Each line is written with one `write` call on an unbuffered handle, so records from concurrent
-//! requests never interleave and nothing is left in a buffer when the process stops.
+//! requests never interleave and nothing is left in a buffer when the process stops. The line is
+//! serialized into a per-thread buffer that is reused from record to record (no allocation per
+//! record once it has grown to the size of a record).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::Mutex;
@@ -25,13 +29,27 @@ pub enum AuditError {
     },
 }
 
-/// Who called, as proven by the token (never the token itself).
-#[derive(Debug, Clone, Serialize)]
+/// Who called, as proven by the token (never the token itself). Borrowed from the verified caller:
+/// the record is written before the request ends.
+#[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CallerSummary {
-    pub app_id: String,
-    pub token_version: String,
+pub struct CallerSummary<'a> {
+    pub app_id: &'a str,
+    pub token_version: &'static str,
     pub dev: bool,
+}
+
+/// What a served request adds to its decision's audit record ([`AuditLog::record_served`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'a> {
+    pub caller: &'a CallerSummary<'a>,
+    pub http_request_id: &'a str,
+    pub replay: bool,
+    pub latency_ms: f64,
+    pub facts: &'a [Fact],
+    /// The justification as [`AuditLog::masked_justification`] already masked it: the handler
+    /// masks once and hands the same text to the record and the console.
+    pub justification: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,7 +58,7 @@ pub struct AuditRecord<'a> {
     #[serde(rename = "type")]
     pub record_type: &'static str,
     pub time: DateTime<Utc>,
-    pub evaluation_id: String,
+    pub evaluation_id: uuid::Uuid,
     /// `pre_approval` or `post_approval`: which of PIM's callbacks this answers.
     pub stage: Stage,
     /// True when this answer is a stored decision replayed for a PIM retry of the same request.
@@ -67,10 +85,10 @@ pub struct AuditRecord<'a> {
     pub role_name: Option<&'static str>,
     pub scope: &'a str,
     pub ticket: Option<&'a Ticket>,
-    pub justification: Option<String>,
+    pub justification: Option<&'a str>,
     pub requested_duration: Option<String>,
     pub start: Option<DateTime<Utc>>,
-    pub caller: &'a CallerSummary,
+    pub caller: &'a CallerSummary<'a>,
     // What `pimgate rules backtest` needs to decide the request again (`workbench::backtest`).
     /// The instant the rules judged the request at (`time` is when the record was written).
     pub decided_at: DateTime<Utc>,
@@ -90,15 +108,15 @@ impl<'a> AuditRecord<'a> {
     /// decision time, no caller, latency 0, no facts) and the justification as given. `AuditLog::record`
     /// fills those in; `evaluate --json` prints it as it is, so both speak the same field names.
     pub fn of(decision: &'a Decision, request: &'a ActivationRequest) -> Self {
-        static NO_CALLER: CallerSummary = CallerSummary {
-            app_id: String::new(),
-            token_version: String::new(),
+        static NO_CALLER: CallerSummary<'static> = CallerSummary {
+            app_id: "",
+            token_version: "",
             dev: false,
         };
         AuditRecord {
             record_type: "pimgate.audit",
             time: decision.evaluated_at,
-            evaluation_id: decision.evaluation_id.to_string(),
+            evaluation_id: decision.evaluation_id,
             stage: decision.stage,
             replay: false,
             http_request_id: "",
@@ -120,7 +138,7 @@ impl<'a> AuditRecord<'a> {
             role_name: crate::rules::catalog::by_id(request.target_id()).map(|role| role.name),
             scope: request.scope(),
             ticket: request.ticket.as_ref(),
-            justification: request.justification.clone(),
+            justification: request.justification.as_deref(),
             requested_duration: request
                 .schedule
                 .requested_duration(decision.evaluated_at)
@@ -171,59 +189,93 @@ impl AuditLog {
         })
     }
 
+    /// False when the sink is `off`: nothing is written, so nothing need be gathered for a record
+    /// (the handler then keeps no fact book and masks no justification for it).
+    pub fn is_on(&self) -> bool {
+        self.settings.sink != AuditSink::Off
+    }
+
     /// Applies the configured masking to a justification before it leaves the process. This is the
     /// only field of the record that holds the justification: checks describe it without quoting it
     /// (`checks::justification`), and CEL errors name it instead of printing it (`rules::cel`), so
     /// masking this one field masks it in the whole record.
     pub fn mask_justification(&self, justification: Option<&str>) -> Option<String> {
+        self.masked_justification(justification)
+            .map(Cow::into_owned)
+    }
+
+    /// [`Self::mask_justification`] without copying what it leaves as it is (`full`, or a
+    /// `truncate` the text already fits): only a truncated or hashed text is a new string.
+    pub fn masked_justification<'t>(&self, justification: Option<&'t str>) -> Option<Cow<'t, str>> {
         let text = justification?;
         match self.settings.justification {
-            JustificationMasking::Full => Some(text.to_string()),
+            JustificationMasking::Full => Some(Cow::Borrowed(text)),
             JustificationMasking::Truncate => {
-                let kept: String = text
-                    .chars()
-                    .take(self.settings.justification_max_chars)
-                    .collect();
-                if kept.len() < text.len() {
-                    Some(format!("{kept}…"))
-                } else {
-                    Some(kept)
+                let max_chars = self.settings.justification_max_chars;
+                match text.char_indices().nth(max_chars) {
+                    Some((cut, _)) => Some(Cow::Owned(format!("{}…", &text[..cut]))),
+                    None => Some(Cow::Borrowed(text)),
                 }
             }
-            JustificationMasking::Hash => Some(format!(
+            JustificationMasking::Hash => Some(Cow::Owned(format!(
                 "sha256:{}",
                 hex::encode(Sha256::digest(text.as_bytes()))
-            )),
+            ))),
             JustificationMasking::Omit => None,
         }
     }
 
+    /// Writes the record of a served request, masking the justification itself. The handler uses
+    /// [`Self::record_served`] with the justification it has already masked.
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         decision: &Decision,
         request: &ActivationRequest,
-        caller: &CallerSummary,
+        caller: &CallerSummary<'_>,
         http_request_id: &str,
         replay: bool,
         latency_ms: f64,
         facts: &[Fact],
     ) {
-        // Building and serializing the record is most of its cost: skip it when nobody reads it.
-        if self.settings.sink == AuditSink::Off {
+        if !self.is_on() {
             return;
         }
-        let now = Utc::now();
-        let justification = self.mask_justification(request.justification.as_deref());
+        let justification = self.masked_justification(request.justification.as_deref());
+        self.record_served(
+            decision,
+            request,
+            Served {
+                caller,
+                http_request_id,
+                replay,
+                latency_ms,
+                facts,
+                justification: justification.as_deref(),
+            },
+        );
+    }
+
+    /// Writes the record of a served request whose justification `served` holds already masked.
+    pub fn record_served(
+        &self,
+        decision: &Decision,
+        request: &ActivationRequest,
+        served: Served<'_>,
+    ) {
+        // Building and serializing the record is most of its cost: skip it when nobody reads it.
+        if !self.is_on() {
+            return;
+        }
         let record = AuditRecord {
-            time: now,
-            replay,
-            http_request_id,
-            latency_ms,
-            justification_masked: justification != request.justification,
-            justification,
-            caller,
-            facts,
+            time: Utc::now(),
+            replay: served.replay,
+            http_request_id: served.http_request_id,
+            latency_ms: served.latency_ms,
+            justification_masked: served.justification != request.justification.as_deref(),
+            justification: served.justification,
+            caller: served.caller,
+            facts: served.facts,
             ..AuditRecord::of(decision, request)
         };
         self.write(&record);
@@ -248,30 +300,65 @@ impl AuditLog {
     }
 
     fn write(&self, record: &AuditRecord<'_>) {
-        let mut line = match serde_json::to_vec(record) {
-            Ok(line) => line,
-            Err(error) => {
+        let result = with_line_buffer(|line| {
+            if let Err(error) = write_line(line, record) {
                 tracing::error!(%error, "audit record could not be serialized");
-                return;
+                return Ok(());
             }
-        };
-        line.push(b'\n');
-        let result = match self.settings.sink {
-            AuditSink::Off => Ok(()),
-            AuditSink::Stdout => std::io::stdout().lock().write_all(&line),
-            AuditSink::Stderr => std::io::stderr().lock().write_all(&line),
-            AuditSink::File => match &self.file {
-                Some(file) => match file.lock() {
-                    Ok(mut file) => file.write_all(&line),
-                    Err(poisoned) => poisoned.into_inner().write_all(&line),
+            match self.settings.sink {
+                AuditSink::Off => Ok(()),
+                AuditSink::Stdout => std::io::stdout().lock().write_all(line),
+                AuditSink::Stderr => std::io::stderr().lock().write_all(line),
+                AuditSink::File => match &self.file {
+                    Some(file) => match file.lock() {
+                        Ok(mut file) => file.write_all(line),
+                        Err(poisoned) => poisoned.into_inner().write_all(line),
+                    },
+                    None => Ok(()),
                 },
-                None => Ok(()),
-            },
-        };
+            }
+        });
         if let Err(error) = result {
             metrics::counter!("pimgate_audit_write_failures_total").increment(1);
             tracing::error!(%error, evaluation_id = %record.evaluation_id, "audit record could not be written");
         }
+    }
+}
+
+/// Serializes `record` as one JSON line (with its `\n`) into `line`, which it clears first. On an
+/// error `line` holds a partial record and must not be written.
+pub fn write_line<T: Serialize>(line: &mut Vec<u8>, record: &T) -> serde_json::Result<()> {
+    line.clear();
+    serde_json::to_writer(&mut *line, record)?;
+    line.push(b'\n');
+    Ok(())
+}
+
+/// A buffer grown past this by an unusually large record is given back after it, so one outlier
+/// does not pin its size in every worker thread for good.
+const LINE_BUFFER_KEPT_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// This thread's audit line, reused from record to record (records are written one at a time
+    /// per thread, and each is written out before the next is serialized).
+    static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `use_line` with this thread's line buffer (a fresh one if it is in use or gone, which only a
+/// re-entrant call or thread teardown could cause).
+fn with_line_buffer<R>(mut use_line: impl FnMut(&mut Vec<u8>) -> R) -> R {
+    let reused = LINE.try_with(|cell| {
+        let mut line = cell.try_borrow_mut().ok()?;
+        let result = use_line(&mut line);
+        line.clear();
+        if line.capacity() > LINE_BUFFER_KEPT_BYTES {
+            line.shrink_to(LINE_BUFFER_KEPT_BYTES);
+        }
+        Some(result)
+    });
+    match reused {
+        Ok(Some(result)) => result,
+        _ => use_line(&mut Vec::new()),
     }
 }
 
@@ -361,8 +448,8 @@ mod tests {
                 duration_ms: 0.1,
             };
             let caller = CallerSummary {
-                app_id: "app".into(),
-                token_version: "v2".into(),
+                app_id: "app",
+                token_version: "v2",
                 dev: false,
             };
             audit.record(&decision, &request, &caller, "h", false, 1.0, &[]);
@@ -372,6 +459,53 @@ mod tests {
             masked.push(line["justificationMasked"].clone());
         }
         assert_eq!(masked, [false, true, true]);
+    }
+
+    #[test]
+    fn masking_without_copying_gives_the_same_text_and_borrows_what_it_leaves_alone() {
+        let text = "Investigating INC0042001 for Mrs Example, customer 4711";
+        for (masking, max_chars, borrowed) in [
+            (JustificationMasking::Full, 5, true),
+            (JustificationMasking::Truncate, 500, true),
+            (JustificationMasking::Truncate, text.chars().count(), true),
+            (JustificationMasking::Truncate, 13, false),
+            (JustificationMasking::Truncate, 0, false),
+            (JustificationMasking::Hash, 5, false),
+        ] {
+            let audit = log(masking, max_chars);
+            let masked = audit.masked_justification(Some(text));
+            assert_eq!(
+                masked.as_deref(),
+                audit.mask_justification(Some(text)).as_deref(),
+                "{masking:?} {max_chars}"
+            );
+            assert_eq!(
+                matches!(masked, Some(Cow::Borrowed(_))),
+                borrowed,
+                "{masking:?} {max_chars}"
+            );
+        }
+        assert_eq!(
+            log(JustificationMasking::Truncate, 0).masked_justification(Some("")),
+            Some(Cow::Borrowed(""))
+        );
+        assert_eq!(
+            log(JustificationMasking::Omit, 5).masked_justification(Some(text)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_reused_line_buffer_holds_exactly_one_record_and_its_newline() {
+        let mut line = Vec::new();
+        let long =
+            serde_json::json!({ "reasons": ["a long reason that makes the first record longer"] });
+        let short = serde_json::json!({ "reasons": [] });
+        write_line(&mut line, &long).expect("serialize");
+        write_line(&mut line, &short).expect("serialize");
+        let mut expected = serde_json::to_vec(&short).expect("serialize");
+        expected.push(b'\n');
+        assert_eq!(line, expected);
     }
 
     #[test]
@@ -422,8 +556,8 @@ mod tests {
             duration_ms: 0.1,
         };
         let caller = CallerSummary {
-            app_id: "app".into(),
-            token_version: "v2".into(),
+            app_id: "app",
+            token_version: "v2",
             dev: false,
         };
         let facts = [Fact::found("graph.user", "u1", &"profile")];

@@ -5,21 +5,24 @@
 //! Order matters: readiness, then the token (nothing of an unauthenticated request is read), then
 //! content type and size, then the payload, then the decision under the deadline.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use futures::StreamExt;
+use futures::future::Either;
 use serde::Serialize;
 
+use super::decision_metrics;
 use super::error::ApiError;
 use super::recent::{RecentDecision, RequestSummary};
 use super::replay::{Answer, ReplayCache};
 use super::request_id::RequestId;
 use super::state::AppState;
-use crate::audit::CallerSummary;
+use crate::audit::{CallerSummary, Served};
 use crate::connectors::facts::{self, FactBook};
 use crate::decision::{self, Decision, Outcome};
 use crate::payload::{self, EvaluationKey, Stage};
@@ -29,7 +32,8 @@ use crate::settings::TokenVersion;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PimResponse<'a> {
-    pub evaluation_id: String,
+    /// Serialized as its hyphenated lower-case text, as `Uuid::to_string` writes it.
+    pub evaluation_id: uuid::Uuid,
     pub evaluation_outcome: &'static str,
     pub reason: &'a [String],
 }
@@ -116,11 +120,14 @@ async fn evaluate(
     let remaining = deadline.saturating_sub(started.elapsed());
     let budget = remaining.saturating_sub(ANSWER_MARGIN.min(remaining / 10));
     // The fact book keeps what the upstreams answered, for the audit record (`rules backtest`).
-    let book = FactBook::recording();
-    let evaluation = facts::scope(
-        book.clone(),
-        decision::evaluate_at_stage(&rules, &activation, stage, Utc::now(), budget),
-    );
+    // With the audit log off nobody reads it: the evaluation then runs without one, which asks
+    // upstream exactly as usual and keeps nothing (`connectors::facts`).
+    let book = state.audit.is_on().then(FactBook::recording);
+    let evaluation = decision::evaluate_at_stage(&rules, &activation, stage, Utc::now(), budget);
+    let evaluation = match &book {
+        Some(book) => Either::Left(facts::scope(Arc::clone(book), evaluation)),
+        None => Either::Right(evaluation),
+    };
     let (decision, replay) =
         match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
         {
@@ -136,36 +143,47 @@ async fn evaluate(
             ),
         };
 
-    let caller = CallerSummary {
-        app_id: verified.caller_app_id.clone(),
-        token_version: match verified.token_version {
-            TokenVersion::V1 => "v1".into(),
-            TokenVersion::V2 => "v2".into(),
-        },
-        dev: verified.dev,
-    };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let http_request_id = RequestId::of(&request);
-    state.audit.record(
-        &decision,
-        &activation,
-        &caller,
-        &http_request_id,
-        replay,
-        latency_ms,
-        &if replay { Vec::new() } else { book.facts() },
-    );
-    record_metrics(&decision, replay, started);
-    if state.recent.capacity() > 0 {
+    let console_on = state.recent.capacity() > 0;
+    // Masked once, for the audit record and the console alike (hashing is a sha256 each time).
+    let justification = if state.audit.is_on() || console_on {
+        state
+            .audit
+            .masked_justification(activation.justification.as_deref())
+    } else {
+        None
+    };
+    if let Some(book) = &book {
+        let facts = if replay { Vec::new() } else { book.facts() };
+        // Borrowed from the request's extensions (set by the request-id middleware), not copied.
+        let extensions = request.extensions();
+        let http_request_id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
+        state.audit.record_served(
+            &decision,
+            &activation,
+            Served {
+                caller: &CallerSummary {
+                    app_id: &verified.caller_app_id,
+                    token_version: match verified.token_version {
+                        TokenVersion::V1 => "v1",
+                        TokenVersion::V2 => "v2",
+                    },
+                    dev: verified.dev,
+                },
+                http_request_id,
+                replay,
+                latency_ms,
+                facts: &facts,
+                justification: justification.as_deref(),
+            },
+        );
+    }
+    decision_metrics::record(&decision, replay, started.elapsed());
+    if console_on {
         state.recent.push(RecentDecision {
             answered_at: Utc::now(),
             decision: Arc::clone(&decision),
-            request: RequestSummary::of(
-                &activation,
-                state
-                    .audit
-                    .mask_justification(activation.justification.as_deref()),
-            ),
+            request: RequestSummary::of(&activation, justification.map(Cow::into_owned)),
             replay,
             latency_ms,
         });
@@ -190,7 +208,7 @@ async fn evaluate(
         "decision answered"
     );
     Ok(HttpResponse::Ok().json(PimResponse {
-        evaluation_id: decision.evaluation_id.to_string(),
+        evaluation_id: decision.evaluation_id,
         evaluation_outcome: decision.outcome.as_str(),
         reason: &decision.reasons,
     }))
@@ -288,31 +306,5 @@ fn deadline_decision(
         rules_revision: rules_revision.to_string(),
         evaluated_at: Utc::now(),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-    }
-}
-
-fn record_metrics(decision: &Decision, replay: bool, started: Instant) {
-    let policy = decision.policy.clone().unwrap_or_else(|| "(none)".into());
-    metrics::counter!(
-        "pimgate_decisions_total",
-        "stage" => decision.stage.name(),
-        "outcome" => decision.outcome.as_str(),
-        "policy" => policy,
-        "replay" => if replay { "true" } else { "false" }
-    )
-    .increment(1);
-    metrics::histogram!("pimgate_decision_duration_seconds")
-        .record(started.elapsed().as_secs_f64());
-    // A replay answers the same request again: its shadow decisions were counted when it was made.
-    if !replay {
-        for shadow in &decision.shadow {
-            metrics::counter!(
-                "pimgate_shadow_decisions_total",
-                "stage" => decision.stage.name(),
-                "policy" => shadow.policy.clone(),
-                "outcome" => shadow.outcome.as_str()
-            )
-            .increment(1);
-        }
     }
 }

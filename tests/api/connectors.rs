@@ -136,6 +136,10 @@ async fn upstreams(delay: Duration, servicenow_status: u16) -> Upstreams {
 }
 
 async fn app_with(upstreams: &Upstreams) -> TestApp {
+    app_with_audit(upstreams, pimgate::settings::AuditSink::File).await
+}
+
+async fn app_with_audit(upstreams: &Upstreams, sink: pimgate::settings::AuditSink) -> TestApp {
     let dir = upstreams._secrets.path().to_path_buf();
     let connectors: pimgate::connectors::ConnectorsSettings = serde_json::from_value(json!({
         "graph": {
@@ -153,10 +157,31 @@ async fn app_with(upstreams: &Upstreams) -> TestApp {
     .expect("connector settings");
     spawn_app_with(AppOptions {
         rules: RULES,
-        tweak: Box::new(move |settings| settings.connectors = connectors),
+        tweak: Box::new(move |settings| {
+            settings.connectors = connectors;
+            settings.audit.sink = sink;
+        }),
         ..AppOptions::default()
     })
     .await
+}
+
+/// With the audit log off the evaluation runs without a fact book (nothing would read it): the
+/// upstreams are still asked and decide exactly as with it on.
+#[tokio::test]
+async fn with_the_audit_log_off_the_upstreams_are_still_asked_and_decide_the_same() {
+    let upstreams = upstreams(Duration::ZERO, 200).await;
+    let app = app_with_audit(&upstreams, pimgate::settings::AuditSink::Off).await;
+    let answer: Value = app
+        .evaluate(&requests::entra_role(
+            "6a000000-0000-4000-8000-0000000000a0",
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["evaluationOutcome"], "AutoApproved", "{answer}");
+    assert!(app.audit_records().is_empty(), "the audit log is off");
 }
 
 #[tokio::test]

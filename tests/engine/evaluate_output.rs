@@ -72,8 +72,8 @@ async fn the_json_decision_uses_the_audit_records_names_and_values_for_every_sha
     })
     .unwrap();
     let caller = CallerSummary {
-        app_id: "app".into(),
-        token_version: "v2".into(),
+        app_id: "app",
+        token_version: "v2",
         dev: true,
     };
     log.record(&decision, &request, &caller, "http-1", false, 1.0, &[]);
