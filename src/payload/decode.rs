@@ -9,15 +9,15 @@
 //!
 //! Two views feed those rules. The *walker* ([`decode_by_walking`]) reads the body as a
 //! `serde_json::Value` and can answer every question, in any spelling: it is the reference, and the
-//! only source of error messages. The *fast path* ([`super::fast`]) reads the common, plainly
+//! only source of error messages. The *fast path* (`payload::fast`) reads the common, plainly
 //! canonical body into borrowed slots without building a `Value`; it answers only questions it
 //! captured and gives up (so [`decode`] falls back to the walker) on anything unusual or on any error.
 //! Whatever the fast path accepts, the walker would have decoded identically, because the same code
 //! asked the same questions and got the same answers.
 
-use chrono::{DateTime, Duration, Utc};
 use std::fmt;
 
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use super::duration::{DurationError, parse_duration};

@@ -96,6 +96,9 @@ fn edited(name: &str, edit: impl FnOnce(&mut Value)) -> String {
     value.to_string()
 }
 
+/// A change to a fixture's parsed form.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
 /// Moves `from` to `to` in an object.
 fn rename(value: &mut Value, from: &str, to: &str) {
     if let Some(object) = value.as_object_mut()
@@ -155,7 +158,7 @@ fn unusual_bodies_are_answered_exactly_as_the_walker_answers_them() {
         [b"{\"\xc3\x28\": 1, ".as_slice(), inner.as_bytes()].concat(),
         [b"\xEF\xBB\xBF".as_slice(), entra.as_bytes()].concat(),
     ];
-    let edits: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         (
             ENTRA,
             Box::new(|v| v["justification"] = "\t a \u{200B} b ".into()),
