@@ -1,10 +1,21 @@
 //! Strict decoding of PIM's three request bodies into one [`ActivationRequest`].
 //!
-//! The body is read as a `serde_json::Value` and walked by hand rather than derived, because the
-//! error must name the offending field by the path the client wrote (`properties.scope`,
-//! `scheduleInfo.expiration.duration`): that text goes back to the caller in a 400. Keys are matched
-//! exactly first, then ignoring ASCII case, so PascalCase deliveries (ARM-style and older clients)
-//! decode to the same request; paths in errors keep the client's spelling.
+//! The rules of the decoding (which shape, which fields, limits, normal forms) are written once, over
+//! the [`Fields`] view of a JSON object, and every error names the offending field by the path the
+//! client wrote (`properties.scope`, `scheduleInfo.expiration.duration`): that text goes back to the
+//! caller in a 400. Keys are matched exactly first, then ignoring ASCII case, so PascalCase
+//! deliveries (ARM-style and older clients) decode to the same request; paths in errors keep the
+//! client's spelling.
+//!
+//! Two views feed those rules. The *walker* ([`decode_by_walking`]) reads the body as a
+//! `serde_json::Value` and can answer every question, in any spelling: it is the reference, and the
+//! only source of error messages. The *fast path* (`payload::fast`) reads the common, plainly
+//! canonical body into borrowed slots without building a `Value`; it answers only questions it
+//! captured and gives up (so [`decode`] falls back to the walker) on anything unusual or on any error.
+//! Whatever the fast path accepts, the walker would have decoded identically, because the same code
+//! asked the same questions and got the same answers.
+
+use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
@@ -60,8 +71,21 @@ pub const ECHO_LIMIT: usize = 64;
 /// When `scheduleInfo.startDateTime` is absent (= now), an `endDateTime` cannot be compared with the
 /// start here, since decoding reads no clock: [`Schedule::requested_duration`] then yields a negative
 /// or zero length, which the rules must treat as invalid.
+///
+/// The fast path decodes the common body; anything else, and every error, is the walker's
+/// ([`decode_by_walking`]), so the answer is the same either way.
 pub fn decode(body: &[u8]) -> Result<ActivationRequest, PayloadError> {
-    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    match super::fast::decode(body) {
+        Some(request) => Ok(request),
+        None => decode_by_walking(body),
+    }
+}
+
+/// The reference decoder: the whole body as a `serde_json::Value`, walked by the shared rules.
+/// Public only so the benchmark and tests can compare it with [`decode`].
+#[doc(hidden)]
+pub fn decode_by_walking(body: &[u8]) -> Result<ActivationRequest, PayloadError> {
+    let body = without_bom(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::NotJson("the body is empty".to_string()));
     }
@@ -74,33 +98,37 @@ pub fn decode(body: &[u8]) -> Result<ActivationRequest, PayloadError> {
             format!("must be a JSON object, got {}", type_name(&value)),
         ));
     };
-    let root = Object::root(map);
-    match detect_shape(&root)? {
-        Shape::AzureResource(properties) => decode_azure_resource(&root, &properties),
-        Shape::Group => decode_graph(&root, ResourceType::EntraGroups),
-        Shape::EntraRole => decode_graph(&root, ResourceType::EntraRoles),
+    decode_fields(&Object::root(map))
+}
+
+/// One UTF-8 byte-order mark is tolerated (some senders write one), never more.
+pub(super) fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
+}
+
+/// The decoding rules proper, over any view of the top-level object.
+pub(super) fn decode_fields<F: Fields>(root: &F) -> Result<ActivationRequest, PayloadError> {
+    match detect_shape(root)? {
+        Shape::AzureResource(properties) => decode_azure_resource(root, &properties),
+        Shape::Group => decode_graph(root, ResourceType::EntraGroups),
+        Shape::EntraRole => decode_graph(root, ResourceType::EntraRoles),
     }
 }
 
-enum Shape<'a> {
-    AzureResource(Object<'a>),
+enum Shape<F> {
+    AzureResource(F),
     Group,
     EntraRole,
 }
 
 /// An explicit `@odata.type` wins over field presence: it is the sender's own statement of the type,
 /// whereas a stray `groupId` on a role request is just an unknown field.
-fn detect_shape<'a>(root: &Object<'a>) -> Result<Shape<'a>, PayloadError> {
-    let properties = root.get("properties");
-    if let Some((path, value)) = &properties
-        && let Value::Object(map) = *value
-    {
-        return Ok(Shape::AzureResource(Object {
-            map,
-            path: path.clone(),
-        }));
-    }
-    if let Some((_, Value::String(odata_type))) = root.get("@odata.type") {
+fn detect_shape<F: Fields>(root: &F) -> Result<Shape<F>, PayloadError> {
+    let properties = match root.get("properties")? {
+        Some((_, Field::Object(properties))) => return Ok(Shape::AzureResource(properties)),
+        other => other,
+    };
+    if let Some((_, Field::Str(odata_type))) = root.get("@odata.type")? {
         let odata_type = odata_type.to_ascii_lowercase();
         if odata_type.contains("privilegedaccessgroupassignmentschedulerequest") {
             return Ok(Shape::Group);
@@ -109,18 +137,18 @@ fn detect_shape<'a>(root: &Object<'a>) -> Result<Shape<'a>, PayloadError> {
             return Ok(Shape::EntraRole);
         }
     }
-    if root.get_non_null("groupId").is_some() {
+    if is_non_null(root, "groupId")? {
         return Ok(Shape::Group);
     }
-    if root.get_non_null("roleDefinitionId").is_some() {
+    if is_non_null(root, "roleDefinitionId")? {
         return Ok(Shape::EntraRole);
     }
     if let Some((path, value)) = properties
-        && !value.is_null()
+        && !matches!(value, Field::Null)
     {
         return Err(PayloadError::at(
             path,
-            format!("must be an object, got {}", type_name(value)),
+            format!("must be an object, got {}", value.type_name()),
         ));
     }
     Err(PayloadError::at(
@@ -133,7 +161,7 @@ fn detect_shape<'a>(root: &Object<'a>) -> Result<Shape<'a>, PayloadError> {
 }
 
 fn decode_graph(
-    root: &Object<'_>,
+    root: &impl Fields,
     resource_type: ResourceType,
 ) -> Result<ActivationRequest, PayloadError> {
     let request_id = optional_non_blank(root, "id")?;
@@ -157,8 +185,8 @@ fn decode_graph(
 }
 
 fn decode_azure_resource(
-    root: &Object<'_>,
-    properties: &Object<'_>,
+    root: &impl Fields,
+    properties: &impl Fields,
 ) -> Result<ActivationRequest, PayloadError> {
     // ARM names the request by its `name` (a GUID); `id` is the full resource path.
     let request_id = match optional_non_blank(root, "name")? {
@@ -186,15 +214,15 @@ fn decode_azure_resource(
 /// given the directory scope `/`, so it matches tenant-wide policies (the widest, normally the
 /// strictest) and never a policy written for a narrower administrative unit; `app_scope_id` is kept
 /// for rules that need to tell the two apart.
-fn entra_role_target(root: &Object<'_>) -> Result<Target, PayloadError> {
+fn entra_role_target(root: &impl Fields) -> Result<Target, PayloadError> {
     let role_definition_id = required_guid(root, "roleDefinitionId")?;
     let app_scope_id = optional_non_blank(root, "appScopeId")?;
     let directory_scope_id = match optional_str(root, "directoryScopeId")? {
-        Some((path, scope)) => scope_path(&path, scope)?,
+        Some((path, scope)) => scope_path(path, scope)?,
         None if app_scope_id.is_some() => "/".to_string(),
         None => {
             return Err(PayloadError::at(
-                root.path_of("directoryScopeId"),
+                path_of(root, "directoryScopeId"),
                 "is required (`/` for the tenant, `/administrativeUnits/{id}`), unless \
                  `appScopeId` is given",
             ));
@@ -207,7 +235,7 @@ fn entra_role_target(root: &Object<'_>) -> Result<Target, PayloadError> {
     })
 }
 
-fn group_target(root: &Object<'_>) -> Result<Target, PayloadError> {
+fn group_target(root: &impl Fields) -> Result<Target, PayloadError> {
     let group_id = required_guid(root, "groupId")?;
     let (path, access) = required_str(root, "accessId")?;
     let access_id = match access.to_ascii_lowercase().as_str() {
@@ -226,11 +254,11 @@ fn group_target(root: &Object<'_>) -> Result<Target, PayloadError> {
     })
 }
 
-fn azure_role_target(properties: &Object<'_>) -> Result<Target, PayloadError> {
+fn azure_role_target(properties: &impl Fields) -> Result<Target, PayloadError> {
     let (path, role_definition_path) = required_str(properties, "roleDefinitionId")?;
     let role_definition_id = arm_role_definition_guid(role_definition_path).ok_or_else(|| {
         PayloadError::at(
-            &path,
+            path,
             format!(
                 "is not an ARM role definition id \
                  (`/…/providers/Microsoft.Authorization/roleDefinitions/{{guid}}`) or a GUID: `{}`",
@@ -242,7 +270,7 @@ fn azure_role_target(properties: &Object<'_>) -> Result<Target, PayloadError> {
     Ok(Target::AzureRole {
         role_definition_id,
         role_definition_path: role_definition_path.to_string(),
-        scope: scope_path(&path, scope)?,
+        scope: scope_path(path, scope)?,
     })
 }
 
@@ -262,7 +290,7 @@ fn arm_role_definition_guid(text: &str) -> Option<String> {
 
 /// Scopes are kept as sent except that GUID segments are lower-cased, so `/administrativeUnits/{ID}`
 /// compares equal to the form rules are written in.
-fn scope_path(path: &str, scope: &str) -> Result<String, PayloadError> {
+fn scope_path(path: At<'_>, scope: &str) -> Result<String, PayloadError> {
     if !scope.starts_with('/') {
         return Err(PayloadError::at(
             path,
@@ -279,19 +307,19 @@ fn scope_path(path: &str, scope: &str) -> Result<String, PayloadError> {
 /// The justification in its normal form ([`super::normalize_justification`]), decided here once so
 /// every consumer (checks, CEL `when`, the audit record) sees the same text; blank or invisible-only
 /// counts as absent.
-fn justification(object: &Object<'_>) -> Result<Option<String>, PayloadError> {
+fn justification(object: &impl Fields) -> Result<Option<String>, PayloadError> {
     let Some((path, text)) = optional_str(object, "justification")? else {
         return Ok(None);
     };
     // The limit applies to the text as sent, before normalising (it bounds that work), and to the
     // text the rules judge (NFKC lengthens a few compatibility characters, e.g. U+FDFA).
-    too_long(&path, text.trim(), "")?;
+    too_long(path, text.trim(), "")?;
     let normalized = super::normalize_justification(text);
-    too_long(&path, &normalized, " once normalised")?;
+    too_long(path, &normalized, " once normalised")?;
     Ok((!normalized.is_empty()).then_some(normalized))
 }
 
-fn too_long(path: &str, text: &str, as_what: &str) -> Result<(), PayloadError> {
+fn too_long(path: At<'_>, text: &str, as_what: &str) -> Result<(), PayloadError> {
     let length = text.chars().count();
     if length > MAX_JUSTIFICATION_CHARS {
         return Err(PayloadError::at(
@@ -302,7 +330,7 @@ fn too_long(path: &str, text: &str, as_what: &str) -> Result<(), PayloadError> {
     Ok(())
 }
 
-fn ticket(object: &Object<'_>) -> Result<Option<Ticket>, PayloadError> {
+fn ticket(object: &impl Fields) -> Result<Option<Ticket>, PayloadError> {
     let Some(info) = optional_object(object, "ticketInfo")? else {
         return Ok(None);
     };
@@ -328,7 +356,7 @@ fn schedule_required(action: &Action) -> bool {
     )
 }
 
-fn schedule(object: &Object<'_>, action: &Action) -> Result<Schedule, PayloadError> {
+fn schedule(object: &impl Fields, action: &Action) -> Result<Schedule, PayloadError> {
     let unspecified = Schedule {
         start: None,
         expiration_kind: ExpirationKind::NotSpecified,
@@ -338,7 +366,7 @@ fn schedule(object: &Object<'_>, action: &Action) -> Result<Schedule, PayloadErr
     let Some(info) = optional_object(object, "scheduleInfo")? else {
         if schedule_required(action) {
             return Err(PayloadError::at(
-                object.path_of("scheduleInfo"),
+                path_of(object, "scheduleInfo"),
                 format!("is required when the action is `{}`", echo(action.as_str())),
             ));
         }
@@ -352,18 +380,18 @@ fn schedule(object: &Object<'_>, action: &Action) -> Result<Schedule, PayloadErr
         });
     };
     let duration = match optional_str(&expiration, "duration")? {
-        Some((path, text)) => Some(bounded_duration(&path, text)?),
+        Some((path, text)) => Some(bounded_duration(path, text)?),
         None => None,
     };
     let end = match optional_date_time(&expiration, "endDateTime")? {
         Some(end) => {
-            check_end_after_start(&expiration.path_of("endDateTime"), start, end)?;
+            check_end_after_start(path_of(&expiration, "endDateTime"), start, end)?;
             Some(end)
         }
         None => None,
     };
     let expiration_kind = match optional_str(&expiration, "type")? {
-        Some((path, text)) => expiration_kind(&path, text)?,
+        Some((path, text)) => expiration_kind(path, text)?,
         None if duration.is_some() => ExpirationKind::AfterDuration,
         None if end.is_some() => ExpirationKind::AfterDateTime,
         None => ExpirationKind::NotSpecified,
@@ -374,7 +402,7 @@ fn schedule(object: &Object<'_>, action: &Action) -> Result<Schedule, PayloadErr
         ExpirationKind::AfterDuration => {
             let Some(duration) = duration else {
                 return Err(PayloadError::at(
-                    expiration.path_of("duration"),
+                    path_of(&expiration, "duration"),
                     "is required when the expiration type is `afterDuration`",
                 ));
             };
@@ -383,7 +411,7 @@ fn schedule(object: &Object<'_>, action: &Action) -> Result<Schedule, PayloadErr
         ExpirationKind::AfterDateTime => {
             let Some(end) = end else {
                 return Err(PayloadError::at(
-                    expiration.path_of("endDateTime"),
+                    path_of(&expiration, "endDateTime"),
                     "is required when the expiration type is `afterDateTime`",
                 ));
             };
@@ -399,7 +427,7 @@ fn schedule(object: &Object<'_>, action: &Action) -> Result<Schedule, PayloadErr
     })
 }
 
-fn expiration_kind(path: &str, text: &str) -> Result<ExpirationKind, PayloadError> {
+fn expiration_kind(path: At<'_>, text: &str) -> Result<ExpirationKind, PayloadError> {
     match text.to_ascii_lowercase().as_str() {
         "notspecified" => Ok(ExpirationKind::NotSpecified),
         "noexpiration" => Ok(ExpirationKind::NoExpiration),
@@ -416,7 +444,7 @@ fn expiration_kind(path: &str, text: &str) -> Result<ExpirationKind, PayloadErro
     }
 }
 
-fn bounded_duration(path: &str, text: &str) -> Result<Duration, PayloadError> {
+fn bounded_duration(path: At<'_>, text: &str) -> Result<Duration, PayloadError> {
     let problem = match parse_duration(text) {
         Ok(duration) if duration <= Duration::zero() => {
             format!("must be longer than zero, got `{}`", echo(text))
@@ -443,7 +471,7 @@ fn bounded_duration(path: &str, text: &str) -> Result<Duration, PayloadError> {
 }
 
 fn check_end_after_start(
-    path: &str,
+    path: At<'_>,
     start: Option<DateTime<Utc>>,
     end: DateTime<Utc>,
 ) -> Result<(), PayloadError> {
@@ -470,7 +498,7 @@ fn check_end_after_start(
 }
 
 fn optional_date_time(
-    object: &Object<'_>,
+    object: &impl Fields,
     name: &str,
 ) -> Result<Option<DateTime<Utc>>, PayloadError> {
     let Some((path, text)) = optional_str(object, name)? else {
@@ -489,7 +517,7 @@ fn optional_date_time(
         })
 }
 
-fn required_action(object: &Object<'_>, name: &str) -> Result<Action, PayloadError> {
+fn required_action(object: &impl Fields, name: &str) -> Result<Action, PayloadError> {
     let (path, text) = required_str(object, name)?;
     let text = text.trim();
     if text.is_empty() {
@@ -498,7 +526,7 @@ fn required_action(object: &Object<'_>, name: &str) -> Result<Action, PayloadErr
     Ok(Action::parse(text))
 }
 
-fn required_guid(object: &Object<'_>, name: &str) -> Result<String, PayloadError> {
+fn required_guid(object: &impl Fields, name: &str) -> Result<String, PayloadError> {
     let (path, text) = required_str(object, name)?;
     normalize_guid(text)
         .ok_or_else(|| PayloadError::at(path, format!("is not a GUID: `{}`", echo(text))))
@@ -509,44 +537,63 @@ fn normalize_guid(text: &str) -> Option<String> {
     crate::vocabulary::ids::parse_guid(text)
 }
 
-fn required_str<'a>(object: &Object<'a>, name: &str) -> Result<(String, &'a str), PayloadError> {
-    optional_str(object, name)?.ok_or_else(|| PayloadError::at(object.path_of(name), "is required"))
+fn required_str<'o>(
+    object: &'o impl Fields,
+    name: &str,
+) -> Result<(At<'o>, &'o str), PayloadError> {
+    match optional_str(object, name)? {
+        Some(found) => Ok(found),
+        None => Err(PayloadError::at(path_of(object, name), "is required")),
+    }
 }
 
 /// Missing and `null` are both "absent"; any other non-string is an error.
-fn optional_str<'a>(
-    object: &Object<'a>,
+fn optional_str<'o>(
+    object: &'o impl Fields,
     name: &str,
-) -> Result<Option<(String, &'a str)>, PayloadError> {
-    match object.get(name) {
-        None | Some((_, Value::Null)) => Ok(None),
-        Some((path, Value::String(text))) => Ok(Some((path, text.as_str()))),
+) -> Result<Option<(At<'o>, &'o str)>, PayloadError> {
+    match object.get(name)? {
+        None | Some((_, Field::Null)) => Ok(None),
+        Some((path, Field::Str(text))) => Ok(Some((path, text))),
         Some((path, other)) => Err(PayloadError::at(
             path,
-            format!("must be a string, got {}", type_name(other)),
+            format!("must be a string, got {}", other.type_name()),
         )),
     }
 }
 
 /// Trimmed; blank counts as absent.
-fn optional_non_blank(object: &Object<'_>, name: &str) -> Result<Option<String>, PayloadError> {
+fn optional_non_blank(object: &impl Fields, name: &str) -> Result<Option<String>, PayloadError> {
     Ok(optional_str(object, name)?
         .map(|(_, text)| text.trim())
         .filter(|text| !text.is_empty())
         .map(str::to_string))
 }
 
-fn optional_object<'a>(
-    object: &Object<'a>,
-    name: &str,
-) -> Result<Option<Object<'a>>, PayloadError> {
-    match object.get(name) {
-        None | Some((_, Value::Null)) => Ok(None),
-        Some((path, Value::Object(map))) => Ok(Some(Object { map, path })),
+fn optional_object<F: Fields>(object: &F, name: &str) -> Result<Option<F>, PayloadError> {
+    match object.get(name)? {
+        None | Some((_, Field::Null)) => Ok(None),
+        Some((_, Field::Object(child))) => Ok(Some(child)),
         Some((path, other)) => Err(PayloadError::at(
             path,
-            format!("must be an object, got {}", type_name(other)),
+            format!("must be an object, got {}", other.type_name()),
         )),
+    }
+}
+
+fn is_non_null(object: &impl Fields, name: &str) -> Result<bool, PayloadError> {
+    Ok(matches!(object.get(name)?, Some((_, field)) if !matches!(field, Field::Null)))
+}
+
+/// The path of `name` in the client's spelling if the key is there (e.g. as `null`), otherwise
+/// in the canonical spelling: used to name missing fields.
+fn path_of<'o>(object: &'o impl Fields, name: &'o str) -> At<'o> {
+    match object.get(name) {
+        Ok(Some((path, _))) => path,
+        Ok(None) | Err(_) => At {
+            parent: object.path(),
+            key: name,
+        },
     }
 }
 
@@ -579,10 +626,65 @@ fn echo(text: &str) -> String {
     out
 }
 
-/// A JSON object together with the path the client used to reach it.
+/// A JSON object of the body as the decoding rules see it: the path the client used to reach it and
+/// the value under a key. Every rule goes through [`Fields::get`], so two views that give the same
+/// answers to the same questions decode to the same result.
+pub(super) trait Fields: Sized {
+    /// Empty for the top level.
+    fn path(&self) -> &str;
+
+    /// The value under `name` (exact key first, then the first key equal ignoring ASCII case) with its
+    /// path in the client's spelling. An error means the view cannot answer (the fast path, asked a
+    /// question it did not capture): the decoding stops there.
+    fn get(&self, name: &str) -> Result<Option<(At<'_>, Field<'_, Self>)>, PayloadError>;
+}
+
+/// A value as the decoding rules distinguish it.
+pub(super) enum Field<'o, F> {
+    Null,
+    Str(&'o str),
+    Object(F),
+    /// Any other JSON type, by name (for the error message).
+    Other(&'static str),
+}
+
+impl<F> Field<'_, F> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Field::Null => "null",
+            Field::Str(_) => "string",
+            Field::Object(_) => "object",
+            Field::Other(name) => name,
+        }
+    }
+}
+
+/// The path of a field, joined only when an error needs it (a valid body builds none).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct At<'p> {
+    pub(super) parent: &'p str,
+    pub(super) key: &'p str,
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.parent.is_empty() {
+            formatter.write_str(self.key)
+        } else {
+            write!(formatter, "{}.{}", self.parent, self.key)
+        }
+    }
+}
+
+impl From<At<'_>> for String {
+    fn from(at: At<'_>) -> String {
+        at.to_string()
+    }
+}
+
+/// The walker's view: a `serde_json::Value` object together with the path the client used to reach it.
 struct Object<'a> {
     map: &'a Map<String, Value>,
-    /// Empty for the top level.
     path: String,
 }
 
@@ -593,38 +695,35 @@ impl<'a> Object<'a> {
             path: String::new(),
         }
     }
+}
 
-    /// Exact key first, then the first key equal ignoring ASCII case; the returned path uses the
-    /// key as the client spelled it.
-    fn get(&self, name: &str) -> Option<(String, &'a Value)> {
+impl Fields for Object<'_> {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn get(&self, name: &str) -> Result<Option<(At<'_>, Field<'_, Self>)>, PayloadError> {
         let map = self.map;
-        let (key, value) = map
+        let Some((key, value)) = map
             .get_key_value(name)
-            .or_else(|| map.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)))?;
-        Some((self.join(key), value))
-    }
-
-    fn get_non_null(&self, name: &str) -> Option<&'a Value> {
-        self.get(name)
-            .map(|(_, value)| value)
-            .filter(|value| !value.is_null())
-    }
-
-    /// The path of `name` in the client's spelling if the key is there (e.g. as `null`), otherwise
-    /// in the canonical spelling: used to name missing fields.
-    fn path_of(&self, name: &str) -> String {
-        match self.get(name) {
-            Some((path, _)) => path,
-            None => self.join(name),
-        }
-    }
-
-    fn join(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+            .or_else(|| map.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)))
+        else {
+            return Ok(None);
+        };
+        let path = At {
+            parent: &self.path,
+            key,
+        };
+        let field = match value {
+            Value::Null => Field::Null,
+            Value::String(text) => Field::Str(text),
+            Value::Object(map) => Field::Object(Object {
+                map,
+                path: path.to_string(),
+            }),
+            other => Field::Other(type_name(other)),
+        };
+        Ok(Some((path, field)))
     }
 }
 

@@ -2,7 +2,10 @@
 //! one normalized [`ActivationRequest`], so nothing downstream knows which wire shape it came from.
 
 mod decode;
+#[cfg(test)]
+mod differential;
 mod duration;
+mod fast;
 mod fingerprint;
 mod interval;
 mod justification;
@@ -11,6 +14,8 @@ mod stage;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+#[doc(hidden)]
+pub use decode::decode_by_walking;
 pub use decode::{
     BODY_FIELD, ECHO_LIMIT, MAX_DURATION_DAYS, MAX_JUSTIFICATION_CHARS, PayloadError, decode,
 };
