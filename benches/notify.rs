@@ -95,7 +95,13 @@ fn main() {
                 runtime.block_on(async {
                     let decision = evaluate(&rules, &request, chrono::Utc::now(), BUDGET).await;
                     assert_eq!(decision.outcome, Outcome::Approved);
-                    notifier.notify(&decision, &request, &audit);
+                    notifier.notify(
+                        &decision,
+                        &request,
+                        audit
+                            .masked_justification(request.justification.as_deref())
+                            .as_deref(),
+                    );
                     black_box(decision)
                 })
             })

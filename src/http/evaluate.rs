@@ -145,8 +145,13 @@ async fn evaluate(
 
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let console_on = state.recent.capacity() > 0;
-    // Masked once, for the audit record and the console alike (hashing is a sha256 each time).
-    let justification = if state.audit.is_on() || console_on {
+    // A replay repeats an answer already notified.
+    let notifier = request
+        .app_data::<web::Data<crate::notify::Notifier>>()
+        .filter(|notifier| !replay && !notifier.is_empty());
+    // Masked once, for the audit record, the console and the notifications alike (hashing is a
+    // sha256 each time).
+    let justification = if state.audit.is_on() || console_on || notifier.is_some() {
         state
             .audit
             .masked_justification(activation.justification.as_deref())
@@ -179,6 +184,10 @@ async fn evaluate(
         );
     }
     decision_metrics::record(&decision, replay, started.elapsed());
+    // The notifier only queues, never waits.
+    if let Some(notifier) = notifier {
+        notifier.notify(&decision, &activation, justification.as_deref());
+    }
     if console_on {
         state.recent.push(RecentDecision {
             answered_at: Utc::now(),
@@ -187,10 +196,6 @@ async fn evaluate(
             replay,
             latency_ms,
         });
-    }
-    // A replay repeats an answer already notified; the notifier only queues, never waits.
-    if !replay && let Some(notifier) = request.app_data::<web::Data<crate::notify::Notifier>>() {
-        notifier.notify(&decision, &activation, &state.audit);
     }
     tracing::Span::current()
         .record(

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::AuditLog;
 use crate::decision::Decision;
 use crate::payload::ActivationRequest;
 use crate::vocabulary::diagnostic::Diagnostic;
@@ -166,9 +165,15 @@ impl Notifier {
     }
 
     /// Queues `decision` for every target whose filter selects it, without waiting: a full queue
-    /// drops the notification and counts it. The event (and the masked justification) is built
-    /// only when some target wants it.
-    pub fn notify(&self, decision: &Decision, request: &ActivationRequest, audit: &AuditLog) {
+    /// drops the notification and counts it. The event is built only when some target wants it.
+    /// `justification` is the request's, already masked as the audit log masks it (the handler
+    /// masks once for the audit record, the console and this).
+    pub fn notify(
+        &self,
+        decision: &Decision,
+        request: &ActivationRequest,
+        justification: Option<&str>,
+    ) {
         if self.targets.is_empty() {
             return;
         }
@@ -188,7 +193,7 @@ impl Notifier {
                     Arc::new(Event::new(
                         decision,
                         request,
-                        audit.mask_justification(request.justification.as_deref()),
+                        justification.map(str::to_owned),
                     ))
                 })
                 .clone();

@@ -602,3 +602,42 @@ async fn queued_notifications_are_delivered_before_a_graceful_shutdown_returns()
         .unwrap();
     assert_eq!(slow.received_requests().await.unwrap().len(), 4);
 }
+
+/// The handler masks once and only when someone reads the text: with the audit log and the
+/// console ring both off, the notifications alone still get it, masked.
+#[tokio::test]
+async fn with_the_audit_log_and_console_off_a_notification_still_carries_the_masked_justification()
+{
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let targets = vec![target(
+        "alone",
+        NotifyKind::Webhook,
+        &receiver.uri(),
+        dir.path(),
+    )];
+    let app = spawn_app_with(AppOptions {
+        rules: RULES,
+        tweak: Box::new(move |settings: &mut Settings| {
+            settings.notify = targets;
+            settings.audit.justification = JustificationMasking::Hash;
+            settings.audit.sink = pimgate::settings::AuditSink::Off;
+            settings.admin.recent_decisions = 0;
+        }),
+        ..AppOptions::default()
+    })
+    .await;
+    let mut body = requests::group(&uuid::Uuid::now_v7().to_string());
+    set_justification(&mut body, JUSTIFICATION);
+    evaluation_id(app.evaluate(&body).await).await;
+
+    let requests = received(&receiver, 1).await;
+    assert_eq!(requests.len(), 1);
+    let text = String::from_utf8_lossy(&requests[0].body);
+    assert!(!text.contains("ACME-7731"), "{text}");
+    assert!(text.contains("sha256:"), "{text}");
+}
