@@ -131,9 +131,25 @@ pub async fn evaluate_at_stage(
     now: DateTime<Utc>,
     budget: Duration,
 ) -> Decision {
+    let key = EvaluationKey::derive(stage, &rules.revision, request);
+    evaluate_keyed(rules, request, stage, &key, now, budget).await
+}
+
+/// [`evaluate_at_stage`] with the request's [`EvaluationKey`] already derived (the service derives
+/// it anyway, for its replay cache; deriving is a SHA-256 over the whole request). `key` must be
+/// `EvaluationKey::derive(stage, &rules.revision, request)`.
+pub async fn evaluate_keyed(
+    rules: &RuleSet,
+    request: &ActivationRequest,
+    stage: Stage,
+    key: &EvaluationKey,
+    now: DateTime<Utc>,
+    budget: Duration,
+) -> Decision {
+    debug_assert!(*key == EvaluationKey::derive(stage, &rules.revision, request));
     let started = Instant::now();
     let mut decision = Decision {
-        evaluation_id: EvaluationKey::derive(stage, &rules.revision, request).evaluation_id(),
+        evaluation_id: key.evaluation_id(),
         stage,
         outcome: Outcome::Denied,
         reasons: Vec::new(),

@@ -123,7 +123,14 @@ async fn evaluate(
     // With the audit log off nobody reads it: the evaluation then runs without one, which asks
     // upstream exactly as usual and keeps nothing (`connectors::facts`).
     let book = state.audit.is_on().then(FactBook::recording);
-    let evaluation = decision::evaluate_at_stage(&rules, &activation, stage, Utc::now(), budget);
+    let evaluation = decision::evaluate_keyed(
+        &rules,
+        &activation,
+        stage,
+        &evaluation_key,
+        Utc::now(),
+        budget,
+    );
     let evaluation = match &book {
         Some(book) => Either::Left(facts::scope(Arc::clone(book), evaluation)),
         None => Either::Right(evaluation),
