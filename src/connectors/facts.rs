@@ -128,6 +128,11 @@ impl FactBook {
             .clone()
     }
 
+    /// [`FactBook::facts`] for the book's last reader (the audit record): moved out, not copied.
+    pub fn take_facts(&self) -> Vec<Fact> {
+        std::mem::take(&mut *self.recorded.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Replay: the questions (source, key) the book could not answer.
     pub fn misses(&self) -> Vec<(String, String)> {
         self.misses

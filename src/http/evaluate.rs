@@ -166,7 +166,11 @@ async fn evaluate(
         None
     };
     if let Some(book) = &book {
-        let facts = if replay { Vec::new() } else { book.facts() };
+        let facts = if replay {
+            Vec::new()
+        } else {
+            book.take_facts()
+        };
         // Borrowed from the request's extensions (set by the request-id middleware), not copied.
         let extensions = request.extensions();
         let http_request_id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());

@@ -5,6 +5,7 @@ mod decision_metrics;
 pub mod error;
 pub mod evaluate;
 pub mod health;
+mod http_metrics;
 pub mod recent;
 pub mod replay;
 pub mod request_id;

@@ -129,15 +129,21 @@ impl RecentDecisions {
         let minute = truncate_to_minute(entry.answered_at);
         let outcome = entry.decision.outcome;
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.ring.len() == self.capacity {
-            inner.ring.pop_front();
-        }
+        // The evicted entry is dropped after the lock is released (dropping a decision frees
+        // every string and evidence map it holds: the longest part of a push).
+        let evicted = if inner.ring.len() == self.capacity {
+            inner.ring.pop_front()
+        } else {
+            None
+        };
         inner.ring.push_back(Arc::new(entry));
         let slot = &mut inner.minutes[minute_index(minute)];
         if slot.0 != Some(minute) {
             *slot = (Some(minute), MinuteCounts::default());
         }
         slot.1.add(outcome);
+        drop(inner);
+        drop(evicted);
     }
 
     /// The kept decisions, newest first.

@@ -12,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
 use tracing::Instrument;
 
+use super::http_metrics;
 use crate::tracecontext::{self, TraceContext};
 
 /// Headers a caller may use to correlate; Microsoft services send `client-request-id`.
@@ -65,18 +66,16 @@ pub async fn middleware(
         .find(|value| sane(value))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    request.extensions_mut().insert(RequestId(id.clone()));
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "(unmatched)".into());
-    let method = request.method().to_string();
     let parent = incoming_trace(&request);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
-        method = %method,
+        method = request.method().as_str(),
         route = %route
     );
     // With OTLP export on, the exported span's ids are the request's trace context, so the
@@ -86,15 +85,16 @@ pub async fn middleware(
             .map(|parent| parent.child())
             .unwrap_or_else(TraceContext::new_root)
     });
-    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
-    span.record("span_id", tracing::field::display(trace.span_id_hex()));
+    // The ids are written out in hex only for a span that is logged (not at `warn` and above).
+    if !span.is_disabled() {
+        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        span.record("span_id", tracing::field::display(trace.span_id_hex()));
+    }
+    let header = HeaderValue::from_str(&id).ok();
+    request.extensions_mut().insert(RequestId(id));
     let mut response = tracecontext::scope(trace, next.call(request).instrument(span)).await?;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("pimgate_http_requests_total", "route" => route.clone(), "status" => status.clone())
-        .increment(1);
-    metrics::histogram!("pimgate_http_request_duration_seconds", "route" => route, "status" => status)
-        .record(started.elapsed().as_secs_f64());
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    http_metrics::record(&route, response.status().as_u16(), started.elapsed());
+    if let Some(value) = header {
         response
             .headers_mut()
             .insert(HeaderName::from_static("x-request-id"), value);
