@@ -756,6 +756,8 @@ mod tests {
             kind: "sleeps",
             check: Arc::new(Sleeps),
             unconfigured: None,
+            fingerprint: None,
+            shared: None,
         }
     }
 
@@ -764,6 +766,8 @@ mod tests {
             kind,
             check: Arc::new(behaviour),
             unconfigured: None,
+            fingerprint: None,
+            shared: None,
         }
     }
 
@@ -957,6 +961,8 @@ mod tests {
                 kind: "sleeps",
                 check: Arc::new(Sleeps),
                 unconfigured: None,
+                fingerprint: None,
+                shared: None,
             },
             named("hangs", Behaviour::Hang),
         ];
@@ -964,6 +970,8 @@ mod tests {
             kind: "sleeps",
             check: Arc::new(Sleeps),
             unconfigured: None,
+            fingerprint: None,
+            shared: None,
         }];
         // Tokio's clock: paused time advances it, not the wall clock.
         let started = tokio::time::Instant::now();
@@ -1298,6 +1306,8 @@ mod tests {
                 kind: "oncall",
                 check: counter.clone(),
                 unconfigured: None,
+                fingerprint: None,
+                shared: None,
             }],
             FailureMode::Deny,
         );
