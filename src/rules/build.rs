@@ -309,3 +309,70 @@ pub(super) fn share_identical_checks(policies: &mut [Policy], guards: &mut [Guar
     }
     slots.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_fingerprint;
+
+    fn fingerprint(yaml: &str) -> String {
+        check_fingerprint(&yaml_serde::from_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn a_checks_fingerprint_ignores_key_order_and_quoting_style_only() {
+        let same = [
+            "start: { max_past: PT5M, max_future: P7D }",
+            "start: {max_future: 'P7D', max_past: \"PT5M\"}",
+            "start:\n  max_future: P7D\n  max_past: PT5M\n",
+        ];
+        for yaml in same {
+            assert_eq!(fingerprint(yaml), fingerprint(same[0]), "{yaml}");
+        }
+        let different = [
+            "start: { max_past: PT5M }",
+            "start: { max_past: PT5M, max_future: P8D }",
+            "justification: { min_length: 10 }",
+            "justification: { min_length: '10' }",
+            "justification: { deny_patterns: [a, b] }",
+            "justification: { deny_patterns: [b, a] }",
+            "justification: { deny_patterns: ['a,b'] }",
+        ];
+        for (index, yaml) in different.iter().enumerate() {
+            for other in different.iter().skip(index + 1) {
+                assert_ne!(fingerprint(yaml), fingerprint(other), "{yaml} vs {other}");
+            }
+            assert_ne!(fingerprint(yaml), fingerprint(same[0]), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn only_checks_named_more_than_once_in_the_rule_set_get_a_memo_slot() {
+        let rules = crate::rules::load_str(
+            "rules.yaml",
+            "guards:
+  - name: g
+    require:
+      - duration: { max: PT2H }
+      - principal: { deny: [0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d] }
+policies:
+  - name: shadow
+    mode: audit
+    require:
+      - principal: { deny: [0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d] }
+  - name: p
+    require:
+      - duration: { max: PT2H }
+      - start: { max_past: PT5M }
+",
+        )
+        .unwrap();
+        assert_eq!(rules.shared_slots, 2);
+        let guard: Vec<Option<usize>> = rules.guards[0].require.iter().map(|c| c.shared).collect();
+        let shadow = rules.policies[0].require[0].shared;
+        let policy: Vec<Option<usize>> = rules.policies[1].require.iter().map(|c| c.shared).collect();
+        assert_eq!(policy, [guard[0], None]);
+        assert_eq!(shadow, guard[1]);
+        assert_ne!(guard[0], guard[1]);
+        assert!(guard.iter().all(Option::is_some));
+    }
+}
