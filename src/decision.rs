@@ -174,10 +174,8 @@ pub async fn evaluate_keyed(
                 describe_target(request),
                 request.action.as_str()
             ));
-            (decision.shadow, decision.guards) = futures::join!(
-                run_shadows(&shadows, stage, run),
-                run_guards(&guards, run)
-            );
+            (decision.shadow, decision.guards) =
+                futures::join!(run_shadows(&shadows, stage, run), run_guards(&guards, run));
         }
         Selection::ConditionError {
             policy,
@@ -190,10 +188,8 @@ pub async fn evaluate_keyed(
             decision
                 .reasons
                 .push(condition_error_reason(policy, &message));
-            (decision.shadow, decision.guards) = futures::join!(
-                run_shadows(&shadows, stage, run),
-                run_guards(&guards, run)
-            );
+            (decision.shadow, decision.guards) =
+                futures::join!(run_shadows(&shadows, stage, run), run_guards(&guards, run));
         }
         Selection::Matched {
             policy,
@@ -1546,8 +1542,17 @@ policies:
         assert_eq!(rules.shared_slots, 1);
 
         let decision = decide(&rules).await;
-        assert_eq!(tally.runs(), 1, "one evaluation for the guard and the policy");
-        assert_eq!(decision.outcome, Outcome::Approved, "{:?}", decision.reasons);
+        assert_eq!(
+            tally.runs(),
+            1,
+            "one evaluation for the guard and the policy"
+        );
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
         let guards = &decision.guards[0].checks[0];
         let policys = &decision.checks[0];
         assert_eq!(guards, policys, "the same report in both places");
@@ -1555,7 +1560,11 @@ policies:
         assert_eq!(decision.guards[0].effect, GuardEffect::Pass);
 
         decide(&rules).await;
-        assert_eq!(tally.runs(), 2, "once per request, never remembered across requests");
+        assert_eq!(
+            tally.runs(),
+            2,
+            "once per request, never remembered across requests"
+        );
     }
 
     #[tokio::test]
@@ -1621,7 +1630,12 @@ policies:
         let rules = tallied(GUARD_AND_POLICY_SHARE_A_CHECK, "duration", &tally);
         let decision = decide_at(&rules, Stage::PostApproval).await;
         assert_eq!(tally.runs(), 1);
-        assert_eq!(decision.outcome, Outcome::Approved, "{:?}", decision.reasons);
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
         assert_eq!(decision.guards[0].checks[0], decision.checks[0]);
     }
 
@@ -1643,7 +1657,12 @@ policies:
         let tally = Tally::reporting(CheckOutcome::pass("within PT2H"));
         let decision = decide(&tallied(yaml, "duration", &tally)).await;
         assert_eq!(tally.runs(), 1);
-        assert_eq!(decision.outcome, Outcome::AutoApproved, "{:?}", decision.reasons);
+        assert_eq!(
+            decision.outcome,
+            Outcome::AutoApproved,
+            "{:?}",
+            decision.reasons
+        );
         let guards = &decision.guards[0].checks[0];
         assert_eq!(guards.stage, CheckStage::Require);
         let policys: Vec<(&str, CheckStage)> = decision
@@ -1682,7 +1701,11 @@ policies:
         let rules = tallied(yaml, "start", &tally);
         assert_eq!(rules.shared_slots, 1);
         let decision = decide(&rules).await;
-        assert_eq!(tally.runs(), 1, "guard, shadow and deciding policy share it");
+        assert_eq!(
+            tally.runs(),
+            1,
+            "guard, shadow and deciding policy share it"
+        );
         assert_eq!(decision.shadow[0].checks[0], decision.checks[0]);
     }
 
@@ -1696,7 +1719,12 @@ policies:
             .build()
             .expect("runtime");
         let decision = metrics::with_local_recorder(&recorder, || runtime.block_on(decide(&rules)));
-        assert_eq!(decision.outcome, Outcome::Approved, "{:?}", decision.reasons);
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
         let text = handle.render();
         for line in [
             r#"pimgate_check_results_total{kind="duration",status="pass"} 1"#,

@@ -287,7 +287,12 @@ pub(super) fn share_identical_checks(policies: &mut [Policy], guards: &mut [Guar
     ) -> impl Iterator<Item = &'a mut NamedCheck> {
         policies
             .iter_mut()
-            .flat_map(|policy| policy.require.iter_mut().chain(policy.auto_approve.iter_mut()))
+            .flat_map(|policy| {
+                policy
+                    .require
+                    .iter_mut()
+                    .chain(policy.auto_approve.iter_mut())
+            })
             .chain(guards.iter_mut().flat_map(|guard| guard.require.iter_mut()))
     }
     let mut occurrences: HashMap<String, usize> = HashMap::new();
@@ -369,7 +374,8 @@ policies:
         assert_eq!(rules.shared_slots, 2);
         let guard: Vec<Option<usize>> = rules.guards[0].require.iter().map(|c| c.shared).collect();
         let shadow = rules.policies[0].require[0].shared;
-        let policy: Vec<Option<usize>> = rules.policies[1].require.iter().map(|c| c.shared).collect();
+        let policy: Vec<Option<usize>> =
+            rules.policies[1].require.iter().map(|c| c.shared).collect();
         assert_eq!(policy, [guard[0], None]);
         assert_eq!(shadow, guard[1]);
         assert_ne!(guard[0], guard[1]);
