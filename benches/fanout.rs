@@ -93,6 +93,8 @@ fn rules_with(n: usize, url: &str, client: &reqwest::Client) -> RuleSet {
                 url: url.to_string(),
             }),
             unconfigured: None,
+            fingerprint: None,
+            shared: None,
         })
         .collect();
     rules

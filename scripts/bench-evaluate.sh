@@ -216,6 +216,38 @@ measure() {
 
 field() { sed -E "s/.* $2=([0-9.]+).*/\1/" <<<"$1"; }
 
+# --- rule sets for the guard-cost rows ------------------------------------------------------------
+# `five`: one policy matching everything with five local checks, no guards. `guarded`: the same policy
+# plus one guard whose `require` repeats one of them, spec for spec. A check written identically in
+# several places is evaluated once per request (rules/README.md, "Checks shared by guards and
+# policies"), so the target is guarded ≤ 1.2 × five in cost: rps(five) / rps(guarded) ≤ 1.2.
+mkdir -p "$WORK/rules-five" "$WORK/rules-guarded"
+cat >"$WORK/rules-five/rules.yaml" <<'YAML'
+windows:
+  always:
+    timezone: UTC
+    weekly:
+      - { days: [Mon, Tue, Wed, Thu, Fri, Sat, Sun], from: "00:00", to: "24:00" }
+policies:
+  - name: five-local-checks
+    match: { resource_types: [entraRoles, entraGroups, azureResources] }
+    require:
+      - justification: { min_length: 10, min_words: 3 }
+      - duration: { max: PT8H }
+      - start: { max_past: PT5M, max_future: P7D }
+      - ticket: { systems: [ServiceNow], patterns: { ServiceNow: "INC[0-9]{7}" } }
+      - window: always
+YAML
+{
+    cat "$WORK/rules-five/rules.yaml"
+    cat <<'YAML'
+guards:
+  - name: a-justification-everywhere
+    require:
+      - justification: { min_length: 10, min_words: 3 }
+YAML
+} >"$WORK/rules-guarded/rules.yaml"
+
 # --- sanity: a real evaluation is Approved, and a repeated id is a replay -------------------------
 TOKEN=$("$PIMGATE" dev token --config "$CONFIG")
 [[ -n "$TOKEN" ]] || die "pimgate dev token printed nothing"
@@ -233,6 +265,13 @@ second=$(post)
 grep -q '"evaluationOutcome":"Approved"' <<<"$first" || die "sanity request was not Approved: $first"
 [[ "$(head -n1 <<<"$first")" == "$(head -n1 <<<"$second")" ]] || die "a repeated id was not answered from the replay cache"
 stop_server
+for rules in five guarded; do
+    start_pimgate off PIMGATE__RULES__PATH="$WORK/rules-$rules"
+    answer=$(post)
+    [[ $(tail -n1 <<<"$answer") == 200 ]] || die "sanity request under rules-$rules was not answered 200: $answer"
+    grep -q '"evaluationOutcome":"Approved"' <<<"$answer" || die "sanity request under rules-$rules was not Approved: $answer"
+    stop_server
+done
 
 # --- runs ------------------------------------------------------------------------------------------
 echo "running: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency${PIN_LOAD:+ (pinned: servers core 0, wrk core 1)}" >&2
@@ -314,6 +353,18 @@ stop_server
 CONFIG=$SAVED_CONFIG
 kill "$RECEIVER_PID" 2>/dev/null || true
 RECEIVER_PID=""
+
+# What a guard costs: five local checks, then the same five plus a guard repeating one of them.
+start_pimgate off PIMGATE__RULES__PATH="$WORK/rules-five"
+measure warmup "http://$PIMGATE_ADDR/v1/evaluate" distinct warm 0 2s
+measure "pimgate, five local checks, audit off" "http://$PIMGATE_ADDR/v1/evaluate" distinct five 0
+FIVE_ROW=$((${#ROWS[@]} - 1))
+stop_server
+start_pimgate off PIMGATE__RULES__PATH="$WORK/rules-guarded"
+measure warmup "http://$PIMGATE_ADDR/v1/evaluate" distinct warm 0 2s
+measure "pimgate, one guard + five local checks, audit off" "http://$PIMGATE_ADDR/v1/evaluate" distinct guarded 0
+GUARDED_ROW=$((${#ROWS[@]} - 1))
+stop_server
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # --- table -----------------------------------------------------------------------------------------
@@ -343,3 +394,7 @@ printf 'pimgate RSS: %s KiB idle after start, %s KiB after the audit-to-file run
 printf 'release binary: %s bytes (target/release/pimgate)\n' "$(stat -c %s "$PIMGATE")"
 printf 'notifications row: %s\n' "${NOTIFY_METRIC:-no pimgate_notifications_total read}"
 printf 'notifications paced row: %s\n' "${NOTIFY_PACED_METRIC:-no pimgate_notifications_total read}"
+five_rps=$(field "${ROWS[$FIVE_ROW]#*|}" rps)
+guarded_rps=$(field "${ROWS[$GUARDED_ROW]#*|}" rps)
+printf 'guard + five / five (req/s): %s (cost of the guard: rps(five) / rps(guarded); target <= 1.2)\n' \
+    "$(awk -v a="$five_rps" -v b="$guarded_rps" 'BEGIN { printf "%.3f", a / b }')"

@@ -164,6 +164,7 @@ pub async fn evaluate_keyed(
     };
     let context =
         CheckContext::new(request, now, tokio::time::Instant::now() + budget).at_stage(stage);
+    let run = &CheckRun::new(context, budget, rules.shared_slots);
     let guards = rules.applicable_guards(request, stage, now);
     match rules.select(request, stage, now) {
         Selection::NoMatch { skipped, shadows } => {
@@ -173,10 +174,8 @@ pub async fn evaluate_keyed(
                 describe_target(request),
                 request.action.as_str()
             ));
-            (decision.shadow, decision.guards) = futures::join!(
-                run_shadows(&shadows, stage, &context, budget),
-                run_guards(&guards, &context, budget)
-            );
+            (decision.shadow, decision.guards) =
+                futures::join!(run_shadows(&shadows, stage, run), run_guards(&guards, run));
         }
         Selection::ConditionError {
             policy,
@@ -189,10 +188,8 @@ pub async fn evaluate_keyed(
             decision
                 .reasons
                 .push(condition_error_reason(policy, &message));
-            (decision.shadow, decision.guards) = futures::join!(
-                run_shadows(&shadows, stage, &context, budget),
-                run_guards(&guards, &context, budget)
-            );
+            (decision.shadow, decision.guards) =
+                futures::join!(run_shadows(&shadows, stage, run), run_guards(&guards, run));
         }
         Selection::Matched {
             policy,
@@ -202,9 +199,9 @@ pub async fn evaluate_keyed(
             decision.skipped_policies = skipped;
             decision.policy = Some(policy.name.clone());
             let (verdict, shadow, guarded) = futures::join!(
-                apply_policy(policy, stage, &context, budget),
-                run_shadows(&shadows, stage, &context, budget),
-                run_guards(&guards, &context, budget)
+                apply_policy(policy, stage, run),
+                run_shadows(&shadows, stage, run),
+                run_guards(&guards, run)
             );
             decision.outcome = verdict.outcome;
             decision.reasons = verdict.reasons;
@@ -241,8 +238,7 @@ struct Verdict {
 async fn run_shadows(
     shadows: &[ShadowMatch<'_>],
     stage: Stage,
-    context: &CheckContext<'_>,
-    budget: Duration,
+    run: &CheckRun<'_>,
 ) -> Vec<ShadowDecision> {
     let runs = shadows.iter().map(|shadow| async move {
         let verdict = match &shadow.condition_error {
@@ -251,7 +247,7 @@ async fn run_shadows(
                 reasons: vec![condition_error_reason(shadow.policy, message)],
                 checks: Vec::new(),
             },
-            None => apply_policy(shadow.policy, stage, context, budget).await,
+            None => apply_policy(shadow.policy, stage, run).await,
         };
         ShadowDecision {
             policy: shadow.policy.name.clone(),
@@ -265,12 +261,7 @@ async fn run_shadows(
 
 /// What `policy` decides at `stage`. After a human approved, `auto_approve` checks are not run (they
 /// could only skip a human who already decided) and a fixed `AutoApproved` is `Approved`.
-async fn apply_policy(
-    policy: &Policy,
-    stage: Stage,
-    context: &CheckContext<'_>,
-    budget: Duration,
-) -> Verdict {
+async fn apply_policy(policy: &Policy, stage: Stage, run: &CheckRun<'_>) -> Verdict {
     if let Some(fixed) = &policy.decide {
         let outcome = match fixed.outcome {
             Outcome::AutoApproved if !stage.allows_auto_approval() => Outcome::Approved,
@@ -301,9 +292,9 @@ async fn apply_policy(
                 .iter()
                 .map(|check| (CheckStage::AutoApprove, check)),
         );
-    let runs = staged.map(|(stage, check)| run_check(stage, check, context, budget));
+    let runs = staged.map(|(stage, check)| run_check(stage, check, run));
     let checks = join_all(runs).await;
-    let (outcome, reasons) = judge(policy, stage, &checks, &context.interval);
+    let (outcome, reasons) = judge(policy, stage, &checks, &run.context.interval);
     Verdict {
         outcome,
         reasons,
@@ -450,11 +441,7 @@ fn judge(
 
 /// Every applicable guard's effect, computed concurrently (with each other and, in `evaluate`, with
 /// the policy's checks) under the same budget.
-async fn run_guards(
-    guards: &[GuardMatch<'_>],
-    context: &CheckContext<'_>,
-    budget: Duration,
-) -> Vec<GuardReport> {
+async fn run_guards(guards: &[GuardMatch<'_>], run: &CheckRun<'_>) -> Vec<GuardReport> {
     let runs = guards.iter().map(|applied| async move {
         let guard = applied.guard;
         let (effect, reasons, checks) = match (&applied.condition_error, &guard.deny_reason) {
@@ -475,7 +462,7 @@ async fn run_guards(
                 let runs = guard
                     .require
                     .iter()
-                    .map(|check| run_check(CheckStage::Require, check, context, budget));
+                    .map(|check| run_check(CheckStage::Require, check, run));
                 let checks = join_all(runs).await;
                 let (effect, reasons) = judge_guard(guard, &checks);
                 (effect, reasons, checks)
@@ -618,14 +605,63 @@ fn apply_guards(decision: &mut Decision) {
     decision.reasons = capping;
 }
 
+/// What every check of one evaluation runs with: one context (the request, `now`, the effective
+/// interval, the stage, the deadline), one budget, and the memo of the checks the rule set names
+/// more than once ([`NamedCheck::shared`]), so each of those is evaluated once per request.
+struct CheckRun<'a> {
+    context: CheckContext<'a>,
+    budget: Duration,
+    /// One cell per shared slot: the first caller evaluates the check, the others wait for and
+    /// take its outcome. Should that first caller be dropped mid-evaluation, the next one evaluates
+    /// afresh (`OnceCell::get_or_init`), so a caller always gets an answer of its own context.
+    memo: Vec<tokio::sync::OnceCell<Evaluated>>,
+}
+
+impl<'a> CheckRun<'a> {
+    /// Allocates nothing when the rule set shares no check (`slots == 0`).
+    fn new(context: CheckContext<'a>, budget: Duration, slots: usize) -> Self {
+        CheckRun {
+            context,
+            budget,
+            memo: (0..slots).map(|_| tokio::sync::OnceCell::new()).collect(),
+        }
+    }
+}
+
+/// One evaluation of a check: what it found, and how long it took.
+#[derive(Debug, Clone)]
+struct Evaluated {
+    outcome: CheckOutcome,
+    elapsed: Duration,
+}
+
+/// A check's report for the list (`stage`) that names it. A shared check is evaluated through its
+/// memo cell, so a guard and a policy naming the same check get the one outcome of one evaluation,
+/// each under its own stage; anything else is evaluated here.
+async fn run_check(stage: CheckStage, check: &NamedCheck, run: &CheckRun<'_>) -> CheckReport {
+    let evaluated = match check.shared.and_then(|slot| run.memo.get(slot)) {
+        Some(cell) => cell
+            .get_or_init(|| evaluate_check(check, &run.context, run.budget))
+            .await
+            .clone(),
+        None => evaluate_check(check, &run.context, run.budget).await,
+    };
+    CheckReport {
+        kind: check.kind.to_string(),
+        stage,
+        outcome: evaluated.outcome,
+        duration_ms: evaluated.elapsed.as_secs_f64() * 1000.0,
+    }
+}
+
 /// The one place a check's time is bounded: a check that overruns is reported as not evaluated.
-/// Also the one place check metrics are recorded, so every caller of `evaluate` counts the same way.
-async fn run_check(
-    stage: CheckStage,
+/// Also the one place check metrics are recorded, once per evaluation (a shared check counts once
+/// per request, however many places name it), so every caller of `evaluate` counts the same way.
+async fn evaluate_check(
     check: &NamedCheck,
     context: &CheckContext<'_>,
     budget: Duration,
-) -> CheckReport {
+) -> Evaluated {
     let started = Instant::now();
     let outcome = match tokio::time::timeout(budget, check.check.evaluate(context)).await {
         Ok(outcome) => outcome,
@@ -641,12 +677,7 @@ async fn run_check(
         .record(elapsed.as_secs_f64());
     metrics::counter!("pimgate_check_results_total", "kind" => check.kind, "status" => status)
         .increment(1);
-    CheckReport {
-        kind: check.kind.to_string(),
-        stage,
-        outcome,
-        duration_ms: elapsed.as_secs_f64() * 1000.0,
-    }
+    Evaluated { outcome, elapsed }
 }
 
 fn verb(outcome: Outcome) -> &'static str {
@@ -756,6 +787,8 @@ mod tests {
             kind: "sleeps",
             check: Arc::new(Sleeps),
             unconfigured: None,
+            fingerprint: None,
+            shared: None,
         }
     }
 
@@ -764,6 +797,8 @@ mod tests {
             kind,
             check: Arc::new(behaviour),
             unconfigured: None,
+            fingerprint: None,
+            shared: None,
         }
     }
 
@@ -957,6 +992,8 @@ mod tests {
                 kind: "sleeps",
                 check: Arc::new(Sleeps),
                 unconfigured: None,
+                fingerprint: None,
+                shared: None,
             },
             named("hangs", Behaviour::Hang),
         ];
@@ -964,6 +1001,8 @@ mod tests {
             kind: "sleeps",
             check: Arc::new(Sleeps),
             unconfigured: None,
+            fingerprint: None,
+            shared: None,
         }];
         // Tokio's clock: paused time advances it, not the wall clock.
         let started = tokio::time::Instant::now();
@@ -1298,6 +1337,8 @@ mod tests {
                 kind: "oncall",
                 check: counter.clone(),
                 unconfigured: None,
+                fingerprint: None,
+                shared: None,
             }],
             FailureMode::Deny,
         );
@@ -1431,5 +1472,299 @@ policies:
             decide_at(&rules, Stage::PreApproval).await.evaluation_id,
             "deterministic per stage"
         );
+    }
+
+    // ---- Checks shared by guards and policies ----------------------------------------------------
+
+    /// A check that counts how often it ran and reports a fixed outcome.
+    #[derive(Debug)]
+    struct Tally {
+        runs: std::sync::atomic::AtomicUsize,
+        outcome: CheckOutcome,
+    }
+
+    impl Tally {
+        fn reporting(outcome: CheckOutcome) -> Arc<Tally> {
+            Arc::new(Tally {
+                runs: Default::default(),
+                outcome,
+            })
+        }
+
+        fn runs(&self) -> usize {
+            self.runs.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl Check for Tally {
+        async fn evaluate(&self, _context: &CheckContext<'_>) -> CheckOutcome {
+            self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.outcome.clone()
+        }
+    }
+
+    /// `yaml` loaded (so fingerprints and memo slots are those of the load), with every check of
+    /// `kind` made to run `tally` instead, keeping its slot (as `rules test`'s stubs do).
+    fn tallied(yaml: &str, kind: &str, tally: &Arc<Tally>) -> RuleSet {
+        let mut rules = loaded(yaml);
+        let mut swap = |check: &mut NamedCheck| {
+            if check.kind == kind {
+                check.check = tally.clone();
+            }
+        };
+        for policy in &mut rules.policies {
+            policy.require.iter_mut().for_each(&mut swap);
+            policy.auto_approve.iter_mut().for_each(&mut swap);
+        }
+        for guard in &mut rules.guards {
+            guard.require.iter_mut().for_each(&mut swap);
+        }
+        rules
+    }
+
+    const GUARD_AND_POLICY_SHARE_A_CHECK: &str = "guards:
+  - name: the-guard
+    require:
+      - duration: { max: PT2H }
+policies:
+  - name: the-policy
+    require:
+      - duration: { max: PT2H }
+      - start: { max_past: PT5M }
+";
+
+    #[tokio::test]
+    async fn a_check_written_identically_in_a_guard_and_the_policy_is_evaluated_once_per_request_and_reported_by_both()
+     {
+        let tally = Tally::reporting(CheckOutcome::pass("within PT2H"));
+        let rules = tallied(GUARD_AND_POLICY_SHARE_A_CHECK, "duration", &tally);
+        assert_eq!(rules.shared_slots, 1);
+
+        let decision = decide(&rules).await;
+        assert_eq!(
+            tally.runs(),
+            1,
+            "one evaluation for the guard and the policy"
+        );
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
+        let guards = &decision.guards[0].checks[0];
+        let policys = &decision.checks[0];
+        assert_eq!(guards, policys, "the same report in both places");
+        assert_eq!(guards.outcome.message, "within PT2H");
+        assert_eq!(decision.guards[0].effect, GuardEffect::Pass);
+
+        decide(&rules).await;
+        assert_eq!(
+            tally.runs(),
+            2,
+            "once per request, never remembered across requests"
+        );
+    }
+
+    #[tokio::test]
+    async fn checks_of_one_kind_with_different_specs_are_each_evaluated_with_their_own_outcome() {
+        let yaml = "guards:
+  - name: the-guard
+    require:
+      - duration: { max: PT30M }
+policies:
+  - name: the-policy
+    require:
+      - duration: { max: PT2H }
+";
+        let tally = Tally::reporting(CheckOutcome::pass("counted"));
+        let rules = tallied(yaml, "duration", &tally);
+        assert_eq!(rules.shared_slots, 0);
+        decide(&rules).await;
+        assert_eq!(tally.runs(), 2);
+
+        // With the real checks: the one-hour request passes the policy's and fails the guard's.
+        let decision = decide(&loaded(yaml)).await;
+        assert_eq!(decision.checks[0].status(), CheckStatus::Pass);
+        assert_eq!(decision.guards[0].checks[0].status(), CheckStatus::Fail);
+        assert_eq!(decision.outcome, Outcome::Denied);
+    }
+
+    #[tokio::test]
+    async fn a_shared_check_that_fails_denies_through_the_guard_and_the_policy_with_the_guards_reason_first()
+     {
+        let yaml = "guards:
+  - name: the-guard
+    require:
+      - duration: { max: PT30M }
+policies:
+  - name: the-policy
+    require:
+      - duration: { max: PT30M }
+";
+        let tally = Tally::reporting(CheckOutcome::fail("longer than PT30M"));
+        let counted = decide(&tallied(yaml, "duration", &tally)).await;
+        assert_eq!(tally.runs(), 1);
+        assert_eq!(counted.outcome, Outcome::Denied);
+
+        let decision = decide(&loaded(yaml)).await;
+        assert_eq!(decision.outcome, Outcome::Denied);
+        assert_eq!(decision.guards[0].effect, GuardEffect::Deny);
+        assert_eq!(decision.reasons.len(), 2, "{:?}", decision.reasons);
+        assert!(
+            decision.reasons[0].starts_with("Denied by guard 'the-guard': duration:"),
+            "{:?}",
+            decision.reasons
+        );
+        assert!(
+            decision.reasons[1].starts_with("Denied by policy 'the-policy': duration:"),
+            "{:?}",
+            decision.reasons
+        );
+    }
+
+    #[tokio::test]
+    async fn at_the_post_approval_stage_a_shared_check_is_still_evaluated_once() {
+        let tally = Tally::reporting(CheckOutcome::pass("within PT2H"));
+        let rules = tallied(GUARD_AND_POLICY_SHARE_A_CHECK, "duration", &tally);
+        let decision = decide_at(&rules, Stage::PostApproval).await;
+        assert_eq!(tally.runs(), 1);
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
+        assert_eq!(decision.guards[0].checks[0], decision.checks[0]);
+    }
+
+    #[tokio::test]
+    async fn an_auto_approve_check_identical_to_a_guards_required_check_is_reported_under_each_ones_stage()
+     {
+        let yaml = "guards:
+  - name: the-guard
+    require:
+      - duration: { max: PT2H }
+policies:
+  - name: the-policy
+    allow_auto_approve_on_critical: true
+    require:
+      - start: { max_past: PT5M }
+    auto_approve:
+      - duration: { max: PT2H }
+";
+        let tally = Tally::reporting(CheckOutcome::pass("within PT2H"));
+        let decision = decide(&tallied(yaml, "duration", &tally)).await;
+        assert_eq!(tally.runs(), 1);
+        assert_eq!(
+            decision.outcome,
+            Outcome::AutoApproved,
+            "{:?}",
+            decision.reasons
+        );
+        let guards = &decision.guards[0].checks[0];
+        assert_eq!(guards.stage, CheckStage::Require);
+        let policys: Vec<(&str, CheckStage)> = decision
+            .checks
+            .iter()
+            .map(|report| (report.kind.as_str(), report.stage))
+            .collect();
+        assert_eq!(
+            policys,
+            [
+                ("start", CheckStage::Require),
+                ("duration", CheckStage::AutoApprove)
+            ]
+        );
+        assert_eq!(decision.checks[1].outcome, guards.outcome);
+    }
+
+    #[tokio::test]
+    async fn identical_specs_written_with_their_keys_in_another_order_share_one_evaluation() {
+        let yaml = "guards:
+  - name: the-guard
+    require:
+      - start: { max_past: PT5M, max_future: P7D }
+policies:
+  - name: rehearsal
+    mode: audit
+    require:
+      - start: {max_future: 'P7D', max_past: PT5M}
+  - name: the-policy
+    require:
+      - start:
+          max_future: P7D
+          max_past: PT5M
+";
+        let tally = Tally::reporting(CheckOutcome::pass("starts in time"));
+        let rules = tallied(yaml, "start", &tally);
+        assert_eq!(rules.shared_slots, 1);
+        let decision = decide(&rules).await;
+        assert_eq!(
+            tally.runs(),
+            1,
+            "guard, shadow and deciding policy share it"
+        );
+        assert_eq!(decision.shadow[0].checks[0], decision.checks[0]);
+    }
+
+    #[test]
+    fn the_check_metrics_count_a_shared_check_once_per_request() {
+        let rules = loaded(GUARD_AND_POLICY_SHARE_A_CHECK);
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let decision = metrics::with_local_recorder(&recorder, || runtime.block_on(decide(&rules)));
+        assert_eq!(
+            decision.outcome,
+            Outcome::Approved,
+            "{:?}",
+            decision.reasons
+        );
+        let text = handle.render();
+        for line in [
+            r#"pimgate_check_results_total{kind="duration",status="pass"} 1"#,
+            r#"pimgate_check_results_total{kind="start",status="pass"} 1"#,
+            r#"pimgate_check_duration_seconds_count{kind="duration"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_check_whose_first_caller_is_dropped_mid_evaluation_is_evaluated_by_the_next()
+    {
+        let mut shared = sleeper();
+        shared.shared = Some(0);
+        let request = request();
+        let context = CheckContext::new(
+            &request,
+            now(),
+            tokio::time::Instant::now() + Duration::from_millis(200),
+        );
+        let run = CheckRun::new(context, Duration::from_millis(200), 1);
+        let mut first = Box::pin(run_check(CheckStage::Require, &shared, &run));
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        drop(first);
+        let second = run_check(CheckStage::AutoApprove, &shared, &run).await;
+        assert_eq!(second.status(), CheckStatus::Pass);
+        assert_eq!(second.outcome.message, "slept");
+        assert_eq!(second.stage, CheckStage::AutoApprove);
+    }
+
+    #[test]
+    fn a_rule_set_sharing_no_check_keeps_no_memo() {
+        let rules = loaded(
+            "guards:\n  - name: g\n    require:\n      - duration: { max: P1D }\npolicies:\n  - name: p\n    require:\n      - duration: { max: PT2H }\n",
+        );
+        assert_eq!(rules.shared_slots, 0);
+        let request = request();
+        let context = CheckContext::new(&request, now(), tokio::time::Instant::now());
+        let run = CheckRun::new(context, Duration::from_millis(200), rules.shared_slots);
+        assert_eq!(run.memo.capacity(), 0);
     }
 }

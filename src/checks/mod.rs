@@ -153,6 +153,14 @@ pub struct NamedCheck {
     /// `rules` beside its load warning, so `evaluate --offline` and `rules test` read it here
     /// instead of parsing the warning's words.
     pub unconfigured: Option<String>,
+    /// The check as written in the rules (its kind and spec, map keys in sorted order), so two
+    /// identical checks anywhere in one rule set are known to be one: `None` for a check not built
+    /// from a rule file (tests, benchmarks).
+    pub fingerprint: Option<String>,
+    /// Set at load for a check whose fingerprint occurs more than once in the rule set (a guard's and
+    /// a policy's, say): its slot in the per-request memo, so `decision` evaluates it once per
+    /// request and hands every place that names it the same outcome. `None`: evaluated where named.
+    pub shared: Option<usize>,
 }
 
 pub mod auth_methods;

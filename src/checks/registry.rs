@@ -205,6 +205,8 @@ macro_rules! check_kinds {
                     kind: self.kind(),
                     check,
                     unconfigured: None,
+                    fingerprint: None,
+                    shared: None,
                 })
             }
         }

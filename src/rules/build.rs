@@ -2,7 +2,7 @@
 //! matchers resolved, and the rules that need them (Critical tier, contradictory guards) applied.
 //! Every problem is reported; a rule with any error is not built.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use crate::checks::NamedCheck;
@@ -214,6 +214,7 @@ fn build_checks(
                     ));
                     check.unconfigured = Some(section);
                 }
+                check.fingerprint = Some(check_fingerprint(&item.raw));
                 checks.push(check);
             }
             Err(problems) => {
@@ -224,4 +225,160 @@ fn build_checks(
         }
     }
     ok.then_some(checks)
+}
+
+/// A check as written (`- duration: { max: PT2H }`: its kind and spec), in one canonical text:
+/// mapping keys sorted, strings quoted, so key order and quoting style do not matter and two
+/// different specs never read alike. Checks are built from their spec and the rule set's shared
+/// `lists:`, `windows:` and connectors alone, so two checks with one fingerprint in one rule set are
+/// the same check and give the same outcome for the same request.
+pub(super) fn check_fingerprint(raw: &yaml_serde::Value) -> String {
+    let mut text = String::new();
+    write_canonical(raw, &mut text);
+    text
+}
+
+fn write_canonical(value: &yaml_serde::Value, out: &mut String) {
+    use yaml_serde::Value;
+    match value {
+        Value::Null => out.push('~'),
+        Value::Bool(flag) => out.push_str(if *flag { "true" } else { "false" }),
+        Value::Number(number) => out.push_str(&number.to_string()),
+        // `Debug` quotes and escapes: a string never reads as a number, a key or a delimiter.
+        Value::String(text) => out.push_str(&format!("{text:?}")),
+        Value::Sequence(items) => {
+            out.push('[');
+            for item in items {
+                write_canonical(item, out);
+                out.push(',');
+            }
+            out.push(']');
+        }
+        Value::Mapping(mapping) => {
+            let mut entries: Vec<(String, String)> = mapping
+                .iter()
+                .map(|(key, value)| (check_fingerprint(key), check_fingerprint(value)))
+                .collect();
+            entries.sort_unstable();
+            out.push('{');
+            for (key, value) in entries {
+                out.push_str(&key);
+                out.push(':');
+                out.push_str(&value);
+                out.push(',');
+            }
+            out.push('}');
+        }
+        Value::Tagged(tagged) => {
+            out.push_str(&format!("!{:?}(", tagged.tag.to_string()));
+            write_canonical(&tagged.value, out);
+            out.push(')');
+        }
+    }
+}
+
+/// Gives every check whose fingerprint occurs more than once in the rule set (in guards, enforcing
+/// and `audit` policies, `require` and `auto_approve` alike) one slot of the per-request memo, the
+/// same for all its occurrences; every other check gets none. Returns the number of slots.
+pub(super) fn share_identical_checks(policies: &mut [Policy], guards: &mut [Guard]) -> usize {
+    fn every<'a>(
+        policies: &'a mut [Policy],
+        guards: &'a mut [Guard],
+    ) -> impl Iterator<Item = &'a mut NamedCheck> {
+        policies
+            .iter_mut()
+            .flat_map(|policy| {
+                policy
+                    .require
+                    .iter_mut()
+                    .chain(policy.auto_approve.iter_mut())
+            })
+            .chain(guards.iter_mut().flat_map(|guard| guard.require.iter_mut()))
+    }
+    let mut occurrences: HashMap<String, usize> = HashMap::new();
+    for check in every(policies, guards) {
+        if let Some(fingerprint) = &check.fingerprint {
+            *occurrences.entry(fingerprint.clone()).or_default() += 1;
+        }
+    }
+    let mut slots: HashMap<String, usize> = HashMap::new();
+    for check in every(policies, guards) {
+        check.shared = None;
+        let Some(fingerprint) = &check.fingerprint else {
+            continue;
+        };
+        if occurrences.get(fingerprint).is_some_and(|count| *count > 1) {
+            let next = slots.len();
+            check.shared = Some(*slots.entry(fingerprint.clone()).or_insert(next));
+        }
+    }
+    slots.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_fingerprint;
+
+    fn fingerprint(yaml: &str) -> String {
+        check_fingerprint(&yaml_serde::from_str(yaml).unwrap())
+    }
+
+    #[test]
+    fn a_checks_fingerprint_ignores_key_order_and_quoting_style_only() {
+        let same = [
+            "start: { max_past: PT5M, max_future: P7D }",
+            "start: {max_future: 'P7D', max_past: \"PT5M\"}",
+            "start:\n  max_future: P7D\n  max_past: PT5M\n",
+        ];
+        for yaml in same {
+            assert_eq!(fingerprint(yaml), fingerprint(same[0]), "{yaml}");
+        }
+        let different = [
+            "start: { max_past: PT5M }",
+            "start: { max_past: PT5M, max_future: P8D }",
+            "justification: { min_length: 10 }",
+            "justification: { min_length: '10' }",
+            "justification: { deny_patterns: [a, b] }",
+            "justification: { deny_patterns: [b, a] }",
+            "justification: { deny_patterns: ['a,b'] }",
+        ];
+        for (index, yaml) in different.iter().enumerate() {
+            for other in different.iter().skip(index + 1) {
+                assert_ne!(fingerprint(yaml), fingerprint(other), "{yaml} vs {other}");
+            }
+            assert_ne!(fingerprint(yaml), fingerprint(same[0]), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn only_checks_named_more_than_once_in_the_rule_set_get_a_memo_slot() {
+        let rules = crate::rules::load_str(
+            "rules.yaml",
+            "guards:
+  - name: g
+    require:
+      - duration: { max: PT2H }
+      - principal: { deny: [0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d] }
+policies:
+  - name: shadow
+    mode: audit
+    require:
+      - principal: { deny: [0c2d8f4e-1111-4a2b-9c3d-5e6f7a8b9c0d] }
+  - name: p
+    require:
+      - duration: { max: PT2H }
+      - start: { max_past: PT5M }
+",
+        )
+        .unwrap();
+        assert_eq!(rules.shared_slots, 2);
+        let guard: Vec<Option<usize>> = rules.guards[0].require.iter().map(|c| c.shared).collect();
+        let shadow = rules.policies[0].require[0].shared;
+        let policy: Vec<Option<usize>> =
+            rules.policies[1].require.iter().map(|c| c.shared).collect();
+        assert_eq!(policy, [guard[0], None]);
+        assert_eq!(shadow, guard[1]);
+        assert_ne!(guard[0], guard[1]);
+        assert!(guard.iter().all(Option::is_some));
+    }
 }

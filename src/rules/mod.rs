@@ -120,6 +120,9 @@ pub struct RuleSet {
     pub guards: Vec<Guard>,
     /// Problems that do not stop loading (e.g. a connector that is not configured).
     pub warnings: Vec<Diagnostic>,
+    /// How many distinct checks occur more than once in the rule set ([`NamedCheck::shared`]): the
+    /// size of the memo one evaluation keeps, so each of them is evaluated once per request.
+    pub shared_slots: usize,
     /// Built from `policies` at load; [`RuleSet::select`] falls back to a scan should the number of
     /// policies have changed since (tests edit checks in place, never matchers).
     index: index::PolicyIndex,
@@ -280,19 +283,22 @@ impl<'a> Scan<'a> {
 }
 
 impl RuleSet {
-    /// The rule set of `policies` and `guards` in load order, with the policies' index.
+    /// The rule set of `policies` and `guards` in load order, with the policies' index. Checks
+    /// written identically in several places share one memo slot (see [`NamedCheck::shared`]).
     pub(crate) fn new(
         revision: String,
-        policies: Vec<Policy>,
-        guards: Vec<Guard>,
+        mut policies: Vec<Policy>,
+        mut guards: Vec<Guard>,
         warnings: Vec<Diagnostic>,
     ) -> RuleSet {
         let index = index::PolicyIndex::build(policies.iter().map(|policy| &policy.matcher));
+        let shared_slots = build::share_identical_checks(&mut policies, &mut guards);
         RuleSet {
             revision,
             policies,
             guards,
             warnings,
+            shared_slots,
             index,
         }
     }

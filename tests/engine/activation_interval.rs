@@ -356,6 +356,8 @@ fn auto_approving(check: Arc<dyn Check>) -> pimgate::rules::RuleSet {
         kind: "oncall",
         check,
         unconfigured: None,
+        fingerprint: None,
+        shared: None,
     }];
     rules
 }
@@ -436,6 +438,8 @@ async fn a_required_check_holding_only_now_also_keeps_a_later_activation_from_au
         kind: "itsm",
         check: Arc::new(PassesAt(Some(now()))),
         unconfigured: None,
+        fingerprint: None,
+        shared: None,
     }];
 
     let (later, reasons) = decide(&rules, &exchange_admin(Some("2026-11-27T12:00:00Z"))).await;

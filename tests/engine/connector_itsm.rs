@@ -1564,6 +1564,8 @@ async fn after_approval_the_change_is_asked_again_and_a_closed_one_denies() {
             kind: "itsm",
             check: check(CHANGE_RULE, &upstreams.connectors, Some(ada())),
             unconfigured: None,
+            fingerprint: None,
+            shared: None,
         });
         let decision = evaluate_at_stage(
             &rules,
