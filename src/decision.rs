@@ -539,23 +539,7 @@ fn judge_guard(guard: &Guard, checks: &[CheckReport]) -> (GuardEffect, Vec<Strin
 /// guard's effect in `pimgate_guard_results_total`.
 fn apply_guards(decision: &mut Decision) {
     for report in &decision.guards {
-        let mode = match report.mode {
-            PolicyMode::Enforce => "enforce",
-            PolicyMode::Audit => "audit",
-        };
-        let effect = match report.effect {
-            GuardEffect::Pass => "pass",
-            GuardEffect::Deny => "deny",
-            GuardEffect::Error => "error",
-            GuardEffect::Cap => "cap",
-        };
-        metrics::counter!(
-            "pimgate_guard_results_total",
-            "guard" => report.name.clone(),
-            "mode" => mode,
-            "effect" => effect
-        )
-        .increment(1);
+        crate::evaluation_metrics::guard(&report.name, report.mode, report.effect);
     }
     let enforcing = || {
         decision
@@ -668,15 +652,7 @@ async fn evaluate_check(
         Err(_) => CheckOutcome::error(format!("no answer within {} ms", budget.as_millis())),
     };
     let elapsed = started.elapsed();
-    let status = match outcome.status {
-        CheckStatus::Pass => "pass",
-        CheckStatus::Fail => "fail",
-        CheckStatus::Error => "error",
-    };
-    metrics::histogram!("pimgate_check_duration_seconds", "kind" => check.kind)
-        .record(elapsed.as_secs_f64());
-    metrics::counter!("pimgate_check_results_total", "kind" => check.kind, "status" => status)
-        .increment(1);
+    crate::evaluation_metrics::check(check.kind, outcome.status, elapsed);
     Evaluated { outcome, elapsed }
 }
 

@@ -271,13 +271,13 @@ pub fn describe_metrics() {
     describe_histogram!(
         "pimgate_check_duration_seconds",
         Unit::Seconds,
-        "Time one check took, by check kind"
+        "Time one check evaluation took, by check kind (a check a guard and a policy share is evaluated once per request)"
     );
     // {kind, status = pass|fail|error}
     describe_counter!(
         "pimgate_check_results_total",
         Unit::Count,
-        "Check results by check kind and status; error means the check could not be evaluated"
+        "Check evaluations by check kind and status (one per evaluation: a check a guard and a policy share counts once per request); error means the check could not be evaluated"
     );
     // {reason}
     describe_counter!(

@@ -109,40 +109,22 @@ fn record_uncached(route: &str, status: u16, elapsed: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use metrics_exporter_prometheus::PrometheusBuilder;
 
-    /// The exposition text of what `record_with` recorded into a recorder of its own, on a thread
-    /// of its own (the handle cache is per thread), as sorted lines without the histogram's
-    /// quantile values (durations differ from run to run).
     fn rendered(record_with: fn(&str, u16, Duration), extra_routes: usize) -> Vec<String> {
-        std::thread::spawn(move || {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            metrics::with_local_recorder(&recorder, || {
-                for (route, status, ms) in [
-                    ("/v1/evaluate", 200, 3),
-                    ("/v1/evaluate", 401, 1),
-                    ("(unmatched)", 404, 0),
-                    ("/v1/evaluate", 200, 2),
-                ] {
-                    record_with(route, status, Duration::from_millis(ms));
-                }
-                for index in 0..extra_routes {
-                    record_with(&format!("/r{index}"), 200, Duration::ZERO);
-                }
-                record_with("/v1/evaluate", 200, Duration::from_millis(5));
-            });
-            let mut lines: Vec<String> = handle
-                .render()
-                .lines()
-                .filter(|line| !line.contains("quantile="))
-                .map(str::to_string)
-                .collect();
-            lines.sort();
-            lines
+        crate::evaluation_metrics::rendered_alone(move || {
+            for (route, status, ms) in [
+                ("/v1/evaluate", 200, 3),
+                ("/v1/evaluate", 401, 1),
+                ("(unmatched)", 404, 0),
+                ("/v1/evaluate", 200, 2),
+            ] {
+                record_with(route, status, Duration::from_millis(ms));
+            }
+            for index in 0..extra_routes {
+                record_with(&format!("/r{index}"), 200, Duration::ZERO);
+            }
+            record_with("/v1/evaluate", 200, Duration::from_millis(5));
         })
-        .join()
-        .unwrap()
     }
 
     #[test]
