@@ -97,6 +97,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+mod check_metrics;
+#[cfg(test)]
+pub(crate) use check_metrics::rendered_alone;
+
 use crate::checks::{CheckContext, NamedCheck};
 use crate::payload::{ActivationInterval, ActivationRequest, EvaluationKey, Stage};
 use crate::rules::{
@@ -539,7 +543,7 @@ fn judge_guard(guard: &Guard, checks: &[CheckReport]) -> (GuardEffect, Vec<Strin
 /// guard's effect in `pimgate_guard_results_total`.
 fn apply_guards(decision: &mut Decision) {
     for report in &decision.guards {
-        crate::evaluation_metrics::guard(&report.name, report.mode, report.effect);
+        check_metrics::guard(&report.name, report.mode, report.effect);
     }
     let enforcing = || {
         decision
@@ -652,7 +656,7 @@ async fn evaluate_check(
         Err(_) => CheckOutcome::error(format!("no answer within {} ms", budget.as_millis())),
     };
     let elapsed = started.elapsed();
-    crate::evaluation_metrics::check(check.kind, outcome.status, elapsed);
+    check_metrics::check(check.kind, outcome.status, elapsed);
     Evaluated { outcome, elapsed }
 }
 

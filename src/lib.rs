@@ -26,7 +26,6 @@ pub mod cli;
 pub mod connectors;
 pub mod console;
 pub mod decision;
-pub mod evaluation_metrics;
 pub mod http;
 pub mod notify;
 pub mod onboard;

@@ -157,13 +157,13 @@ impl Check for JustificationCheck {
         let length = text.chars().count();
         let (words, distinct_words) = count_words(text);
         let mut failures = Vec::new();
-        let mut outcome_evidence = serde_json::Map::new();
-        outcome_evidence.insert("length".to_string(), length.into());
-        outcome_evidence.insert("words".to_string(), words.into());
-        outcome_evidence.insert("distinct_words".to_string(), distinct_words.into());
+        let mut outcome_evidence = super::Evidence::default();
+        outcome_evidence.insert("length", length);
+        outcome_evidence.insert("words", words);
+        outcome_evidence.insert("distinct_words", distinct_words);
 
         if let Some(min_length) = self.min_length {
-            outcome_evidence.insert("min_length".to_string(), min_length.into());
+            outcome_evidence.insert("min_length", min_length);
             if length < min_length {
                 failures.push(format!(
                     "the justification is {} long but at least {min_length} are required",
@@ -172,7 +172,7 @@ impl Check for JustificationCheck {
             }
         }
         if let Some(min_words) = self.min_words {
-            outcome_evidence.insert("min_words".to_string(), min_words.into());
+            outcome_evidence.insert("min_words", min_words);
             if distinct_words < min_words {
                 failures.push(format!(
                     "the justification has {} but at least {min_words} are required \
@@ -186,7 +186,7 @@ impl Check for JustificationCheck {
             .iter()
             .find(|pattern| pattern.is_match(text))
         {
-            outcome_evidence.insert("denied_pattern".to_string(), pattern.as_str().into());
+            outcome_evidence.insert("denied_pattern", pattern.as_str());
             failures.push(format!(
                 "the justification is too vague (it matches the deny pattern `{}`); \
                  say what you will change and why",
@@ -202,9 +202,9 @@ impl Check for JustificationCheck {
                 .filter(|number| !number.is_empty());
             match ticket_number {
                 Some(number) => {
-                    outcome_evidence.insert("ticket_number".to_string(), number.into());
+                    outcome_evidence.insert("ticket_number", number);
                     let mentioned = text.to_lowercase().contains(&number.to_lowercase());
-                    outcome_evidence.insert("references_ticket".to_string(), mentioned.into());
+                    outcome_evidence.insert("references_ticket", mentioned);
                     if !mentioned {
                         failures.push(format!(
                             "the justification does not mention ticket `{number}`; include the ticket number in it"
@@ -213,11 +213,10 @@ impl Check for JustificationCheck {
                 }
                 None => {
                     let found = ticket_tokens(text).first().map(|token| token.to_string());
-                    outcome_evidence
-                        .insert("references_ticket".to_string(), found.is_some().into());
+                    outcome_evidence.insert("references_ticket", found.is_some());
                     match found {
                         Some(token) => {
-                            outcome_evidence.insert("ticket_number".to_string(), token.into());
+                            outcome_evidence.insert("ticket_number", token);
                         }
                         None => failures.push(
                             "the justification does not reference a ticket; include the change or \

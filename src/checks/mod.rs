@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use evidence::Evidence;
+
 use crate::payload::{ActivationInterval, ActivationRequest, Stage};
 
 /// What a check found. `Error` means "could not be evaluated" (upstream down, timeout, bad data):
@@ -29,7 +31,7 @@ pub struct CheckOutcome {
     /// A sentence a requester can act on, e.g. "requested PT8H exceeds the PT2H maximum".
     pub message: String,
     /// Machine-readable facts behind the message, for the audit record and `evaluate`.
-    pub evidence: serde_json::Map<String, serde_json::Value>,
+    pub evidence: Evidence,
     /// The instant the evidence was established for: the effective start for a check that judges
     /// the activation interval, the decision time for one that can only see the present (a ticket's
     /// state), `None` for a timeless check (a justification's text). `decision` auto-approves only on
@@ -66,8 +68,8 @@ impl CheckOutcome {
         }
     }
 
-    pub fn with_evidence(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.evidence.insert(key.to_string(), value.into());
+    pub fn with_evidence(mut self, key: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.evidence.insert(key, value);
         self
     }
 
@@ -165,6 +167,7 @@ pub struct NamedCheck {
 
 pub mod auth_methods;
 pub mod duration;
+pub mod evidence;
 pub mod group;
 pub mod hr;
 pub mod http;

@@ -106,7 +106,7 @@ mod tests {
     fn entry(minute: u32, calls: Value) -> Arc<RecentDecision> {
         let mut outcome = CheckOutcome::pass("ok");
         outcome.status = CheckStatus::Pass;
-        outcome.evidence.insert("upstream".into(), calls);
+        outcome.evidence.insert("upstream", calls);
         let at = DateTime::parse_from_rfc3339(&format!("2026-11-29T10:{minute:02}:00Z"))
             .map(|time| time.with_timezone(&Utc))
             .unwrap_or_default();

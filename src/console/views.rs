@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
-use serde_json::Value;
 
 use super::chart::{self, Percentiles};
 use super::health::{ConnectorHealth, all_checks};
@@ -348,7 +347,7 @@ fn check_views(reports: &[CheckReport]) -> Vec<CheckView> {
             evidence: if report.outcome.evidence.is_empty() {
                 String::new()
             } else {
-                serde_json::to_string_pretty(&Value::Object(report.outcome.evidence.clone()))
+                serde_json::to_string_pretty(&report.outcome.evidence.to_value())
                     .unwrap_or_default()
             },
             duration: format!("{:.1}", report.duration_ms),

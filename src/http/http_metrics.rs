@@ -111,7 +111,7 @@ mod tests {
     use super::*;
 
     fn rendered(record_with: fn(&str, u16, Duration), extra_routes: usize) -> Vec<String> {
-        crate::evaluation_metrics::rendered_alone(move || {
+        crate::decision::rendered_alone(move || {
             for (route, status, ms) in [
                 ("/v1/evaluate", 200, 3),
                 ("/v1/evaluate", 401, 1),

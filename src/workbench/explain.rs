@@ -171,7 +171,7 @@ pub fn explain_with(
                 if !report.outcome.evidence.is_empty() {
                     line(format!(
                         "          evidence: {}",
-                        serde_json::Value::Object(report.outcome.evidence.clone())
+                        report.outcome.evidence.to_value()
                     ));
                 }
             }
@@ -211,7 +211,7 @@ pub fn explain_with(
             if !report.outcome.evidence.is_empty() {
                 line(format!(
                     "      evidence: {}",
-                    serde_json::Value::Object(report.outcome.evidence.clone())
+                    report.outcome.evidence.to_value()
                 ));
             }
         }

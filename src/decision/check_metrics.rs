@@ -2,7 +2,7 @@
 //! `pimgate_check_duration_seconds` (once per check evaluation) and `pimgate_guard_results_total`
 //! (once per applied guard), for every caller of `decision` alike.
 //!
-//! As in `http::decision_metrics`: `metrics::counter!` with labels builds, hashes and looks up its
+//! A submodule of `decision`, which records them. As in `http::decision_metrics`: `metrics::counter!` with labels builds, hashes and looks up its
 //! key on every call (a guard's name was also copied into a new label each time), and a decision
 //! runs several checks. The handles are registered once per label combination and kept per thread
 //! instead, the first time a combination is seen (no zero-valued series appear), so the exported
@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use metrics::{Counter, Histogram};
 
+use super::GuardEffect;
 use crate::checks::CheckStatus;
-use crate::decision::GuardEffect;
 use crate::rules::PolicyMode;
 
 /// Guards kept per thread. Their names come from the rule files, so a rule set has few; reloads
