@@ -75,7 +75,7 @@ async fn evaluate(
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .map(|value| value.to_str().unwrap_or("\u{FFFD}"));
+        .map(|value| visible_text(value.as_bytes()).unwrap_or("\u{FFFD}"));
     let verified = match tokio::time::timeout(
         deadline,
         state.authenticator.verify_header(authorization),
@@ -230,6 +230,21 @@ async fn evaluate(
     }))
 }
 
+/// `HeaderValue::to_str`, for the `Authorization` header: the text when every byte is visible
+/// ASCII or a tab, else `None`. The same rule, checked without an early exit so the compiler can
+/// check many bytes at a time: a bearer token is a kilobyte or more, and `to_str`'s byte-by-byte
+/// loop was 1 % of a request.
+fn visible_text(bytes: &[u8]) -> Option<&str> {
+    let visible = bytes.iter().fold(true, |all, &byte| {
+        all & ((b' '..=b'~').contains(&byte) | (byte == b'\t'))
+    });
+    if visible {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
 fn check_content_type(request: &HttpRequest) -> Result<(), ApiError> {
     let value = request
         .headers()
@@ -322,5 +337,30 @@ fn deadline_decision(
         rules_revision: rules_revision.to_string(),
         evaluated_at: Utc::now(),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The `Authorization` header's text is exactly what `HeaderValue::to_str` would give.
+        #[test]
+        fn header_text_is_what_to_str_gives(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(value) = header::HeaderValue::from_bytes(&bytes) {
+                prop_assert_eq!(visible_text(value.as_bytes()), value.to_str().ok());
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_with_a_byte_outside_visible_ascii_has_no_text() {
+        assert_eq!(visible_text(b"Bearer a.b.c"), Some("Bearer a.b.c"));
+        assert_eq!(visible_text(b"Bearer\ta.b.c"), Some("Bearer\ta.b.c"));
+        for bad in [&b"Bearer a.\x7fb"[..], b"Bearer \xc3\xa9", b"Bearer \x01"] {
+            assert_eq!(visible_text(bad), None, "{bad:?}");
+        }
     }
 }
