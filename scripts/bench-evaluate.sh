@@ -7,6 +7,7 @@
 #   scripts/bench-evaluate.sh                 # defaults: wrk -t1 -c16 -d10s, 1 server worker
 #   BENCH_DURATION=5s BENCH_CONNECTIONS=32 scripts/bench-evaluate.sh
 #   BENCH_PIMGATE=/tmp/pimgate-before scripts/bench-evaluate.sh   # measure a saved binary instead
+#   BENCH_BARE=/tmp/bare_handler ...          # and a saved floor (no build at all)
 #
 # Every pimgate row except "replays" sends a distinct PIM request `id` per request (a wrk Lua counter
 # substituted into the fixture), because pimgate answers a repeated id from its replay cache and the
@@ -70,14 +71,14 @@ fi
 
 # --- build -----------------------------------------------------------------------------------------
 echo "building (release)..." >&2
+BARE=${BENCH_BARE:-$ROOT/target/release/examples/bare_handler}
 if [[ -n ${BENCH_PIMGATE:-} ]]; then
-    cargo build --release --locked --example bare_handler >&2
+    [[ -n ${BENCH_BARE:-} ]] || cargo build --release --locked --example bare_handler >&2
     PIMGATE=$BENCH_PIMGATE
 else
     cargo build --release --locked --bin pimgate --example bare_handler >&2
     PIMGATE="$ROOT/target/release/pimgate"
 fi
-BARE="$ROOT/target/release/examples/bare_handler"
 
 # --- the wrk script --------------------------------------------------------------------------------
 cat >"$WORK/evaluate.lua" <<'LUA'
