@@ -392,7 +392,7 @@ printf ' not a constant-rate (coordinated-omission-corrected) run; wrk2 is not p
 printf 'audit file (warm-up + run): %s records, %s bytes (%s bytes/record)\n' "$AUDIT_LINES" "$AUDIT_BYTES" \
     "$((AUDIT_BYTES / (AUDIT_LINES > 0 ? AUDIT_LINES : 1)))"
 printf 'pimgate RSS: %s KiB idle after start, %s KiB after the audit-to-file run\n' "$IDLE_RSS_KB" "$LOADED_RSS_KB"
-printf 'release binary: %s bytes (target/release/pimgate)\n' "$(stat -c %s "$PIMGATE")"
+printf 'pimgate binary: %s bytes (%s)\n' "$(stat -c %s "$PIMGATE")" "$PIMGATE"
 printf 'notifications row: %s\n' "${NOTIFY_METRIC:-no pimgate_notifications_total read}"
 printf 'notifications paced row: %s\n' "${NOTIFY_PACED_METRIC:-no pimgate_notifications_total read}"
 five_rps=$(field "${ROWS[$FIVE_ROW]#*|}" rps)
