@@ -40,15 +40,6 @@ impl Evidence {
         self.0.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// The entries in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Value)> {
-        self.0.iter().map(|(key, value)| (*key, value))
-    }
-
     /// Adds every entry of `other` (its values win, as `Map::extend`'s do).
     pub fn extend(&mut self, other: Evidence) {
         for (key, value) in other.0 {
@@ -119,7 +110,6 @@ mod tests {
                 serde_json::to_string(&map).ok()
             );
             prop_assert_eq!(evidence.to_value(), Value::Object(map.clone()));
-            prop_assert_eq!(evidence.len(), map.len());
             for key in KEYS {
                 prop_assert_eq!(evidence.get(key), map.get(key));
             }
