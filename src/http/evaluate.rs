@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::decision_metrics;
 use super::error::ApiError;
 use super::recent::{RecentDecision, RequestSummary};
+use super::redelivery::{Redeliveries, Redelivery};
 use super::replay::{Answer, ReplayCache};
 use super::request_id::RequestId;
 use super::state::AppState;
@@ -110,13 +111,24 @@ async fn evaluate(
         deadline.saturating_sub(started.elapsed()),
     )
     .await?;
-    let activation = payload::decode(&body).inspect_err(|error| {
-        tracing::info!(field = error.field().unwrap_or(""), %error, "activation request rejected");
-    })?;
 
     let rules = state.rules();
-    let evaluation_key = EvaluationKey::derive(stage, &rules.revision, &activation);
-    let key = ReplayCache::key(&evaluation_key, &verified.caller_app_id);
+    // A copy of a delivery already retried once is known by its bytes: no decoding, no key to
+    // derive (`http::redelivery`). Anything else is decoded and judged on its fields.
+    let delivery_key = Redeliveries::key(stage, &rules.revision, &verified.caller_app_id, &body);
+    let known = state.redeliveries.get(&delivery_key);
+    let decoded;
+    let (activation, evaluation_key, key) = match &known {
+        Some(known) => (&*known.activation, known.evaluation_key, known.replay_key),
+        None => {
+            decoded = payload::decode(&body).inspect_err(|error| {
+                tracing::info!(field = error.field().unwrap_or(""), %error, "activation request rejected");
+            })?;
+            let evaluation_key = EvaluationKey::derive(stage, &rules.revision, &decoded);
+            let key = ReplayCache::key(&evaluation_key, &verified.caller_app_id);
+            (&decoded, evaluation_key, key)
+        }
+    };
     let remaining = deadline.saturating_sub(started.elapsed());
     let budget = remaining.saturating_sub(ANSWER_MARGIN.min(remaining / 10));
     // The fact book keeps what the upstreams answered, for the audit record (`rules backtest`).
@@ -125,7 +137,7 @@ async fn evaluate(
     let book = state.audit.is_on().then(FactBook::recording);
     let evaluation = decision::evaluate_keyed(
         &rules,
-        &activation,
+        activation,
         stage,
         &evaluation_key,
         Utc::now(),
@@ -149,6 +161,17 @@ async fn evaluate(
                 false,
             ),
         };
+    if replay && known.is_none() {
+        // The second sighting of these bytes: the next copy need not decode them.
+        state.redeliveries.remember(
+            delivery_key,
+            Redelivery {
+                activation: Arc::new(activation.clone()),
+                evaluation_key,
+                replay_key: key,
+            },
+        );
+    }
 
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let console_on = state.recent.capacity() > 0;
@@ -176,7 +199,7 @@ async fn evaluate(
         let http_request_id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
         state.audit.record_served(
             &decision,
-            &activation,
+            activation,
             Served {
                 caller: &CallerSummary {
                     app_id: &verified.caller_app_id,
@@ -197,13 +220,13 @@ async fn evaluate(
     decision_metrics::record(&decision, replay, started.elapsed());
     // The notifier only queues, never waits.
     if let Some(notifier) = notifier {
-        notifier.notify(&decision, &activation, justification.as_deref());
+        notifier.notify(&decision, activation, justification.as_deref());
     }
     if console_on {
         state.recent.push(RecentDecision {
             answered_at: Utc::now(),
             decision: Arc::clone(&decision),
-            request: RequestSummary::of(&activation, justification.map(Cow::into_owned)),
+            request: RequestSummary::of(activation, justification.map(Cow::into_owned)),
             replay,
             latency_ms,
         });

@@ -7,6 +7,7 @@ pub mod evaluate;
 pub mod health;
 mod http_metrics;
 pub mod recent;
+pub mod redelivery;
 pub mod replay;
 pub mod request_id;
 pub mod state;

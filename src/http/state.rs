@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::recent::RecentDecisions;
+use super::redelivery::Redeliveries;
 use super::replay::ReplayCache;
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// PIM retries: the same request gets the same stored decision (same evaluationId) for a while.
     pub replays: ReplayCache,
+    /// Retried deliveries by their bytes, so a third copy skips decoding (`http::redelivery`).
+    pub redeliveries: Redeliveries,
     /// This replica's last answers for the console; empty (capacity 0) when no console is served.
     pub recent: RecentDecisions,
     shutting_down: AtomicBool,
@@ -61,10 +64,9 @@ impl AppState {
         rules: RuleSet,
         audit: AuditLog,
     ) -> Self {
-        let replays = ReplayCache::new(
-            settings.server.idempotency_capacity,
-            std::time::Duration::from_secs(settings.server.idempotency_ttl_seconds),
-        );
+        let ttl = std::time::Duration::from_secs(settings.server.idempotency_ttl_seconds);
+        let replays = ReplayCache::new(settings.server.idempotency_capacity, ttl);
+        let redeliveries = Redeliveries::new(settings.server.idempotency_capacity, ttl);
         let console = settings.admin.enabled() && settings.admin.console;
         let recent = RecentDecisions::new(if console {
             settings.admin.recent_decisions
@@ -77,6 +79,7 @@ impl AppState {
             rules: RwLock::new(Arc::new(rules)),
             audit,
             replays,
+            redeliveries,
             recent,
             shutting_down: AtomicBool::new(false),
             last_reload: RwLock::new(None),

@@ -366,3 +366,115 @@ async fn a_redelivery_after_the_rules_changed_is_judged_by_the_new_rules_under_a
     assert_eq!(record["replay"], false);
     assert_eq!(record["policy"], "version-b");
 }
+
+/// The fields of an audit record that describe the request and its answer (not the delivery: its
+/// time, latency, HTTP request id and whether it was a replay).
+fn described(record: &Value) -> Value {
+    let mut record = record.clone();
+    let object = record.as_object_mut().unwrap();
+    for delivery in [
+        "time",
+        "latencyMs",
+        "httpRequestId",
+        "replay",
+        "checks",
+        "facts",
+        "skippedPolicies",
+        "shadow",
+        "guards",
+    ] {
+        object.remove(delivery);
+    }
+    record
+}
+
+#[tokio::test]
+async fn every_copy_of_a_retried_delivery_gets_the_first_answer_and_a_record_of_the_same_request() {
+    let app = spawn_app().await;
+    let text = requests::sample(ENTRA_ROLE).to_string();
+    // The second copy is recognised after decoding; from the third on, by its bytes.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(answer_text(&app, &text).await);
+    }
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "{answers:?}"
+    );
+
+    let records = app.audit_records();
+    assert_eq!(records.len(), 4, "every copy is audited");
+    assert_eq!(records[0]["replay"], false);
+    for record in &records[1..] {
+        assert_eq!(record["replay"], true, "{record}");
+        assert_eq!(
+            described(record),
+            described(&records[0]),
+            "a copy's record describes the request the first one did"
+        );
+    }
+    assert_eq!(
+        records[0]["principalId"],
+        json!(requests::sample(ENTRA_ROLE)["principalId"])
+    );
+
+    // One byte of difference is another delivery: decoded, and here the same request.
+    let spaced = format!("{text} ");
+    assert_eq!(answer_text(&app, &spaced).await, answers[0]);
+    // A copy with another justification is another request, however often the first was sent.
+    let mut other: Value = serde_json::from_str(&text).unwrap();
+    other["justification"] = json!("Another reason entirely, CHG0031337");
+    let other = answer(&app, &other).await;
+    assert_ne!(other["evaluationId"], answers[0]["evaluationId"]);
+    assert_eq!(app.audit_records().last().unwrap()["replay"], false);
+}
+
+#[tokio::test]
+async fn the_same_bytes_sent_to_the_other_stage_are_judged_for_that_stage() {
+    let app = spawn_app().await;
+    let text = requests::sample(ENTRA_ROLE).to_string();
+    let mut pre = Vec::new();
+    for _ in 0..3 {
+        pre.push(answer_text(&app, &text).await);
+    }
+    let response = app
+        .client
+        .post(format!("{}/v1/evaluate/post-approval", app.address))
+        .bearer_auth(app.token())
+        .header("content-type", "application/json")
+        .body(text.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let post: Value = response.json().await.unwrap();
+    assert_ne!(post["evaluationId"], pre[0]["evaluationId"]);
+    let record = app.audit_records().pop().unwrap();
+    assert_eq!(record["replay"], false, "{record}");
+    assert_eq!(record["stage"], "post_approval", "{record}");
+}
+
+#[tokio::test]
+async fn a_retried_delivery_whose_answer_expired_is_evaluated_again_under_the_same_id() {
+    let app = spawn_app_with(AppOptions {
+        tweak: Box::new(|settings| settings.server.idempotency_ttl_seconds = 1),
+        ..AppOptions::default()
+    })
+    .await;
+    let text = requests::sample(ENTRA_ROLE).to_string();
+    let first = answer_text(&app, &text).await;
+    for _ in 0..2 {
+        assert_eq!(answer_text(&app, &text).await, first);
+    }
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(
+        answer_text(&app, &text).await["evaluationId"],
+        first["evaluationId"]
+    );
+    let record = app.audit_records().pop().unwrap();
+    assert_eq!(
+        record["replay"], false,
+        "re-evaluated, not replayed: {record}"
+    );
+    assert_eq!(record["checks"][0]["kind"], "duration", "{record}");
+}
