@@ -272,15 +272,13 @@ impl Authenticator {
                 .map(|(checked, _)| checked.caller);
         };
         let hash = TokenCache::hash(token);
-        let cached = cache
-            .lookup(&hash, now, |verified_by| self.still_published(verified_by))
-            .await;
+        let cached = cache.lookup(&hash, now, |verified_by| self.still_published(verified_by));
         if let Some(caller) = cached {
             return Ok(caller);
         }
         let (checked, verified_by) = self.verify_token(token, now).await?;
         let caller = checked.caller.clone();
-        cache.insert(hash, checked, verified_by, now).await;
+        cache.insert(hash, checked, verified_by, now);
         Ok(caller)
     }
 
@@ -293,7 +291,7 @@ impl Authenticator {
     /// Verified tokens currently remembered (0 with the cache off).
     pub async fn cached_tokens(&self) -> u64 {
         match &self.token_cache {
-            Some(cache) => cache.len().await,
+            Some(cache) => cache.len(),
             None => 0,
         }
     }

@@ -9,13 +9,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::http::header;
+use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use futures::StreamExt;
 use futures::future::Either;
-use serde::Serialize;
 
+use super::answer;
 use super::decision_metrics;
 use super::error::ApiError;
 use super::recent::{RecentDecision, RequestSummary};
@@ -28,16 +28,6 @@ use crate::connectors::facts::{self, FactBook};
 use crate::decision::{self, Decision, Outcome};
 use crate::payload::{self, EvaluationKey, Stage};
 use crate::settings::TokenVersion;
-
-/// PIM's expected answer (`shared/spec/wire.md` §2), nothing more.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PimResponse<'a> {
-    /// Serialized as its hyphenated lower-case text, as `Uuid::to_string` writes it.
-    pub evaluation_id: uuid::Uuid,
-    pub evaluation_outcome: &'static str,
-    pub reason: &'a [String],
-}
 
 /// Time kept back from the deadline for serializing and writing the answer.
 const ANSWER_MARGIN: Duration = Duration::from_millis(50);
@@ -147,20 +137,22 @@ async fn evaluate(
         Some(book) => Either::Left(facts::scope(Arc::clone(book), evaluation)),
         None => Either::Right(evaluation),
     };
-    let (decision, replay) =
-        match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
-        {
-            Ok(Answer { decision, replay }) => (decision, replay),
-            Err(_) => (
-                Arc::new(deadline_decision(
-                    stage,
-                    &evaluation_key,
-                    &rules.revision,
-                    started,
-                )),
-                false,
-            ),
-        };
+    let Answer {
+        decision,
+        replay,
+        body: answer,
+    } = match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
+    {
+        Ok(answer) => answer,
+        Err(_) => {
+            let decision = deadline_decision(stage, &evaluation_key, &rules.revision, started);
+            Answer {
+                body: answer::body(&decision),
+                decision: Arc::new(decision),
+                replay: false,
+            }
+        }
+    };
     if replay && known.is_none() {
         // The second sighting of these bytes: the next copy need not decode them.
         state.redeliveries.remember(
@@ -246,11 +238,9 @@ async fn evaluate(
         latency_ms,
         "decision answered"
     );
-    Ok(HttpResponse::Ok().json(PimResponse {
-        evaluation_id: decision.evaluation_id,
-        evaluation_outcome: decision.outcome.as_str(),
-        reason: &decision.reasons,
-    }))
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(answer))
 }
 
 /// `HeaderValue::to_str`, for the `Authorization` header: the text when every byte is visible

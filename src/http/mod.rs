@@ -1,6 +1,7 @@
 //! HTTP surface: routes, the request-id middleware, and the single error → response mapping.
 
 pub mod admin_access;
+pub mod answer;
 mod decision_metrics;
 pub mod error;
 pub mod evaluate;

@@ -1,0 +1,65 @@
+//! PIM's answer as it goes on the wire (`shared/spec/wire.md` §2): serialized once per evaluation,
+//! and kept with the stored decision so a replay sends the same bytes without serializing again.
+
+use actix_web::web::Bytes;
+use serde::Serialize;
+
+use crate::decision::Decision;
+
+/// PIM's expected answer, nothing more.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PimResponse<'a> {
+    /// Serialized as its hyphenated lower-case text, as `Uuid::to_string` writes it.
+    evaluation_id: uuid::Uuid,
+    evaluation_outcome: &'static str,
+    reason: &'a [String],
+}
+
+/// The JSON body of the answer to `decision`.
+pub fn body(decision: &Decision) -> Bytes {
+    let answer = PimResponse {
+        evaluation_id: decision.evaluation_id,
+        evaluation_outcome: decision.outcome.as_str(),
+        reason: &decision.reasons,
+    };
+    // A struct of a UUID, a static string and strings: serializing it into memory cannot fail.
+    Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::decision::Outcome;
+    use crate::payload::Stage;
+
+    #[test]
+    fn the_body_holds_exactly_the_three_fields_pim_reads() {
+        let decision = Decision {
+            evaluation_id: uuid::Uuid::from_u128(0x0190_a6e4_7c2b_7000_8000_0000_0000_0001),
+            stage: Stage::PreApproval,
+            outcome: Outcome::AutoApproved,
+            reasons: vec!["one \"quoted\" reason".into(), "two".into()],
+            policy: Some("p".into()),
+            skipped_policies: Vec::new(),
+            checks: Vec::new(),
+            shadow: Vec::new(),
+            guards: Vec::new(),
+            rules_revision: "r".into(),
+            evaluated_at: Utc::now(),
+            duration_ms: 1.0,
+        };
+        let sent: Value = serde_json::from_slice(&body(&decision)).unwrap();
+        assert_eq!(
+            sent,
+            json!({
+                "evaluationId": "0190a6e4-7c2b-7000-8000-000000000001",
+                "evaluationOutcome": "AutoApproved",
+                "reason": ["one \"quoted\" reason", "two"],
+            })
+        );
+    }
+}
