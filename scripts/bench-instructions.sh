@@ -9,8 +9,10 @@
 #
 #   scripts/bench-instructions.sh [BINARY ...]     # default: target/release/pimgate (built if missing)
 #   BENCH_AUDIT=file scripts/bench-instructions.sh /tmp/pimgate-before target/release/pimgate
+#   BENCH_MODE=fixed scripts/bench-instructions.sh ...   # replays: the fixture unchanged every time
 #
-# Loopback only, bounded: per binary a 3 s warm-up and a 10 s measured wrk run (-t1 -c4, distinct ids).
+# Loopback only, bounded: per binary a 3 s warm-up and a 10 s measured wrk run (-t1 -c4, distinct ids
+# unless BENCH_MODE=fixed).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -55,13 +57,19 @@ local first, last = template:find('"id"%s*:%s*"[^"]*"')
 local head = template:sub(1, first - 1) .. '"id": "'
 local tail = '"' .. template:sub(last + 1)
 local counter = 0
+local fixed = os.getenv("BENCH_MODE") == "fixed"
 function request()
+  if fixed then
+    return wrk.format(nil, nil, nil, template)
+  end
   counter = counter + 1
   return wrk.format(nil, nil, nil, head .. "instr-" .. counter .. tail)
 end
 LUA
+MODE=${BENCH_MODE:-distinct}
+[[ $MODE == distinct || $MODE == fixed ]] || die "BENCH_MODE is distinct or fixed, not $MODE"
 
-printf '| binary | audit | requests | instructions/request |\n|---|---|---:|---:|\n'
+printf '| binary | ids | audit | requests | instructions/request |\n|---|---|---|---:|---:|\n'
 for binary in "${BINARIES[@]}"; do
     token=$("$binary" dev token --config "$CONFIG")
     rm -f "$WORK"/callgrind.*
@@ -78,7 +86,7 @@ for binary in "${BINARIES[@]}"; do
         sleep 0.2
     done
     load() { # duration
-        BENCH_BODY="$ROOT/$FIXTURE" BENCH_TOKEN=$token wrk -t1 -c4 -d"$1" -s "$WORK/distinct.lua" \
+        BENCH_MODE=$MODE BENCH_BODY="$ROOT/$FIXTURE" BENCH_TOKEN=$token wrk -t1 -c4 -d"$1" -s "$WORK/distinct.lua" \
             "http://$PIMGATE_ADDR/v1/evaluate"
     }
     load 3s >/dev/null
@@ -94,6 +102,6 @@ for binary in "${BINARIES[@]}"; do
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
-    printf '| %s | %s | %s | %s |\n' "$binary" "${BENCH_AUDIT:-off}" "$requests" \
+    printf '| %s | %s | %s | %s | %s |\n' "$binary" "$MODE" "${BENCH_AUDIT:-off}" "$requests" \
         "$(awk -v i="$instructions" -v n="$requests" 'BEGIN { printf "%.0f", i / n }')"
 done
