@@ -1,5 +1,8 @@
-//! PIM's answer as it goes on the wire (`shared/spec/wire.md` §2): serialized once per evaluation,
-//! and kept with the stored decision so a replay sends the same bytes without serializing again.
+//! PIM's answer as it goes on the wire (`shared/spec/wire.md` §2).
+//!
+//! Serialized per answer, replays included. Serializing is ≈ 2–3 % of a replay's CPU (perf); keeping
+//! the bytes with each stored decision instead cost ≈ 4.5 MB of RSS with the replay cache full
+//! (10,000 entries), so it was tried and not kept.
 
 use actix_web::web::Bytes;
 use serde::Serialize;

@@ -137,22 +137,20 @@ async fn evaluate(
         Some(book) => Either::Left(facts::scope(Arc::clone(book), evaluation)),
         None => Either::Right(evaluation),
     };
-    let Answer {
-        decision,
-        replay,
-        body: answer,
-    } = match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
-    {
-        Ok(answer) => answer,
-        Err(_) => {
-            let decision = deadline_decision(stage, &evaluation_key, &rules.revision, started);
-            Answer {
-                body: answer::body(&decision),
-                decision: Arc::new(decision),
+    let Answer { decision, replay } =
+        match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
+        {
+            Ok(answer) => answer,
+            Err(_) => Answer {
+                decision: Arc::new(deadline_decision(
+                    stage,
+                    &evaluation_key,
+                    &rules.revision,
+                    started,
+                )),
                 replay: false,
-            }
-        }
-    };
+            },
+        };
     if replay && known.is_none() {
         // The second sighting of these bytes: the next copy need not decode them.
         state.redeliveries.remember(
@@ -240,7 +238,7 @@ async fn evaluate(
     );
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(answer))
+        .body(answer::body(&decision)))
 }
 
 /// `HeaderValue::to_str`, for the `Authorization` header: the text when every byte is visible

@@ -24,12 +24,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web::Bytes;
 use sha2::{Digest, Sha256};
 // tokio's clock, so tests can move time with a paused runtime.
 use tokio::time::Instant;
 
-use super::answer;
 use crate::decision::Decision;
 use crate::payload::EvaluationKey;
 
@@ -39,8 +37,6 @@ type Key = [u8; 32];
 struct Entry {
     stored_at: Instant,
     decision: Arc<Decision>,
-    /// The answer's bytes as first sent (`http::answer`), so a replay does not serialize again.
-    body: Bytes,
 }
 
 pub struct ReplayCache {
@@ -48,11 +44,10 @@ pub struct ReplayCache {
     ttl: Duration,
 }
 
-/// What a lookup produced: the decision, whether it was a stored one, and the answer's bytes.
+/// What a lookup produced: the decision, and whether it was a stored one.
 pub struct Answer {
     pub decision: Arc<Decision>,
     pub replay: bool,
-    pub body: Bytes,
 }
 
 impl ReplayCache {
@@ -97,7 +92,6 @@ impl ReplayCache {
                     return Answer {
                         decision: entry.decision,
                         replay: true,
-                        body: entry.body,
                     };
                 }
                 Ok(_) => {
@@ -105,25 +99,20 @@ impl ReplayCache {
                 }
                 Err(guard) => {
                     let decision = Arc::new(evaluate.await);
-                    let body = answer::body(&decision);
                     // A guard whose slot was taken meanwhile refuses the value: the answer stands.
                     let _ = guard.insert(Entry {
                         stored_at: Instant::now(),
                         decision: Arc::new(answer_only(&decision)),
-                        body: body.clone(),
                     });
                     return Answer {
                         decision,
                         replay: false,
-                        body,
                     };
                 }
             }
         }
-        let decision = Arc::new(evaluate.await);
         Answer {
-            body: answer::body(&decision),
-            decision,
+            decision: Arc::new(evaluate.await),
             replay: false,
         }
     }
@@ -229,11 +218,6 @@ mod tests {
         assert_eq!(second.decision.outcome, Outcome::Approved);
         assert_eq!(second.decision.reasons, first.decision.reasons);
         assert!(second.decision.checks.is_empty());
-        assert_eq!(
-            second.body, first.body,
-            "a replay sends the bytes the first answer sent"
-        );
-        assert_eq!(second.body, answer::body(&first.decision));
     }
 
     #[tokio::test]
