@@ -19,7 +19,7 @@ use super::answer;
 use super::decision_metrics;
 use super::error::ApiError;
 use super::recent::{RecentDecision, RequestSummary};
-use super::redelivery::{Redeliveries, Redelivery};
+use super::redelivery::{Delivery, Redelivery};
 use super::replay::{Answer, ReplayCache};
 use super::request_id::RequestId;
 use super::state::AppState;
@@ -105,8 +105,13 @@ async fn evaluate(
     let rules = state.rules();
     // A copy of a delivery already retried once is known by its bytes: no decoding, no key to
     // derive (`http::redelivery`). Anything else is decoded and judged on its fields.
-    let delivery_key = Redeliveries::key(stage, &rules.revision, &verified.caller_app_id, &body);
-    let known = state.redeliveries.get(&delivery_key);
+    let delivery = Delivery {
+        stage,
+        rules_revision: &rules.revision,
+        caller_app_id: &verified.caller_app_id,
+        body: &body,
+    };
+    let known = state.redeliveries.get(&delivery);
     let decoded;
     let (activation, evaluation_key, key) = match &known {
         Some(known) => (&*known.activation, known.evaluation_key, known.replay_key),
@@ -154,7 +159,8 @@ async fn evaluate(
     if replay && known.is_none() {
         // The second sighting of these bytes: the next copy need not decode them.
         state.redeliveries.remember(
-            delivery_key,
+            &delivery,
+            body.clone(),
             Redelivery {
                 activation: Arc::new(activation.clone()),
                 evaluation_key,
