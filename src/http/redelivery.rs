@@ -22,7 +22,12 @@
 //!
 //! Why only from the second sighting on: every request would otherwise cost an entry (its body and
 //! the decoded request, ≈ 2–3 KB), and almost every request is seen once. Remembering the retried
-//! ones keeps the memory to what PIM actually retries, bounded by `server.idempotency_capacity`.
+//! ones keeps the memory to what PIM actually retries.
+//!
+//! Why bounded in bytes, not only in entries: an entry holds a body of up to `server.max_body_bytes`,
+//! so 10,000 entries could hold 640 MB. The index weighs each entry by its body (twice: the bytes and
+//! the decoded request's text) and keeps at most [`MEMORY_BUDGET`]; a delivery it cannot keep is
+//! decoded, as any first delivery is.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -101,14 +106,38 @@ impl Equivalent<StoredDelivery> for Delivery<'_> {
     }
 }
 
+/// The most memory the index's entries may weigh in all: ≈ 2,000 retried deliveries of a typical
+/// PIM body (1–2 KB). A miss only costs a decode, so a small budget loses little.
+pub const MEMORY_BUDGET: u64 = 8 * 1024 * 1024;
+
+/// What an entry costs beyond its body's bytes: the key's strings, the entry, the request's fields.
+const ENTRY_OVERHEAD: u64 = 512;
+
 #[derive(Clone)]
 struct Entry {
     stored_at: Instant,
     redelivery: Arc<Redelivery>,
 }
 
+/// Weighs an entry by the memory it holds: the body, the decoded request (whose text is at most
+/// the body's) and a fixed overhead; and at least `budget / capacity`, so the budget also bounds
+/// the number of entries to the capacity.
+#[derive(Clone)]
+struct ByMemory {
+    least: u64,
+}
+
+impl quick_cache::Weighter<StoredDelivery, Entry> for ByMemory {
+    fn weight(&self, key: &StoredDelivery, _: &Entry) -> u64 {
+        (key.body.len() as u64)
+            .saturating_mul(2)
+            .saturating_add(ENTRY_OVERHEAD)
+            .max(self.least)
+    }
+}
+
 pub struct Redeliveries {
-    entries: quick_cache::sync::Cache<StoredDelivery, Entry>,
+    entries: quick_cache::sync::Cache<StoredDelivery, Entry, ByMemory>,
     ttl: Duration,
 }
 
@@ -116,9 +145,18 @@ impl Redeliveries {
     /// `capacity` and `ttl` are the replay cache's: an entry here is of no use once the answer it
     /// leads to has expired there (it would then only save a decode before a fresh evaluation).
     pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self::with_budget(capacity, ttl, MEMORY_BUDGET)
+    }
+
+    fn with_budget(capacity: u64, ttl: Duration, budget: u64) -> Self {
+        let capacity = capacity.clamp(1, budget / ENTRY_OVERHEAD);
         Self {
-            entries: quick_cache::sync::Cache::new(
-                usize::try_from(capacity.max(1)).unwrap_or(usize::MAX),
+            entries: quick_cache::sync::Cache::with_weighter(
+                usize::try_from(capacity).unwrap_or(usize::MAX),
+                budget,
+                ByMemory {
+                    least: budget / capacity,
+                },
             ),
             ttl: ttl.max(Duration::from_secs(1)),
         }
@@ -159,6 +197,11 @@ impl Redeliveries {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// What the entries held weigh (see [`ByMemory`]), never more than the budget.
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
     }
 }
 
@@ -256,6 +299,29 @@ mod tests {
     }
 
     #[test]
+    fn large_bodies_are_bounded_by_the_memory_budget_not_the_entry_count() {
+        let budget = 256 * 1024;
+        // Room for 10,000 entries by count; 64 KB bodies would need 640 MB.
+        let index = Redeliveries::with_budget(10_000, Duration::from_secs(60), budget);
+        let large = vec![b' '; 64 * 1024];
+        for n in 0..100u32 {
+            let caller = n.to_string();
+            let key = delivery(Stage::PreApproval, "r1", &caller, &large);
+            index.remember(&key, Bytes::from(large.clone()), redelivery(BODY));
+            assert!(index.weight() <= budget, "{} > {budget}", index.weight());
+        }
+        assert!(index.len() <= 2, "{} entries of 64 KB", index.len());
+        // Typical bodies still fit by the hundred.
+        for n in 0..200u32 {
+            let caller = format!("small-{n}");
+            let key = delivery(Stage::PreApproval, "r1", &caller, BODY);
+            index.remember(&key, Bytes::from_static(BODY), redelivery(BODY));
+        }
+        assert!(index.len() >= 100, "{} small entries", index.len());
+        assert!(index.weight() <= budget);
+    }
+
+    #[test]
     fn the_index_stays_within_its_capacity() {
         let index = Redeliveries::new(50, Duration::from_secs(60));
         for n in 0..500u32 {
@@ -263,6 +329,6 @@ mod tests {
             let key = delivery(Stage::PreApproval, "r1", &caller, BODY);
             index.remember(&key, Bytes::from_static(BODY), redelivery(BODY));
         }
-        assert!(index.len() <= 60, "{} entries", index.len());
+        assert!(index.len() <= 50, "{} entries", index.len());
     }
 }
