@@ -199,7 +199,7 @@ impl Redeliveries {
         self.entries.is_empty()
     }
 
-    /// What the entries held weigh (see [`ByMemory`]), never more than the budget.
+    /// What the entries held weigh (twice each body plus a fixed overhead), never more than the budget.
     pub fn weight(&self) -> u64 {
         self.entries.weight()
     }
