@@ -20,7 +20,7 @@ use super::build::{build_guard, build_policy};
 use super::declarations::{collect_group_tiers, collect_lists, collect_windows};
 use super::report::{Report, Source, kind_of};
 use super::sources::{parse_file, read_sources, revision};
-use super::spec::RuleFileSpec;
+use super::spec::{Field, Items, RuleFileSpec};
 use super::validate::{validate_guard, validate_policy};
 
 pub use super::sources::{is_rule_file, is_test_file};
@@ -84,6 +84,22 @@ impl Names {
     }
 }
 
+/// The items of `policies:` or `guards:`, each read as it is reached, or the problem with what was
+/// written instead of a list.
+fn list_items<'s, T: serde::de::DeserializeOwned>(
+    list: &'s Items<T>,
+    key: &str,
+    item: &str,
+) -> Result<impl Iterator<Item = Field<T>> + 's, Box<Diagnostic>> {
+    list.read().map_err(|written| {
+        Box::new(Diagnostic::error(
+            key,
+            format!("`{key}` must be a list, found {}", kind_of(written)),
+            format!("write each {item} as a `- name: ...` item"),
+        ))
+    })
+}
+
 fn compile_sources(
     sources: &[Source],
     path: &Path,
@@ -127,22 +143,17 @@ fn compile_sources(
     let mut compiled: Vec<(Policy, usize, String)> = Vec::new();
     let mut names = Names::default();
     for (file, spec) in &files {
-        let Some(field) = &spec.policies else {
+        let Some(list) = &spec.policies else {
             continue;
         };
-        let Ok(items) = &field.typed else {
-            report.add(
-                sources,
-                *file,
-                Diagnostic::error(
-                    "policies",
-                    format!("`policies` must be a list, found {}", kind_of(&field.raw)),
-                    "write each policy as a `- name: ...` item",
-                ),
-            );
-            continue;
+        let items = match list_items(list, "policies", "policy") {
+            Ok(items) => items,
+            Err(problem) => {
+                report.add(sources, *file, *problem);
+                continue;
+            }
         };
-        for (index, item) in items.iter().enumerate() {
+        for (index, item) in items.enumerate() {
             let key = format!("policies[{index}]");
             let mut out = Vec::new();
             if let Some((name, first_file, first_key)) = names.claim(&item.raw, *file, &key) {
@@ -155,7 +166,7 @@ fn compile_sources(
                     "give every policy a unique name: audit records and test cases refer to it",
                 ));
             }
-            let policy = validate_policy(&mut out, &key, item).and_then(|spec| {
+            let policy = validate_policy(&mut out, &key, &item).and_then(|spec| {
                 build_policy(
                     &mut out,
                     &key,
@@ -175,22 +186,17 @@ fn compile_sources(
     // A guard's name must differ from every policy's and every other guard's.
     let mut guards = Vec::new();
     for (file, spec) in &files {
-        let Some(field) = &spec.guards else {
+        let Some(list) = &spec.guards else {
             continue;
         };
-        let Ok(items) = &field.typed else {
-            report.add(
-                sources,
-                *file,
-                Diagnostic::error(
-                    "guards",
-                    format!("`guards` must be a list, found {}", kind_of(&field.raw)),
-                    "write each guard as a `- name: ...` item",
-                ),
-            );
-            continue;
+        let items = match list_items(list, "guards", "guard") {
+            Ok(items) => items,
+            Err(problem) => {
+                report.add(sources, *file, *problem);
+                continue;
+            }
         };
-        for (index, item) in items.iter().enumerate() {
+        for (index, item) in items.enumerate() {
             let key = format!("guards[{index}]");
             let mut out = Vec::new();
             if let Some((name, first_file, first_key)) = names.claim(&item.raw, *file, &key) {
@@ -205,7 +211,7 @@ fn compile_sources(
                     "give every guard and policy a unique name: reasons, audit records and test cases refer to it",
                 ));
             }
-            let guard = validate_guard(&mut out, &key, item)
+            let guard = validate_guard(&mut out, &key, &item)
                 .and_then(|spec| build_guard(&mut out, &key, spec, &env, &file_path(*file)));
             report.add_all(sources, *file, out);
             guards.extend(guard);

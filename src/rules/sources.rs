@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use yaml_serde::Value;
 
 use crate::vocabulary::diagnostic::Diagnostic;
 
-use super::report::{Report, Source, kind_of, one_line, read};
-use super::spec::{Field, RuleFileSpec, field_names};
+use super::report::{Report, Source, kind_of, one_line};
+use super::spec::{RuleFileSpec, field_names};
 
 pub(super) fn read_sources(path: &Path, report: &mut Report) -> Vec<Source> {
     let mut problem = |message: String, fix: &str| {
@@ -143,12 +144,16 @@ pub(super) fn parse_file(
         return None;
     };
     super::report::unknown_keys(out, "", mapping, field_names::<RuleFileSpec>());
-    match Field::<RuleFileSpec>::read(value) {
-        Field {
-            typed: Ok(spec), ..
-        } => Some(spec),
-        field => {
-            read(out, "", &field, "start the file with `policies:`");
+    // Read from the value itself, not into a `Field`: keeping the file as written next to its
+    // reading would hold a second copy of every policy while they compile.
+    match RuleFileSpec::deserialize(value) {
+        Ok(spec) => Some(spec),
+        Err(error) => {
+            out.push(Diagnostic::error(
+                "",
+                one_line(&error.to_string()),
+                "start the file with `policies:`",
+            ));
             None
         }
     }

@@ -6,6 +6,8 @@
 //! once, `build` compiles what is valid). The keys a spec knows, for "unknown key" and "did you
 //! mean", are read off the types themselves by [`field_names`], never kept in a second list.
 
+use std::marker::PhantomData;
+
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};
 use yaml_serde::{Mapping, Value};
@@ -26,8 +28,9 @@ pub(super) struct Field<T> {
 
 impl<T: DeserializeOwned> Field<T> {
     pub(super) fn read(raw: Value) -> Self {
-        let typed =
-            yaml_serde::from_value::<T>(raw.clone()).map_err(|error| one_line(&error.to_string()));
+        // Read from a borrow, not a clone: a clone per nesting level made loading 10,000 policies
+        // copy every value several times over (BENCHMARKS.md, "Rule scale").
+        let typed = T::deserialize(&raw).map_err(|error| one_line(&error.to_string()));
         Field { raw, typed }
     }
 }
@@ -44,6 +47,36 @@ fn present<'de, D: Deserializer<'de>, T: DeserializeOwned>(
     deserializer: D,
 ) -> Result<Option<Field<T>>, D::Error> {
     Field::deserialize(deserializer).map(Some)
+}
+
+/// A list whose items are read one at a time, as the caller reaches them (`policies:`, `guards:`):
+/// a file of 10,000 policies then never holds 10,000 typed specs at once, only the list as written
+/// and the compiled policies (BENCHMARKS.md, "Rule scale").
+#[derive(Debug)]
+pub(super) struct Items<T> {
+    /// The list as written (or whatever was written in its place).
+    pub raw: Value,
+    item: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Items<T> {
+    /// Each item as a [`Field`], read when it is reached; the value written instead when it is not a
+    /// list.
+    pub(super) fn read(&self) -> Result<impl Iterator<Item = Field<T>> + '_, &Value> {
+        match &self.raw {
+            Value::Sequence(items) => Ok(items.iter().map(|item| Field::read(item.clone()))),
+            other => Err(other),
+        }
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Items<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|raw| Items {
+            raw,
+            item: PhantomData,
+        })
+    }
 }
 
 /// A mapping of names to entries (`lists:`, `windows:`, `groups:`), in file order.
@@ -65,8 +98,8 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Entries<T> {
 /// One rule file.
 #[derive(Debug, Deserialize)]
 pub(super) struct RuleFileSpec {
-    pub policies: Option<Field<Vec<Field<PolicySpec>>>>,
-    pub guards: Option<Field<Vec<Field<GuardSpec>>>>,
+    pub policies: Option<Items<PolicySpec>>,
+    pub guards: Option<Items<GuardSpec>>,
     #[serde(default, deserialize_with = "present")]
     pub windows: Option<Field<Entries<WindowSpec>>>,
     #[serde(default, deserialize_with = "present")]
@@ -246,6 +279,35 @@ mod tests {
             spec.approving
                 .allow_auto_approve_on_critical
                 .is_some_and(|field| field.typed.is_err())
+        );
+    }
+
+    #[test]
+    fn a_list_of_items_is_read_one_item_at_a_time_and_anything_else_is_handed_back() {
+        let Ok(spec) = yaml_serde::from_str::<RuleFileSpec>(
+            "policies:\n  - name: a\n  - name: [not, a, name]\nguards: { name: g }\n",
+        ) else {
+            panic!("a rule file with wrong values still reads as a spec");
+        };
+        let policies: Vec<Field<PolicySpec>> = match spec.policies.as_ref().map(Items::read) {
+            Some(Ok(items)) => items.collect(),
+            _ => panic!("policies is a list"),
+        };
+        let names: Vec<Option<Result<&str, &str>>> = policies
+            .iter()
+            .map(|policy| {
+                let spec = policy.typed.as_ref().ok()?;
+                let name = spec.rule.name.as_ref()?;
+                Some(name.typed.as_deref().map_err(|_| "not a string"))
+            })
+            .collect();
+        assert_eq!(names, [Some(Ok("a")), Some(Err("not a string"))]);
+        assert!(
+            matches!(
+                spec.guards.as_ref().map(Items::read),
+                Some(Err(Value::Mapping(_)))
+            ),
+            "a mapping where a list belongs is handed back as written"
         );
     }
 }

@@ -1413,3 +1413,26 @@ cases:
         render(&problems)
     );
 }
+
+#[test]
+fn policies_or_guards_written_as_anything_but_a_list_are_reported_with_what_was_found() {
+    let problems =
+        match pimgate::rules::load_str("rules.yaml", "policies:\n  name: x\nguards: just one\n") {
+            Ok(_) => panic!("should not load"),
+            Err(problems) => problems,
+        };
+    let found: Vec<(&str, &str)> = problems
+        .iter()
+        .filter(|problem| problem.severity == Severity::Error)
+        .map(|problem| (problem.key.as_str(), problem.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("policies", "`policies` must be a list, found a mapping"),
+            ("guards", "`guards` must be a list, found a string"),
+        ],
+        "{}",
+        render(&problems)
+    );
+}
