@@ -289,7 +289,7 @@ impl Authenticator {
     }
 
     /// Verified tokens currently remembered (0 with the cache off).
-    pub async fn cached_tokens(&self) -> u64 {
+    pub fn cached_tokens(&self) -> u64 {
         match &self.token_cache {
             Some(cache) => cache.len(),
             None => 0,

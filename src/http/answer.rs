@@ -20,14 +20,13 @@ struct PimResponse<'a> {
 }
 
 /// The JSON body of the answer to `decision`.
-pub fn body(decision: &Decision) -> Bytes {
+pub fn body(decision: &Decision) -> Result<Bytes, serde_json::Error> {
     let answer = PimResponse {
         evaluation_id: decision.evaluation_id,
         evaluation_outcome: decision.outcome.as_str(),
         reason: &decision.reasons,
     };
-    // A struct of a UUID, a static string and strings: serializing it into memory cannot fail.
-    Bytes::from(serde_json::to_vec(&answer).unwrap_or_default())
+    serde_json::to_vec(&answer).map(Bytes::from)
 }
 
 #[cfg(test)]
@@ -55,7 +54,7 @@ mod tests {
             evaluated_at: Utc::now(),
             duration_ms: 1.0,
         };
-        let sent: Value = serde_json::from_slice(&body(&decision)).unwrap();
+        let sent: Value = serde_json::from_slice(&body(&decision).unwrap()).unwrap();
         assert_eq!(
             sent,
             json!({

@@ -25,6 +25,10 @@ pub enum ApiError {
     BodyRead(String),
     #[error(transparent)]
     BadRequest(#[from] PayloadError),
+    /// The decision could not be written as PIM's answer. Not expected for its types, but if it
+    /// ever happened PIM must see a failure, not an empty `200`.
+    #[error("the answer could not be serialized: {0}")]
+    Answer(#[from] serde_json::Error),
 }
 
 #[derive(Serialize)]
@@ -44,6 +48,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Answer(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -69,6 +74,11 @@ impl ResponseError for ApiError {
             ApiError::BodyTimeout => ("request_timeout", self.to_string(), None),
             ApiError::BodyRead(_) => ("invalid_request", self.to_string(), None),
             ApiError::BadRequest(error) => ("invalid_request", error.to_string(), error.field()),
+            ApiError::Answer(_) => (
+                "internal",
+                "the answer could not be written".to_string(),
+                None,
+            ),
         };
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, ApiError::Unauthorized(_)) {
@@ -85,5 +95,31 @@ impl ResponseError for ApiError {
             detail,
             field,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    #[test]
+    fn an_answer_that_cannot_be_serialized_is_a_server_error_that_says_nothing_of_its_cause() {
+        let Err(cause) = serde_json::from_str::<u8>("x") else {
+            panic!("`x` is not JSON");
+        };
+        let error = ApiError::from(cause);
+        assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let Ok(bytes) = response.into_body().try_into_bytes() else {
+            panic!("a JSON body in memory");
+        };
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "internal", "detail": "the answer could not be written"})
+        );
     }
 }

@@ -160,7 +160,6 @@ async fn evaluate(
         // The second sighting of these bytes: the next copy need not decode them.
         state.redeliveries.remember(
             &delivery,
-            body.clone(),
             Redelivery {
                 activation: Arc::new(activation.clone()),
                 evaluation_key,
@@ -244,7 +243,7 @@ async fn evaluate(
     );
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(answer::body(&decision)))
+        .body(answer::body(&decision)?))
 }
 
 /// `HeaderValue::to_str`, for the `Authorization` header: the text when every byte is visible

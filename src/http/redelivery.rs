@@ -56,7 +56,8 @@ pub struct Delivery<'a> {
     pub stage: Stage,
     pub rules_revision: &'a str,
     pub caller_app_id: &'a str,
-    pub body: &'a [u8],
+    /// The request's own buffer: remembering it keeps these bytes, no copy.
+    pub body: &'a Bytes,
 }
 
 /// The owned form of [`Delivery`], held as the index's key.
@@ -173,16 +174,15 @@ impl Redeliveries {
         }
     }
 
-    /// Remembers a delivery that turned out to be a replay (its second sighting). `body` is the
-    /// buffer `delivery.body` points into, kept as it is.
-    pub fn remember(&self, delivery: &Delivery<'_>, body: Bytes, redelivery: Redelivery) {
-        debug_assert_eq!(&body[..], delivery.body);
+    /// Remembers a delivery that turned out to be a replay (its second sighting), keeping its
+    /// body's buffer as it is.
+    pub fn remember(&self, delivery: &Delivery<'_>, redelivery: Redelivery) {
         self.entries.insert(
             StoredDelivery {
                 stage: delivery.stage,
                 rules_revision: delivery.rules_revision.into(),
                 caller_app_id: delivery.caller_app_id.into(),
-                body,
+                body: delivery.body.clone(),
             },
             Entry {
                 stored_at: Instant::now(),
@@ -211,11 +211,13 @@ mod tests {
 
     const BODY: &[u8] = br#"{"id":"r1","principalId":"0f6e7b1a-3c52-4b8e-a0d4-2e9f51c7d8a3","action":"selfActivate","roleDefinitionId":"62e90394-69f5-4237-9190-012177145e10","directoryScopeId":"/","scheduleInfo":{"expiration":{"type":"afterDuration","duration":"PT1H"}}}"#;
 
+    static SAMPLE: Bytes = Bytes::from_static(BODY);
+
     fn delivery<'a>(
         stage: Stage,
         revision: &'a str,
         caller: &'a str,
-        body: &'a [u8],
+        body: &'a Bytes,
     ) -> Delivery<'a> {
         Delivery {
             stage,
@@ -238,14 +240,14 @@ mod tests {
     #[test]
     fn only_the_same_bytes_stage_revision_and_caller_find_a_remembered_delivery() {
         let index = Redeliveries::new(10, Duration::from_secs(60));
-        let first = delivery(Stage::PreApproval, "r1", "pim", BODY);
+        let first = delivery(Stage::PreApproval, "r1", "pim", &SAMPLE);
         assert!(index.get(&first).is_none(), "nothing is remembered unasked");
         let remembered = redelivery(BODY);
         let replay_key = remembered.replay_key;
-        index.remember(&first, Bytes::from_static(BODY), remembered);
+        index.remember(&first, remembered);
 
         // Another buffer with the same bytes is the same delivery.
-        let copy = BODY.to_vec();
+        let copy = Bytes::from(BODY.to_vec());
         let found = index
             .get(&delivery(Stage::PreApproval, "r1", "pim", &copy))
             .expect("remembered");
@@ -257,12 +259,17 @@ mod tests {
         let mut flipped = BODY.to_vec();
         flipped[10] ^= 1;
         for other in [
-            delivery(Stage::PostApproval, "r1", "pim", BODY),
-            delivery(Stage::PreApproval, "r2", "pim", BODY),
-            delivery(Stage::PreApproval, "r1", "another-app", BODY),
-            delivery(Stage::PreApproval, "r1", "pim", &spaced),
-            delivery(Stage::PreApproval, "r1", "pim", &flipped),
-            delivery(Stage::PreApproval, "r1", "pim", &BODY[..BODY.len() - 1]),
+            delivery(Stage::PostApproval, "r1", "pim", &SAMPLE),
+            delivery(Stage::PreApproval, "r2", "pim", &SAMPLE),
+            delivery(Stage::PreApproval, "r1", "another-app", &SAMPLE),
+            delivery(Stage::PreApproval, "r1", "pim", &Bytes::from(spaced)),
+            delivery(Stage::PreApproval, "r1", "pim", &Bytes::from(flipped)),
+            delivery(
+                Stage::PreApproval,
+                "r1",
+                "pim",
+                &SAMPLE.slice(..BODY.len() - 1),
+            ),
         ] {
             assert!(index.get(&other).is_none(), "{other:?}");
         }
@@ -278,19 +285,21 @@ mod tests {
             caller_app_id: "pim".into(),
             body: Bytes::from_static(BODY),
         };
-        assert!(delivery(Stage::PreApproval, "r1", "pim", BODY).equivalent(&stored));
+        assert!(delivery(Stage::PreApproval, "r1", "pim", &SAMPLE).equivalent(&stored));
         let mut flipped = BODY.to_vec();
         flipped[BODY.len() / 2] ^= 1;
-        assert!(!delivery(Stage::PreApproval, "r1", "pim", &flipped).equivalent(&stored));
-        assert!(!delivery(Stage::PreApproval, "r1p", "im", BODY).equivalent(&stored));
-        assert!(!delivery(Stage::PostApproval, "r1", "pim", BODY).equivalent(&stored));
+        assert!(
+            !delivery(Stage::PreApproval, "r1", "pim", &Bytes::from(flipped)).equivalent(&stored)
+        );
+        assert!(!delivery(Stage::PreApproval, "r1p", "im", &SAMPLE).equivalent(&stored));
+        assert!(!delivery(Stage::PostApproval, "r1", "pim", &SAMPLE).equivalent(&stored));
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_entry_older_than_the_ttl_is_forgotten() {
         let index = Redeliveries::new(10, Duration::from_secs(5));
-        let key = delivery(Stage::PreApproval, "r1", "pim", BODY);
-        index.remember(&key, Bytes::from_static(BODY), redelivery(BODY));
+        let key = delivery(Stage::PreApproval, "r1", "pim", &SAMPLE);
+        index.remember(&key, redelivery(BODY));
         tokio::time::advance(Duration::from_secs(4)).await;
         assert!(index.get(&key).is_some());
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -303,19 +312,19 @@ mod tests {
         let budget = 256 * 1024;
         // Room for 10,000 entries by count; 64 KB bodies would need 640 MB.
         let index = Redeliveries::with_budget(10_000, Duration::from_secs(60), budget);
-        let large = vec![b' '; 64 * 1024];
+        let large = Bytes::from(vec![b' '; 64 * 1024]);
         for n in 0..100u32 {
             let caller = n.to_string();
             let key = delivery(Stage::PreApproval, "r1", &caller, &large);
-            index.remember(&key, Bytes::from(large.clone()), redelivery(BODY));
+            index.remember(&key, redelivery(BODY));
             assert!(index.weight() <= budget, "{} > {budget}", index.weight());
         }
         assert!(index.len() <= 2, "{} entries of 64 KB", index.len());
         // Typical bodies still fit by the hundred.
         for n in 0..200u32 {
             let caller = format!("small-{n}");
-            let key = delivery(Stage::PreApproval, "r1", &caller, BODY);
-            index.remember(&key, Bytes::from_static(BODY), redelivery(BODY));
+            let key = delivery(Stage::PreApproval, "r1", &caller, &SAMPLE);
+            index.remember(&key, redelivery(BODY));
         }
         assert!(index.len() >= 100, "{} small entries", index.len());
         assert!(index.weight() <= budget);
@@ -326,8 +335,8 @@ mod tests {
         let index = Redeliveries::new(50, Duration::from_secs(60));
         for n in 0..500u32 {
             let caller = n.to_string();
-            let key = delivery(Stage::PreApproval, "r1", &caller, BODY);
-            index.remember(&key, Bytes::from_static(BODY), redelivery(BODY));
+            let key = delivery(Stage::PreApproval, "r1", &caller, &SAMPLE);
+            index.remember(&key, redelivery(BODY));
         }
         assert!(index.len() <= 50, "{} entries", index.len());
     }

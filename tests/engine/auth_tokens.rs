@@ -928,7 +928,7 @@ async fn repeated_token_is_verified_once_and_then_served_from_the_cache() {
     assert_eq!(first, second);
     assert_eq!(first, third);
     assert_eq!(authenticator.signature_checks(), 1, "one RS256 check");
-    assert_eq!(authenticator.cached_tokens().await, 1);
+    assert_eq!(authenticator.cached_tokens(), 1);
     let text = handle.render();
     for line in [
         r#"pimgate_cache_requests_total{cache="token",result="miss"} 1"#,
@@ -1026,11 +1026,7 @@ async fn forged_copies_of_a_cached_token_are_verified_and_rejected_every_time() 
     }
 
     assert_eq!(authenticator.signature_checks(), 5, "1 genuine + 4 forged");
-    assert_eq!(
-        authenticator.cached_tokens().await,
-        1,
-        "only the genuine one"
-    );
+    assert_eq!(authenticator.cached_tokens(), 1, "only the genuine one");
 }
 
 #[tokio::test]
@@ -1083,7 +1079,7 @@ async fn token_cache_capacity_zero_verifies_every_request() {
     }
 
     assert_eq!(authenticator.signature_checks(), 3);
-    assert_eq!(authenticator.cached_tokens().await, 0);
+    assert_eq!(authenticator.cached_tokens(), 0);
 }
 
 #[tokio::test]
@@ -1103,7 +1099,7 @@ async fn token_cache_never_holds_more_than_its_capacity() {
         );
     }
 
-    let held = authenticator.cached_tokens().await;
+    let held = authenticator.cached_tokens();
     assert!((1..=4).contains(&held), "{held} tokens held, capacity 4");
 }
 
