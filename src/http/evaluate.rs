@@ -130,21 +130,23 @@ async fn evaluate(
     // With the audit log off nobody reads it: the evaluation then runs without one, which asks
     // upstream exactly as usual and keeps nothing (`connectors::facts`).
     let book = state.audit.is_on().then(FactBook::recording);
-    let evaluation = decision::evaluate_keyed(
-        &rules,
-        activation,
-        stage,
-        &evaluation_key,
-        Utc::now(),
-        budget,
-    );
-    let evaluation = match &book {
-        Some(book) => Either::Left(facts::scope(Arc::clone(book), evaluation)),
-        None => Either::Right(evaluation),
+    // Built only if the replay cache has no answer (`ReplayCache::get_or_evaluate`).
+    let evaluate = || {
+        let evaluation = decision::evaluate_keyed(
+            &rules,
+            activation,
+            stage,
+            &evaluation_key,
+            Utc::now(),
+            budget,
+        );
+        match &book {
+            Some(book) => Either::Left(facts::scope(Arc::clone(book), evaluation)),
+            None => Either::Right(evaluation),
+        }
     };
     let Answer { decision, replay } =
-        match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluation)).await
-        {
+        match tokio::time::timeout(remaining, state.replays.get_or_evaluate(key, evaluate)).await {
             Ok(answer) => answer,
             Err(_) => Answer {
                 decision: Arc::new(deadline_decision(
