@@ -433,20 +433,7 @@ mod tests {
                 justification_max_chars: 200,
             })
             .expect("audit log");
-            let decision = Decision {
-                evaluation_id: uuid::Uuid::now_v7(),
-                stage: Stage::PreApproval,
-                outcome: crate::decision::Outcome::Approved,
-                reasons: Vec::new(),
-                policy: None,
-                skipped_policies: Vec::new(),
-                checks: Vec::new(),
-                shadow: Vec::new(),
-                guards: Vec::new(),
-                rules_revision: "r".into(),
-                evaluated_at: Utc::now(),
-                duration_ms: 0.1,
-            };
+            let decision = Decision::bare(crate::decision::Outcome::Approved);
             let caller = CallerSummary {
                 app_id: "app",
                 token_version: "v2",
@@ -526,13 +513,9 @@ mod tests {
         .expect("audit log");
         let request = crate::checks::test_support::request();
         let decision = Decision {
-            evaluation_id: uuid::Uuid::now_v7(),
             stage: Stage::PostApproval,
-            outcome: crate::decision::Outcome::Denied,
             reasons: vec!["no".into()],
             policy: Some("p".into()),
-            skipped_policies: Vec::new(),
-            checks: Vec::new(),
             shadow: vec![crate::decision::ShadowDecision {
                 policy: "rehearsal".into(),
                 outcome: crate::decision::Outcome::Approved,
@@ -552,8 +535,8 @@ mod tests {
                 }],
             }],
             rules_revision: "abc".into(),
-            evaluated_at: Utc::now(),
             duration_ms: 0.1,
+            ..Decision::bare(crate::decision::Outcome::Denied)
         };
         let caller = CallerSummary {
             app_id: "app",

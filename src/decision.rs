@@ -93,6 +93,45 @@ pub struct Decision {
     pub duration_ms: f64,
 }
 
+impl Decision {
+    /// A decision with nothing in it yet: no reasons, policy, checks, shadows or guards.
+    fn empty(
+        evaluation_id: Uuid,
+        stage: Stage,
+        outcome: Outcome,
+        rules_revision: String,
+        evaluated_at: DateTime<Utc>,
+    ) -> Self {
+        Decision {
+            evaluation_id,
+            stage,
+            outcome,
+            reasons: Vec::new(),
+            policy: None,
+            skipped_policies: Vec::new(),
+            checks: Vec::new(),
+            shadow: Vec::new(),
+            guards: Vec::new(),
+            rules_revision,
+            evaluated_at,
+            duration_ms: 0.0,
+        }
+    }
+
+    /// A pre-approval decision with nothing in it: what tests that store, serialize or count
+    /// decisions start from (`Decision { field, ..Decision::bare(outcome) }`).
+    #[cfg(test)]
+    pub(crate) fn bare(outcome: Outcome) -> Self {
+        Self::empty(
+            Uuid::now_v7(),
+            Stage::PreApproval,
+            outcome,
+            "r".into(),
+            Utc::now(),
+        )
+    }
+}
+
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -152,20 +191,13 @@ pub async fn evaluate_keyed(
 ) -> Decision {
     debug_assert!(*key == EvaluationKey::derive(stage, &rules.revision, request));
     let started = Instant::now();
-    let mut decision = Decision {
-        evaluation_id: key.evaluation_id(),
+    let mut decision = Decision::empty(
+        key.evaluation_id(),
         stage,
-        outcome: Outcome::Denied,
-        reasons: Vec::new(),
-        policy: None,
-        skipped_policies: Vec::new(),
-        checks: Vec::new(),
-        shadow: Vec::new(),
-        guards: Vec::new(),
-        rules_revision: rules.revision.clone(),
-        evaluated_at: now,
-        duration_ms: 0.0,
-    };
+        Outcome::Denied,
+        rules.revision.clone(),
+        now,
+    );
     let context =
         CheckContext::new(request, now, tokio::time::Instant::now() + budget).at_stage(stage);
     let run = &CheckRun::new(context, budget, rules.shared_slots);

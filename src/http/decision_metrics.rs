@@ -169,13 +169,8 @@ mod tests {
 
     fn decision(policy: Option<&str>, outcome: Outcome, shadow: &[(&str, Outcome)]) -> Decision {
         Decision {
-            evaluation_id: uuid::Uuid::now_v7(),
             stage: Stage::PostApproval,
-            outcome,
-            reasons: Vec::new(),
             policy: policy.map(str::to_string),
-            skipped_policies: Vec::new(),
-            checks: Vec::new(),
             shadow: shadow
                 .iter()
                 .map(|(policy, outcome)| ShadowDecision {
@@ -185,10 +180,7 @@ mod tests {
                     checks: Vec::new(),
                 })
                 .collect(),
-            guards: Vec::new(),
-            rules_revision: "r".into(),
-            evaluated_at: chrono::Utc::now(),
-            duration_ms: 0.0,
+            ..Decision::bare(outcome)
         }
     }
 

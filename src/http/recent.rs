@@ -200,20 +200,7 @@ mod tests {
     use uuid::Uuid;
 
     fn decision(outcome: Outcome) -> Arc<Decision> {
-        Arc::new(Decision {
-            evaluation_id: Uuid::now_v7(),
-            stage: crate::payload::Stage::PreApproval,
-            outcome,
-            reasons: vec![],
-            policy: None,
-            skipped_policies: vec![],
-            checks: vec![],
-            shadow: vec![],
-            guards: vec![],
-            rules_revision: "r".into(),
-            evaluated_at: Utc::now(),
-            duration_ms: 0.0,
-        })
+        Arc::new(Decision::bare(outcome))
     }
 
     fn entry(at: DateTime<Utc>, outcome: Outcome) -> RecentDecision {

@@ -154,9 +154,6 @@ fn answer_only(decision: &Decision) -> Decision {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use chrono::Utc;
-    use uuid::Uuid;
-
     use super::*;
     use crate::checks::CheckOutcome;
     use crate::decision::{CheckReport, CheckStage, Outcome};
@@ -164,23 +161,16 @@ mod tests {
 
     fn decision(outcome: Outcome) -> Decision {
         Decision {
-            evaluation_id: Uuid::now_v7(),
-            stage: Stage::PreApproval,
-            outcome,
             reasons: vec!["because".into()],
             policy: Some("p".into()),
-            skipped_policies: Vec::new(),
             checks: vec![CheckReport {
                 kind: "duration".into(),
                 stage: CheckStage::Require,
                 outcome: CheckOutcome::pass("ok"),
                 duration_ms: 0.1,
             }],
-            shadow: Vec::new(),
-            guards: Vec::new(),
-            rules_revision: "r".into(),
-            evaluated_at: Utc::now(),
             duration_ms: 1.0,
+            ..Decision::bare(outcome)
         }
     }
 
