@@ -84,20 +84,25 @@ impl Names {
     }
 }
 
-/// The items of `policies:` or `guards:`, each read as it is reached, or the problem with what was
-/// written instead of a list.
+/// The items of `policies:` or `guards:`, each read as it is reached; `None` when the key is absent
+/// or holds something other than a list, which is reported.
 fn list_items<'s, T: serde::de::DeserializeOwned>(
-    list: &'s Items<T>,
+    list: Option<&'s Items<T>>,
     key: &str,
     item: &str,
-) -> Result<impl Iterator<Item = Field<T>> + 's, Box<Diagnostic>> {
-    list.read().map_err(|written| {
-        Box::new(Diagnostic::error(
-            key,
-            format!("`{key}` must be a list, found {}", kind_of(written)),
-            format!("write each {item} as a `- name: ...` item"),
-        ))
-    })
+    report: &mut dyn FnMut(Diagnostic),
+) -> Option<impl Iterator<Item = Field<T>> + 's> {
+    match list?.read() {
+        Ok(items) => Some(items),
+        Err(written) => {
+            report(Diagnostic::error(
+                key,
+                format!("`{key}` must be a list, found {}", kind_of(written)),
+                format!("write each {item} as a `- name: ...` item"),
+            ));
+            None
+        }
+    }
 }
 
 fn compile_sources(
@@ -143,15 +148,13 @@ fn compile_sources(
     let mut compiled: Vec<(Policy, usize, String)> = Vec::new();
     let mut names = Names::default();
     for (file, spec) in &files {
-        let Some(list) = &spec.policies else {
+        let Some(items) = list_items(
+            spec.policies.as_ref(),
+            "policies",
+            "policy",
+            &mut |problem| report.add(sources, *file, problem),
+        ) else {
             continue;
-        };
-        let items = match list_items(list, "policies", "policy") {
-            Ok(items) => items,
-            Err(problem) => {
-                report.add(sources, *file, *problem);
-                continue;
-            }
         };
         for (index, item) in items.enumerate() {
             let key = format!("policies[{index}]");
@@ -186,15 +189,10 @@ fn compile_sources(
     // A guard's name must differ from every policy's and every other guard's.
     let mut guards = Vec::new();
     for (file, spec) in &files {
-        let Some(list) = &spec.guards else {
+        let Some(items) = list_items(spec.guards.as_ref(), "guards", "guard", &mut |problem| {
+            report.add(sources, *file, problem)
+        }) else {
             continue;
-        };
-        let items = match list_items(list, "guards", "guard") {
-            Ok(items) => items,
-            Err(problem) => {
-                report.add(sources, *file, *problem);
-                continue;
-            }
         };
         for (index, item) in items.enumerate() {
             let key = format!("guards[{index}]");
